@@ -1,0 +1,28 @@
+// Device tag carried by every tensor. Moving data between devices is always explicit.
+#pragma once
+#include <string>
+
+namespace fsad {
+
+enum class DeviceType { CPU = 0, CUDA = 1 };
+
+struct Device {
+    DeviceType type = DeviceType::CPU;
+    int index = 0;
+
+    static constexpr Device cpu() { return {DeviceType::CPU, 0}; }
+    static constexpr Device cuda(int i = 0) { return {DeviceType::CUDA, i}; }
+    constexpr bool is_cpu() const { return type == DeviceType::CPU; }
+    constexpr bool is_cuda() const { return type == DeviceType::CUDA; }
+    friend constexpr bool operator==(Device a, Device b) { return a.type == b.type && a.index == b.index; }
+    std::string str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index); }
+};
+
+/// Parses "cpu", "cuda" or "cuda:N"; throws fsad::Error otherwise.
+Device parse_device(const std::string& s);
+
+/// True when this build has the CUDA backend and at least one GPU is visible.
+bool cuda_available();
+int cuda_device_count();
+
+}  // namespace fsad

@@ -1,0 +1,51 @@
+// Element-wise arithmetic shared by the CPU loops and the CUDA kernels. Marked host+device so
+// that the CPU tests exercise exactly the arithmetic the GPU runs.
+#pragma once
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define FSAD_HD __host__ __device__ __forceinline__
+#else
+#define FSAD_HD inline
+#endif
+
+namespace fsad::math {
+
+enum class Activation { ReLU = 0, ReLU6 = 1 };
+
+FSAD_HD float activation(float x, Activation a) {
+    float y = x > 0.0f ? x : 0.0f;
+    return (a == Activation::ReLU6 && y > 6.0f) ? 6.0f : y;
+}
+/// d act / dx written in terms of the OUTPUT y (so the input need not be kept): y in (0, cap).
+FSAD_HD float activation_grad(float y, float dy, Activation a) {
+    bool pass = y > 0.0f && (a == Activation::ReLU || y < 6.0f);
+    return pass ? dy : 0.0f;
+}
+
+/// Adam (Kingma & Ba) with bias correction folded into the step size, as PyTorch computes it:
+///   m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
+///   p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+/// Weight decay (L2, PyTorch's Adam) adds wd*p to g first.
+struct AdamStep {
+    float lr, beta1, beta2, eps, weight_decay;
+    float bias_c1;       // 1 - beta1^t
+    float sqrt_bias_c2;  // sqrt(1 - beta2^t)
+};
+FSAD_HD void adam_update(float& p, float g, float& m, float& v, const AdamStep& s) {
+    g += s.weight_decay * p;
+    m = s.beta1 * m + (1.0f - s.beta1) * g;
+    v = s.beta2 * v + (1.0f - s.beta2) * g * g;
+    float denom = sqrtf(v) / s.sqrt_bias_c2 + s.eps;
+    p -= (s.lr / s.bias_c1) * m / denom;
+}
+
+/// EMA target update (BYOL): t <- beta * t + (1 - beta) * o.
+FSAD_HD float ema(float t, float o, float beta) { return beta * t + (1.0f - beta) * o; }
+
+/// Batch-norm normalisation of one value with saved statistics.
+FSAD_HD float bn_apply(float x, float mean, float invstd, float gamma, float beta) {
+    return (x - mean) * invstd * gamma + beta;
+}
+
+}  // namespace fsad::math

@@ -1,0 +1,129 @@
+// The op front end: every op is declared once here, as a forward/backward pair on Tensors.
+// Each function checks shapes and devices first (throwing fsad::Error naming the op and the
+// shapes), then dispatches to the backend of the inputs' device (src/cpu, src/cuda).
+//
+// Gradient rule (for every *_backward here): outputs are WRITTEN (=), never accumulated.
+// Accumulation across uses of a value happens in exactly one place: Var::accumulate_grad
+// (include/fsad/autograd/variable.hpp). A null output pointer means "not needed".
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "fsad/core/math.hpp"
+#include "fsad/core/tensor.hpp"
+
+namespace fsad::ops {
+
+struct Conv2dParams {
+    int stride_h = 1, stride_w = 1;
+    int pad_h = 0, pad_w = 0;
+    int dil_h = 1, dil_w = 1;
+    int groups = 1;
+};
+/// Output spatial size of a convolution / pooling window.
+inline int64_t conv_out_size(int64_t in, int k, int stride, int pad, int dil) {
+    return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+// ---------------------------------------------------------------- convolution
+/// requires x [N,Cin,H,W], w [Cout,Cin/groups,KH,KW], bias null or [Cout], Cin and Cout divisible by groups.
+/// ensures  y [N,Cout,Ho,Wo] = cross-correlation as PyTorch's conv2d.
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p);
+/// requires dy [N,Cout,Ho,Wo] matching conv2d_forward(x, w, ., p).
+/// ensures  *dx = dL/dx, *dw = dL/dw, *db = dL/db (each optional).
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, Tensor* dx,
+                     Tensor* dw, Tensor* db);
+
+// ---------------------------------------------------------------- batch normalisation
+// x is [N,C,H,W] (BatchNorm2d) or [N,C] (BatchNorm1d); statistics are per channel over N*H*W.
+struct BatchNormSaved {
+    Tensor mean;    // [C] batch mean
+    Tensor invstd;  // [C] 1/sqrt(biased batch var + eps)
+};
+/// Training mode: normalises with batch statistics, then updates the running statistics as
+/// PyTorch does: running = (1-momentum)*running + momentum*batch (running_var takes the
+/// UNBIASED batch variance). requires N*H*W > 1.
+Tensor batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                               const Tensor& running_var, float momentum, float eps, BatchNormSaved* saved);
+/// Evaluation mode: normalises with the running statistics.
+Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                              const Tensor& running_var, float eps);
+/// Backward of the training-mode forward (batch statistics depend on x).
+void batchnorm_backward_train(const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved, const Tensor& dy,
+                              Tensor* dx, Tensor* dgamma, Tensor* dbeta);
+/// Backward of the evaluation-mode forward (an affine map per channel).
+void batchnorm_backward_eval(const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
+                             const Tensor& running_var, float eps, const Tensor& dy, Tensor* dx, Tensor* dgamma,
+                             Tensor* dbeta);
+
+// ---------------------------------------------------------------- activations
+Tensor activation_forward(const Tensor& x, math::Activation a);
+/// Takes the forward OUTPUT y.
+Tensor activation_backward(const Tensor& y, const Tensor& dy, math::Activation a);
+
+// ---------------------------------------------------------------- pooling
+struct Pool2dParams {
+    int kh = 2, kw = 2, stride_h = 2, stride_w = 2, pad_h = 0, pad_w = 0;
+};
+/// Max pooling (padding counts as -inf). requires x [N,C,H,W].
+Tensor maxpool2d_forward(const Tensor& x, const Pool2dParams& p);
+/// Recomputes the arg-max from x (no index tensor kept); ties go to the first element.
+Tensor maxpool2d_backward(const Tensor& x, const Tensor& dy, const Pool2dParams& p);
+/// Average pooling, padding counted in the divisor (PyTorch's count_include_pad=True).
+Tensor avgpool2d_forward(const Tensor& x, const Pool2dParams& p);
+Tensor avgpool2d_backward(const Shape& x_shape, const Tensor& dy, const Pool2dParams& p);
+/// [N,C,H,W] -> [N,C], mean over H*W.
+Tensor global_avgpool_forward(const Tensor& x);
+Tensor global_avgpool_backward(const Shape& x_shape, const Tensor& dy);
+
+// ---------------------------------------------------------------- element-wise and scalar arithmetic
+/// requires a, b same shape. ensures alpha*a + beta*b.
+Tensor axpby(float alpha, const Tensor& a, float beta, const Tensor& b);
+inline Tensor add(const Tensor& a, const Tensor& b) { return axpby(1.0f, a, 1.0f, b); }
+inline Tensor sub(const Tensor& a, const Tensor& b) { return axpby(1.0f, a, -1.0f, b); }
+/// Element-wise product, same shapes.
+Tensor mul(const Tensor& a, const Tensor& b);
+/// alpha*x + beta (scalar arithmetic).
+Tensor affine(const Tensor& x, float alpha, float beta);
+/// y += alpha * x in place (same shape). Used for gradient accumulation.
+void add_(const Tensor& y, const Tensor& x, float alpha = 1.0f);
+
+// ---------------------------------------------------------------- linear
+/// requires x [N,in], w [out,in], bias null or [out]. ensures y [N,out] = x w^T + b.
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias);
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db);
+
+// ---------------------------------------------------------------- shape ops
+/// Concatenates along `dim`; all other dimensions must agree.
+Tensor concat(const std::vector<Tensor>& xs, int dim);
+/// Inverse of concat: splits dy along `dim` into pieces of the given sizes.
+std::vector<Tensor> split(const Tensor& dy, int dim, const std::vector<int64_t>& sizes);
+/// Rows of x (dim 0) at `index`; index values must be in [0, N).
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& index);
+/// dx [n_rows, ...] with dx[index[i]] += dy[i] (zero elsewhere).
+Tensor gather_rows_backward(const Tensor& dy, const std::vector<int64_t>& index, int64_t n_rows);
+
+// ---------------------------------------------------------------- row-wise vector ops, x [N,D]
+/// y_i = x_i / max(|x_i|, eps) (PyTorch's F.normalize).
+Tensor l2_normalize_forward(const Tensor& x, float eps);
+Tensor l2_normalize_backward(const Tensor& x, const Tensor& dy, float eps);
+/// c_i = a_i.b_i / max(|a_i||b_i|, eps) -> [N] (PyTorch's F.cosine_similarity, dim=1).
+Tensor cosine_similarity_forward(const Tensor& a, const Tensor& b, float eps);
+void cosine_similarity_backward(const Tensor& a, const Tensor& b, const Tensor& dc, float eps, Tensor* da,
+                                Tensor* db);
+
+// ---------------------------------------------------------------- reductions
+/// Sum of all elements -> [1].
+Tensor sum_all(const Tensor& x);
+/// Sum over dimension `dim` (removed from the shape).
+Tensor sum_dim(const Tensor& x, int dim);
+/// Gradient of sum_dim: broadcast dy back over `dim` of x_shape.
+Tensor sum_dim_backward(const Shape& x_shape, const Tensor& dy, int dim);
+
+// ---------------------------------------------------------------- optimiser kernels (flat buffers)
+/// One Adam step over flat buffers of equal length.
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s);
+/// target <- beta*target + (1-beta)*online over flat buffers.
+void ema_update(const Tensor& target, const Tensor& online, float beta);
+
+}  // namespace fsad::ops

@@ -1,0 +1,23 @@
+// Image decoding (stb_image: PNG, JPEG, BMP, TGA, ...; 8/16-bit, gray, gray+alpha, RGB, RGBA)
+// into RGB float tensors [3,H,W] in [0,1], bilinear resizing and ImageNet normalisation.
+#pragma once
+#include <string>
+
+#include "fsad/core/tensor.hpp"
+
+namespace fsad::io {
+
+/// Decodes `path` to [3,H,W] RGB in [0,1]: gray is replicated, alpha dropped, 16-bit kept at
+/// full precision. Throws IOError naming the file when it cannot be read or decoded.
+Tensor load_image(const std::string& path);
+/// Decodes an in-memory encoded image; `name` is used in messages.
+Tensor decode_image(const std::string& bytes, const std::string& name);
+/// Bilinear resize of [C,H,W] to [C,out_h,out_w] (half-pixel centres, as PyTorch's
+/// F.interpolate(mode="bilinear", align_corners=False) without antialiasing).
+Tensor resize_bilinear(const Tensor& img, int64_t out_h, int64_t out_w);
+/// (x - mean) / std per channel with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+Tensor imagenet_normalize(const Tensor& img);
+/// Writes [3,H,W] (or [1,H,W]) in [0,1] as an 8-bit PNG, atomically.
+void write_png(const std::string& path, const Tensor& img);
+
+}  // namespace fsad::io

@@ -1,0 +1,57 @@
+// Backbones with torchvision's architectures and state-dict key names: ResNet18/34 (basic
+// blocks), ResNet50/101 (bottlenecks) and MobileNetV2, each with a width multiplier for fast
+// tests. forward_features returns the globally pooled feature and, on request, the feature map
+// at the end of every stage.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fsad/nn/layers.hpp"
+
+namespace fsad::nn {
+
+enum class BackboneKind { ResNet18, ResNet34, ResNet50, ResNet101, MobileNetV2 };
+BackboneKind parse_backbone_kind(const std::string& s);
+std::string to_string(BackboneKind k);
+
+struct BackboneConfig {
+    BackboneKind kind = BackboneKind::ResNet18;
+    float width = 1.0f;  ///< channel multiplier (1.0 = the published network)
+    // MobileNetV2 variations (torchvision's defaults unless a checkpoint's metadata says otherwise)
+    bool first_block_expand = false;  ///< block 1 gets a 1x1 expansion conv although t = 1
+    std::vector<std::vector<int>> inverted_residual_setting = {
+        {1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
+    math::Activation activation = math::Activation::ReLU6;  ///< MobileNetV2's; ResNets always use ReLU
+
+    /// Applies a safetensors file's __metadata__ (first_block_expand, inverted_residual_setting,
+    /// activation) as ../shared/weights/README.md describes. Unknown keys are ignored.
+    void apply_metadata(const std::map<std::string, std::string>& meta);
+};
+
+class Backbone : public Module {
+public:
+    struct Output {
+        Var feature;               ///< [N, feature_dim], global average pool of the last stage
+        std::vector<Var> stages;   ///< end-of-stage maps when requested
+    };
+    virtual Output forward_features(const Var& x, bool keep_stages = false) = 0;
+    Var forward(const Var& x) override { return forward_features(x).feature; }
+    virtual int64_t feature_dim() const = 0;
+    const BackboneConfig& config() const { return cfg_; }
+
+protected:
+    BackboneConfig cfg_;
+};
+
+/// Builds a backbone with torchvision's random initialisation, flattened (one parameter buffer).
+std::shared_ptr<Backbone> make_backbone(const BackboneConfig& cfg, uint64_t seed = 0);
+
+/// Builds a backbone from a safetensors checkpoint with torchvision key names. The file's
+/// metadata adjusts the architecture (MobileNetV2 variants); every parameter and buffer must be
+/// present with the right shape. Keys a feature extractor does not use (the classifier: fc.*,
+/// classifier.*; BatchNorm's num_batches_tracked counters) are accepted and ignored; any other
+/// unexpected key is an error unless `strict` is false.
+std::shared_ptr<Backbone> load_backbone(BackboneConfig cfg, const std::string& path, bool strict = true);
+
+}  // namespace fsad::nn

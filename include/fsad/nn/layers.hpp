@@ -1,0 +1,127 @@
+// Layers with PyTorch's parameter names, shapes, defaults and initialisations.
+#pragma once
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "fsad/autograd/functions.hpp"
+#include "fsad/nn/module.hpp"
+
+namespace fsad::nn {
+
+/// Conv2d: weight [out, in/groups, k, k]; PyTorch's default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+class Conv2d : public Module {
+public:
+    struct Options {
+        int64_t in, out, kernel;
+        int stride = 1, padding = 0, dilation = 1, groups = 1;
+        bool bias = false;
+    };
+    Conv2d(const Options& o, Rng& rng) : o_(o) {
+        FSAD_CHECK(o.in % o.groups == 0 && o.out % o.groups == 0, "Conv2d: channels ", o.in, "->", o.out,
+                   " not divisible by groups ", o.groups);
+        const float fan_in = static_cast<float>(o.in / o.groups * o.kernel * o.kernel);
+        const float bound = 1.0f / std::sqrt(fan_in);
+        weight_ = &register_parameter("weight",
+                                      rng.uniform_tensor(Shape{o.out, o.in / o.groups, o.kernel, o.kernel}, -bound, bound));
+        if (o.bias) bias_ = &register_parameter("bias", rng.uniform_tensor(Shape{o.out}, -bound, bound));
+        p_.stride_h = p_.stride_w = o.stride;
+        p_.pad_h = p_.pad_w = o.padding;
+        p_.dil_h = p_.dil_w = o.dilation;
+        p_.groups = o.groups;
+    }
+    Var forward(const Var& x) override { return ag::conv2d(x, *weight_, bias_, p_); }
+    Var& weight() { return *weight_; }
+    const Options& options() const { return o_; }
+    ops::Conv2dParams& params() { return p_; }
+
+private:
+    Options o_;
+    ops::Conv2dParams p_;
+    Var* weight_ = nullptr;
+    Var* bias_ = nullptr;
+};
+
+/// BatchNorm over channel dim 1 of [N,C,H,W] (2d) or [N,C] (1d); weight 1, bias 0,
+/// running_mean 0, running_var 1; momentum 0.1, eps 1e-5 as PyTorch.
+class BatchNorm : public Module {
+public:
+    explicit BatchNorm(int64_t channels, float eps = 1e-5f, float momentum = 0.1f) : eps_(eps), momentum_(momentum) {
+        weight_ = &register_parameter("weight", Tensor::full(Shape{channels}, 1.0f));
+        bias_ = &register_parameter("bias", Tensor::zeros(Shape{channels}));
+        running_mean_ = &register_buffer("running_mean", Tensor::zeros(Shape{channels}));
+        running_var_ = &register_buffer("running_var", Tensor::full(Shape{channels}, 1.0f));
+    }
+    Var forward(const Var& x) override {
+        if (is_training()) return ag::batchnorm_train(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
+        return ag::batchnorm_eval(x, *weight_, *bias_, *running_mean_, *running_var_, eps_);
+    }
+    float eps() const { return eps_; }
+
+private:
+    float eps_, momentum_;
+    Var* weight_;
+    Var* bias_;
+    Tensor* running_mean_;
+    Tensor* running_var_;
+};
+using BatchNorm2d = BatchNorm;
+using BatchNorm1d = BatchNorm;
+
+/// Linear: weight [out, in], bias [out]; PyTorch's default init U(-1/sqrt(in), 1/sqrt(in)).
+class Linear : public Module {
+public:
+    Linear(int64_t in, int64_t out, Rng& rng, bool bias = true) {
+        const float bound = 1.0f / std::sqrt(static_cast<float>(in));
+        weight_ = &register_parameter("weight", rng.uniform_tensor(Shape{out, in}, -bound, bound));
+        if (bias) bias_ = &register_parameter("bias", rng.uniform_tensor(Shape{out}, -bound, bound));
+    }
+    Var forward(const Var& x) override { return ag::linear(x, *weight_, bias_); }
+
+private:
+    Var* weight_;
+    Var* bias_ = nullptr;
+};
+
+class Activation : public Module {
+public:
+    explicit Activation(math::Activation a = math::Activation::ReLU) : a_(a) {}
+    Var forward(const Var& x) override { return ag::activation(x, a_); }
+
+private:
+    math::Activation a_;
+};
+
+/// Children named "0", "1", ... (nn.Sequential's keys).
+class Sequential : public Module {
+public:
+    template <class M>
+    std::shared_ptr<M> add(std::shared_ptr<M> m) {
+        layers_.push_back(m);
+        return register_module(std::to_string(layers_.size() - 1), m);
+    }
+    Var forward(const Var& x) override {
+        Var h = x;
+        for (auto& l : layers_) h = l->forward(h);
+        return h;
+    }
+    size_t size() const { return layers_.size(); }
+    Module& operator[](size_t i) { return *layers_[i]; }
+
+private:
+    std::vector<std::shared_ptr<Module>> layers_;
+};
+
+/// BYOL's projector / predictor: Linear(in, hidden) - BatchNorm1d - ReLU - Linear(hidden, out),
+/// keys 0.*, 1.*, 3.* as the PyTorch nn.Sequential.
+class MLP : public Sequential {
+public:
+    MLP(int64_t in, int64_t hidden, int64_t out, Rng& rng) {
+        add(std::make_shared<Linear>(in, hidden, rng));
+        add(std::make_shared<BatchNorm1d>(hidden));
+        add(std::make_shared<Activation>());
+        add(std::make_shared<Linear>(hidden, out, rng));
+    }
+};
+
+}  // namespace fsad::nn

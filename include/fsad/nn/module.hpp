@@ -1,0 +1,70 @@
+// Module: parameters, buffers and children with dotted names (torchvision's state-dict keys),
+// train/eval, state dict in and out, and one flat parameter buffer per model.
+//
+// After construction the root calls flatten(): every parameter becomes a view into one flat
+// value buffer, its gradient a view into one flat gradient buffer, and every buffer (BatchNorm
+// running statistics) a view into one flat buffer too. zero_grad is then one fill, Adam one
+// pass, and the EMA target update one pass over parameters plus one over buffers.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fsad/autograd/variable.hpp"
+#include "fsad/core/rng.hpp"
+
+namespace fsad::nn {
+
+class Module {
+public:
+    virtual ~Module() = default;
+    Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+
+    /// Single-input forward; modules with other signatures provide their own.
+    virtual Var forward(const Var& x);
+
+    void train(bool on = true);
+    void eval() { train(false); }
+    bool is_training() const { return training_; }
+
+    std::vector<std::pair<std::string, Var*>> named_parameters(const std::string& prefix = "");
+    std::vector<std::pair<std::string, Tensor*>> named_buffers(const std::string& prefix = "");
+    std::vector<Var*> parameters();
+    int64_t num_parameters();
+
+    /// Parameters and buffers by dotted name (values share storage with the module).
+    std::map<std::string, Tensor> state_dict();
+    /// Copies matching entries in. Shapes must agree; with `strict`, every parameter and buffer
+    /// must be present and no unknown key may appear (names listed in the error).
+    void load_state_dict(const std::map<std::string, Tensor>& sd, bool strict = true);
+
+    /// Packs parameters, gradients and buffers into flat buffers (see file comment). Idempotent.
+    void flatten();
+    bool flattened() const { return flat_params_.defined(); }
+    const Tensor& flat_params() const { return flat_params_; }
+    const Tensor& flat_grads() const { return flat_grads_; }
+    const Tensor& flat_buffers() const { return flat_buffers_; }
+    void zero_grad();
+
+protected:
+    Var& register_parameter(const std::string& name, Tensor value);
+    Tensor& register_buffer(const std::string& name, Tensor value);
+    template <class M>
+    std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+        children_.emplace_back(name, m);
+        return m;
+    }
+
+private:
+    bool training_ = true;
+    std::vector<std::pair<std::string, std::unique_ptr<Var>>> params_;
+    std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+    Tensor flat_params_, flat_grads_, flat_buffers_;
+};
+
+}  // namespace fsad::nn

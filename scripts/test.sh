@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs dependencies, builds, runs the whole test suite,
+# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then the
+# safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+jobs=$(nproc)
+
+echo "== build (Release)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFSAD_BUILD_BENCH=ON >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests"
+ctest --test-dir build --output-on-failure -j1
+
+echo "== tests under ASan + UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=OFF \
+      -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF >/dev/null
+cmake --build build-asan -j"$jobs" --target fsad_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/tests/fsad_tests
+
+echo "== fuzz: safetensors reader (${FSAD_FUZZ_SECONDS:-60} s)"
+CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_FUZZ=ON \
+      -DFSAD_BUILD_TESTS=OFF -DFSAD_BUILD_BENCH=OFF -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors
+mkdir -p build-fuzz/corpus
+build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="${FSAD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
+  build-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 3
+echo "== all tests passed"

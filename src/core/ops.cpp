@@ -1,0 +1,470 @@
+// Front end of the ops: argument checks, output allocation, dispatch by device.
+#include "fsad/core/ops.hpp"
+
+#include <string>
+
+#include "../cpu/kernels.hpp"
+
+namespace fsad::ops {
+namespace {
+
+// Every op runs on the device of its inputs. This build's CUDA backend is added by the CUDA
+// issue; until then a CUDA tensor cannot be created (device_malloc refuses), so only the CPU
+// branch is reachable.
+#define FSAD_DISPATCH(dev, op, ...)                                                            \
+    do {                                                                                       \
+        if ((dev).is_cuda()) throw Error(std::string(#op) + ": no CUDA backend in this build"); \
+        cpu::op(__VA_ARGS__);                                                                  \
+    } while (0)
+
+void need(bool cond, const char* op, const std::string& what) {
+    if (!cond) throw Error(std::string(op) + ": " + what);
+}
+void need_defined(const Tensor& t, const char* op, const char* name) {
+    need(t.defined(), op, std::string(name) + " is an undefined tensor");
+}
+void need_same_device(const Tensor& a, const Tensor& b, const char* op, const char* an, const char* bn) {
+    need(a.device() == b.device(), op,
+         std::string(an) + " is on " + a.device().str() + " but " + bn + " is on " + b.device().str());
+}
+void need_shape(const Tensor& t, const Shape& s, const char* op, const char* name) {
+    need(t.shape() == s, op, std::string(name) + " has shape " + t.shape().str() + ", expected " + s.str());
+}
+void need_ndim(const Tensor& t, int nd, const char* op, const char* name) {
+    need_defined(t, op, name);
+    need(t.ndim() == nd, op,
+         std::string(name) + " must have " + std::to_string(nd) + " dimensions, got shape " + t.shape().str());
+}
+Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), t.device()); }
+
+Shape conv_out_shape(const Tensor& x, const Tensor& w, const Conv2dParams& p, const char* op) {
+    need_ndim(x, 4, op, "input");
+    need_ndim(w, 4, op, "weight");
+    need_same_device(x, w, op, "input", "weight");
+    need(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dil_h >= 1 && p.dil_w >= 1 && p.pad_h >= 0 &&
+             p.pad_w >= 0,
+         op, "groups, strides and dilations must be >= 1 and paddings >= 0");
+    int64_t cin = x.dim(1), cout = w.dim(0);
+    need(cin % p.groups == 0 && cout % p.groups == 0, op,
+         "channels (in " + std::to_string(cin) + ", out " + std::to_string(cout) + ") not divisible by groups " +
+             std::to_string(p.groups));
+    need(w.dim(1) == cin / p.groups, op,
+         "weight " + w.shape().str() + " expects " + std::to_string(w.dim(1) * p.groups) + " input channels, input " +
+             x.shape().str() + " has " + std::to_string(cin));
+    int64_t ho = conv_out_size(x.dim(2), static_cast<int>(w.dim(2)), p.stride_h, p.pad_h, p.dil_h);
+    int64_t wo = conv_out_size(x.dim(3), static_cast<int>(w.dim(3)), p.stride_w, p.pad_w, p.dil_w);
+    need(ho >= 1 && wo >= 1, op,
+         "kernel " + w.shape().str() + " does not fit input " + x.shape().str() + " with this padding/dilation");
+    return Shape{x.dim(0), cout, ho, wo};
+}
+
+// BatchNorm accepts [N,C,H,W] and [N,C]; returns C.
+int64_t bn_check(const Tensor& x, const Tensor& gamma, const Tensor& beta, const char* op) {
+    need_defined(x, op, "input");
+    need(x.ndim() == 4 || x.ndim() == 2, op, "input must be [N,C,H,W] or [N,C], got " + x.shape().str());
+    int64_t c = x.dim(1);
+    need_shape(gamma, Shape{c}, op, "weight");
+    need_shape(beta, Shape{c}, op, "bias");
+    need_same_device(x, gamma, op, "input", "weight");
+    return c;
+}
+
+Shape pool_out_shape(const Tensor& x, const Pool2dParams& p, const char* op) {
+    need_ndim(x, 4, op, "input");
+    need(p.kh >= 1 && p.kw >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.pad_h >= 0 && p.pad_w >= 0, op,
+         "kernel and stride must be >= 1, padding >= 0");
+    need(2 * p.pad_h <= p.kh && 2 * p.pad_w <= p.kw, op, "padding must be at most half the kernel");
+    int64_t ho = conv_out_size(x.dim(2), p.kh, p.stride_h, p.pad_h, 1);
+    int64_t wo = conv_out_size(x.dim(3), p.kw, p.stride_w, p.pad_w, 1);
+    need(ho >= 1 && wo >= 1, op, "window does not fit input " + x.shape().str());
+    return Shape{x.dim(0), x.dim(1), ho, wo};
+}
+
+void need_rows(const Tensor& x, const char* op, const char* name) {
+    need_ndim(x, 2, op, name);
+}
+}  // namespace
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p) {
+    Shape ys = conv_out_shape(x, w, p, "conv2d_forward");
+    if (bias) {
+        need_shape(*bias, Shape{w.dim(0)}, "conv2d_forward", "bias");
+        need_same_device(x, *bias, "conv2d_forward", "input", "bias");
+    }
+    Tensor y = Tensor::empty(ys, x.device());
+    FSAD_DISPATCH(x.device(), conv2d_forward, x, w, bias, p, y);
+    return y;
+}
+
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, Tensor* dx,
+                     Tensor* dw, Tensor* db) {
+    Shape ys = conv_out_shape(x, w, p, "conv2d_backward");
+    need_defined(dy, "conv2d_backward", "grad_output");
+    need_shape(dy, ys, "conv2d_backward", "grad_output");
+    need_same_device(x, dy, "conv2d_backward", "input", "grad_output");
+    if (dx) *dx = like(x);
+    if (dw) *dw = like(w);
+    if (db) *db = Tensor::empty(Shape{w.dim(0)}, x.device());
+    FSAD_DISPATCH(x.device(), conv2d_backward, x, w, dy, p, dx, dw, db);
+}
+
+Tensor batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                               const Tensor& running_var, float momentum, float eps, BatchNormSaved* saved) {
+    const char* op = "batchnorm_forward_train";
+    int64_t c = bn_check(x, gamma, beta, op);
+    need_shape(running_mean, Shape{c}, op, "running_mean");
+    need_shape(running_var, Shape{c}, op, "running_var");
+    int64_t per_channel = x.numel() / (c ? c : 1);
+    need(per_channel > 1, op,
+         "training mode needs more than one value per channel, got input " + x.shape().str());
+    BatchNormSaved local;
+    BatchNormSaved& s = saved ? *saved : local;
+    s.mean = Tensor::empty(Shape{c}, x.device());
+    s.invstd = Tensor::empty(Shape{c}, x.device());
+    Tensor y = like(x);
+    FSAD_DISPATCH(x.device(), batchnorm_forward_train, x, gamma, beta, running_mean, running_var, momentum, eps,
+                  s.mean, s.invstd, y);
+    return y;
+}
+
+Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                              const Tensor& running_var, float eps) {
+    const char* op = "batchnorm_forward_eval";
+    int64_t c = bn_check(x, gamma, beta, op);
+    need_shape(running_mean, Shape{c}, op, "running_mean");
+    need_shape(running_var, Shape{c}, op, "running_var");
+    Tensor y = like(x);
+    FSAD_DISPATCH(x.device(), batchnorm_forward_eval, x, gamma, beta, running_mean, running_var, eps, y);
+    return y;
+}
+
+void batchnorm_backward_train(const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved, const Tensor& dy,
+                              Tensor* dx, Tensor* dgamma, Tensor* dbeta) {
+    const char* op = "batchnorm_backward_train";
+    int64_t c = bn_check(x, gamma, gamma, op);
+    need_shape(saved.mean, Shape{c}, op, "saved mean");
+    need_shape(saved.invstd, Shape{c}, op, "saved invstd");
+    need_shape(dy, x.shape(), op, "grad_output");
+    if (dx) *dx = like(x);
+    if (dgamma) *dgamma = like(gamma);
+    if (dbeta) *dbeta = like(gamma);
+    FSAD_DISPATCH(x.device(), batchnorm_backward, x, gamma, saved.mean, saved.invstd, true, dy, dx, dgamma, dbeta);
+}
+
+void batchnorm_backward_eval(const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
+                             const Tensor& running_var, float eps, const Tensor& dy, Tensor* dx, Tensor* dgamma,
+                             Tensor* dbeta) {
+    const char* op = "batchnorm_backward_eval";
+    int64_t c = bn_check(x, gamma, gamma, op);
+    need_shape(running_mean, Shape{c}, op, "running_mean");
+    need_shape(running_var, Shape{c}, op, "running_var");
+    need_shape(dy, x.shape(), op, "grad_output");
+    // invstd from the running variance: the same small per-channel computation on any device.
+    std::vector<float> rv = running_var.to_vector();
+    for (auto& v : rv) v = 1.0f / std::sqrt(v + eps);
+    Tensor invstd = Tensor::from_vector(Shape{c}, rv, x.device());
+    if (dx) *dx = like(x);
+    if (dgamma) *dgamma = like(gamma);
+    if (dbeta) *dbeta = like(gamma);
+    FSAD_DISPATCH(x.device(), batchnorm_backward, x, gamma, running_mean, invstd, false, dy, dx, dgamma, dbeta);
+}
+
+Tensor activation_forward(const Tensor& x, math::Activation a) {
+    need_defined(x, "activation_forward", "input");
+    Tensor y = like(x);
+    FSAD_DISPATCH(x.device(), activation_forward, x, a, y);
+    return y;
+}
+
+Tensor activation_backward(const Tensor& y, const Tensor& dy, math::Activation a) {
+    need_defined(y, "activation_backward", "output");
+    need_shape(dy, y.shape(), "activation_backward", "grad_output");
+    need_same_device(y, dy, "activation_backward", "output", "grad_output");
+    Tensor dx = like(y);
+    FSAD_DISPATCH(y.device(), activation_backward, y, dy, a, dx);
+    return dx;
+}
+
+Tensor maxpool2d_forward(const Tensor& x, const Pool2dParams& p) {
+    Tensor y = Tensor::empty(pool_out_shape(x, p, "maxpool2d_forward"), x.device());
+    FSAD_DISPATCH(x.device(), maxpool2d_forward, x, p, y);
+    return y;
+}
+
+Tensor maxpool2d_backward(const Tensor& x, const Tensor& dy, const Pool2dParams& p) {
+    need_shape(dy, pool_out_shape(x, p, "maxpool2d_backward"), "maxpool2d_backward", "grad_output");
+    Tensor dx = like(x);
+    FSAD_DISPATCH(x.device(), maxpool2d_backward, x, dy, p, dx);
+    return dx;
+}
+
+Tensor avgpool2d_forward(const Tensor& x, const Pool2dParams& p) {
+    Tensor y = Tensor::empty(pool_out_shape(x, p, "avgpool2d_forward"), x.device());
+    FSAD_DISPATCH(x.device(), avgpool2d_forward, x, p, y);
+    return y;
+}
+
+Tensor avgpool2d_backward(const Shape& x_shape, const Tensor& dy, const Pool2dParams& p) {
+    need(x_shape.ndim() == 4, "avgpool2d_backward", "input shape must be [N,C,H,W], got " + x_shape.str());
+    Tensor dx = Tensor::empty(x_shape, dy.device());
+    need_shape(dy, pool_out_shape(dx, p, "avgpool2d_backward"), "avgpool2d_backward", "grad_output");
+    FSAD_DISPATCH(dy.device(), avgpool2d_backward, dy, p, dx);
+    return dx;
+}
+
+Tensor global_avgpool_forward(const Tensor& x) {
+    need_ndim(x, 4, "global_avgpool_forward", "input");
+    need(x.dim(2) * x.dim(3) > 0, "global_avgpool_forward", "empty spatial size in " + x.shape().str());
+    Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(1)}, x.device());
+    FSAD_DISPATCH(x.device(), global_avgpool_forward, x, y);
+    return y;
+}
+
+Tensor global_avgpool_backward(const Shape& x_shape, const Tensor& dy) {
+    need(x_shape.ndim() == 4, "global_avgpool_backward", "input shape must be [N,C,H,W], got " + x_shape.str());
+    need_shape(dy, Shape{x_shape[0], x_shape[1]}, "global_avgpool_backward", "grad_output");
+    Tensor dx = Tensor::empty(x_shape, dy.device());
+    FSAD_DISPATCH(dy.device(), global_avgpool_backward, dy, dx);
+    return dx;
+}
+
+Tensor axpby(float alpha, const Tensor& a, float beta, const Tensor& b) {
+    need_defined(a, "axpby", "a");
+    need_shape(b, a.shape(), "axpby", "b");
+    need_same_device(a, b, "axpby", "a", "b");
+    Tensor y = like(a);
+    FSAD_DISPATCH(a.device(), axpby, alpha, a, beta, b, y);
+    return y;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+    need_defined(a, "mul", "a");
+    need_shape(b, a.shape(), "mul", "b");
+    need_same_device(a, b, "mul", "a", "b");
+    Tensor y = like(a);
+    FSAD_DISPATCH(a.device(), mul, a, b, y);
+    return y;
+}
+
+Tensor affine(const Tensor& x, float alpha, float beta) {
+    need_defined(x, "affine", "input");
+    Tensor y = like(x);
+    FSAD_DISPATCH(x.device(), affine, x, alpha, beta, y);
+    return y;
+}
+
+void add_(const Tensor& y, const Tensor& x, float alpha) {
+    need_defined(y, "add_", "destination");
+    need(y.numel() == x.numel(), "add_", "cannot add " + x.shape().str() + " into " + y.shape().str());
+    need_same_device(y, x, "add_", "destination", "source");
+    FSAD_DISPATCH(y.device(), axpby, 1.0f, y, alpha, x, y);
+}
+
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias) {
+    const char* op = "linear_forward";
+    need_ndim(x, 2, op, "input");
+    need_ndim(w, 2, op, "weight");
+    need_same_device(x, w, op, "input", "weight");
+    need(x.dim(1) == w.dim(1), op,
+         "input " + x.shape().str() + " has " + std::to_string(x.dim(1)) + " features, weight " + w.shape().str() +
+             " expects " + std::to_string(w.dim(1)));
+    if (bias) need_shape(*bias, Shape{w.dim(0)}, op, "bias");
+    Tensor y = Tensor::empty(Shape{x.dim(0), w.dim(0)}, x.device());
+    FSAD_DISPATCH(x.device(), linear_forward, x, w, bias, y);
+    return y;
+}
+
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db) {
+    const char* op = "linear_backward";
+    need_ndim(x, 2, op, "input");
+    need_ndim(w, 2, op, "weight");
+    need(x.dim(1) == w.dim(1), op, "input " + x.shape().str() + " does not match weight " + w.shape().str());
+    need_shape(dy, Shape{x.dim(0), w.dim(0)}, op, "grad_output");
+    if (dx) *dx = like(x);
+    if (dw) *dw = like(w);
+    if (db) *db = Tensor::empty(Shape{w.dim(0)}, x.device());
+    FSAD_DISPATCH(x.device(), linear_backward, x, w, dy, dx, dw, db);
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int dim) {
+    need(!xs.empty(), "concat", "no tensors given");
+    const Tensor& first = xs[0];
+    need_defined(first, "concat", "tensor 0");
+    int nd = first.ndim();
+    if (dim < 0) dim += nd;
+    need(dim >= 0 && dim < nd, "concat", "dim out of range for shape " + first.shape().str());
+    Shape out = first.shape();
+    out[dim] = 0;
+    for (size_t i = 0; i < xs.size(); ++i) {
+        need_defined(xs[i], "concat", "a tensor");
+        need_same_device(xs[i], first, "concat", "a tensor", "tensor 0");
+        bool ok = xs[i].ndim() == nd;
+        for (int d = 0; ok && d < nd; ++d) ok = d == dim || xs[i].dim(d) == first.dim(d);
+        need(ok, "concat", "tensor " + std::to_string(i) + " has shape " + xs[i].shape().str() +
+                               ", incompatible with " + first.shape().str() + " along dim " + std::to_string(dim));
+        out[dim] += xs[i].dim(dim);
+    }
+    Tensor y = Tensor::empty(out, first.device());
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < dim; ++d) outer *= out[d];
+    for (int d = dim + 1; d < nd; ++d) inner *= out[d];
+    int64_t col = 0;
+    for (const Tensor& x : xs) {
+        int64_t w = x.dim(dim) * inner;
+        FSAD_DISPATCH(first.device(), copy_strided, x, outer, w, y, out[dim] * inner, col, true);
+        col += w;
+    }
+    return y;
+}
+
+std::vector<Tensor> split(const Tensor& dy, int dim, const std::vector<int64_t>& sizes) {
+    need_defined(dy, "split", "input");
+    int nd = dy.ndim();
+    if (dim < 0) dim += nd;
+    need(dim >= 0 && dim < nd, "split", "dim out of range for shape " + dy.shape().str());
+    int64_t total = 0;
+    for (int64_t s : sizes) total += s;
+    need(total == dy.dim(dim), "split", "sizes add up to " + std::to_string(total) + ", dimension " +
+                                            std::to_string(dim) + " of " + dy.shape().str() + " is " +
+                                            std::to_string(dy.dim(dim)));
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < dim; ++d) outer *= dy.dim(d);
+    for (int d = dim + 1; d < nd; ++d) inner *= dy.dim(d);
+    std::vector<Tensor> out;
+    int64_t col = 0;
+    for (int64_t s : sizes) {
+        Shape sh = dy.shape();
+        sh[dim] = s;
+        Tensor piece = Tensor::empty(sh, dy.device());
+        FSAD_DISPATCH(dy.device(), copy_strided, piece, outer, s * inner, dy, dy.dim(dim) * inner, col, false);
+        col += s * inner;
+        out.push_back(piece);
+    }
+    return out;
+}
+
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& index) {
+    need(x.defined() && x.ndim() >= 1, "gather_rows", "input must have at least one dimension");
+    for (int64_t i : index)
+        need(i >= 0 && i < x.dim(0), "gather_rows", "index " + std::to_string(i) + " out of range for " +
+                                                         std::to_string(x.dim(0)) + " rows");
+    Shape s = x.shape();
+    s[0] = static_cast<int64_t>(index.size());
+    Tensor y = Tensor::empty(s, x.device());
+    FSAD_DISPATCH(x.device(), gather_rows, x, index, y);
+    return y;
+}
+
+Tensor gather_rows_backward(const Tensor& dy, const std::vector<int64_t>& index, int64_t n_rows) {
+    need(dy.defined() && dy.ndim() >= 1 && dy.dim(0) == static_cast<int64_t>(index.size()), "gather_rows_backward",
+         "grad_output " + dy.shape().str() + " does not have one row per index");
+    for (int64_t i : index)
+        need(i >= 0 && i < n_rows, "gather_rows_backward", "index " + std::to_string(i) + " out of range");
+    Shape s = dy.shape();
+    s[0] = n_rows;
+    Tensor dx = Tensor::zeros(s, dy.device());
+    FSAD_DISPATCH(dy.device(), scatter_add_rows, dy, index, dx);
+    return dx;
+}
+
+Tensor l2_normalize_forward(const Tensor& x, float eps) {
+    need_rows(x, "l2_normalize_forward", "input");
+    Tensor y = like(x);
+    FSAD_DISPATCH(x.device(), l2_normalize_forward, x, eps, y);
+    return y;
+}
+
+Tensor l2_normalize_backward(const Tensor& x, const Tensor& dy, float eps) {
+    need_rows(x, "l2_normalize_backward", "input");
+    need_shape(dy, x.shape(), "l2_normalize_backward", "grad_output");
+    Tensor dx = like(x);
+    FSAD_DISPATCH(x.device(), l2_normalize_backward, x, dy, eps, dx);
+    return dx;
+}
+
+Tensor cosine_similarity_forward(const Tensor& a, const Tensor& b, float eps) {
+    need_rows(a, "cosine_similarity_forward", "a");
+    need_shape(b, a.shape(), "cosine_similarity_forward", "b");
+    need_same_device(a, b, "cosine_similarity_forward", "a", "b");
+    Tensor c = Tensor::empty(Shape{a.dim(0)}, a.device());
+    FSAD_DISPATCH(a.device(), cosine_similarity_forward, a, b, eps, c);
+    return c;
+}
+
+void cosine_similarity_backward(const Tensor& a, const Tensor& b, const Tensor& dc, float eps, Tensor* da,
+                                Tensor* db) {
+    need_rows(a, "cosine_similarity_backward", "a");
+    need_shape(b, a.shape(), "cosine_similarity_backward", "b");
+    need_shape(dc, Shape{a.dim(0)}, "cosine_similarity_backward", "grad_output");
+    if (da) *da = like(a);
+    if (db) *db = like(b);
+    FSAD_DISPATCH(a.device(), cosine_similarity_backward, a, b, dc, eps, da, db);
+}
+
+Tensor sum_all(const Tensor& x) {
+    need_defined(x, "sum_all", "input");
+    Tensor y = Tensor::empty(Shape{1}, x.device());
+    FSAD_DISPATCH(x.device(), sum_all, x, y);
+    return y;
+}
+
+namespace {
+void dim_split(const Shape& s, int dim, int64_t& outer, int64_t& n, int64_t& inner) {
+    outer = 1;
+    inner = 1;
+    for (int d = 0; d < dim; ++d) outer *= s[d];
+    for (int d = dim + 1; d < s.ndim(); ++d) inner *= s[d];
+    n = s[dim];
+}
+}  // namespace
+
+Tensor sum_dim(const Tensor& x, int dim) {
+    need_defined(x, "sum_dim", "input");
+    if (dim < 0) dim += x.ndim();
+    need(dim >= 0 && dim < x.ndim(), "sum_dim", "dim out of range for shape " + x.shape().str());
+    std::vector<int64_t> d = x.shape().vec();
+    d.erase(d.begin() + dim);
+    if (d.empty()) d.push_back(1);
+    int64_t outer, n, inner;
+    dim_split(x.shape(), dim, outer, n, inner);
+    Tensor y = Tensor::empty(Shape(d), x.device());
+    FSAD_DISPATCH(x.device(), sum_dim, x, outer, n, inner, y);
+    return y;
+}
+
+Tensor sum_dim_backward(const Shape& x_shape, const Tensor& dy, int dim) {
+    if (dim < 0) dim += x_shape.ndim();
+    need(dim >= 0 && dim < x_shape.ndim(), "sum_dim_backward", "dim out of range for shape " + x_shape.str());
+    int64_t outer, n, inner;
+    dim_split(x_shape, dim, outer, n, inner);
+    need(dy.numel() == outer * inner, "sum_dim_backward",
+         "grad_output " + dy.shape().str() + " does not match input " + x_shape.str());
+    Tensor dx = Tensor::empty(x_shape, dy.device());
+    FSAD_DISPATCH(dy.device(), sum_dim_backward, dy, outer, n, inner, dx);
+    return dx;
+}
+
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s) {
+    int64_t n = param.numel();
+    need(grad.numel() == n && m.numel() == n && v.numel() == n, "adam_step",
+         "param, grad and moment buffers differ in length");
+    need_same_device(param, grad, "adam_step", "param", "grad");
+    FSAD_DISPATCH(param.device(), adam_step, param, grad, m, v, s);
+}
+
+void ema_update(const Tensor& target, const Tensor& online, float beta) {
+    need(target.numel() == online.numel(), "ema_update",
+         "target has " + std::to_string(target.numel()) + " values, online " + std::to_string(online.numel()));
+    need_same_device(target, online, "ema_update", "target", "online");
+    FSAD_DISPATCH(target.device(), ema_update, target, online, beta);
+}
+
+}  // namespace fsad::ops
+
+namespace fsad {
+void Tensor::fill_(float v) const {
+    if (!defined() || numel() == 0) return;
+    if (device().is_cuda()) throw Error("Tensor::fill_: no CUDA backend in this build");
+    cpu::fill(data(), numel(), v);
+}
+}  // namespace fsad

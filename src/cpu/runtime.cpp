@@ -1,0 +1,135 @@
+// CPU runtime: the caching host allocator, memcpy dispatch, thread control, device queries.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "fsad/core/allocator.hpp"
+#include "fsad/core/parallel.hpp"
+#include "fsad/core/tensor.hpp"
+
+namespace fsad {
+namespace {
+
+// Blocks are rounded up so that nearby sizes share a free list: 4 KiB granularity below 1 MiB,
+// 1/16 of the power of two above.
+size_t round_size(size_t bytes) {
+    if (bytes < 64) return 64;
+    if (bytes < (1u << 20)) return (bytes + 4095) & ~size_t(4095);
+    size_t p = 1;
+    while (p < bytes) p <<= 1;
+    size_t step = p / 16;
+    return (bytes + step - 1) / step * step;
+}
+
+struct HostCache {
+    std::mutex mu;
+    std::multimap<size_t, void*> free_blocks;
+    AllocatorStats stats;
+    ~HostCache() {
+        for (auto& kv : free_blocks) std::free(kv.second);
+    }
+};
+HostCache& host_cache() {
+    static HostCache* c = new HostCache();  // never destroyed: tensors may outlive static destructors
+    return *c;
+}
+
+}  // namespace
+
+void* device_malloc(Device dev, size_t bytes) {
+    if (dev.is_cuda()) throw Error("device_malloc: this build of fsad has no CUDA backend (configure with FSAD_CUDA)");
+    HostCache& c = host_cache();
+    size_t sz = round_size(bytes);
+    {
+        std::lock_guard<std::mutex> lk(c.mu);
+        auto it = c.free_blocks.find(sz);
+        if (it != c.free_blocks.end()) {
+            void* p = it->second;
+            c.free_blocks.erase(it);
+            c.stats.bytes_cached -= sz;
+            c.stats.bytes_in_use += sz;
+            c.stats.peak_bytes_in_use = std::max(c.stats.peak_bytes_in_use, c.stats.bytes_in_use);
+            ++c.stats.reuses;
+            return p;
+        }
+    }
+    void* p = std::aligned_alloc(64, sz);
+    if (!p) {
+        empty_cache(dev);
+        p = std::aligned_alloc(64, sz);
+    }
+    if (!p) throw Error("device_malloc: out of host memory allocating " + std::to_string(sz) + " bytes");
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.stats.bytes_in_use += sz;
+    c.stats.peak_bytes_in_use = std::max(c.stats.peak_bytes_in_use, c.stats.bytes_in_use);
+    ++c.stats.allocations;
+    return p;
+}
+
+void device_free(Device dev, void* p, size_t bytes) noexcept {
+    if (!p || dev.is_cuda()) return;
+    HostCache& c = host_cache();
+    size_t sz = round_size(bytes);
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.free_blocks.emplace(sz, p);
+    c.stats.bytes_in_use -= sz;
+    c.stats.bytes_cached += sz;
+}
+
+void empty_cache(Device dev) {
+    if (dev.is_cuda()) return;
+    HostCache& c = host_cache();
+    std::lock_guard<std::mutex> lk(c.mu);
+    for (auto& kv : c.free_blocks) std::free(kv.second);
+    c.free_blocks.clear();
+    c.stats.bytes_cached = 0;
+}
+
+AllocatorStats allocator_stats(Device dev) {
+    if (dev.is_cuda()) return {};
+    HostCache& c = host_cache();
+    std::lock_guard<std::mutex> lk(c.mu);
+    return c.stats;
+}
+
+void reset_peak_stats(Device dev) {
+    if (dev.is_cuda()) return;
+    HostCache& c = host_cache();
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.stats.peak_bytes_in_use = c.stats.bytes_in_use;
+}
+
+void device_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+    if (dst_dev.is_cuda() || src_dev.is_cuda())
+        throw Error("device_memcpy: this build of fsad has no CUDA backend");
+    if (bytes) std::memmove(dst, src, bytes);
+}
+
+Device parse_device(const std::string& s) {
+    if (s == "cpu") return Device::cpu();
+    if (s == "cuda") return Device::cuda(0);
+    if (s.rfind("cuda:", 0) == 0) {
+        char* end = nullptr;
+        long i = std::strtol(s.c_str() + 5, &end, 10);
+        if (end && *end == 0 && end != s.c_str() + 5 && i >= 0) return Device::cuda(static_cast<int>(i));
+    }
+    throw Error("unknown device '" + s + "' (expected cpu, cuda or cuda:N)");
+}
+
+bool cuda_available() { return false; }
+int cuda_device_count() { return 0; }
+
+void set_num_threads(int n) {
+    if (n < 1) throw Error("set_num_threads: need at least 1 thread, got " + std::to_string(n));
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int get_num_threads() { return omp_get_max_threads(); }
+
+}  // namespace fsad

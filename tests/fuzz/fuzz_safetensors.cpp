@@ -1,0 +1,16 @@
+// libFuzzer target: any byte string must either parse or throw fsad::Error, never crash,
+// read out of bounds or hit undefined behaviour (built with ASan + UBSan).
+#include <cstddef>
+#include <cstdint>
+
+#include "fsad/core/error.hpp"
+#include "fsad/io/safetensors.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    try {
+        fsad::io::SafeTensors st = fsad::io::parse_safetensors(data, size, "fuzz-input");
+        for (auto& [k, t] : st.tensors) (void)t.numel();
+    } catch (const fsad::Error&) {
+    }
+    return 0;
+}

@@ -1,0 +1,80 @@
+// Golden tests against PyTorch: fixtures written by tools/make_golden.py (see its docstring).
+// Width-reduced ResNet18 and MobileNetV2 in train mode: features, loss, every parameter
+// gradient, parameters and BatchNorm statistics after 3 Adam steps, eval-mode features after.
+#include "helpers.hpp"
+
+using namespace fsad;
+
+namespace {
+
+// Every fixture result is PyTorch's float64 value, with PyTorch's own float32 deviation from it
+// ("torch32dev.*"). fsad (float32) must stay within 4x that deviation plus 1e-6 of the
+// tensor's scale. Rounding noise dominates where a true value is ~0 (a BatchNorm bias whose
+// output the next train-mode BatchNorm renormalises has an exactly-zero true gradient), and
+// after Adam steps (Adam divides by the gradient's RMS, so noise-only elements move by ~lr).
+// One float32 run's deviation is itself a noisy estimate of the noise floor, hence 4x; a real
+// error (a wrong formula, a missed term) is orders of magnitude above it.
+void check_vs_reference(const std::string& name, const Tensor& got, const io::SafeTensors& fx, const std::string& key) {
+    const Tensor& want = fx.tensors.at(key);
+    REQUIRE(got.shape() == want.shape());
+    const double torch_dev = fx.tensors.at("torch32dev." + key).item();
+    std::vector<float> g = got.to_vector(), w = want.to_vector();
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+        worst = std::max(worst, std::fabs(static_cast<double>(g[i]) - w[i]));
+        scale = std::max(scale, std::fabs(static_cast<double>(w[i])));
+    }
+    const double limit = 4.0 * torch_dev + 1e-6 * scale + 1e-9;
+    INFO(name << ": max |fsad - float64 reference| " << worst << ", PyTorch float32's " << torch_dev << ", limit "
+              << limit);
+    CHECK(worst <= limit);
+}
+
+void run_golden(const std::string& file) {
+    auto fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/" + file);
+    nn::BackboneConfig cfg{nn::parse_backbone_kind(fx.metadata.at("backbone")), std::stof(fx.metadata.at("width"))};
+    auto net = nn::make_backbone(cfg, 0);
+    std::map<std::string, Tensor> sd;
+    for (auto& [k, v] : fx.tensors) {
+        if (k.rfind("param.", 0) == 0) sd[k.substr(6)] = v;
+        if (k.rfind("buffer.", 0) == 0) sd[k.substr(7)] = v;
+    }
+    net->load_state_dict(sd);  // strict: the fixture has exactly our parameter and buffer names
+    const Tensor& x = fx.tensors.at("input");
+    const Tensor& R = fx.tensors.at("R");
+
+    net->train();
+    Var feat = net->forward(Var(x));
+    Var loss = ag::sum(ag::mul(feat, Var(R)));
+    check_vs_reference(file + " train.feature", feat.value(), fx, "train.feature");
+    check_vs_reference(file + " train.loss", loss.value(), fx, "train.loss");
+    net->zero_grad();
+    loss.backward();
+    for (auto& [name, p] : net->named_parameters()) {
+        check_vs_reference(file + " grad." + name, p->grad(), fx, "grad." + name);
+    }
+
+    // 3 Adam steps from the initial state (restore it: the forward above moved the BN statistics)
+    net->load_state_dict(sd);
+    const float lr = std::stof(fx.metadata.at("lr"));
+    nn::Adam opt(*net, {lr, 0.9f, 0.99f, 1e-8f, 0.0f});
+    for (int s = 0; s < 3; ++s) {
+        opt.zero_grad();
+        ag::sum(ag::mul(net->forward(Var(x)), Var(R))).backward();
+        opt.step();
+    }
+    for (auto& [name, p] : net->named_parameters()) {
+        check_vs_reference(file + " adam3.param." + name, p->value(), fx, "adam3.param." + name);
+    }
+    for (auto& [name, b] : net->named_buffers()) {
+        check_vs_reference(file + " adam3.buffer." + name, *b, fx, "adam3.buffer." + name);
+    }
+    net->eval();
+    NoGradGuard ng;
+    check_vs_reference(file + " eval.feature", net->forward(Var(x)).value(), fx, "eval.feature");
+}
+
+}  // namespace
+
+TEST_CASE("golden: ResNet18 (width 1/8) against PyTorch") { run_golden("golden_resnet18_w0125.safetensors"); }
+TEST_CASE("golden: MobileNetV2 (width 1/4) against PyTorch") { run_golden("golden_mobilenetv2_w025.safetensors"); }

@@ -1,0 +1,103 @@
+#include "helpers.hpp"
+
+using namespace fsad;
+
+TEST_CASE("nn: ResNet and MobileNetV2 key names and shapes follow torchvision") {
+    auto r18 = nn::make_backbone({nn::BackboneKind::ResNet18});
+    auto sd = r18->state_dict();
+    CHECK(sd.at("conv1.weight").shape() == Shape{64, 3, 7, 7});
+    CHECK(sd.at("layer2.0.downsample.0.weight").shape() == Shape{128, 64, 1, 1});
+    CHECK(sd.at("layer4.1.bn2.running_var").shape() == Shape{512});
+    CHECK(r18->num_parameters() == 11176512);  // torchvision resnet18 without fc (11689512 - 513000)
+    CHECK(r18->feature_dim() == 512);
+
+    auto r50 = nn::make_backbone({nn::BackboneKind::ResNet50});
+    CHECK(r50->num_parameters() == 23508032);  // torchvision resnet50 without fc
+    CHECK(r50->feature_dim() == 2048);
+
+    auto mb = nn::make_backbone({nn::BackboneKind::MobileNetV2});
+    CHECK(mb->num_parameters() == 2223872);  // torchvision mobilenet_v2 without classifier
+    CHECK(mb->feature_dim() == 1280);
+    auto msd = mb->state_dict();
+    CHECK(msd.at("features.1.conv.0.0.weight").shape() == Shape{32, 1, 3, 3});
+    CHECK(msd.at("features.18.0.weight").shape() == Shape{1280, 320, 1, 1});
+}
+
+TEST_CASE("nn: width multiplier and stage outputs") {
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+    auto b = nn::make_backbone(cfg, 1);
+    Tensor x = test::randn(Shape{2, 3, 32, 32}, 5);
+    NoGradGuard ng;
+    auto out = b->forward_features(Var(x), true);
+    CHECK(out.feature.shape() == Shape{2, 64});
+    REQUIRE(out.stages.size() == 4);
+    CHECK(out.stages[0].shape() == Shape{2, 8, 8, 8});
+    CHECK(out.stages[3].shape() == Shape{2, 64, 1, 1});
+}
+
+TEST_CASE("nn: flatten makes parameters views of one buffer; zero_grad clears it") {
+    auto b = nn::make_backbone({nn::BackboneKind::ResNet18, 0.125f}, 2);
+    REQUIRE(b->flattened());
+    CHECK(b->flat_params().numel() == b->num_parameters());
+    auto params = b->named_parameters();
+    CHECK(params.front().second->value().same_storage(b->flat_params()));
+    Tensor x = test::randn(Shape{2, 3, 32, 32}, 6);
+    ag::sum(b->forward(Var(x))).backward();
+    auto g = b->flat_grads().to_vector();
+    CHECK(std::any_of(g.begin(), g.end(), [](float v) { return v != 0.0f; }));
+    b->zero_grad();
+    g = b->flat_grads().to_vector();
+    CHECK(std::all_of(g.begin(), g.end(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("nn: state dict round trip and strict loading errors") {
+    auto a = nn::make_backbone({nn::BackboneKind::MobileNetV2, 0.25f}, 3);
+    auto b = nn::make_backbone({nn::BackboneKind::MobileNetV2, 0.25f}, 4);
+    b->load_state_dict(a->state_dict());
+    CHECK(a->flat_params().to_vector() == b->flat_params().to_vector());
+    CHECK(a->flat_buffers().to_vector() == b->flat_buffers().to_vector());
+    auto sd = a->state_dict();
+    sd.erase("features.0.0.weight");
+    sd["bogus.weight"] = Tensor::zeros(Shape{1});
+    CHECK_THROWS_WITH_AS(b->load_state_dict(sd), doctest::Contains("missing key(s): features.0.0.weight"), Error);
+    auto sd2 = a->state_dict();
+    sd2["features.0.0.weight"] = Tensor::zeros(Shape{3});
+    CHECK_THROWS_WITH_AS(b->load_state_dict(sd2), doctest::Contains("'features.0.0.weight' has shape [3]"), Error);
+}
+
+TEST_CASE("nn: Adam matches the closed form of its first step; EMA averages params and buffers") {
+    nn::MLP m(3, 4, 2, *std::make_unique<Rng>(1));
+    m.flatten();
+    std::vector<float> p0 = m.flat_params().to_vector();
+    Tensor x = test::randn(Shape{5, 3}, 8);
+    ag::sum(m.forward(Var(x))).backward();
+    std::vector<float> g = m.flat_grads().to_vector();
+    nn::Adam opt(m, {1e-2f, 0.9f, 0.99f, 1e-8f, 0.0f});
+    opt.step();
+    std::vector<float> p1 = m.flat_params().to_vector(), want(p0.size());
+    // step 1: m_hat = g, v_hat = g^2 -> p -= lr * g / (|g| + eps)
+    for (size_t i = 0; i < p0.size(); ++i) want[i] = p0[i] - 1e-2f * g[i] / (std::fabs(g[i]) + 1e-8f);
+    FSAD_CHECK_CLOSE("adam step 1", p1, want, 1e-6, 1e-5);
+
+    nn::MLP t(3, 4, 2, *std::make_unique<Rng>(2));
+    t.flatten();
+    std::vector<float> tp = t.flat_params().to_vector(), tb = t.flat_buffers().to_vector();
+    std::vector<float> ob = m.flat_buffers().to_vector();
+    nn::ema_update(t, m, 0.99f);
+    std::vector<float> ep = t.flat_params().to_vector(), eb = t.flat_buffers().to_vector(), wp(tp.size()), wb(tb.size());
+    for (size_t i = 0; i < tp.size(); ++i) wp[i] = 0.99f * tp[i] + 0.01f * p1[i];
+    for (size_t i = 0; i < tb.size(); ++i) wb[i] = 0.99f * tb[i] + 0.01f * ob[i];
+    FSAD_CHECK_CLOSE("ema params", ep, wp, 1e-7, 1e-6);
+    FSAD_CHECK_CLOSE("ema buffers", eb, wb, 1e-7, 1e-6);
+}
+
+TEST_CASE("nn: train/eval switch changes batch norm behaviour, never inferred from batch size") {
+    auto b = nn::make_backbone({nn::BackboneKind::ResNet18, 0.125f}, 9);
+    Tensor x = test::randn(Shape{1, 3, 32, 32}, 10);
+    b->eval();
+    NoGradGuard ng;
+    CHECK_NOTHROW(b->forward(Var(x)));  // eval with batch 1 is fine
+    b->train();
+    // training mode with a 1x1 final map and batch 1 has one value per channel: a clear error
+    CHECK_THROWS_WITH_AS(b->forward(Var(x)), doctest::Contains("more than one value per channel"), Error);
+}

@@ -1,0 +1,92 @@
+#include "helpers.hpp"
+
+using namespace fsad;
+
+TEST_CASE("tensor: creation, views share storage, copies do not") {
+    Tensor t = Tensor::from_vector(Shape{2, 3}, {1, 2, 3, 4, 5, 6});
+    CHECK(t.numel() == 6);
+    Tensor r = t.reshape(Shape{3, 2});
+    CHECK(r.same_storage(t));
+    r.data()[0] = 10;
+    CHECK(t.to_vector()[0] == 10);
+    Tensor s = t.slice(1, 2);
+    CHECK(s.shape() == Shape{1, 3});
+    CHECK(s.to_vector() == std::vector<float>{4, 5, 6});
+    CHECK(t[1].shape() == Shape{3});
+    Tensor c = t.clone();
+    c.data()[1] = -1;
+    CHECK(t.to_vector()[1] == 2);
+    CHECK(Tensor::full(Shape{2}, 3.5f).to_vector() == std::vector<float>{3.5f, 3.5f});
+    CHECK(Tensor::zeros(Shape{4}).to_vector() == std::vector<float>(4, 0.0f));
+}
+
+TEST_CASE("tensor: bad shapes and devices are clear errors") {
+    Tensor t = Tensor::zeros(Shape{2, 3});
+    CHECK_THROWS_WITH_AS(t.reshape(Shape{4, 2}), doctest::Contains("cannot view [2, 3] as [4, 2]"), Error);
+    CHECK_THROWS_AS(t.slice(1, 3), Error);
+    CHECK_THROWS_WITH_AS(Tensor::from_vector(Shape{2}, {1, 2, 3}), doctest::Contains("3 values for shape [2]"), Error);
+    CHECK_THROWS_WITH_AS(Tensor::zeros(Shape{2}, Device::cuda()), doctest::Contains("CUDA"), Error);
+    CHECK_THROWS_AS(Tensor::zeros(Shape{1}).to(Device::cuda()), Error);
+    CHECK_THROWS_AS(Shape({1, 2, 3, 4, 5, 6, 7}), Error);
+    CHECK_THROWS_AS(parse_device("gpu"), Error);
+    CHECK(parse_device("cuda:1") == Device::cuda(1));
+}
+
+TEST_CASE("allocator: a repeated size is served from the cache") {
+    empty_cache(Device::cpu());
+    { Tensor a = Tensor::empty(Shape{12345}); }
+    AllocatorStats before = allocator_stats(Device::cpu());
+    { Tensor b = Tensor::empty(Shape{12345}); }
+    AllocatorStats after = allocator_stats(Device::cpu());
+    CHECK(after.reuses == before.reuses + 1);
+    CHECK(after.allocations == before.allocations);
+}
+
+TEST_CASE("ops: forward values on small hand-checked inputs") {
+    // 1 image, 1 channel 3x3, 2x2 kernel of ones -> sums of 2x2 windows
+    Tensor x = Tensor::from_vector(Shape{1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+    Tensor w = Tensor::full(Shape{1, 1, 2, 2}, 1.0f);
+    CHECK(ops::conv2d_forward(x, w, nullptr, {}).to_vector() == std::vector<float>{12, 16, 24, 28});
+    CHECK(ops::maxpool2d_forward(x, {2, 2, 1, 1, 0, 0}).to_vector() == std::vector<float>{5, 6, 8, 9});
+    CHECK(ops::global_avgpool_forward(x).item() == doctest::Approx(5.0));
+    Tensor a = Tensor::from_vector(Shape{2, 2}, {3, 4, 1, 0});
+    CHECK(ops::l2_normalize_forward(a, 1e-12f).to_vector() == std::vector<float>{0.6f, 0.8f, 1, 0});
+    Tensor b = Tensor::from_vector(Shape{2, 2}, {4, -3, 2, 0});
+    auto c = ops::cosine_similarity_forward(a, b, 1e-8f).to_vector();
+    CHECK(c[0] == doctest::Approx(0.0));
+    CHECK(c[1] == doctest::Approx(1.0));
+    CHECK(ops::sum_all(a).item() == doctest::Approx(8.0));
+    CHECK(ops::sum_dim(a, 0).to_vector() == std::vector<float>{4, 4});
+    CHECK(ops::sum_dim(a, 1).to_vector() == std::vector<float>{7, 1});
+    CHECK(ops::activation_forward(Tensor::from_vector(Shape{3}, {-1, 3, 9}), math::Activation::ReLU6).to_vector() ==
+          std::vector<float>{0, 3, 6});
+    CHECK(ops::gather_rows(a, {1, 1, 0}).to_vector() == std::vector<float>{1, 0, 1, 0, 3, 4});
+    CHECK(ops::concat({a, b}, 1).to_vector() == std::vector<float>{3, 4, 4, -3, 1, 0, 2, 0});
+}
+
+TEST_CASE("ops: shape and device mismatches name the op and the shapes") {
+    Tensor x = Tensor::zeros(Shape{1, 3, 8, 8});
+    CHECK_THROWS_WITH_AS(ops::conv2d_forward(x, Tensor::zeros(Shape{4, 2, 3, 3}), nullptr, {}),
+                         doctest::Contains("conv2d_forward: weight [4, 2, 3, 3] expects 2 input channels"), Error);
+    CHECK_THROWS_WITH_AS(ops::conv2d_forward(Tensor::zeros(Shape{3, 8, 8}), Tensor::zeros(Shape{4, 3, 3, 3}), nullptr, {}),
+                         doctest::Contains("input must have 4 dimensions"), Error);
+    CHECK_THROWS_WITH_AS(ops::conv2d_forward(x, Tensor::zeros(Shape{4, 3, 9, 9}), nullptr, {}),
+                         doctest::Contains("does not fit"), Error);
+    ops::Conv2dParams g3;
+    g3.groups = 2;
+    CHECK_THROWS_WITH_AS(ops::conv2d_forward(x, Tensor::zeros(Shape{4, 3, 3, 3}), nullptr, g3),
+                         doctest::Contains("not divisible by groups"), Error);
+    CHECK_THROWS_WITH_AS(ops::linear_forward(Tensor::zeros(Shape{2, 5}), Tensor::zeros(Shape{3, 4}), nullptr),
+                         doctest::Contains("linear_forward: input [2, 5] has 5 features, weight [3, 4] expects 4"), Error);
+    CHECK_THROWS_WITH_AS(ops::add(Tensor::zeros(Shape{2}), Tensor::zeros(Shape{3})),
+                         doctest::Contains("axpby: b has shape [3], expected [2]"), Error);
+    Tensor one = Tensor::zeros(Shape{1, 2, 1, 1});
+    Tensor g = Tensor::zeros(Shape{2}), rm = Tensor::zeros(Shape{2}), rv = Tensor::full(Shape{2}, 1);
+    CHECK_THROWS_WITH_AS(ops::batchnorm_forward_train(one, g, g, rm, rv, 0.1f, 1e-5f, nullptr),
+                         doctest::Contains("more than one value per channel"), Error);
+    CHECK_THROWS_WITH_AS(ops::batchnorm_forward_eval(x, g, g, rm, rv, 1e-5f), doctest::Contains("weight has shape [2]"),
+                         Error);
+    CHECK_THROWS_WITH_AS(ops::gather_rows(g, {2}), doctest::Contains("index 2 out of range"), Error);
+    CHECK_THROWS_WITH_AS(ops::concat({g, x}, 0), doctest::Contains("incompatible"), Error);
+    CHECK_THROWS_AS(ops::maxpool2d_forward(Tensor::zeros(Shape{1, 1, 2, 2}), {3, 3, 1, 1, 0, 0}), Error);
+}

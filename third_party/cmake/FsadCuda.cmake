@@ -1,0 +1,16 @@
+# FSAD_CUDA=AUTO|ON|OFF. The CUDA backend (src/cuda) is the subject of its own issue and is not
+# written yet: AUTO reports what it found and builds the CPU library; ON fails clearly.
+set(FSAD_WITH_CUDA OFF)
+if(FSAD_CUDA STREQUAL "ON")
+  message(FATAL_ERROR "FSAD_CUDA=ON: the CUDA backend is not implemented yet; use AUTO or OFF")
+elseif(FSAD_CUDA STREQUAL "AUTO")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    message(STATUS "fsad: CUDA toolkit found (${CMAKE_CUDA_COMPILER}); CUDA backend not implemented yet, building CPU only")
+  else()
+    message(STATUS "fsad: no CUDA toolkit found, building CPU only")
+  endif()
+elseif(NOT FSAD_CUDA STREQUAL "OFF")
+  message(FATAL_ERROR "FSAD_CUDA must be AUTO, ON or OFF (got '${FSAD_CUDA}')")
+endif()
