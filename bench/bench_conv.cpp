@@ -1,0 +1,58 @@
+// conv2d forward and backward (data + filter) at every ResNet18 layer shape (224 px input).
+#include "common.hpp"
+
+using namespace fsad;
+
+namespace {
+struct ConvShape {
+    const char* name;
+    int64_t cin, cout, hw, k;
+    int stride, pad;
+};
+// input spatial size hw is before the stride
+const ConvShape kResNet18[] = {
+    {"conv1", 3, 64, 224, 7, 2, 3},          {"layer1", 64, 64, 56, 3, 1, 1},
+    {"layer2.0.conv1", 64, 128, 56, 3, 2, 1}, {"layer2.ds", 64, 128, 56, 1, 2, 0},
+    {"layer2", 128, 128, 28, 3, 1, 1},        {"layer3.0.conv1", 128, 256, 28, 3, 2, 1},
+    {"layer3.ds", 128, 256, 28, 1, 2, 0},     {"layer3", 256, 256, 14, 3, 1, 1},
+    {"layer4.0.conv1", 256, 512, 14, 3, 2, 1}, {"layer4.ds", 256, 512, 14, 1, 2, 0},
+    {"layer4", 512, 512, 7, 3, 1, 1},
+};
+
+void run(benchmark::State& st, bool backward) {
+    bench::set_threads_once();
+    const ConvShape& s = kResNet18[st.range(0)];
+    const int64_t n = st.range(1);
+    ops::Conv2dParams p;
+    p.stride_h = p.stride_w = s.stride;
+    p.pad_h = p.pad_w = s.pad;
+    Rng rng(1);
+    Tensor x = rng.normal_tensor(Shape{n, s.cin, s.hw, s.hw}, 0, 1);
+    Tensor w = rng.normal_tensor(Shape{s.cout, s.cin, s.k, s.k}, 0, 0.05f);
+    Tensor y = ops::conv2d_forward(x, w, nullptr, p);
+    Tensor dy = rng.normal_tensor(y.shape(), 0, 1);
+    const double macs = static_cast<double>(y.numel()) * static_cast<double>(s.cin * s.k * s.k);
+    for (auto _ : st) {
+        if (backward) {
+            Tensor dx, dw;
+            ops::conv2d_backward(x, w, dy, p, &dx, &dw, nullptr);
+            benchmark::DoNotOptimize(dw.data());
+        } else {
+            Tensor out = ops::conv2d_forward(x, w, nullptr, p);
+            benchmark::DoNotOptimize(out.data());
+        }
+    }
+    const double flop = 2.0 * macs * (backward ? 2.0 : 1.0);
+    st.counters["GFLOP/s"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    st.counters["img/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+    st.SetLabel(s.name);
+}
+
+void conv_args(benchmark::internal::Benchmark* b) {
+    for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, 16});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+}  // namespace
+
+BENCHMARK_CAPTURE(run, conv2d_forward, false)->Apply(conv_args);
+BENCHMARK_CAPTURE(run, conv2d_backward, true)->Apply(conv_args);
