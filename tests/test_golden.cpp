@@ -14,6 +14,9 @@ namespace {
 // after Adam steps (Adam divides by the gradient's RMS, so noise-only elements move by ~lr).
 // One float32 run's deviation is itself a noisy estimate of the noise floor, hence 4x; a real
 // error (a wrong formula, a missed term) is orders of magnitude above it.
+double g_worst_ratio = 0;  // largest |fsad - ref| / PyTorch float32 deviation seen in one fixture
+std::string g_worst_name;
+
 void check_vs_reference(const std::string& name, const Tensor& got, const io::SafeTensors& fx, const std::string& key) {
     const Tensor& want = fx.tensors.at(key);
     REQUIRE(got.shape() == want.shape());
@@ -25,12 +28,18 @@ void check_vs_reference(const std::string& name, const Tensor& got, const io::Sa
         scale = std::max(scale, std::fabs(static_cast<double>(w[i])));
     }
     const double limit = 4.0 * torch_dev + 1e-6 * scale + 1e-9;
+    const double ratio = worst / (torch_dev + 1e-6 * scale + 1e-9);
+    if (ratio > g_worst_ratio) {
+        g_worst_ratio = ratio;
+        g_worst_name = name;
+    }
     INFO(name << ": max |fsad - float64 reference| " << worst << ", PyTorch float32's " << torch_dev << ", limit "
               << limit);
     CHECK(worst <= limit);
 }
 
 void run_golden(const std::string& file) {
+    g_worst_ratio = 0;
     auto fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/" + file);
     nn::BackboneConfig cfg{nn::parse_backbone_kind(fx.metadata.at("backbone")), std::stof(fx.metadata.at("width"))};
     auto net = nn::make_backbone(cfg, 0);
@@ -72,6 +81,8 @@ void run_golden(const std::string& file) {
     net->eval();
     NoGradGuard ng;
     check_vs_reference(file + " eval.feature", net->forward(Var(x)).value(), fx, "eval.feature");
+    MESSAGE(file << ": largest error relative to PyTorch float32's own: " << g_worst_ratio << "x (" << g_worst_name
+                 << ")");
 }
 
 }  // namespace
