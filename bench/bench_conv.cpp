@@ -43,8 +43,8 @@ void run(benchmark::State& st, bool backward) {
         }
     }
     const double flop = 2.0 * macs * (backward ? 2.0 : 1.0);
-    st.counters["GFLOP/s"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-    st.counters["img/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+    bench::rate(st, "GFLOP/s", flop * 1e-9);
+    bench::rate(st, "img/s", static_cast<double>(n));
     st.SetLabel(s.name);
 }
 

@@ -1,6 +1,6 @@
 // Shared helpers for the Google Benchmark suites. FLOPs count 2 per multiply-add (as sgemm's
-// 2*M*N*K and the PyTorch peer's "gflops"). Thread count: --threads via FSAD_BENCH_THREADS
-// (default 2, the CI machine's and the peer comparison's setting).
+// 2*M*N*K and the PyTorch peer's "gflops"); training counts 3x the forward, as the peer does.
+// Threads: FSAD_BENCH_THREADS (default 2, the CI machine's and the peer comparison's setting).
 #pragma once
 #include <benchmark/benchmark.h>
 
@@ -23,11 +23,19 @@ inline void set_threads_once() {
     }
 }
 
-/// Multiply-adds of one image's forward pass (conv + linear), counted like the peer's hooks.
-inline double count_macs(nn::Backbone& net, int64_t res) {
-    (void)net;
-    (void)res;
-    return 0;  // filled by the model benchmarks from the conv geometry (see bench_models.cpp)
+/// Multiply-adds of one image's forward pass (convolutions and linear layers).
+inline double forward_macs_per_image(nn::Module& net, int64_t res) {
+    NoGradGuard ng;
+    const bool was_training = net.is_training();
+    net.eval();
+    ops::MacCounter mc;
+    net.forward(Var(Tensor::zeros(Shape{1, 3, res, res})));
+    net.train(was_training);
+    return mc.macs();
+}
+
+inline void rate(benchmark::State& st, const char* name, double per_iteration) {
+    st.counters[name] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace fsad::bench

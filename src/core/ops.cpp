@@ -83,7 +83,15 @@ Shape pool_out_shape(const Tensor& x, const Pool2dParams& p, const char* op) {
 void need_rows(const Tensor& x, const char* op, const char* name) {
     need_ndim(x, 2, op, name);
 }
+
+thread_local double* t_mac_counter = nullptr;
+void count_macs(double m) {
+    if (t_mac_counter) *t_mac_counter += m;
+}
 }  // namespace
+
+MacCounter::MacCounter() { t_mac_counter = &macs_; }
+MacCounter::~MacCounter() { t_mac_counter = nullptr; }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p) {
     Shape ys = conv_out_shape(x, w, p, "conv2d_forward");
@@ -92,6 +100,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, cons
         need_same_device(x, *bias, "conv2d_forward", "input", "bias");
     }
     Tensor y = Tensor::empty(ys, x.device());
+    count_macs(static_cast<double>(y.numel()) * static_cast<double>(w.numel() / w.dim(0)));
     FSAD_DISPATCH(x.device(), conv2d_forward, x, w, bias, p, y);
     return y;
 }
@@ -270,6 +279,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias) {
              " expects " + std::to_string(w.dim(1)));
     if (bias) need_shape(*bias, Shape{w.dim(0)}, op, "bias");
     Tensor y = Tensor::empty(Shape{x.dim(0), w.dim(0)}, x.device());
+    count_macs(static_cast<double>(x.dim(0)) * static_cast<double>(w.numel()));
     FSAD_DISPATCH(x.device(), linear_forward, x, w, bias, y);
     return y;
 }

@@ -25,6 +25,21 @@ inline int64_t conv_out_size(int64_t in, int k, int stride, int pad, int dil) {
     return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
 }
 
+// ---------------------------------------------------------------- profiling
+/// Counts the multiply-adds of conv2d_forward and linear_forward calls made on this thread
+/// while alive (benchmarks report GFLOP/s = 2 * MACs / time). Counters do not nest.
+class MacCounter {
+public:
+    MacCounter();
+    ~MacCounter();
+    MacCounter(const MacCounter&) = delete;
+    MacCounter& operator=(const MacCounter&) = delete;
+    double macs() const { return macs_; }
+
+private:
+    double macs_ = 0;
+};
+
 // ---------------------------------------------------------------- convolution
 /// requires x [N,Cin,H,W], w [Cout,Cin/groups,KH,KW], bias null or [Cout], Cin and Cout divisible by groups.
 /// ensures  y [N,Cout,Ho,Wo] = cross-correlation as PyTorch's conv2d.

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""fsad vs the PyTorch CPU peer, side by side in one run.
+
+For each case, runs fsad's Google Benchmark (build/bench/fsad_bench) and the peer
+(../shared/peers/torch_cpu_bench.py in its fastest configuration: --malloc-tuned --adam-foreach
+--openblas-auto) alternately, `--reps` times, with the same shapes and thread count, and prints
+a table of images/s and the ratio fsad/peer per run. Both sides run with OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE unset (the peer's --openblas-auto does the same for itself).
+
+    python3 bench/compare_torch.py [--threads 2] [--reps 2] [--cases infer224x1,train64x64,...]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PEER = os.path.join(ROOT, "..", "shared", "peers", "torch_cpu_bench.py")
+BENCH = os.path.join(ROOT, "build", "bench", "fsad_bench")
+
+# name -> (fsad benchmark regex, peer mode, res, batch, extra peer flags)
+CASES = {
+    "infer224x1": ("^infer/resnet18/224/1/", "infer", 224, 1, []),
+    "infer224x32": ("^infer/resnet18/224/32/", "infer", 224, 32, []),
+    "infer224x32cl": ("^infer/resnet18/224/32/", "infer", 224, 32, ["--channels-last"]),
+    "train224x16": ("^train_step/224/16/", "train", 224, 16, []),
+    "train64x64": ("^train_step/64/64/", "train", 64, 64, []),
+}
+
+
+def env_for_bench():
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def run_fsad(regex, threads, min_time):
+    env = env_for_bench()
+    env["FSAD_BENCH_THREADS"] = str(threads)
+    out = subprocess.run([BENCH, f"--benchmark_filter={regex}", "--benchmark_format=json",
+                          f"--benchmark_min_time={min_time}"], stdout=subprocess.PIPE, text=True, env=env,
+                         check=True).stdout
+    b = json.loads(out)["benchmarks"][0]
+    return {"imgs_per_s": b["img/s"], "peak_MiB": b.get("peak_MiB")}
+
+
+def run_peer(mode, res, batch, threads, extra, min_time):
+    cmd = ["/usr/bin/python3", PEER, "--mode", mode, "--res", str(res), "--batch", str(batch), "--threads",
+           str(threads), "--malloc-tuned", "--adam-foreach", "--openblas-auto", "--min-time", str(min_time)] + extra
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env_for_bench(), check=True).stdout
+    for line in out.splitlines():
+        d = json.loads(line)
+        if d.get("kind") == mode:
+            return {"imgs_per_s": d["imgs_per_s"]}
+    raise RuntimeError("peer printed no result: " + out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--min-time", type=float, default=3.0)
+    p.add_argument("--cases", default=",".join(CASES))
+    a = p.parse_args()
+    if not os.path.exists(PEER):
+        sys.exit(f"peer not found: {PEER} (needs ../shared)")
+    if not os.path.exists(BENCH):
+        sys.exit(f"fsad benchmark not built: {BENCH}")
+    rows = []
+    for name in a.cases.split(","):
+        regex, mode, res, batch, extra = CASES[name]
+        for rep in range(a.reps):
+            f = run_fsad(regex, a.threads, a.min_time)
+            t = run_peer(mode, res, batch, a.threads, extra, a.min_time)
+            rows.append((name, rep + 1, f["imgs_per_s"], t["imgs_per_s"], f["imgs_per_s"] / t["imgs_per_s"],
+                         f.get("peak_MiB")))
+            print(f"{name} run {rep + 1}: fsad {f['imgs_per_s']:.2f} img/s, peer {t['imgs_per_s']:.2f} img/s, "
+                  f"ratio {rows[-1][4]:.2f}", file=sys.stderr, flush=True)
+    print(f"\n| case | run | fsad img/s | PyTorch img/s | fsad / PyTorch |  (threads={a.threads})")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
