@@ -8,7 +8,8 @@ gradient, the parameters and buffers after 3 Adam steps (forward, backward, step
 eval-mode features after those steps. All results are computed in float64 from the float32
 initial state (the reference), and for each result the fixture also stores how far PyTorch's
 own float32 runs land from it ("torch32dev.*": the largest deviation over runs with 1 and
-2 threads and with oneDNN convolutions on and off): the C++ test must be about as close (rounding
+2 threads, with oneDNN convolutions on and off, and with the initial parameters perturbed by
+one float32 ulp): the C++ test must be about as close (rounding
 noise is large where a true value is ~0, e.g. the bias gradient of a BatchNorm whose output is
 renormalised by the next train-mode BatchNorm). Fixtures are small safetensors files (F32).
 
@@ -116,12 +117,17 @@ def record(name, model, x, out_dir, meta):
         R += torch.randn(R.shape, generator=g)
     t["R"] = R
 
-    def run(dtype):
+    def run(dtype, jitter=None):
         """From the initial state: train-mode forward, loss, gradients; then 3 Adam steps and
-        the eval-mode features after them. Everything in `dtype`."""
+        the eval-mode features after them. Everything in `dtype`. `jitter` (a seed) perturbs the
+        initial parameters by about one float32 ulp, as a different rounding order would."""
         def reset():
+            jg = torch.Generator().manual_seed(jitter) if jitter is not None else None
             for k, v in params.items():
-                v.data = t["param." + k].to(dtype).clone()
+                p0 = t["param." + k].to(dtype).clone()
+                if jg is not None:
+                    p0 *= 1 + 2.0 ** -23 * (2 * torch.rand(p0.shape, generator=jg, dtype=dtype) - 1)
+                v.data = p0
                 v.grad = None
             for k, v in buffers.items():
                 v.data = t["buffer." + k].to(dtype).clone()
@@ -150,12 +156,12 @@ def record(name, model, x, out_dir, meta):
 
     ref = run(torch.float64)
     # float32 noise floor: the largest deviation over float32 runs with different summation
-    # orders (1 or 2 threads, oneDNN convolutions on or off).
+    # orders (1 or 2 threads, oneDNN convolutions on or off) or ulp-perturbed initial values.
     devs = {k: torch.zeros(1, dtype=torch.float64) for k in ref}
-    for threads, mkldnn in ((1, True), (2, True), (1, False)):
+    for threads, mkldnn, jitter in ((1, True, None), (2, True, None), (1, False, None), (1, True, 11), (1, True, 12)):
         torch.set_num_threads(threads)
         with torch.backends.mkldnn.flags(enabled=mkldnn):
-            f32 = run(torch.float32)
+            f32 = run(torch.float32, jitter)
         for k in ref:
             devs[k] = torch.maximum(devs[k], (f32[k] - ref[k]).abs().max().reshape(1))
     torch.set_num_threads(1)

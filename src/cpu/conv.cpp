@@ -6,11 +6,12 @@
 // 1x1 stride-1 unpadded convolutions skip im2col (the input already is the column matrix).
 // Depthwise convolutions (groups == Cin == Cout) use a direct loop: their GEMMs would be 1xK.
 // Gradient rule: outputs are written (=); dW accumulates over the batch inside this file only.
-#include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "gemm.hpp"
 #include "kernels.hpp"
 
 namespace fsad::cpu {
@@ -42,43 +43,46 @@ Geometry geometry(const Tensor& x, const Tensor& w, const Tensor& /*unused*/, co
     return g;
 }
 
-// col[(c*kh + i)*kw + j][oh*wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside).
-void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col) {
-    const int64_t rows = g.cin_g * g.kh * g.kw;
-#pragma omp parallel for schedule(static)
+// col[(c*kh + i)*kw + j][q - q0] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside),
+// for output positions q = oh*wo + ow in [q0, q1). Runs on the calling thread.
+void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col, int64_t q0, int64_t q1) {
+    const int64_t rows = g.cin_g * g.kh * g.kw, ld = q1 - q0;
+    if (ld <= 0) return;
+    const int64_t oh_first = q0 / g.wo, oh_last = (q1 - 1) / g.wo;
     for (int64_t r = 0; r < rows; ++r) {
-        int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+        const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
         const float* xc = x + c * g.h * g.w;
-        float* out = col + r * g.ho * g.wo;
-        for (int64_t oh = 0; oh < g.ho; ++oh) {
-            int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
-            float* o = out + oh * g.wo;
+        float* o = col + r * ld;
+        const int64_t off = j * p.dil_w - p.pad_w;
+        for (int64_t oh = oh_first; oh <= oh_last; ++oh) {
+            const int64_t a = oh == oh_first ? q0 % g.wo : 0, b = oh == oh_last ? (q1 - 1) % g.wo + 1 : g.wo;
+            const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
             if (ih < 0 || ih >= g.h) {
-                std::fill(o, o + g.wo, 0.0f);
-                continue;
-            }
-            const float* xr = xc + ih * g.w;
-            int64_t off = j * p.dil_w - p.pad_w;
-            if (p.stride_w == 1) {
-                // contiguous run: valid ow satisfy 0 <= ow + off < w
-                int64_t lo = std::clamp<int64_t>(-off, 0, g.wo), hi = std::clamp<int64_t>(g.w - off, 0, g.wo);
-                std::fill(o, o + lo, 0.0f);
-                if (hi > lo) std::copy(xr + lo + off, xr + hi + off, o + lo);
-                std::fill(o + std::max(hi, lo), o + g.wo, 0.0f);
+                std::fill(o, o + (b - a), 0.0f);
             } else {
-                for (int64_t ow = 0; ow < g.wo; ++ow) {
-                    int64_t iw = ow * p.stride_w + off;
-                    o[ow] = (iw >= 0 && iw < g.w) ? xr[iw] : 0.0f;
+                const float* xr = xc + ih * g.w;
+                if (p.stride_w == 1) {
+                    // valid ow satisfy 0 <= ow + off < w
+                    const int64_t lo = std::clamp<int64_t>(-off, a, b), hi = std::clamp<int64_t>(g.w - off, a, b);
+                    std::fill(o, o + (lo - a), 0.0f);
+                    if (hi > lo) std::copy(xr + lo + off, xr + hi + off, o + (lo - a));
+                    std::fill(o + (std::max(hi, lo) - a), o + (b - a), 0.0f);
+                } else {
+                    for (int64_t ow = a; ow < b; ++ow) {
+                        const int64_t iw = ow * p.stride_w + off;
+                        o[ow - a] = (iw >= 0 && iw < g.w) ? xr[iw] : 0.0f;
+                    }
                 }
             }
+            o += b - a;
         }
     }
 }
 
-// Adjoint of im2col: dx[c][ih][iw] += col[...]. Parallel over channels (rows of one channel
-// only touch that channel's plane, so no two threads write the same element).
-void col2im(const float* col, const Geometry& g, const Conv2dParams& p, float* dx) {
-#pragma omp parallel for schedule(static)
+// Adjoint of im2col (full range): dx[c][ih][iw] = sum of the col entries that read it.
+// Channels are independent, so `parallel` splits them across threads.
+void col2im(const float* col, const Geometry& g, const Conv2dParams& p, float* dx, bool parallel) {
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t c = 0; c < g.cin_g; ++c) {
         float* xc = dx + c * g.h * g.w;
         std::fill(xc, xc + g.h * g.w, 0.0f);
@@ -158,6 +162,9 @@ void depthwise_backward(const float* x, const float* w, const float* dy, const G
 
 }  // namespace
 
+// Threading: with at least as many images as threads, each thread takes whole images (its own
+// im2col buffer, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
+// (inference on one image) the output positions of each image are split across threads.
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
     const Geometry g = geometry(x, w, y, p);
     const float* xp = x.data();
@@ -169,27 +176,43 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
         return;
     }
     const int64_t hw_out = g.ho * g.wo;
-    std::vector<float> col;
-    if (!g.pointwise) col.resize(static_cast<size_t>(g.k * hw_out));
-    for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t gr = 0; gr < g.groups; ++gr) {
-            const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
-            const float* c = xg;
-            if (!g.pointwise) {
-                im2col(xg, g, p, col.data());
-                c = col.data();
-            }
-            float* yg = yp + (n * g.cout + gr * g.cout_g) * hw_out;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(g.cout_g),
-                        static_cast<int>(hw_out), static_cast<int>(g.k), 1.0f, wp + gr * g.cout_g * g.k,
-                        static_cast<int>(g.k), c, static_cast<int>(hw_out), 0.0f, yg, static_cast<int>(hw_out));
+    const int nt = omp_get_max_threads();
+    auto image_group = [&](int64_t n, int64_t gr, int64_t q0, int64_t q1, float* col) {
+        const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
+        const float* c = xg + q0;
+        int64_t ldc = hw_out;
+        if (!g.pointwise) {
+            im2col(xg, g, p, col, q0, q1);
+            c = col;
+            ldc = q1 - q0;
         }
-    if (bp) {
-#pragma omp parallel for schedule(static)
-        for (int64_t nc = 0; nc < g.n * g.cout; ++nc) {
-            float b = bp[nc % g.cout];
-            float* yc = yp + nc * hw_out;
-            for (int64_t i = 0; i < hw_out; ++i) yc[i] += b;
+        float* yg = yp + (n * g.cout + gr * g.cout_g) * hw_out + q0;
+        sgemm(false, false, g.cout_g, q1 - q0, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, c, ldc, 0.0f, yg, hw_out);
+        if (bp)
+            for (int64_t o = 0; o < g.cout_g; ++o) {
+                const float b = bp[gr * g.cout_g + o];
+                float* yr = yg + o * hw_out;
+                for (int64_t q = 0; q < q1 - q0; ++q) yr[q] += b;
+            }
+    };
+    if (g.n >= nt) {
+#pragma omp parallel
+        {
+            Tensor col = g.pointwise ? Tensor() : Tensor::empty(Shape{g.k * hw_out});
+#pragma omp for schedule(static)
+            for (int64_t n = 0; n < g.n; ++n)
+                for (int64_t gr = 0; gr < g.groups; ++gr) image_group(n, gr, 0, hw_out, col.data());
+        }
+    } else {
+#pragma omp parallel
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            const int64_t chunk = ((hw_out + T - 1) / T + 15) / 16 * 16;
+            const int64_t q0 = std::min<int64_t>(hw_out, t * chunk), q1 = std::min<int64_t>(hw_out, q0 + chunk);
+            Tensor col = g.pointwise || q1 <= q0 ? Tensor() : Tensor::empty(Shape{g.k * (q1 - q0)});
+            if (q1 > q0)
+                for (int64_t n = 0; n < g.n; ++n)
+                    for (int64_t gr = 0; gr < g.groups; ++gr) image_group(n, gr, q0, q1, col.data());
         }
     }
 }
@@ -219,36 +242,59 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
         depthwise_backward(xp, wp, dyp, g, p, dx ? dx->data() : nullptr, dw ? dw->data() : nullptr);
         return;
     }
-    std::vector<float> col(static_cast<size_t>(g.k * hw_out));
     float* dwp = dw ? dw->data() : nullptr;
     float* dxp = dx ? dx->data() : nullptr;
-    for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t gr = 0; gr < g.groups; ++gr) {
-            const float* dyg = dyp + (n * g.cout + gr * g.cout_g) * hw_out;
-            const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
-            const float* wg = wp + gr * g.cout_g * g.k;
-            if (dwp) {
-                const float* c = xg;
-                if (!g.pointwise) {
-                    im2col(xg, g, p, col.data());
-                    c = col.data();
-                }
-                // dW[g] (cout_g x k) (+)= dy (cout_g x hw) * col^T (hw x k)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(g.cout_g),
-                            static_cast<int>(g.k), static_cast<int>(hw_out), 1.0f, dyg, static_cast<int>(hw_out), c,
-                            static_cast<int>(hw_out), n == 0 ? 0.0f : 1.0f, dwp + gr * g.cout_g * g.k,
-                            static_cast<int>(g.k));
-            }
-            if (dxp) {
-                float* dxg = dxp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
-                float* target = g.pointwise ? dxg : col.data();
-                // col (k x hw) = W^T (k x cout_g) * dy (cout_g x hw)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(g.k), static_cast<int>(hw_out),
-                            static_cast<int>(g.cout_g), 1.0f, wg, static_cast<int>(g.k), dyg, static_cast<int>(hw_out),
-                            0.0f, target, static_cast<int>(hw_out));
-                if (!g.pointwise) col2im(col.data(), g, p, dxg);
-            }
+    const int nt = omp_get_max_threads();
+    const int64_t wsize = g.cout * g.k;  // = w.numel()
+    // One pass over the images; each thread sums its images' filter gradients privately, then
+    // the partial sums are added (fixed order: results do not depend on scheduling).
+    std::vector<Tensor> partial(static_cast<size_t>(nt));
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num();
+        Tensor col = g.pointwise ? Tensor() : Tensor::empty(Shape{g.k * hw_out});
+        Tensor dcol = (!dxp || g.pointwise) ? Tensor() : Tensor::empty(Shape{g.k * hw_out});
+        float* acc = nullptr;
+        if (dwp) {
+            partial[static_cast<size_t>(t)] = Tensor::zeros(Shape{wsize});
+            acc = partial[static_cast<size_t>(t)].data();
         }
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g.n; ++n)
+            for (int64_t gr = 0; gr < g.groups; ++gr) {
+                const float* dyg = dyp + (n * g.cout + gr * g.cout_g) * hw_out;
+                const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
+                const float* wg = wp + gr * g.cout_g * g.k;
+                if (acc) {
+                    const float* c = xg;
+                    if (!g.pointwise) {
+                        im2col(xg, g, p, col.data(), 0, hw_out);
+                        c = col.data();
+                    }
+                    // dW[g] (cout_g x k) += dy (cout_g x hw) * col^T (hw x k)
+                    sgemm(false, true, g.cout_g, g.k, hw_out, 1.0f, dyg, hw_out, c, hw_out, 1.0f,
+                          acc + gr * g.cout_g * g.k, g.k);
+                }
+                if (dxp) {
+                    float* dxg = dxp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
+                    float* target = g.pointwise ? dxg : dcol.data();
+                    // col (k x hw) = W^T (k x cout_g) * dy (cout_g x hw)
+                    sgemm(true, false, g.k, hw_out, g.cout_g, 1.0f, wg, g.k, dyg, hw_out, 0.0f, target, hw_out);
+                    if (!g.pointwise) col2im(dcol.data(), g, p, dxg, false);
+                }
+            }
+    }
+    if (dwp) {
+        std::vector<const float*> parts;
+        for (const Tensor& t : partial)
+            if (t.defined()) parts.push_back(t.data());
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < wsize; ++i) {
+            float s = 0.0f;
+            for (const float* q : parts) s += q[i];
+            dwp[i] = s;
+        }
+    }
 }
 
 }  // namespace fsad::cpu

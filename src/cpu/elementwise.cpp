@@ -1,12 +1,11 @@
 // Element-wise kernels, optimiser kernels, linear layers and small reductions on the CPU.
 // The per-element arithmetic of activations, Adam and EMA comes from fsad/core/math.hpp,
 // shared with the CUDA kernels. Gradient rule: outputs written (=).
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "gemm.hpp"
 #include "kernels.hpp"
 
 namespace fsad::cpu {
@@ -92,8 +91,7 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
         if (!bias) fill(y.data(), y.numel(), 0.0f);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x.data(), in, w.data(), in,
-                bias ? 1.0f : 0.0f, y.data(), out);
+    parallel_sgemm(false, true, n, out, in, 1.0f, x.data(), in, w.data(), in, bias ? 1.0f : 0.0f, y.data(), out);
 }
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor* dx, const Tensor* dw,
@@ -102,14 +100,12 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const T
     if (dx) {
         if (out == 0 || n == 0 || in == 0) fill(dx->data(), dx->numel(), 0.0f);
         else  // dx [N,in] = dy [N,out] * W [out,in]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy.data(), out, w.data(), in,
-                        0.0f, dx->data(), in);
+            parallel_sgemm(false, false, n, in, out, 1.0f, dy.data(), out, w.data(), in, 0.0f, dx->data(), in);
     }
     if (dw) {
         if (out == 0 || n == 0 || in == 0) fill(dw->data(), dw->numel(), 0.0f);
         else  // dW [out,in] = dy^T [out,N] * x [N,in]
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy.data(), out, x.data(), in,
-                        0.0f, dw->data(), in);
+            parallel_sgemm(true, false, out, in, n, 1.0f, dy.data(), out, x.data(), in, 0.0f, dw->data(), in);
     }
     if (db) {
         float* b = db->data();

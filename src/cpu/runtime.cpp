@@ -124,10 +124,19 @@ Device parse_device(const std::string& s) {
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
 
+// fsad threads its own kernels and calls OpenBLAS single-threaded (src/cpu/gemm.hpp says why).
+namespace {
+const bool g_blas_single = [] {
+    openblas_set_num_threads(1);
+    return true;
+}();
+}  // namespace
+
 void set_num_threads(int n) {
     if (n < 1) throw Error("set_num_threads: need at least 1 thread, got " + std::to_string(n));
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
+    (void)g_blas_single;
 }
 
 int get_num_threads() { return omp_get_max_threads(); }
