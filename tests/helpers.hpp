@@ -47,7 +47,7 @@ inline Diff compare(const std::vector<float>& got, const std::vector<float>& wan
 #define FSAD_CHECK_CLOSE(name, got_vec, want_vec, atol, rtol)                                               \
     do {                                                                                                    \
         auto _d = ::fsad::test::compare((got_vec), (want_vec), (atol), (rtol));                             \
-        INFO(name << ": max |diff| " << _d.max_abs << ", worst at " << _d.worst << " got " << _d.got        \
+        INFO((name) << ": max |diff| " << _d.max_abs << ", worst at " << _d.worst << " got " << _d.got        \
                   << " want " << _d.want << " (atol " << (atol) << ", rtol " << (rtol) << ")");             \
         CHECK(_d.ok);                                                                                       \
     } while (0)

@@ -34,6 +34,8 @@ TEST_CASE("gradcheck: conv2d (stride, padding, dilation, groups, bias)") {
         {{2, 4, 7, 7}, {4, 1, 3, 3}, {2, 2, 1, 1, 1, 1, 4}, false},   // depthwise stride 2
         {{2, 5, 4, 4}, {3, 5, 1, 1}, {1, 1, 0, 0, 1, 1, 1}, false},   // pointwise
         {{1, 3, 11, 11}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}, false}, // ResNet stem shape
+        {{5, 3, 4, 4}, {4, 3, 3, 3}, {2, 2, 1, 1, 1, 1, 1}, true},    // several images per GEMM chunk
+        {{7, 4, 3, 3}, {6, 2, 1, 1}, {1, 1, 0, 0, 1, 1, 2}, false},   // chunked pointwise, groups
     };
     for (size_t c = 0; c < cases.size(); ++c) {
         const auto& k = cases[c];

@@ -90,3 +90,56 @@ TEST_CASE("ops: shape and device mismatches name the op and the shapes") {
     CHECK_THROWS_WITH_AS(ops::concat({g, x}, 0), doctest::Contains("incompatible"), Error);
     CHECK_THROWS_AS(ops::maxpool2d_forward(Tensor::zeros(Shape{1, 1, 2, 2}), {3, 3, 1, 1, 0, 0}), Error);
 }
+
+namespace {
+// Direct 7-loop convolution: the reference for every blocking/threading path of the kernel.
+Tensor naive_conv(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p) {
+    const int64_t n = x.dim(0), cin = x.dim(1), h = x.dim(2), wd = x.dim(3), cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+    const int64_t ho = ops::conv_out_size(h, static_cast<int>(kh), p.stride_h, p.pad_h, p.dil_h);
+    const int64_t wo = ops::conv_out_size(wd, static_cast<int>(kw), p.stride_w, p.pad_w, p.dil_w);
+    const int64_t cg = cin / p.groups, og = cout / p.groups;
+    Tensor y = Tensor::zeros(Shape{n, cout, ho, wo});
+    for (int64_t b = 0; b < n; ++b)
+        for (int64_t o = 0; o < cout; ++o)
+            for (int64_t i = 0; i < ho; ++i)
+                for (int64_t j = 0; j < wo; ++j) {
+                    double s = 0;
+                    for (int64_t c = 0; c < cg; ++c)
+                        for (int64_t u = 0; u < kh; ++u)
+                            for (int64_t v = 0; v < kw; ++v) {
+                                int64_t ih = i * p.stride_h - p.pad_h + u * p.dil_h, iw = j * p.stride_w - p.pad_w + v * p.dil_w;
+                                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                                s += static_cast<double>(x.data()[((b * cin + (o / og) * cg + c) * h + ih) * wd + iw]) *
+                                     w.data()[((o * cg + c) * kh + u) * kw + v];
+                            }
+                    y.data()[((b * cout + o) * ho + i) * wo + j] = static_cast<float>(s);
+                }
+    return y;
+}
+}  // namespace
+
+TEST_CASE("conv2d forward matches a direct convolution on every kernel path and thread count") {
+    struct Case {
+        Shape x, w;
+        ops::Conv2dParams p;
+    };
+    std::vector<Case> cases = {
+        {{1, 3, 17, 13}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // one image: columns split over threads
+        {{9, 8, 5, 5}, {6, 8, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},     // many images per chunk, ragged last chunk
+        {{9, 8, 6, 6}, {6, 8, 1, 1}, {2, 2, 0, 0, 1, 1, 1}},     // strided 1x1 (downsample)
+        {{3, 16, 40, 40}, {8, 16, 1, 1}, {1, 1, 0, 0, 1, 1, 1}}, // pointwise, one image per chunk
+        {{4, 6, 9, 9}, {6, 1, 3, 3}, {2, 2, 1, 1, 1, 1, 6}},     // depthwise
+        {{4, 6, 9, 9}, {4, 3, 3, 3}, {1, 1, 2, 2, 2, 2, 2}},     // groups + dilation
+    };
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        for (size_t i = 0; i < cases.size(); ++i) {
+            Tensor x = test::randn(cases[i].x, 100 + i), w = test::randn(cases[i].w, 200 + i);
+            Tensor got = ops::conv2d_forward(x, w, nullptr, cases[i].p);
+            Tensor want = naive_conv(x, w, cases[i].p);
+            FSAD_CHECK_CLOSE("conv case " + std::to_string(i) + " threads " + std::to_string(threads), got.to_vector(),
+                             want.to_vector(), 1e-4, 1e-4);
+        }
+    }
+    set_num_threads(2);
+}

@@ -1,9 +1,11 @@
-// Convolution on the CPU.
-//   forward:        y[n,g] = W[g] * im2col(x[n,g])                         (sgemm)
-//   backward data:  dx[n,g] = col2im(W[g]^T * dy[n,g])                     (sgemm + scatter)
-//   backward filt.: dW[g] = sum_n dy[n,g] * im2col(x[n,g])^T               (sgemm, beta=1 over n)
+// Convolution on the CPU, as GEMMs over a chunk of B images (columns = B * Ho*Wo positions):
+//   forward:        Y[g] = W[g] * im2col(x[chunk,g])                       (sgemm)
+//   backward data:  dx[chunk,g] = col2im(W[g]^T * dY[g])                   (sgemm + scatter)
+//   backward filt.: dW[g] = sum over chunks of dY[g] * im2col(x[chunk,g])^T (sgemm, beta=1)
 //   backward bias:  db[c] = sum_{n,h,w} dy[n,c,h,w]
-// 1x1 stride-1 unpadded convolutions skip im2col (the input already is the column matrix).
+// Chunks hold enough images that each GEMM has a few hundred columns even where Ho*Wo is
+// small (7x7 at 224 px, 2x2 at 64 px); one image per chunk when Ho*Wo is already large, and
+// then 1x1 stride-1 unpadded convolutions skip im2col (the input is the column matrix).
 // Depthwise convolutions (groups == Cin == Cout) use a direct loop: their GEMMs would be 1xK.
 // Gradient rule: outputs are written (=); dW accumulates over the batch inside this file only.
 #include <omp.h>
@@ -44,10 +46,11 @@ Geometry geometry(const Tensor& x, const Tensor& w, const Tensor& /*unused*/, co
 }
 
 // col[(c*kh + i)*kw + j][q - q0] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside),
-// for output positions q = oh*wo + ow in [q0, q1). Runs on the calling thread.
-void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col, int64_t q0, int64_t q1) {
-    const int64_t rows = g.cin_g * g.kh * g.kw, ld = q1 - q0;
-    if (ld <= 0) return;
+// for output positions q = oh*wo + ow in [q0, q1); row r starts at col + r*ld. Runs on the
+// calling thread.
+void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col, int64_t q0, int64_t q1, int64_t ld) {
+    const int64_t rows = g.cin_g * g.kh * g.kw;
+    if (q1 <= q0) return;
     const int64_t oh_first = q0 / g.wo, oh_last = (q1 - 1) / g.wo;
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
@@ -81,14 +84,14 @@ void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col
 
 // Adjoint of im2col (full range): dx[c][ih][iw] = sum of the col entries that read it.
 // Channels are independent, so `parallel` splits them across threads.
-void col2im(const float* col, const Geometry& g, const Conv2dParams& p, float* dx, bool parallel) {
-#pragma omp parallel for schedule(static) if (parallel)
+// Rows of col start at col + r*ld.
+void col2im(const float* col, int64_t ld, const Geometry& g, const Conv2dParams& p, float* dx) {
     for (int64_t c = 0; c < g.cin_g; ++c) {
         float* xc = dx + c * g.h * g.w;
         std::fill(xc, xc + g.h * g.w, 0.0f);
         for (int64_t i = 0; i < g.kh; ++i)
             for (int64_t j = 0; j < g.kw; ++j) {
-                const float* in = col + ((c * g.kh + i) * g.kw + j) * g.ho * g.wo;
+                const float* in = col + ((c * g.kh + i) * g.kw + j) * ld;
                 for (int64_t oh = 0; oh < g.ho; ++oh) {
                     int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
                     if (ih < 0 || ih >= g.h) continue;
@@ -162,8 +165,32 @@ void depthwise_backward(const float* x, const float* w, const float* dy, const G
 
 }  // namespace
 
-// Threading: with at least as many images as threads, each thread takes whole images (its own
-// im2col buffer, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
+// Images per chunk: enough for ~kCols GEMM columns, at most an even share of the batch per
+// thread, and a column buffer of at most ~8 MiB.
+int64_t chunk_images(const Geometry& g, int nt) {
+    constexpr int64_t kCols = 384;
+    const int64_t hw = g.ho * g.wo;
+    int64_t b = std::max<int64_t>(1, (kCols + hw - 1) / hw);
+    b = std::min<int64_t>(b, std::max<int64_t>(1, (g.n + nt - 1) / nt));
+    b = std::min<int64_t>(b, std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, g.k * hw)));
+    return std::min<int64_t>(b, std::max<int64_t>(g.n, 1));
+}
+
+// Copies the [cout_g, hw] planes of images [n0, n0+b) of group gr between NCHW `t` and a
+// [cout_g, b*hw] matrix `m` (to_matrix: t -> m, else m -> t).
+void chunk_layout(float* t, float* m, const Geometry& g, int64_t n0, int64_t b, int64_t gr, bool to_matrix) {
+    const int64_t hw = g.ho * g.wo;
+    for (int64_t o = 0; o < g.cout_g; ++o)
+        for (int64_t i = 0; i < b; ++i) {
+            float* plane = t + ((n0 + i) * g.cout + gr * g.cout_g + o) * hw;
+            float* row = m + o * b * hw + i * hw;
+            if (to_matrix) std::copy(plane, plane + hw, row);
+            else std::copy(row, row + hw, plane);
+        }
+}
+
+// Threading: with at least as many images as threads, each thread takes whole chunks (its own
+// buffers, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
 // (inference on one image) the output positions of each image are split across threads.
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
     const Geometry g = geometry(x, w, y, p);
@@ -175,44 +202,64 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
         depthwise_forward(xp, wp, bp, g, p, yp);
         return;
     }
-    const int64_t hw_out = g.ho * g.wo;
+    const int64_t hw = g.ho * g.wo;
     const int nt = omp_get_max_threads();
-    auto image_group = [&](int64_t n, int64_t gr, int64_t q0, int64_t q1, float* col) {
-        const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
-        const float* c = xg + q0;
-        int64_t ldc = hw_out;
-        if (!g.pointwise) {
-            im2col(xg, g, p, col, q0, q1);
-            c = col;
-            ldc = q1 - q0;
+    auto add_bias = [&](int64_t n, int64_t gr, int64_t q0, int64_t q1) {
+        if (!bp) return;
+        for (int64_t o = 0; o < g.cout_g; ++o) {
+            const float b = bp[gr * g.cout_g + o];
+            float* yr = yp + (n * g.cout + gr * g.cout_g + o) * hw;
+            for (int64_t q = q0; q < q1; ++q) yr[q] += b;
         }
-        float* yg = yp + (n * g.cout + gr * g.cout_g) * hw_out + q0;
-        sgemm(false, false, g.cout_g, q1 - q0, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, c, ldc, 0.0f, yg, hw_out);
-        if (bp)
-            for (int64_t o = 0; o < g.cout_g; ++o) {
-                const float b = bp[gr * g.cout_g + o];
-                float* yr = yg + o * hw_out;
-                for (int64_t q = 0; q < q1 - q0; ++q) yr[q] += b;
-            }
     };
     if (g.n >= nt) {
+        const int64_t b = chunk_images(g, nt), chunks = (g.n + b - 1) / b;
 #pragma omp parallel
         {
-            Tensor col = g.pointwise ? Tensor() : Tensor::empty(Shape{g.k * hw_out});
+            const bool direct = b == 1 && g.pointwise;
+            Tensor col = direct ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
+            Tensor out = b == 1 ? Tensor() : Tensor::empty(Shape{g.cout_g * b * hw});
 #pragma omp for schedule(static)
-            for (int64_t n = 0; n < g.n; ++n)
-                for (int64_t gr = 0; gr < g.groups; ++gr) image_group(n, gr, 0, hw_out, col.data());
+            for (int64_t c = 0; c < chunks; ++c) {
+                const int64_t n0 = c * b, nb = std::min(b, g.n - n0), ld = nb * hw;
+                for (int64_t gr = 0; gr < g.groups; ++gr) {
+                    const float* cm = xp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w;
+                    if (!direct) {
+                        for (int64_t i = 0; i < nb; ++i)
+                            im2col(xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w, g, p, col.data() + i * hw, 0,
+                                   hw, ld);
+                        cm = col.data();
+                    }
+                    float* ym = b == 1 ? yp + (n0 * g.cout + gr * g.cout_g) * hw : out.data();
+                    sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ld, 0.0f, ym, ld);
+                    if (b != 1) chunk_layout(yp, out.data(), g, n0, nb, gr, false);
+                    for (int64_t i = 0; i < nb; ++i) add_bias(n0 + i, gr, 0, hw);
+                }
+            }
         }
     } else {
 #pragma omp parallel
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
-            const int64_t chunk = ((hw_out + T - 1) / T + 15) / 16 * 16;
-            const int64_t q0 = std::min<int64_t>(hw_out, t * chunk), q1 = std::min<int64_t>(hw_out, q0 + chunk);
+            const int64_t chunk = ((hw + T - 1) / T + 15) / 16 * 16;
+            const int64_t q0 = std::min<int64_t>(hw, t * chunk), q1 = std::min<int64_t>(hw, q0 + chunk);
             Tensor col = g.pointwise || q1 <= q0 ? Tensor() : Tensor::empty(Shape{g.k * (q1 - q0)});
             if (q1 > q0)
                 for (int64_t n = 0; n < g.n; ++n)
-                    for (int64_t gr = 0; gr < g.groups; ++gr) image_group(n, gr, q0, q1, col.data());
+                    for (int64_t gr = 0; gr < g.groups; ++gr) {
+                        const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
+                        const float* cm = xg + q0;
+                        int64_t ldc = hw;
+                        if (!g.pointwise) {
+                            im2col(xg, g, p, col.data(), q0, q1, q1 - q0);
+                            cm = col.data();
+                            ldc = q1 - q0;
+                        }
+                        float* yg = yp + (n * g.cout + gr * g.cout_g) * hw + q0;
+                        sgemm(false, false, g.cout_g, q1 - q0, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ldc, 0.0f,
+                              yg, hw);
+                        add_bias(n, gr, q0, q1);
+                    }
         }
     }
 }
@@ -220,18 +267,18 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,
                      const Tensor* dw, const Tensor* db) {
     const Geometry g = geometry(x, w, dy, p);
-    const int64_t hw_out = g.ho * g.wo;
+    const int64_t hw = g.ho * g.wo;
     const float* xp = x.data();
     const float* wp = w.data();
-    const float* dyp = dy.data();
+    float* dyp = dy.data();
     if (db) {
         float* dbp = db->data();
 #pragma omp parallel for schedule(static)
         for (int64_t c = 0; c < g.cout; ++c) {
             double s = 0.0;
             for (int64_t n = 0; n < g.n; ++n) {
-                const float* d = dyp + (n * g.cout + c) * hw_out;
-                for (int64_t i = 0; i < hw_out; ++i) s += d[i];
+                const float* d = dyp + (n * g.cout + c) * hw;
+                for (int64_t i = 0; i < hw; ++i) s += d[i];
             }
             dbp[c] = static_cast<float>(s);
         }
@@ -246,43 +293,53 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     float* dxp = dx ? dx->data() : nullptr;
     const int nt = omp_get_max_threads();
     const int64_t wsize = g.cout * g.k;  // = w.numel()
-    // One pass over the images; each thread sums its images' filter gradients privately, then
-    // the partial sums are added (fixed order: results do not depend on scheduling).
+    const int64_t b = chunk_images(g, nt), chunks = (g.n + b - 1) / b;
+    // One pass over the chunks; each thread sums its filter gradients privately, then the
+    // partial sums are added in thread order (results do not depend on timing).
     std::vector<Tensor> partial(static_cast<size_t>(nt));
 #pragma omp parallel
     {
         const int t = omp_get_thread_num();
-        Tensor col = g.pointwise ? Tensor() : Tensor::empty(Shape{g.k * hw_out});
-        Tensor dcol = (!dxp || g.pointwise) ? Tensor() : Tensor::empty(Shape{g.k * hw_out});
+        const bool direct = b == 1 && g.pointwise;
+        Tensor col = (!dwp || direct) ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
+        Tensor dcol = (!dxp || direct) ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
+        Tensor dym = b == 1 ? Tensor() : Tensor::empty(Shape{g.cout_g * b * hw});
         float* acc = nullptr;
         if (dwp) {
             partial[static_cast<size_t>(t)] = Tensor::zeros(Shape{wsize});
             acc = partial[static_cast<size_t>(t)].data();
         }
 #pragma omp for schedule(static)
-        for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t c = 0; c < chunks; ++c) {
+            const int64_t n0 = c * b, nb = std::min(b, g.n - n0), ld = nb * hw;
             for (int64_t gr = 0; gr < g.groups; ++gr) {
-                const float* dyg = dyp + (n * g.cout + gr * g.cout_g) * hw_out;
-                const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
+                const float* dyg = dyp + (n0 * g.cout + gr * g.cout_g) * hw;
+                if (b != 1) {
+                    chunk_layout(dyp, dym.data(), g, n0, nb, gr, true);
+                    dyg = dym.data();
+                }
                 const float* wg = wp + gr * g.cout_g * g.k;
                 if (acc) {
-                    const float* c = xg;
-                    if (!g.pointwise) {
-                        im2col(xg, g, p, col.data(), 0, hw_out);
-                        c = col.data();
+                    const float* cm = xp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w;
+                    if (!direct) {
+                        for (int64_t i = 0; i < nb; ++i)
+                            im2col(xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w, g, p, col.data() + i * hw, 0,
+                                   hw, ld);
+                        cm = col.data();
                     }
-                    // dW[g] (cout_g x k) += dy (cout_g x hw) * col^T (hw x k)
-                    sgemm(false, true, g.cout_g, g.k, hw_out, 1.0f, dyg, hw_out, c, hw_out, 1.0f,
-                          acc + gr * g.cout_g * g.k, g.k);
+                    // dW[g] (cout_g x k) += dY (cout_g x ld) * col^T (ld x k)
+                    sgemm(false, true, g.cout_g, g.k, ld, 1.0f, dyg, ld, cm, ld, 1.0f, acc + gr * g.cout_g * g.k, g.k);
                 }
                 if (dxp) {
-                    float* dxg = dxp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
-                    float* target = g.pointwise ? dxg : dcol.data();
-                    // col (k x hw) = W^T (k x cout_g) * dy (cout_g x hw)
-                    sgemm(true, false, g.k, hw_out, g.cout_g, 1.0f, wg, g.k, dyg, hw_out, 0.0f, target, hw_out);
-                    if (!g.pointwise) col2im(dcol.data(), g, p, dxg, false);
+                    float* target = direct ? dxp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w : dcol.data();
+                    // dcol (k x ld) = W^T (k x cout_g) * dY (cout_g x ld)
+                    sgemm(true, false, g.k, ld, g.cout_g, 1.0f, wg, g.k, dyg, ld, 0.0f, target, ld);
+                    if (!direct)
+                        for (int64_t i = 0; i < nb; ++i)
+                            col2im(dcol.data() + i * hw, ld, g, p, dxp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w);
                 }
             }
+        }
     }
     if (dwp) {
         std::vector<const float*> parts;
