@@ -45,6 +45,15 @@ Geometry geometry(const Tensor& x, const Tensor& w, const Tensor& /*unused*/, co
     return g;
 }
 
+// Output columns ow whose input column ow*stride + off lies in [0, w): [lo, hi).
+inline void valid_range(int64_t off, int64_t stride, int64_t w, int64_t wo, int64_t& lo, int64_t& hi) {
+    // smallest ow with ow*stride + off >= 0, and first ow with ow*stride + off >= w
+    lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    hi = w - off <= 0 ? 0 : (w - off + stride - 1) / stride;
+    lo = std::min(lo, wo);
+    hi = std::clamp(hi, lo, wo);
+}
+
 // col[(c*kh + i)*kw + j][q - q0] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside),
 // for output positions q = oh*wo + ow in [q0, q1); row r starts at col + r*ld. Runs on the
 // calling thread.
@@ -71,10 +80,14 @@ void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col
                     if (hi > lo) std::copy(xr + lo + off, xr + hi + off, o + (lo - a));
                     std::fill(o + (std::max(hi, lo) - a), o + (b - a), 0.0f);
                 } else {
-                    for (int64_t ow = a; ow < b; ++ow) {
-                        const int64_t iw = ow * p.stride_w + off;
-                        o[ow - a] = (iw >= 0 && iw < g.w) ? xr[iw] : 0.0f;
-                    }
+                    int64_t lo, hi;
+                    valid_range(off, p.stride_w, g.w, g.wo, lo, hi);
+                    lo = std::clamp(lo, a, b);
+                    hi = std::clamp(hi, lo, b);
+                    std::fill(o, o + (lo - a), 0.0f);
+                    const int64_t sw = p.stride_w;
+                    for (int64_t ow = lo; ow < hi; ++ow) o[ow - a] = xr[ow * sw + off];
+                    std::fill(o + (hi - a), o + (b - a), 0.0f);
                 }
             }
             o += b - a;
@@ -84,7 +97,7 @@ void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col
 
 // Adjoint of im2col (full range): dx[c][ih][iw] = sum of the col entries that read it.
 // Channels are independent, so `parallel` splits them across threads.
-// Rows of col start at col + r*ld.
+// Rows of col start at col + r*ld. Branch-free inner loops (contiguous adds for stride 1).
 void col2im(const float* col, int64_t ld, const Geometry& g, const Conv2dParams& p, float* dx) {
     for (int64_t c = 0; c < g.cin_g; ++c) {
         float* xc = dx + c * g.h * g.w;
@@ -92,14 +105,19 @@ void col2im(const float* col, int64_t ld, const Geometry& g, const Conv2dParams&
         for (int64_t i = 0; i < g.kh; ++i)
             for (int64_t j = 0; j < g.kw; ++j) {
                 const float* in = col + ((c * g.kh + i) * g.kw + j) * ld;
+                const int64_t off = j * p.dil_w - p.pad_w;
+                int64_t lo, hi;
+                valid_range(off, p.stride_w, g.w, g.wo, lo, hi);
                 for (int64_t oh = 0; oh < g.ho; ++oh) {
-                    int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
+                    const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
                     if (ih < 0 || ih >= g.h) continue;
-                    float* xr = xc + ih * g.w;
+                    float* xr = xc + ih * g.w + off;
                     const float* o = in + oh * g.wo;
-                    for (int64_t ow = 0; ow < g.wo; ++ow) {
-                        int64_t iw = ow * p.stride_w - p.pad_w + j * p.dil_w;
-                        if (iw >= 0 && iw < g.w) xr[iw] += o[ow];
+                    if (p.stride_w == 1) {
+                        for (int64_t ow = lo; ow < hi; ++ow) xr[ow] += o[ow];
+                    } else {
+                        const int64_t sw = p.stride_w;
+                        for (int64_t ow = lo; ow < hi; ++ow) xr[ow * sw] += o[ow];
                     }
                 }
             }
