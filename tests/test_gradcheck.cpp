@@ -61,6 +61,29 @@ TEST_CASE("gradcheck: batchnorm train and eval, 2d and 1d") {
     }
 }
 
+TEST_CASE("gradcheck: batchnorm with fused ReLU / ReLU6, train and eval") {
+    Shape s{4, 3, 3, 2};
+    Tensor x = spread(s, 16), g = randu(Shape{3}, 17, 0.5f, 1.5f), b = randn(Shape{3}, 18, 0.3f);
+    for (auto act : {math::Activation::ReLU, math::Activation::ReLU6}) {
+        const float k = act == math::Activation::ReLU6 ? 4.0f : 1.0f;  // reach the ReLU6 cap too
+        Tensor gk = ops::affine(g, k, 0.0f);
+        Tensor rm = Tensor::zeros(Shape{3}), rv = Tensor::full(Shape{3}, 1.0f);
+        gradcheck("batchnorm_train+act", [&](const std::vector<Var>& v) {
+            return ag::batchnorm_train(v[0], v[1], v[2], rm, rv, 0.1f, 1e-5f, act);
+        }, {x, gk, b}, {}, 1e-3, 3e-3, 3e-2);
+        Tensor erm = randn(Shape{3}, 19, 0.3f), erv = randu(Shape{3}, 20, 0.5f, 2.0f);
+        gradcheck("batchnorm_eval+act", [&](const std::vector<Var>& v) {
+            return ag::batchnorm_eval(v[0], v[1], v[2], erm, erv, 1e-5f, act);
+        }, {x, gk, b}, {}, 1e-3);
+        // fused == unfused
+        NoGradGuard ng;
+        Tensor rm2 = Tensor::zeros(Shape{3}), rv2 = Tensor::full(Shape{3}, 1.0f);
+        Tensor fused = ops::batchnorm_forward_train(x, gk, b, rm, rv, 0.1f, 1e-5f, nullptr, act);
+        Tensor plain = ops::activation_forward(ops::batchnorm_forward_train(x, gk, b, rm2, rv2, 0.1f, 1e-5f, nullptr), act);
+        CHECK(fused.to_vector() == plain.to_vector());
+    }
+}
+
 TEST_CASE("gradcheck: relu, relu6") {
     Tensor x = spread(Shape{3, 4, 5}, 21);
     // scale to cover the ReLU6 cap too, keeping clear of 0 and 6

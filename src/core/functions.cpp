@@ -28,16 +28,18 @@ Var conv2d(const Var& x, const Var& w, const Var* bias, const Conv2dParams& p) {
 }
 
 Var batchnorm_train(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
-                    const Tensor& running_var, float momentum, float eps) {
+                    const Tensor& running_var, float momentum, float eps, math::Activation act) {
     auto saved = std::make_shared<ops::BatchNormSaved>();
     Tensor xv = x.value(), gv = gamma.value();
     Tensor y = ops::batchnorm_forward_train(xv, gv, beta.value(), running_mean, running_var, momentum, eps,
-                                            saved.get());
+                                            saved.get(), act);
+    Tensor yv = act == math::Activation::Identity ? Tensor() : y;
     return make_result(std::move(y), "batchnorm_train", {x.node(), gamma.node(), beta.node()},
-                       [xv, gv, saved](Node& s) {
+                       [xv, gv, saved, yv, act](Node& s) {
                            Tensor dx, dg, db;
                            ops::batchnorm_backward_train(xv, gv, *saved, s.grad, needs(s, 0) ? &dx : nullptr,
-                                                         needs(s, 1) ? &dg : nullptr, needs(s, 2) ? &db : nullptr);
+                                                         needs(s, 1) ? &dg : nullptr, needs(s, 2) ? &db : nullptr,
+                                                         yv.defined() ? &yv : nullptr, act);
                            if (dx.defined()) in(s, 0)->accumulate_grad(dx);
                            if (dg.defined()) in(s, 1)->accumulate_grad(dg);
                            if (db.defined()) in(s, 2)->accumulate_grad(db);
@@ -45,16 +47,20 @@ Var batchnorm_train(const Var& x, const Var& gamma, const Var& beta, const Tenso
 }
 
 Var batchnorm_eval(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
-                   const Tensor& running_var, float eps) {
+                   const Tensor& running_var, float eps, math::Activation act) {
     Tensor xv = x.value(), gv = gamma.value();
-    Tensor y = ops::batchnorm_forward_eval(xv, gv, beta.value(), running_mean, running_var, eps);
-    // Copies of the statistics: the closure must see the values the forward used.
-    Tensor rm = running_mean.clone(), rv = running_var.clone();
+    Tensor y = ops::batchnorm_forward_eval(xv, gv, beta.value(), running_mean, running_var, eps, act);
+    Tensor yv = act == math::Activation::Identity ? Tensor() : y;
+    // Copies of the statistics (only when a gradient will be needed): the closure must see the
+    // values the forward used.
+    const bool record = grad_enabled() && (x.requires_grad() || gamma.requires_grad() || beta.requires_grad());
+    Tensor rm = record ? running_mean.clone() : Tensor(), rv = record ? running_var.clone() : Tensor();
     return make_result(std::move(y), "batchnorm_eval", {x.node(), gamma.node(), beta.node()},
-                       [xv, gv, rm, rv, eps](Node& s) {
+                       [xv, gv, rm, rv, eps, yv, act](Node& s) {
                            Tensor dx, dg, db;
                            ops::batchnorm_backward_eval(xv, gv, rm, rv, eps, s.grad, needs(s, 0) ? &dx : nullptr,
-                                                        needs(s, 1) ? &dg : nullptr, needs(s, 2) ? &db : nullptr);
+                                                        needs(s, 1) ? &dg : nullptr, needs(s, 2) ? &db : nullptr,
+                                                        yv.defined() ? &yv : nullptr, act);
                            if (dx.defined()) in(s, 0)->accumulate_grad(dx);
                            if (dg.defined()) in(s, 1)->accumulate_grad(dg);
                            if (db.defined()) in(s, 2)->accumulate_grad(db);

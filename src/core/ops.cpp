@@ -118,7 +118,8 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
 }
 
 Tensor batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                               const Tensor& running_var, float momentum, float eps, BatchNormSaved* saved) {
+                               const Tensor& running_var, float momentum, float eps, BatchNormSaved* saved,
+                               math::Activation act) {
     const char* op = "batchnorm_forward_train";
     int64_t c = bn_check(x, gamma, beta, op);
     need_shape(running_mean, Shape{c}, op, "running_mean");
@@ -132,39 +133,48 @@ Tensor batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tenso
     s.invstd = Tensor::empty(Shape{c}, x.device());
     Tensor y = like(x);
     FSAD_DISPATCH(x.device(), batchnorm_forward_train, x, gamma, beta, running_mean, running_var, momentum, eps,
-                  s.mean, s.invstd, y);
+                  s.mean, s.invstd, y, act);
     return y;
 }
 
 Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                              const Tensor& running_var, float eps) {
+                              const Tensor& running_var, float eps, math::Activation act) {
     const char* op = "batchnorm_forward_eval";
     int64_t c = bn_check(x, gamma, beta, op);
     need_shape(running_mean, Shape{c}, op, "running_mean");
     need_shape(running_var, Shape{c}, op, "running_var");
     Tensor y = like(x);
-    FSAD_DISPATCH(x.device(), batchnorm_forward_eval, x, gamma, beta, running_mean, running_var, eps, y);
+    FSAD_DISPATCH(x.device(), batchnorm_forward_eval, x, gamma, beta, running_mean, running_var, eps, y, act);
     return y;
 }
 
 void batchnorm_backward_train(const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved, const Tensor& dy,
-                              Tensor* dx, Tensor* dgamma, Tensor* dbeta) {
+                              Tensor* dx, Tensor* dgamma, Tensor* dbeta, const Tensor* y, math::Activation act) {
     const char* op = "batchnorm_backward_train";
     int64_t c = bn_check(x, gamma, gamma, op);
+    if (act != math::Activation::Identity) {
+        need(y != nullptr, op, "a fused activation needs the forward output");
+        need_shape(*y, x.shape(), op, "output");
+    }
     need_shape(saved.mean, Shape{c}, op, "saved mean");
     need_shape(saved.invstd, Shape{c}, op, "saved invstd");
     need_shape(dy, x.shape(), op, "grad_output");
     if (dx) *dx = like(x);
     if (dgamma) *dgamma = like(gamma);
     if (dbeta) *dbeta = like(gamma);
-    FSAD_DISPATCH(x.device(), batchnorm_backward, x, gamma, saved.mean, saved.invstd, true, dy, dx, dgamma, dbeta);
+    FSAD_DISPATCH(x.device(), batchnorm_backward, x, gamma, saved.mean, saved.invstd, true, dy, y, act, dx, dgamma,
+                  dbeta);
 }
 
 void batchnorm_backward_eval(const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
                              const Tensor& running_var, float eps, const Tensor& dy, Tensor* dx, Tensor* dgamma,
-                             Tensor* dbeta) {
+                             Tensor* dbeta, const Tensor* y, math::Activation act) {
     const char* op = "batchnorm_backward_eval";
     int64_t c = bn_check(x, gamma, gamma, op);
+    if (act != math::Activation::Identity) {
+        need(y != nullptr, op, "a fused activation needs the forward output");
+        need_shape(*y, x.shape(), op, "output");
+    }
     need_shape(running_mean, Shape{c}, op, "running_mean");
     need_shape(running_var, Shape{c}, op, "running_var");
     need_shape(dy, x.shape(), op, "grad_output");
@@ -175,7 +185,7 @@ void batchnorm_backward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
     if (dx) *dx = like(x);
     if (dgamma) *dgamma = like(gamma);
     if (dbeta) *dbeta = like(gamma);
-    FSAD_DISPATCH(x.device(), batchnorm_backward, x, gamma, running_mean, invstd, false, dy, dx, dgamma, dbeta);
+    FSAD_DISPATCH(x.device(), batchnorm_backward, x, gamma, running_mean, invstd, false, dy, y, act, dx, dgamma, dbeta);
 }
 
 Tensor activation_forward(const Tensor& x, math::Activation a) {

@@ -1,12 +1,16 @@
-// Batch normalisation on the CPU, per channel c over the m = N*H*W values x_i:
+// Batch normalisation on the CPU, per channel c over the m = N*H*W values x_i, optionally
+// followed by a fused activation a (ReLU, ReLU6; Identity when none):
 //   forward (train): mu = mean(x), var = mean((x-mu)^2), invstd = 1/sqrt(var+eps),
-//                    y = gamma*(x-mu)*invstd + beta;
+//                    z = gamma*(x-mu)*invstd + beta, y = a(z);
 //                    running_mean = (1-momentum)*running_mean + momentum*mu,
 //                    running_var  = (1-momentum)*running_var  + momentum*var*m/(m-1)
-//   backward (train): xhat = (x-mu)*invstd,
-//                    dbeta = sum dy, dgamma = sum dy*xhat,
-//                    dx = gamma*invstd/m * (m*dy - dbeta - xhat*dgamma)
-//   backward (eval): mu, invstd are constants: dx = gamma*invstd*dy.
+//   backward (train): g = dL/dz = a'(y) * dy, xhat = (x-mu)*invstd,
+//                    dbeta = sum g, dgamma = sum g*xhat,
+//                    dx = gamma*invstd * (g - dbeta/m - xhat*dgamma/m)
+//   backward (eval): mu, invstd are constants: dx = gamma*invstd*g.
+// Forward statistics are summed in double: one pass for sum and sum of squares around a shift
+// (the channel's first value), which keeps the cancellation small. Backward sums each row in
+// float (vectorised) and the rows in double.
 // Gradient rule: outputs written (=).
 #include <cmath>
 
@@ -17,46 +21,55 @@ namespace {
 struct Layout {
     int64_t n, c, hw;
 };
-Layout layout(const Tensor& x) {
-    return {x.dim(0), x.dim(1), x.ndim() == 4 ? x.dim(2) * x.dim(3) : 1};
+Layout layout(const Tensor& x) { return {x.dim(0), x.dim(1), x.ndim() == 4 ? x.dim(2) * x.dim(3) : 1}; }
+
+template <math::Activation A>
+void normalize_rows(const float* xp, float* yp, const Layout& L, int64_t c, float scale, float shift) {
+    for (int64_t n = 0; n < L.n; ++n) {
+        const float* xc = xp + (n * L.c + c) * L.hw;
+        float* yc = yp + (n * L.c + c) * L.hw;
+#pragma omp simd
+        for (int64_t i = 0; i < L.hw; ++i) yc[i] = math::activation(xc[i] * scale + shift, A);
+    }
+}
+void normalize(const float* xp, float* yp, const Layout& L, int64_t c, float scale, float shift, math::Activation a) {
+    switch (a) {
+        case math::Activation::ReLU: normalize_rows<math::Activation::ReLU>(xp, yp, L, c, scale, shift); break;
+        case math::Activation::ReLU6: normalize_rows<math::Activation::ReLU6>(xp, yp, L, c, scale, shift); break;
+        default: normalize_rows<math::Activation::Identity>(xp, yp, L, c, scale, shift); break;
+    }
 }
 }  // namespace
 
 void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, float momentum, float eps, const Tensor& mean,
-                             const Tensor& invstd, const Tensor& y) {
+                             const Tensor& invstd, const Tensor& y, math::Activation act) {
     const Layout L = layout(x);
     const float* xp = x.data();
     float* yp = y.data();
     const int64_t m = L.n * L.hw;
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
-        double s = 0.0;
+        const float k = xp[c * L.hw];  // shift: any value of the channel
+        double s = 0.0, ss = 0.0;
         for (int64_t n = 0; n < L.n; ++n) {
             const float* xc = xp + (n * L.c + c) * L.hw;
-            for (int64_t i = 0; i < L.hw; ++i) s += xc[i];
-        }
-        const double mu = s / static_cast<double>(m);
-        double ss = 0.0;
-        for (int64_t n = 0; n < L.n; ++n) {
-            const float* xc = xp + (n * L.c + c) * L.hw;
+#pragma omp simd reduction(+ : s, ss)
             for (int64_t i = 0; i < L.hw; ++i) {
-                double d = xc[i] - mu;
+                const double d = static_cast<double>(xc[i] - k);
+                s += d;
                 ss += d * d;
             }
         }
-        const double var = ss / static_cast<double>(m);
+        const double dm = s / static_cast<double>(m);
+        const double var = std::max(0.0, ss / static_cast<double>(m) - dm * dm);
+        const double mu = dm + k;
         const float is = static_cast<float>(1.0 / std::sqrt(var + eps));
         const float muf = static_cast<float>(mu);
         mean.data()[c] = muf;
         invstd.data()[c] = is;
         const float scale = gamma.data()[c] * is;
-        const float shift = beta.data()[c] - muf * scale;
-        for (int64_t n = 0; n < L.n; ++n) {
-            const float* xc = xp + (n * L.c + c) * L.hw;
-            float* yc = yp + (n * L.c + c) * L.hw;
-            for (int64_t i = 0; i < L.hw; ++i) yc[i] = xc[i] * scale + shift;
-        }
+        normalize(xp, yp, L, c, scale, beta.data()[c] - muf * scale, act);
         float* rm = running_mean.data();
         float* rv = running_var.data();
         rm[c] = (1.0f - momentum) * rm[c] + momentum * muf;
@@ -66,57 +79,79 @@ void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor&
 }
 
 void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                            const Tensor& running_var, float eps, const Tensor& y) {
+                            const Tensor& running_var, float eps, const Tensor& y, math::Activation act) {
     const Layout L = layout(x);
-    const float* xp = x.data();
-    float* yp = y.data();
 #pragma omp parallel for schedule(static)
-    for (int64_t nc = 0; nc < L.n * L.c; ++nc) {
-        const int64_t c = nc % L.c;
+    for (int64_t c = 0; c < L.c; ++c) {
         const float is = 1.0f / std::sqrt(running_var.data()[c] + eps);
         const float scale = gamma.data()[c] * is;
-        const float shift = beta.data()[c] - running_mean.data()[c] * scale;
-        const float* xc = xp + nc * L.hw;
-        float* yc = yp + nc * L.hw;
-        for (int64_t i = 0; i < L.hw; ++i) yc[i] = xc[i] * scale + shift;
+        normalize(x.data(), y.data(), L, c, scale, beta.data()[c] - running_mean.data()[c] * scale, act);
     }
 }
 
+namespace {
+template <math::Activation A>
+void bn_backward_channel(const float* xp, const float* dyp, const float* ypp, const Layout& L, int64_t c, float mu,
+                         float is, float gamma, bool batch_stats, double m, float* dxp, float* dgamma, float* dbeta) {
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t n = 0; n < L.n; ++n) {
+        const int64_t off = (n * L.c + c) * L.hw;
+        const float* xc = xp + off;
+        const float* dc = dyp + off;
+        const float* yc = A == math::Activation::Identity ? dc : ypp + off;
+        float s1 = 0.0f, s2 = 0.0f;  // one row in float (vectorised), rows summed in double
+#pragma omp simd reduction(+ : s1, s2)
+        for (int64_t i = 0; i < L.hw; ++i) {
+            const float g = math::activation_grad(yc[i], dc[i], A);
+            s1 += g;
+            s2 += g * (xc[i] - mu);
+        }
+        sg += s1;
+        sgx += s2;
+    }
+    sgx *= is;  // sum g * xhat
+    if (dbeta) dbeta[c] = static_cast<float>(sg);
+    if (dgamma) dgamma[c] = static_cast<float>(sgx);
+    if (!dxp) return;
+    const float k = gamma * is;
+    const float a = batch_stats ? static_cast<float>(sg / m) : 0.0f;
+    const float b = batch_stats ? static_cast<float>(sgx / m) * is : 0.0f;
+    for (int64_t n = 0; n < L.n; ++n) {
+        const int64_t off = (n * L.c + c) * L.hw;
+        const float* xc = xp + off;
+        const float* dc = dyp + off;
+        const float* yc = A == math::Activation::Identity ? dc : ypp + off;
+        float* o = dxp + off;
+#pragma omp simd
+        for (int64_t i = 0; i < L.hw; ++i) o[i] = k * (math::activation_grad(yc[i], dc[i], A) - a - (xc[i] - mu) * b);
+    }
+}
+}  // namespace
+
 void batchnorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& invstd,
-                        bool batch_stats, const Tensor& dy, const Tensor* dx, const Tensor* dgamma,
-                        const Tensor* dbeta) {
+                        bool batch_stats, const Tensor& dy, const Tensor* y, math::Activation act, const Tensor* dx,
+                        const Tensor* dgamma, const Tensor* dbeta) {
     const Layout L = layout(x);
-    const float* xp = x.data();
-    const float* dyp = dy.data();
     const double m = static_cast<double>(L.n * L.hw);
+    const float* yp = y ? y->data() : nullptr;
+    float* dxp = dx ? dx->data() : nullptr;
+    float* dgp = dgamma ? dgamma->data() : nullptr;
+    float* dbp = dbeta ? dbeta->data() : nullptr;
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
-        const float mu = mean.data()[c], is = invstd.data()[c];
-        double sdy = 0.0, sdyx = 0.0;
-        for (int64_t n = 0; n < L.n; ++n) {
-            const float* xc = xp + (n * L.c + c) * L.hw;
-            const float* dc = dyp + (n * L.c + c) * L.hw;
-            for (int64_t i = 0; i < L.hw; ++i) {
-                sdy += dc[i];
-                sdyx += static_cast<double>(dc[i]) * ((xc[i] - mu) * is);
-            }
-        }
-        if (dbeta) dbeta->data()[c] = static_cast<float>(sdy);
-        if (dgamma) dgamma->data()[c] = static_cast<float>(sdyx);
-        if (!dx) continue;
-        const float g = gamma.data()[c];
-        for (int64_t n = 0; n < L.n; ++n) {
-            const float* xc = xp + (n * L.c + c) * L.hw;
-            const float* dc = dyp + (n * L.c + c) * L.hw;
-            float* o = dx->data() + (n * L.c + c) * L.hw;
-            if (batch_stats) {
-                const float k = g * is;
-                const float a = static_cast<float>(sdy / m), b = static_cast<float>(sdyx / m);
-                for (int64_t i = 0; i < L.hw; ++i) o[i] = k * (dc[i] - a - (xc[i] - mu) * is * b);
-            } else {
-                const float k = g * is;
-                for (int64_t i = 0; i < L.hw; ++i) o[i] = k * dc[i];
-            }
+        const float mu = mean.data()[c], is = invstd.data()[c], g = gamma.data()[c];
+        switch (act) {
+            case math::Activation::ReLU:
+                bn_backward_channel<math::Activation::ReLU>(x.data(), dy.data(), yp, L, c, mu, is, g, batch_stats, m,
+                                                            dxp, dgp, dbp);
+                break;
+            case math::Activation::ReLU6:
+                bn_backward_channel<math::Activation::ReLU6>(x.data(), dy.data(), yp, L, c, mu, is, g, batch_stats, m,
+                                                             dxp, dgp, dbp);
+                break;
+            default:
+                bn_backward_channel<math::Activation::Identity>(x.data(), dy.data(), yp, L, c, mu, is, g, batch_stats,
+                                                                m, dxp, dgp, dbp);
         }
     }
 }

@@ -18,13 +18,14 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
 
 void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, float momentum, float eps, const Tensor& mean,
-                             const Tensor& invstd, const Tensor& y);
+                             const Tensor& invstd, const Tensor& y, math::Activation act);
 void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                            const Tensor& running_var, float eps, const Tensor& y);
-/// Shared by train and eval backward: `batch_stats` says whether mean/invstd depend on x.
+                            const Tensor& running_var, float eps, const Tensor& y, math::Activation act);
+/// Shared by train and eval backward: `batch_stats` says whether mean/invstd depend on x;
+/// `y` (the fused output) is read when act is not Identity.
 void batchnorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& invstd,
-                        bool batch_stats, const Tensor& dy, const Tensor* dx, const Tensor* dgamma,
-                        const Tensor* dbeta);
+                        bool batch_stats, const Tensor& dy, const Tensor* y, math::Activation act, const Tensor* dx,
+                        const Tensor* dgamma, const Tensor* dbeta);
 
 void activation_forward(const Tensor& x, math::Activation a, const Tensor& y);
 void activation_backward(const Tensor& y, const Tensor& dy, math::Activation a, const Tensor& dx);

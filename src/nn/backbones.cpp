@@ -21,12 +21,9 @@ std::shared_ptr<Conv2d> conv(int64_t in, int64_t out, int64_t k, int stride, int
 }
 
 // torchvision's Conv2dNormActivation: Sequential(conv, bn, act) -> keys 0.*, 1.*
-std::shared_ptr<Sequential> conv_bn_act(int64_t in, int64_t out, int64_t k, int stride, int groups, Act a, Rng& rng) {
-    auto s = std::make_shared<Sequential>();
-    s->add(conv(in, out, k, stride, static_cast<int>((k - 1) / 2), groups, rng));
-    s->add(std::make_shared<BatchNorm2d>(out));
-    s->add(std::make_shared<Activation>(a));
-    return s;
+std::shared_ptr<ConvBNAct> conv_bn_act(int64_t in, int64_t out, int64_t k, int stride, int groups, Act a, Rng& rng) {
+    return std::make_shared<ConvBNAct>(conv(in, out, k, stride, static_cast<int>((k - 1) / 2), groups, rng),
+                                       std::make_shared<BatchNorm2d>(out), a);
 }
 
 // ------------------------------------------------------------------ ResNet
@@ -44,7 +41,7 @@ public:
         }
     }
     Var forward(const Var& x) override {
-        Var h = ag::relu(bn1_->forward(conv1_->forward(x)));
+        Var h = bn1_->forward_act(conv1_->forward(x), Act::ReLU);
         h = bn2_->forward(conv2_->forward(h));
         return ag::relu(ag::add(h, down_ ? down_->forward(x) : x));
     }
@@ -73,8 +70,8 @@ public:
         }
     }
     Var forward(const Var& x) override {
-        Var h = ag::relu(bn1_->forward(conv1_->forward(x)));
-        h = ag::relu(bn2_->forward(conv2_->forward(h)));
+        Var h = bn1_->forward_act(conv1_->forward(x), Act::ReLU);
+        h = bn2_->forward_act(conv2_->forward(h), Act::ReLU);
         h = bn3_->forward(conv3_->forward(h));
         return ag::relu(ag::add(h, down_ ? down_->forward(x) : x));
     }
@@ -120,7 +117,7 @@ public:
     }
     Output forward_features(const Var& x, bool keep_stages) override {
         Output out;
-        Var h = ag::relu(bn1_->forward(conv1_->forward(x)));
+        Var h = bn1_->forward_act(conv1_->forward(x), Act::ReLU);
         h = ag::maxpool2d(h, ops::Pool2dParams{3, 3, 2, 2, 1, 1});
         for (auto& l : layers_) {
             h = l->forward(h);

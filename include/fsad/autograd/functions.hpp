@@ -11,12 +11,13 @@
 namespace fsad::ag {
 
 Var conv2d(const Var& x, const Var& w, const Var* bias, const ops::Conv2dParams& p);
-/// Training-mode batch norm; updates running_mean / running_var in place.
+/// Training-mode batch norm, then `act` fused; updates running_mean / running_var in place.
 Var batchnorm_train(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
-                    const Tensor& running_var, float momentum, float eps);
-/// Evaluation-mode batch norm (running statistics are constants).
+                    const Tensor& running_var, float momentum, float eps,
+                    math::Activation act = math::Activation::Identity);
+/// Evaluation-mode batch norm (running statistics are constants), then `act` fused.
 Var batchnorm_eval(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
-                   const Tensor& running_var, float eps);
+                   const Tensor& running_var, float eps, math::Activation act = math::Activation::Identity);
 Var relu(const Var& x);
 Var relu6(const Var& x);
 Var activation(const Var& x, math::Activation a);

@@ -11,14 +11,17 @@
 
 namespace fsad::math {
 
-enum class Activation { ReLU = 0, ReLU6 = 1 };
+/// Identity lets ops that fuse an activation (batch norm) run without one.
+enum class Activation { ReLU = 0, ReLU6 = 1, Identity = 2 };
 
 FSAD_HD float activation(float x, Activation a) {
+    if (a == Activation::Identity) return x;
     float y = x > 0.0f ? x : 0.0f;
     return (a == Activation::ReLU6 && y > 6.0f) ? 6.0f : y;
 }
 /// d act / dx written in terms of the OUTPUT y (so the input need not be kept): y in (0, cap).
 FSAD_HD float activation_grad(float y, float dy, Activation a) {
+    if (a == Activation::Identity) return dy;
     bool pass = y > 0.0f && (a == Activation::ReLU || y < 6.0f);
     return pass ? dy : 0.0f;
 }

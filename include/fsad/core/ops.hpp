@@ -55,21 +55,25 @@ struct BatchNormSaved {
     Tensor mean;    // [C] batch mean
     Tensor invstd;  // [C] 1/sqrt(biased batch var + eps)
 };
-/// Training mode: normalises with batch statistics, then updates the running statistics as
-/// PyTorch does: running = (1-momentum)*running + momentum*batch (running_var takes the
-/// UNBIASED batch variance). requires N*H*W > 1.
+/// Training mode: normalises with batch statistics, then applies `act` (fused: one pass, and the
+/// backward needs only the output), then updates the running statistics as PyTorch does:
+/// running = (1-momentum)*running + momentum*batch (running_var takes the UNBIASED batch
+/// variance). requires N*H*W > 1.
 Tensor batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                               const Tensor& running_var, float momentum, float eps, BatchNormSaved* saved);
-/// Evaluation mode: normalises with the running statistics.
+                               const Tensor& running_var, float momentum, float eps, BatchNormSaved* saved,
+                               math::Activation act = math::Activation::Identity);
+/// Evaluation mode: normalises with the running statistics, then applies `act`.
 Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                              const Tensor& running_var, float eps);
-/// Backward of the training-mode forward (batch statistics depend on x).
+                              const Tensor& running_var, float eps, math::Activation act = math::Activation::Identity);
+/// Backward of the training-mode forward (batch statistics depend on x). With a fused
+/// activation, `y` is the forward output (the activation's gradient is read from it).
 void batchnorm_backward_train(const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved, const Tensor& dy,
-                              Tensor* dx, Tensor* dgamma, Tensor* dbeta);
-/// Backward of the evaluation-mode forward (an affine map per channel).
+                              Tensor* dx, Tensor* dgamma, Tensor* dbeta, const Tensor* y = nullptr,
+                              math::Activation act = math::Activation::Identity);
+/// Backward of the evaluation-mode forward (an affine map per channel, then `act`).
 void batchnorm_backward_eval(const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
                              const Tensor& running_var, float eps, const Tensor& dy, Tensor* dx, Tensor* dgamma,
-                             Tensor* dbeta);
+                             Tensor* dbeta, const Tensor* y = nullptr, math::Activation act = math::Activation::Identity);
 
 // ---------------------------------------------------------------- activations
 Tensor activation_forward(const Tensor& x, math::Activation a);

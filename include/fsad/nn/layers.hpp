@@ -52,9 +52,12 @@ public:
         running_mean_ = &register_buffer("running_mean", Tensor::zeros(Shape{channels}));
         running_var_ = &register_buffer("running_var", Tensor::full(Shape{channels}, 1.0f));
     }
-    Var forward(const Var& x) override {
-        if (is_training()) return ag::batchnorm_train(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_);
-        return ag::batchnorm_eval(x, *weight_, *bias_, *running_mean_, *running_var_, eps_);
+    Var forward(const Var& x) override { return forward_act(x, math::Activation::Identity); }
+    /// Batch norm followed by `act`, fused into one pass (forward and backward).
+    Var forward_act(const Var& x, math::Activation act) {
+        if (is_training())
+            return ag::batchnorm_train(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_, act);
+        return ag::batchnorm_eval(x, *weight_, *bias_, *running_mean_, *running_var_, eps_, act);
     }
     float eps() const { return eps_; }
 
@@ -87,6 +90,7 @@ class Activation : public Module {
 public:
     explicit Activation(math::Activation a = math::Activation::ReLU) : a_(a) {}
     Var forward(const Var& x) override { return ag::activation(x, a_); }
+    math::Activation kind() const { return a_; }
 
 private:
     math::Activation a_;
@@ -113,15 +117,39 @@ private:
 };
 
 /// BYOL's projector / predictor: Linear(in, hidden) - BatchNorm1d - ReLU - Linear(hidden, out),
-/// keys 0.*, 1.*, 3.* as the PyTorch nn.Sequential.
+/// keys 0.*, 1.*, 3.* as the PyTorch nn.Sequential (BatchNorm and ReLU run fused).
 class MLP : public Sequential {
 public:
     MLP(int64_t in, int64_t hidden, int64_t out, Rng& rng) {
-        add(std::make_shared<Linear>(in, hidden, rng));
-        add(std::make_shared<BatchNorm1d>(hidden));
+        fc1_ = add(std::make_shared<Linear>(in, hidden, rng));
+        bn_ = add(std::make_shared<BatchNorm1d>(hidden));
         add(std::make_shared<Activation>());
-        add(std::make_shared<Linear>(hidden, out, rng));
+        fc2_ = add(std::make_shared<Linear>(hidden, out, rng));
     }
+    Var forward(const Var& x) override {
+        return fc2_->forward(bn_->forward_act(fc1_->forward(x), math::Activation::ReLU));
+    }
+
+private:
+    std::shared_ptr<Linear> fc1_, fc2_;
+    std::shared_ptr<BatchNorm1d> bn_;
+};
+
+/// torchvision's Conv2dNormActivation: Sequential(conv, bn, act) with keys 0.*, 1.*; batch
+/// norm and activation run fused.
+class ConvBNAct : public Sequential {
+public:
+    ConvBNAct(std::shared_ptr<Conv2d> conv, std::shared_ptr<BatchNorm2d> bn, math::Activation a) : a_(a) {
+        conv_ = add(std::move(conv));
+        bn_ = add(std::move(bn));
+        add(std::make_shared<Activation>(a));
+    }
+    Var forward(const Var& x) override { return bn_->forward_act(conv_->forward(x), a_); }
+
+private:
+    math::Activation a_;
+    std::shared_ptr<Conv2d> conv_;
+    std::shared_ptr<BatchNorm2d> bn_;
 };
 
 }  // namespace fsad::nn
