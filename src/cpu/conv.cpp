@@ -312,9 +312,12 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     const int nt = omp_get_max_threads();
     const int64_t wsize = g.cout * g.k;  // = w.numel()
     const int64_t b = chunk_images(g, nt), chunks = (g.n + b - 1) / b;
-    // One pass over the chunks; each thread sums its filter gradients privately, then the
-    // partial sums are added in thread order (results do not depend on timing).
+    // One pass over the chunks. Filter gradients: the thread that takes chunk 0 (thread 0 under
+    // a static schedule) accumulates straight into dw, the others into private buffers that are
+    // added afterwards in thread order (results do not depend on timing). Each thread's first
+    // GEMM overwrites (beta = 0), so nothing needs zeroing first.
     std::vector<Tensor> partial(static_cast<size_t>(nt));
+    std::vector<char> used(static_cast<size_t>(nt), 0);
 #pragma omp parallel
     {
         const int t = omp_get_thread_num();
@@ -323,12 +326,18 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
         Tensor dcol = (!dxp || direct) ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
         Tensor dym = b == 1 ? Tensor() : Tensor::empty(Shape{g.cout_g * b * hw});
         float* acc = nullptr;
-        if (dwp) {
-            partial[static_cast<size_t>(t)] = Tensor::zeros(Shape{wsize});
-            acc = partial[static_cast<size_t>(t)].data();
-        }
+        bool first = true;
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < chunks; ++c) {
+            if (dwp && !acc) {
+                if (c == 0) {
+                    acc = dwp;
+                } else {
+                    partial[static_cast<size_t>(t)] = Tensor::empty(Shape{wsize});
+                    acc = partial[static_cast<size_t>(t)].data();
+                }
+                used[static_cast<size_t>(t)] = 1;
+            }
             const int64_t n0 = c * b, nb = std::min(b, g.n - n0), ld = nb * hw;
             for (int64_t gr = 0; gr < g.groups; ++gr) {
                 const float* dyg = dyp + (n0 * g.cout + gr * g.cout_g) * hw;
@@ -345,8 +354,9 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
                                    hw, ld);
                         cm = col.data();
                     }
-                    // dW[g] (cout_g x k) += dY (cout_g x ld) * col^T (ld x k)
-                    sgemm(false, true, g.cout_g, g.k, ld, 1.0f, dyg, ld, cm, ld, 1.0f, acc + gr * g.cout_g * g.k, g.k);
+                    // dW[g] (cout_g x k) (+)= dY (cout_g x ld) * col^T (ld x k)
+                    sgemm(false, true, g.cout_g, g.k, ld, 1.0f, dyg, ld, cm, ld, first ? 0.0f : 1.0f,
+                          acc + gr * g.cout_g * g.k, g.k);
                 }
                 if (dxp) {
                     float* target = direct ? dxp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w : dcol.data();
@@ -357,17 +367,20 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
                             col2im(dcol.data() + i * hw, ld, g, p, dxp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w);
                 }
             }
+            first = false;
         }
     }
     if (dwp) {
         std::vector<const float*> parts;
-        for (const Tensor& t : partial)
-            if (t.defined()) parts.push_back(t.data());
+        for (size_t t = 0; t < partial.size(); ++t)
+            if (used[t] && partial[t].defined()) parts.push_back(partial[t].data());
+        if (!parts.empty()) {
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < wsize; ++i) {
-            float s = 0.0f;
-            for (const float* q : parts) s += q[i];
-            dwp[i] = s;
+            for (int64_t i = 0; i < wsize; ++i) {
+                float s = dwp[i];
+                for (const float* q : parts) s += q[i];
+                dwp[i] = s;
+            }
         }
     }
 }

@@ -8,25 +8,32 @@
 
 namespace fsad::cpu {
 
+namespace {
+// Input rows/columns covered by output index o: [lo, hi), clipped to the image.
+inline void window(int64_t o, int stride, int pad, int k, int64_t size, int64_t& lo, int64_t& hi) {
+    lo = std::max<int64_t>(0, o * stride - pad);
+    hi = std::min<int64_t>(size, o * stride - pad + k);
+}
+}  // namespace
+
 void maxpool2d_forward(const Tensor& x, const Pool2dParams& p, const Tensor& y) {
     const int64_t nc = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), ho = y.dim(2), wo = y.dim(3);
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < nc; ++k) {
         const float* xc = x.data() + k * h * w;
         float* yc = y.data() + k * ho * wo;
-        for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t oh = 0; oh < ho; ++oh) {
+            int64_t h0, h1;
+            window(oh, p.stride_h, p.pad_h, p.kh, h, h0, h1);
             for (int64_t ow = 0; ow < wo; ++ow) {
+                int64_t w0, w1;
+                window(ow, p.stride_w, p.pad_w, p.kw, w, w0, w1);
                 float best = -std::numeric_limits<float>::infinity();
-                for (int64_t i = 0; i < p.kh; ++i) {
-                    int64_t ih = oh * p.stride_h - p.pad_h + i;
-                    if (ih < 0 || ih >= h) continue;
-                    for (int64_t j = 0; j < p.kw; ++j) {
-                        int64_t iw = ow * p.stride_w - p.pad_w + j;
-                        if (iw >= 0 && iw < w) best = std::max(best, xc[ih * w + iw]);
-                    }
-                }
+                for (int64_t ih = h0; ih < h1; ++ih)
+                    for (int64_t iw = w0; iw < w1; ++iw) best = std::max(best, xc[ih * w + iw]);
                 yc[oh * wo + ow] = best;
             }
+        }
     }
 }
 
@@ -38,23 +45,23 @@ void maxpool2d_backward(const Tensor& x, const Tensor& dy, const Pool2dParams& p
         const float* dc = dy.data() + k * ho * wo;
         float* o = dx.data() + k * h * w;
         std::fill(o, o + h * w, 0.0f);
-        for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t oh = 0; oh < ho; ++oh) {
+            int64_t h0, h1;
+            window(oh, p.stride_h, p.pad_h, p.kh, h, h0, h1);
             for (int64_t ow = 0; ow < wo; ++ow) {
-                float best = -std::numeric_limits<float>::infinity();
-                int64_t arg = -1;
-                for (int64_t i = 0; i < p.kh; ++i) {
-                    int64_t ih = oh * p.stride_h - p.pad_h + i;
-                    if (ih < 0 || ih >= h) continue;
-                    for (int64_t j = 0; j < p.kw; ++j) {
-                        int64_t iw = ow * p.stride_w - p.pad_w + j;
-                        if (iw >= 0 && iw < w && (arg < 0 || xc[ih * w + iw] > best)) {
+                int64_t w0, w1;
+                window(ow, p.stride_w, p.pad_w, p.kw, w, w0, w1);
+                int64_t arg = h0 * w + w0;
+                float best = xc[arg];
+                for (int64_t ih = h0; ih < h1; ++ih)
+                    for (int64_t iw = w0; iw < w1; ++iw)
+                        if (xc[ih * w + iw] > best) {  // strict: the first maximum wins
                             best = xc[ih * w + iw];
                             arg = ih * w + iw;
                         }
-                    }
-                }
-                if (arg >= 0) o[arg] += dc[oh * wo + ow];
+                o[arg] += dc[oh * wo + ow];
             }
+        }
     }
 }
 
