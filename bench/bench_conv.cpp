@@ -19,8 +19,9 @@ const ConvShape kResNet18[] = {
     {"layer4", 512, 512, 7, 3, 1, 1},
 };
 
-void run(benchmark::State& st, bool backward) {
+void run(benchmark::State& st, bool backward, ops::ConvAlgorithm algo = ops::ConvAlgorithm::Gemm) {
     bench::set_threads_once();
+    ops::set_conv_algorithm(algo);
     const ConvShape& s = kResNet18[st.range(0)];
     const int64_t n = st.range(1);
     ops::Conv2dParams p;
@@ -46,6 +47,7 @@ void run(benchmark::State& st, bool backward) {
     bench::rate(st, "GFLOP/s", flop * 1e-9);
     bench::rate(st, "img/s", static_cast<double>(n));
     st.SetLabel(s.name);
+    ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
 }
 
 void conv_args(benchmark::internal::Benchmark* b) {
@@ -56,3 +58,8 @@ void conv_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK_CAPTURE(run, conv2d_forward, false)->Apply(conv_args);
 BENCHMARK_CAPTURE(run, conv2d_backward, true)->Apply(conv_args);
+// Winograd F(2x2,3x3) on the 3x3 stride-1 layers (GFLOP/s counts the direct algorithm's FLOPs)
+BENCHMARK_CAPTURE(run, conv2d_forward_winograd, false, ops::ConvAlgorithm::Winograd)
+    ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, conv2d_backward_winograd, true, ops::ConvAlgorithm::Winograd)
+    ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -124,22 +124,55 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
         ops::Conv2dParams p;
     };
     std::vector<Case> cases = {
-        {{1, 3, 17, 13}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // one image: columns split over threads
+        {{1, 3, 17, 13}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // one image, few positions: channels split
+        {{1, 4, 30, 30}, {5, 4, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // one image, many positions: columns split
         {{9, 8, 5, 5}, {6, 8, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},     // many images per chunk, ragged last chunk
         {{9, 8, 6, 6}, {6, 8, 1, 1}, {2, 2, 0, 0, 1, 1, 1}},     // strided 1x1 (downsample)
         {{3, 16, 40, 40}, {8, 16, 1, 1}, {1, 1, 0, 0, 1, 1, 1}}, // pointwise, one image per chunk
         {{4, 6, 9, 9}, {6, 1, 3, 3}, {2, 2, 1, 1, 1, 1, 6}},     // depthwise
         {{4, 6, 9, 9}, {4, 3, 3, 3}, {1, 1, 2, 2, 2, 2, 2}},     // groups + dilation
+        {{3, 20, 7, 9}, {17, 20, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd: odd sizes, ragged tiles
+        {{5, 16, 4, 4}, {16, 16, 3, 3}, {1, 1, 0, 0, 1, 1, 1}},  // Winograd: no padding
+        {{2, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd: one tile per image
+        {{2, 16, 5, 6}, {16, 16, 3, 3}, {1, 1, 2, 2, 1, 1, 1}},  // Winograd: padding 2
     };
-    for (int threads : {1, 2, 3}) {
-        set_num_threads(threads);
-        for (size_t i = 0; i < cases.size(); ++i) {
-            Tensor x = test::randn(cases[i].x, 100 + i), w = test::randn(cases[i].w, 200 + i);
-            Tensor got = ops::conv2d_forward(x, w, nullptr, cases[i].p);
-            Tensor want = naive_conv(x, w, cases[i].p);
-            FSAD_CHECK_CLOSE("conv case " + std::to_string(i) + " threads " + std::to_string(threads), got.to_vector(),
-                             want.to_vector(), 1e-4, 1e-4);
+    for (auto algo : {ops::ConvAlgorithm::Auto, ops::ConvAlgorithm::Gemm, ops::ConvAlgorithm::Winograd}) {
+        ops::set_conv_algorithm(algo);
+        for (int threads : {1, 2, 3}) {
+            set_num_threads(threads);
+            for (size_t i = 0; i < cases.size(); ++i) {
+                Tensor x = test::randn(cases[i].x, 100 + i), w = test::randn(cases[i].w, 200 + i);
+                Tensor got = ops::conv2d_forward(x, w, nullptr, cases[i].p);
+                Tensor want = naive_conv(x, w, cases[i].p);
+                FSAD_CHECK_CLOSE("conv case " + std::to_string(i) + " algorithm " + std::to_string(static_cast<int>(algo)) +
+                                     " threads " + std::to_string(threads),
+                                 got.to_vector(), want.to_vector(), 1e-4, 1e-4);
+            }
         }
     }
+    ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
     set_num_threads(2);
+}
+
+TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {
+    struct Case {
+        Shape x, w;
+        int pad;
+    };
+    for (const Case& c : {Case{{3, 20, 7, 9}, {17, 20, 3, 3}, 1}, Case{{4, 16, 8, 8}, {32, 16, 3, 3}, 1},
+                          Case{{2, 16, 5, 6}, {16, 16, 3, 3}, 2}, Case{{5, 16, 4, 4}, {16, 16, 3, 3}, 0}}) {
+        ops::Conv2dParams p;
+        p.pad_h = p.pad_w = c.pad;
+        Tensor x = test::randn(c.x, 1), w = test::randn(c.w, 2, 0.2f);
+        Tensor y = ops::conv2d_forward(x, w, nullptr, p);
+        Tensor dy = test::randn(y.shape(), 3);
+        Tensor dx1, dw1, dx2, dw2;
+        ops::set_conv_algorithm(ops::ConvAlgorithm::Gemm);
+        ops::conv2d_backward(x, w, dy, p, &dx1, &dw1, nullptr);
+        ops::set_conv_algorithm(ops::ConvAlgorithm::Winograd);
+        ops::conv2d_backward(x, w, dy, p, &dx2, &dw2, nullptr);
+        ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
+        FSAD_CHECK_CLOSE("winograd dx " + c.x.str(), dx2.to_vector(), dx1.to_vector(), 1e-4, 1e-4);
+        FSAD_CHECK_CLOSE("winograd dw " + c.x.str(), dw2.to_vector(), dw1.to_vector(), 1e-3, 1e-4);
+    }
 }

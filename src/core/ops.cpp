@@ -1,6 +1,7 @@
 // Front end of the ops: argument checks, output allocation, dispatch by device.
 #include "fsad/core/ops.hpp"
 
+#include <atomic>
 #include <string>
 
 #include "../cpu/kernels.hpp"
@@ -89,6 +90,12 @@ void count_macs(double m) {
     if (t_mac_counter) *t_mac_counter += m;
 }
 }  // namespace
+
+namespace {
+std::atomic<int> g_conv_algorithm{static_cast<int>(ConvAlgorithm::Auto)};
+}
+void set_conv_algorithm(ConvAlgorithm a) { g_conv_algorithm = static_cast<int>(a); }
+ConvAlgorithm conv_algorithm() { return static_cast<ConvAlgorithm>(g_conv_algorithm.load()); }
 
 MacCounter::MacCounter() { t_mac_counter = &macs_; }
 MacCounter::~MacCounter() { t_mac_counter = nullptr; }

@@ -15,6 +15,7 @@
 
 #include "gemm.hpp"
 #include "kernels.hpp"
+#include "winograd.hpp"
 
 namespace fsad::cpu {
 namespace {
@@ -207,6 +208,12 @@ void chunk_layout(float* t, float* m, const Geometry& g, int64_t n0, int64_t b, 
         }
 }
 
+namespace {
+bool use_winograd(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+    return ops::conv_algorithm() == ops::ConvAlgorithm::Winograd && winograd::applicable(x, w, p);
+}
+}  // namespace
+
 // Threading: with at least as many images as threads, each thread takes whole chunks (its own
 // buffers, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
 // (inference on one image) the output positions of each image are split across threads.
@@ -218,6 +225,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     float* yp = y.data();
     if (g.depthwise && g.cin_g == 1) {
         depthwise_forward(xp, wp, bp, g, p, yp);
+        return;
+    }
+    if (use_winograd(x, w, p)) {
+        winograd::conv2d_forward(x, w, bias, p, y);
         return;
     }
     const int64_t hw = g.ho * g.wo;
@@ -255,7 +266,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
                 }
             }
         }
-    } else {
+    } else if (hw >= 256 * nt) {
+        // few images, many positions: each thread takes a range of output positions
 #pragma omp parallel
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -279,6 +291,37 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
                         add_bias(n, gr, q0, q1);
                     }
         }
+    } else {
+        // few images, few positions (deep layers at batch 1): one shared im2col, then each
+        // thread takes a range of output channels
+        Tensor col = g.pointwise ? Tensor() : Tensor::empty(Shape{g.k * hw});
+        for (int64_t n = 0; n < g.n; ++n)
+            for (int64_t gr = 0; gr < g.groups; ++gr) {
+                const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
+                const float* cm = xg;
+                if (!g.pointwise) {
+                    const int64_t rows = g.k / (g.kh * g.kw);
+#pragma omp parallel for schedule(static)
+                    for (int64_t c = 0; c < rows; ++c) {
+                        // im2col of one input channel = rows [c*kh*kw, (c+1)*kh*kw) of col
+                        Geometry one = g;
+                        one.cin_g = 1;
+                        im2col(xg + c * g.h * g.w, one, p, col.data() + c * g.kh * g.kw * hw, 0, hw, hw);
+                    }
+                    cm = col.data();
+                }
+                float* yg = yp + (n * g.cout + gr * g.cout_g) * hw;
+#pragma omp parallel
+                {
+                    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+                    const int64_t rows = (g.cout_g + T - 1) / T;
+                    const int64_t r0 = std::min<int64_t>(g.cout_g, t * rows), r1 = std::min<int64_t>(g.cout_g, r0 + rows);
+                    if (r1 > r0)
+                        sgemm(false, false, r1 - r0, hw, g.k, 1.0f, wp + (gr * g.cout_g + r0) * g.k, g.k, cm, hw, 0.0f,
+                              yg + r0 * hw, hw);
+                }
+                add_bias(n, gr, 0, hw);
+            }
     }
 }
 
@@ -305,6 +348,11 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     if (dw && g.n == 0) fill(dw->data(), dw->numel(), 0.0f);
     if (g.depthwise && g.cin_g == 1) {
         depthwise_backward(xp, wp, dyp, g, p, dx ? dx->data() : nullptr, dw ? dw->data() : nullptr);
+        return;
+    }
+    if (use_winograd(x, w, p)) {
+        if (dx) winograd::conv2d_backward_data(w, dy, p, *dx);
+        if (dw) winograd::conv2d_backward_filter(x, dy, p, *dw);
         return;
     }
     float* dwp = dw ? dw->data() : nullptr;

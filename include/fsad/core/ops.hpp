@@ -41,6 +41,15 @@ private:
 };
 
 // ---------------------------------------------------------------- convolution
+/// How CPU convolutions are computed. Auto (default) and Gemm: im2col + GEMM. Winograd:
+/// F(2x2,3x3) for 3x3 stride-1 ungrouped convolutions (GEMM elsewhere). Winograd is opt-in: its
+/// transforms are not yet vectorised (slower than GEMM today), and where a true gradient is
+/// exactly zero (e.g. a tap that only meets ReLU zeros) it yields rounding noise of ~1e-6
+/// instead of 0, which Adam turns into lr-sized steps. Process-wide.
+enum class ConvAlgorithm { Auto, Gemm, Winograd };
+void set_conv_algorithm(ConvAlgorithm a);
+ConvAlgorithm conv_algorithm();
+
 /// requires x [N,Cin,H,W], w [Cout,Cin/groups,KH,KW], bias null or [Cout], Cin and Cout divisible by groups.
 /// ensures  y [N,Cout,Ho,Wo] = cross-correlation as PyTorch's conv2d.
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p);

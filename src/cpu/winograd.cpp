@@ -1,0 +1,270 @@
+// Winograd F(2x2, 3x3) convolution (Lavin & Gray 2016) for 3x3, stride-1, undilated, ungrouped
+// convolutions: 16 multiplies per 2x2 outputs instead of 36, as 16 GEMMs over tiles.
+//   U = G g G^T          (filter, 3x3 -> 4x4)           G   = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+//   V = B^T d B          (input tile, 4x4 -> 4x4)       B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//   M[xi] = U[xi] V[xi]  (GEMM over channels, per transform position xi = 0..15)
+//   y = A^T M A          (output tile, 4x4 -> 2x2)      A^T = [1 1 1 0; 0 1 -1 -1]
+// Backward data is the same forward on dy with the filter rotated by 180 degrees and its channel
+// axes swapped, padding 2 - p. Backward filter is the adjoint of the forward in g:
+//   dU[xi] = sum over tiles (A dY A^T)[xi] V[xi]^T,  dg = G^T dU G.
+// Gradient rule: outputs written (=).
+#include "winograd.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "gemm.hpp"
+
+namespace fsad::cpu::winograd {
+namespace {
+
+struct Plan {
+    int64_t n, cin, cout, h, w, ho, wo, pad, th, tw, tiles;  // tiles per image = th*tw
+};
+
+Plan plan(int64_t n, int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t pad) {
+    Plan P{n, cin, cout, h, w, h + 2 * pad - 2, w + 2 * pad - 2, pad, 0, 0, 0};
+    P.th = (P.ho + 1) / 2;
+    P.tw = (P.wo + 1) / 2;
+    P.tiles = P.th * P.tw;
+    return P;
+}
+
+// Images per chunk: ~kTiles GEMM columns, an even share per thread, buffers <= ~8 MiB.
+int64_t chunk_images(const Plan& P, int nt) {
+    constexpr int64_t kTiles = 384;
+    int64_t b = std::max<int64_t>(1, (kTiles + P.tiles - 1) / P.tiles);
+    b = std::min<int64_t>(b, std::max<int64_t>(1, (P.n + nt - 1) / nt));
+    const int64_t per_image = 16 * (P.cin + P.cout) * P.tiles;
+    b = std::min<int64_t>(b, std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, per_image)));
+    return std::max<int64_t>(1, std::min<int64_t>(b, P.n));
+}
+
+// U[(xi*cout + o)*cin + c] = (G g G^T)[xi], g = w[o][c] (3x3), optionally rotated 180 degrees
+// with the channel axes swapped (for backward data: w'[c][o] = rot180(w[o][c])).
+std::vector<float> transform_filter(const float* w, int64_t cout, int64_t cin, bool rotate_swap) {
+    const int64_t O = rotate_swap ? cin : cout, C = rotate_swap ? cout : cin;
+    std::vector<float> U(static_cast<size_t>(16 * O * C));
+#pragma omp parallel for schedule(static)
+    for (int64_t oc = 0; oc < O * C; ++oc) {
+        const int64_t o = oc / C, c = oc % C;
+        float g[3][3];
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j)
+                g[i][j] = rotate_swap ? w[((c * cin + o) * 3 + (2 - i)) * 3 + (2 - j)] : w[((o * cin + c) * 3 + i) * 3 + j];
+        float u[4][3];
+        for (int j = 0; j < 3; ++j) {
+            u[0][j] = g[0][j];
+            u[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+            u[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+            u[3][j] = g[2][j];
+        }
+        for (int i = 0; i < 4; ++i) {
+            const float r[4] = {u[i][0], 0.5f * (u[i][0] + u[i][1] + u[i][2]), 0.5f * (u[i][0] - u[i][1] + u[i][2]),
+                                u[i][2]};
+            for (int j = 0; j < 4; ++j) U[static_cast<size_t>(((i * 4 + j) * O + o) * C + c)] = r[j];
+        }
+    }
+    return U;
+}
+
+// V[(xi*C + c)*ld + col0 + t] = (B^T d B)[xi] for tile t of one image x [C,h,w].
+void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t ld, int64_t col0) {
+    for (int64_t c = 0; c < C; ++c) {
+        const float* xc = x + c * P.h * P.w;
+        for (int64_t a = 0; a < P.th; ++a)
+            for (int64_t b = 0; b < P.tw; ++b) {
+                const int64_t r0 = 2 * a - P.pad, c0 = 2 * b - P.pad;
+                float d[4][4];
+                const bool inside = r0 >= 0 && c0 >= 0 && r0 + 4 <= P.h && c0 + 4 <= P.w;
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        const int64_t r = r0 + i, q = c0 + j;
+                        d[i][j] = (inside || (r >= 0 && r < P.h && q >= 0 && q < P.w)) ? xc[r * P.w + q] : 0.0f;
+                    }
+                float t[4][4];
+                for (int j = 0; j < 4; ++j) {
+                    t[0][j] = d[0][j] - d[2][j];
+                    t[1][j] = d[1][j] + d[2][j];
+                    t[2][j] = d[2][j] - d[1][j];
+                    t[3][j] = d[1][j] - d[3][j];
+                }
+                float* out = V + c * ld + col0 + a * P.tw + b;
+                const int64_t stride = C * ld;  // between transform positions
+                for (int i = 0; i < 4; ++i) {
+                    out[(i * 4 + 0) * stride] = t[i][0] - t[i][2];
+                    out[(i * 4 + 1) * stride] = t[i][1] + t[i][2];
+                    out[(i * 4 + 2) * stride] = t[i][2] - t[i][1];
+                    out[(i * 4 + 3) * stride] = t[i][1] - t[i][3];
+                }
+            }
+    }
+}
+
+// y [O, ho, wo] of one image from M[(xi*O + o)*ld + col0 + t]: y_tile = A^T m A.
+void transform_output(const float* M, const Plan& P, int64_t O, int64_t ld, int64_t col0, float* y) {
+    const int64_t stride = O * ld;
+    for (int64_t o = 0; o < O; ++o) {
+        float* yo = y + o * P.ho * P.wo;
+        for (int64_t a = 0; a < P.th; ++a)
+            for (int64_t b = 0; b < P.tw; ++b) {
+                const float* m = M + o * ld + col0 + a * P.tw + b;
+                float v[4][4];
+                for (int xi = 0; xi < 16; ++xi) v[xi / 4][xi % 4] = m[xi * stride];
+                float s[2][4];
+                for (int j = 0; j < 4; ++j) {
+                    s[0][j] = v[0][j] + v[1][j] + v[2][j];
+                    s[1][j] = v[1][j] - v[2][j] - v[3][j];
+                }
+                for (int i = 0; i < 2; ++i) {
+                    const int64_t r = 2 * a + i;
+                    if (r >= P.ho) continue;
+                    const float y0 = s[i][0] + s[i][1] + s[i][2], y1 = s[i][1] - s[i][2] - s[i][3];
+                    yo[r * P.wo + 2 * b] = y0;
+                    if (2 * b + 1 < P.wo) yo[r * P.wo + 2 * b + 1] = y1;
+                }
+            }
+    }
+}
+
+// Mdy[(xi*O + o)*ld + col0 + t] = (A e A^T)[xi] for the 2x2 dy tile e (zero beyond ho/wo).
+void transform_grad_output(const float* dy, const Plan& P, int64_t O, float* Mdy, int64_t ld, int64_t col0) {
+    const int64_t stride = O * ld;
+    for (int64_t o = 0; o < O; ++o) {
+        const float* d = dy + o * P.ho * P.wo;
+        for (int64_t a = 0; a < P.th; ++a)
+            for (int64_t b = 0; b < P.tw; ++b) {
+                float e[2][2];
+                for (int i = 0; i < 2; ++i)
+                    for (int j = 0; j < 2; ++j) {
+                        const int64_t r = 2 * a + i, q = 2 * b + j;
+                        e[i][j] = (r < P.ho && q < P.wo) ? d[r * P.wo + q] : 0.0f;
+                    }
+                float r4[4][2];
+                for (int j = 0; j < 2; ++j) {
+                    r4[0][j] = e[0][j];
+                    r4[1][j] = e[0][j] + e[1][j];
+                    r4[2][j] = e[0][j] - e[1][j];
+                    r4[3][j] = -e[1][j];
+                }
+                float* out = Mdy + o * ld + col0 + a * P.tw + b;
+                for (int i = 0; i < 4; ++i) {
+                    out[(i * 4 + 0) * stride] = r4[i][0];
+                    out[(i * 4 + 1) * stride] = r4[i][0] + r4[i][1];
+                    out[(i * 4 + 2) * stride] = r4[i][0] - r4[i][1];
+                    out[(i * 4 + 3) * stride] = -r4[i][1];
+                }
+            }
+    }
+}
+
+// Forward on prepared filter transforms U [16][O][C]: y [n][O][ho][wo] from x [n][C][h][w].
+void forward_with(const std::vector<float>& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y) {
+    const int nt = omp_get_max_threads();
+    const int64_t b = chunk_images(P, nt), chunks = (P.n + b - 1) / b;
+#pragma omp parallel
+    {
+        Tensor V = Tensor::empty(Shape{16 * C * b * P.tiles});
+        Tensor M = Tensor::empty(Shape{16 * O * b * P.tiles});
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+            const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
+            for (int64_t i = 0; i < nb; ++i) transform_input(x + (n0 + i) * C * P.h * P.w, P, C, V.data(), ld, i * P.tiles);
+            for (int xi = 0; xi < 16; ++xi)
+                sgemm(false, false, O, ld, C, 1.0f, U.data() + xi * O * C, C, V.data() + xi * C * ld, ld, 0.0f,
+                      M.data() + xi * O * ld, ld);
+            for (int64_t i = 0; i < nb; ++i)
+                transform_output(M.data(), P, O, ld, i * P.tiles, y + (n0 + i) * O * P.ho * P.wo);
+        }
+    }
+}
+
+}  // namespace
+
+bool applicable(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p) {
+    return w.dim(2) == 3 && w.dim(3) == 3 && p.groups == 1 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
+           p.dil_w == 1 && p.pad_h == p.pad_w && p.pad_h <= 2 && x.dim(2) + 2 * p.pad_h >= 4 &&
+           x.dim(3) + 2 * p.pad_w >= 4;
+}
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::Conv2dParams& p, const Tensor& y) {
+    const Plan P = plan(x.dim(0), x.dim(1), w.dim(0), x.dim(2), x.dim(3), p.pad_h);
+    const std::vector<float> U = transform_filter(w.data(), P.cout, P.cin, false);
+    forward_with(U, x.data(), P, P.cin, P.cout, y.data());
+    if (bias) {
+        const int64_t hw = P.ho * P.wo;
+#pragma omp parallel for schedule(static)
+        for (int64_t nc = 0; nc < P.n * P.cout; ++nc) {
+            const float bv = bias->data()[nc % P.cout];
+            float* yc = y.data() + nc * hw;
+            for (int64_t i = 0; i < hw; ++i) yc[i] += bv;
+        }
+    }
+}
+
+void conv2d_backward_data(const Tensor& w, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dx) {
+    // dx = conv(dy, rot180(w) with channels swapped), padding 2 - p: output size h again.
+    const Plan P = plan(dy.dim(0), dy.dim(1), w.dim(1), dy.dim(2), dy.dim(3), 2 - p.pad_h);
+    const std::vector<float> U = transform_filter(w.data(), w.dim(0), w.dim(1), true);
+    forward_with(U, dy.data(), P, P.cin, P.cout, dx.data());
+}
+
+void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dw) {
+    const Plan P = plan(x.dim(0), x.dim(1), dw.dim(0), x.dim(2), x.dim(3), p.pad_h);
+    const int nt = omp_get_max_threads();
+    const int64_t b = chunk_images(P, nt), chunks = (P.n + b - 1) / b;
+    const int64_t usize = 16 * P.cout * P.cin;
+    std::vector<Tensor> partial(static_cast<size_t>(nt));
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num();
+        Tensor V = Tensor::empty(Shape{16 * P.cin * b * P.tiles});
+        Tensor Md = Tensor::empty(Shape{16 * P.cout * b * P.tiles});
+        bool first = true;
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+            if (first) partial[static_cast<size_t>(t)] = Tensor::empty(Shape{usize});
+            float* dU = partial[static_cast<size_t>(t)].data();
+            const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
+            for (int64_t i = 0; i < nb; ++i) {
+                transform_input(x.data() + (n0 + i) * P.cin * P.h * P.w, P, P.cin, V.data(), ld, i * P.tiles);
+                transform_grad_output(dy.data() + (n0 + i) * P.cout * P.ho * P.wo, P, P.cout, Md.data(), ld,
+                                      i * P.tiles);
+            }
+            for (int xi = 0; xi < 16; ++xi)
+                sgemm(false, true, P.cout, P.cin, ld, 1.0f, Md.data() + xi * P.cout * ld, ld, V.data() + xi * P.cin * ld,
+                      ld, first ? 0.0f : 1.0f, dU + xi * P.cout * P.cin, P.cin);
+            first = false;
+        }
+    }
+    std::vector<const float*> parts;
+    for (const Tensor& t : partial)
+        if (t.defined()) parts.push_back(t.data());
+    // dg = G^T (sum of partial dU) G, per (o, c)
+#pragma omp parallel for schedule(static)
+    for (int64_t oc = 0; oc < P.cout * P.cin; ++oc) {
+        float u[4][4];
+        for (int xi = 0; xi < 16; ++xi) {
+            float s = 0.0f;
+            for (const float* q : parts) s += q[xi * P.cout * P.cin + oc];
+            u[xi / 4][xi % 4] = s;
+        }
+        float q3[3][4];
+        for (int j = 0; j < 4; ++j) {
+            q3[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
+            q3[1][j] = 0.5f * (u[1][j] - u[2][j]);
+            q3[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+        }
+        float* g = dw.data() + oc * 9;
+        for (int i = 0; i < 3; ++i) {
+            g[i * 3 + 0] = q3[i][0] + 0.5f * (q3[i][1] + q3[i][2]);
+            g[i * 3 + 1] = 0.5f * (q3[i][1] - q3[i][2]);
+            g[i * 3 + 2] = 0.5f * (q3[i][1] + q3[i][2]) + q3[i][3];
+        }
+    }
+    if (parts.empty()) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
+}
+
+}  // namespace fsad::cpu::winograd
