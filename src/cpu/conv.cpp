@@ -62,34 +62,29 @@ void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col
     const int64_t rows = g.cin_g * g.kh * g.kw;
     if (q1 <= q0) return;
     const int64_t oh_first = q0 / g.wo, oh_last = (q1 - 1) / g.wo;
+    const int64_t sw = p.stride_w;
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
         const float* xc = x + c * g.h * g.w;
         float* o = col + r * ld;
         const int64_t off = j * p.dil_w - p.pad_w;
+        int64_t lo, hi;  // valid output columns of this kernel column, for every row
+        valid_range(off, sw, g.w, g.wo, lo, hi);
         for (int64_t oh = oh_first; oh <= oh_last; ++oh) {
             const int64_t a = oh == oh_first ? q0 % g.wo : 0, b = oh == oh_last ? (q1 - 1) % g.wo + 1 : g.wo;
             const int64_t ih = oh * p.stride_h - p.pad_h + i * p.dil_h;
+            float* out = o - a;  // out[ow] for ow in [a, b)
             if (ih < 0 || ih >= g.h) {
-                std::fill(o, o + (b - a), 0.0f);
+                for (int64_t ow = a; ow < b; ++ow) out[ow] = 0.0f;
             } else {
-                const float* xr = xc + ih * g.w;
-                if (p.stride_w == 1) {
-                    // valid ow satisfy 0 <= ow + off < w
-                    const int64_t lo = std::clamp<int64_t>(-off, a, b), hi = std::clamp<int64_t>(g.w - off, a, b);
-                    std::fill(o, o + (lo - a), 0.0f);
-                    if (hi > lo) std::copy(xr + lo + off, xr + hi + off, o + (lo - a));
-                    std::fill(o + (std::max(hi, lo) - a), o + (b - a), 0.0f);
-                } else {
-                    int64_t lo, hi;
-                    valid_range(off, p.stride_w, g.w, g.wo, lo, hi);
-                    lo = std::clamp(lo, a, b);
-                    hi = std::clamp(hi, lo, b);
-                    std::fill(o, o + (lo - a), 0.0f);
-                    const int64_t sw = p.stride_w;
-                    for (int64_t ow = lo; ow < hi; ++ow) o[ow - a] = xr[ow * sw + off];
-                    std::fill(o + (hi - a), o + (b - a), 0.0f);
-                }
+                const float* xr = xc + ih * g.w + off;
+                const int64_t l = std::clamp(lo, a, b), h = std::clamp(hi, l, b);
+                for (int64_t ow = a; ow < l; ++ow) out[ow] = 0.0f;
+                if (sw == 1)
+                    for (int64_t ow = l; ow < h; ++ow) out[ow] = xr[ow];
+                else
+                    for (int64_t ow = l; ow < h; ++ow) out[ow] = xr[ow * sw];
+                for (int64_t ow = h; ow < b; ++ow) out[ow] = 0.0f;
             }
             o += b - a;
         }
@@ -97,7 +92,6 @@ void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col
 }
 
 // Adjoint of im2col (full range): dx[c][ih][iw] = sum of the col entries that read it.
-// Channels are independent, so `parallel` splits them across threads.
 // Rows of col start at col + r*ld. Branch-free inner loops (contiguous adds for stride 1).
 void col2im(const float* col, int64_t ld, const Geometry& g, const Conv2dParams& p, float* dx) {
     for (int64_t c = 0; c < g.cin_g; ++c) {
@@ -186,12 +180,16 @@ void depthwise_backward(const float* x, const float* w, const float* dy, const G
 
 // Images per chunk: enough for ~kCols GEMM columns, at most an even share of the batch per
 // thread, and a column buffer of at most ~8 MiB.
+// The count is then evened out so that every thread gets the same number of chunks.
 int64_t chunk_images(const Geometry& g, int nt) {
     constexpr int64_t kCols = 384;
     const int64_t hw = g.ho * g.wo;
     int64_t b = std::max<int64_t>(1, (kCols + hw - 1) / hw);
-    b = std::min<int64_t>(b, std::max<int64_t>(1, (g.n + nt - 1) / nt));
+    const int64_t per_thread = std::max<int64_t>(1, (g.n + nt - 1) / nt);
+    b = std::min<int64_t>(b, per_thread);
     b = std::min<int64_t>(b, std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, g.k * hw)));
+    const int64_t chunks_per_thread = (per_thread + b - 1) / b;
+    b = (per_thread + chunks_per_thread - 1) / chunks_per_thread;
     return std::min<int64_t>(b, std::max<int64_t>(g.n, 1));
 }
 
