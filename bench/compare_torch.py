@@ -4,7 +4,8 @@
 For each case, runs fsad's Google Benchmark (build/bench/fsad_bench) and the peer
 (../shared/peers/torch_cpu_bench.py in its fastest configuration: --malloc-tuned --adam-foreach
 --openblas-auto) alternately, `--reps` times, with the same shapes and thread count, and prints
-a table of images/s and the ratio fsad/peer per run. Both sides run with OPENBLAS_CORETYPE and
+a table of images/s, the ratio fsad/peer and both processes' peak resident memory per run
+(the peer's includes the Python interpreter and PyTorch's libraries, roughly 300 MiB). Both sides run with OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE unset (the peer's --openblas-auto does the same for itself).
 
     python3 bench/compare_torch.py [--threads 2] [--reps 2] [--cases infer224x1,train64x64,...]
@@ -37,24 +38,35 @@ def env_for_bench():
     return env
 
 
+def run(cmd, env):
+    """Runs cmd; returns (stdout, peak resident set size of that process tree's largest process in MiB)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        raise RuntimeError(f"{cmd[0]} failed with {p.returncode}")
+    return out, usage.ru_maxrss / 1024.0
+
+
 def run_fsad(regex, threads, min_time):
     env = env_for_bench()
     env["FSAD_BENCH_THREADS"] = str(threads)
-    out = subprocess.run([BENCH, f"--benchmark_filter={regex}", "--benchmark_format=json",
-                          f"--benchmark_min_time={min_time}"], stdout=subprocess.PIPE, text=True, env=env,
-                         check=True).stdout
+    out, rss = run([BENCH, f"--benchmark_filter={regex}", "--benchmark_format=json",
+                    f"--benchmark_min_time={min_time}"], env)
     b = json.loads(out)["benchmarks"][0]
-    return {"imgs_per_s": b["img/s"], "peak_MiB": b.get("peak_MiB")}
+    return {"imgs_per_s": b["img/s"], "rss_MiB": rss}
 
 
 def run_peer(mode, res, batch, threads, extra, min_time):
     cmd = ["/usr/bin/python3", PEER, "--mode", mode, "--res", str(res), "--batch", str(batch), "--threads",
            str(threads), "--malloc-tuned", "--adam-foreach", "--openblas-auto", "--min-time", str(min_time)] + extra
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env_for_bench(), check=True).stdout
+    # the peer re-executes itself (exec keeps the pid), so wait4 sees the measuring process
+    out, rss = run(cmd, env_for_bench())
     for line in out.splitlines():
         d = json.loads(line)
         if d.get("kind") == mode:
-            return {"imgs_per_s": d["imgs_per_s"]}
+            return {"imgs_per_s": d["imgs_per_s"], "rss_MiB": rss}
     raise RuntimeError("peer printed no result: " + out)
 
 
@@ -76,13 +88,14 @@ def main():
             f = run_fsad(regex, a.threads, a.min_time)
             t = run_peer(mode, res, batch, a.threads, extra, a.min_time)
             rows.append((name, rep + 1, f["imgs_per_s"], t["imgs_per_s"], f["imgs_per_s"] / t["imgs_per_s"],
-                         f.get("peak_MiB")))
+                         f["rss_MiB"], t["rss_MiB"]))
             print(f"{name} run {rep + 1}: fsad {f['imgs_per_s']:.2f} img/s, peer {t['imgs_per_s']:.2f} img/s, "
                   f"ratio {rows[-1][4]:.2f}", file=sys.stderr, flush=True)
-    print(f"\n| case | run | fsad img/s | PyTorch img/s | fsad / PyTorch |  (threads={a.threads})")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"\n| case | run | fsad img/s | PyTorch img/s | fsad / PyTorch | fsad peak RSS MiB | PyTorch peak RSS MiB |"
+          f"  (threads={a.threads})")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.0f} | {r[6]:.0f} |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 #include <vector>
 
@@ -29,6 +30,7 @@ size_t round_size(size_t bytes) {
 struct HostCache {
     std::mutex mu;
     std::multimap<size_t, void*> free_blocks;
+    std::unordered_map<void*, size_t> live;  // block -> its real size (best fit may hand out more)
     AllocatorStats stats;
     ~HostCache() {
         for (auto& kv : free_blocks) std::free(kv.second);
@@ -47,10 +49,15 @@ void* device_malloc(Device dev, size_t bytes) {
     size_t sz = round_size(bytes);
     {
         std::lock_guard<std::mutex> lk(c.mu);
-        auto it = c.free_blocks.find(sz);
-        if (it != c.free_blocks.end()) {
+        // best fit among cached blocks up to 1.5x the request (large requests only: small
+        // blocks are cheap to keep exact)
+        auto it = c.free_blocks.lower_bound(sz);
+        const size_t limit = sz >= (size_t(1) << 20) ? sz + sz / 2 : sz;
+        if (it != c.free_blocks.end() && it->first <= limit) {
             void* p = it->second;
+            sz = it->first;
             c.free_blocks.erase(it);
+            c.live[p] = sz;
             c.stats.bytes_cached -= sz;
             c.stats.bytes_in_use += sz;
             c.stats.peak_bytes_in_use = std::max(c.stats.peak_bytes_in_use, c.stats.bytes_in_use);
@@ -65,6 +72,7 @@ void* device_malloc(Device dev, size_t bytes) {
     }
     if (!p) throw Error("device_malloc: out of host memory allocating " + std::to_string(sz) + " bytes");
     std::lock_guard<std::mutex> lk(c.mu);
+    c.live[p] = sz;
     c.stats.bytes_in_use += sz;
     c.stats.peak_bytes_in_use = std::max(c.stats.peak_bytes_in_use, c.stats.bytes_in_use);
     ++c.stats.allocations;
@@ -74,8 +82,10 @@ void* device_malloc(Device dev, size_t bytes) {
 void device_free(Device dev, void* p, size_t bytes) noexcept {
     if (!p || dev.is_cuda()) return;
     HostCache& c = host_cache();
-    size_t sz = round_size(bytes);
     std::lock_guard<std::mutex> lk(c.mu);
+    auto it = c.live.find(p);
+    const size_t sz = it != c.live.end() ? it->second : round_size(bytes);
+    if (it != c.live.end()) c.live.erase(it);
     c.free_blocks.emplace(sz, p);
     c.stats.bytes_in_use -= sz;
     c.stats.bytes_cached += sz;
