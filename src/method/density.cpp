@@ -1,0 +1,179 @@
+#include "fsad/method/density.hpp"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "fsad/core/error.hpp"
+
+extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+
+namespace fsad::method {
+namespace {
+
+std::vector<double> rows_as_double(const Tensor& f, bool l2, const char* what) {
+    FSAD_CHECK(f.defined() && f.ndim() == 2, what, ": features must be [n, d], got ",
+               f.defined() ? f.shape().str() : std::string("undefined"));
+    const Tensor h = f.device().is_cpu() ? f : f.to(Device::cpu());
+    const int64_t n = h.dim(0), d = h.dim(1);
+    std::vector<double> X(static_cast<size_t>(n * d));
+    for (int64_t i = 0; i < n; ++i) {
+        double nrm = 0;
+        for (int64_t k = 0; k < d; ++k) {
+            const double v = h.data()[i * d + k];
+            FSAD_CHECK(std::isfinite(v), what, ": feature row ", i, " has a non-finite value");
+            X[static_cast<size_t>(i * d + k)] = v;
+            nrm += v * v;
+        }
+        if (l2) {
+            nrm = std::max(std::sqrt(nrm), 1e-12);  // as F.normalize
+            for (int64_t k = 0; k < d; ++k) X[static_cast<size_t>(i * d + k)] /= nrm;
+        }
+    }
+    return X;
+}
+
+}  // namespace
+
+double ledoit_wolf_shrinkage(const std::vector<double>& X0, int64_t n, int64_t d) {
+    if (d == 1 || n <= 1) return 0.0;
+    // centre
+    std::vector<double> X = X0, mean(static_cast<size_t>(d), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < d; ++k) mean[static_cast<size_t>(k)] += X[static_cast<size_t>(i * d + k)];
+    for (auto& m : mean) m /= static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < d; ++k) X[static_cast<size_t>(i * d + k)] -= mean[static_cast<size_t>(k)];
+    // scikit-learn's formulas (covariance/_shrunk_covariance.py), with X2 = X**2:
+    //   emp_cov_trace = sum(X2, 0)/n, mu = sum(emp_cov_trace)/d
+    //   beta_ = sum(X2^T X2), delta_ = sum((X^T X)^2)/n^2
+    //   beta = (beta_/n - delta_)/(d n), delta = (delta_ - 2 mu sum(emp_cov_trace) + d mu^2)/d
+    //   shrinkage = min(beta, delta)/delta
+    std::vector<double> X2(X.size());
+    for (size_t i = 0; i < X.size(); ++i) X2[i] = X[i] * X[i];
+    double trace = 0;
+    for (double v : X2) trace += v;
+    const double emp_trace = trace / static_cast<double>(n);  // sum of emp_cov_trace
+    const double mu = emp_trace / static_cast<double>(d);
+    // sum of the entries of X2^T X2 = sum_i (sum_a X2[i,a])^2; sum((X^T X)^2) = sum((X X^T)^2),
+    // the n x n Gram being much smaller than d x d.
+    double beta_ = 0, delta_ = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        double r = 0;
+        for (int64_t a = 0; a < d; ++a) r += X2[static_cast<size_t>(i * d + a)];
+        beta_ += r * r;
+    }
+    std::vector<double> H(static_cast<size_t>(n * n));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(n), static_cast<int>(d),
+                1.0, X.data(), static_cast<int>(d), X.data(), static_cast<int>(d), 0.0, H.data(), static_cast<int>(n));
+    for (double h : H) delta_ += h * h;
+    const double nn = static_cast<double>(n);
+    delta_ /= nn * nn;
+    double beta = (beta_ / nn - delta_) / (static_cast<double>(d) * nn);
+    double delta = (delta_ - 2.0 * mu * emp_trace + static_cast<double>(d) * mu * mu) / static_cast<double>(d);
+    beta = std::min(beta, delta);
+    return beta == 0.0 ? 0.0 : beta / delta;
+}
+
+void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
+    std::vector<double> X = rows_as_double(features, opt.l2_normalize, "GaussianDensity::fit");
+    const int64_t n = features.dim(0), d = features.dim(1);
+    FSAD_CHECK(n >= 1 && d >= 1, "GaussianDensity::fit: need at least one sample of dimension >= 1, got ",
+               features.shape().str());
+    FSAD_CHECK(opt.ridge >= 0, "GaussianDensity::fit: ridge must be >= 0, got ", opt.ridge);
+    std::vector<double> mu(static_cast<size_t>(d), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < d; ++k) mu[static_cast<size_t>(k)] += X[static_cast<size_t>(i * d + k)];
+    for (auto& m : mu) m /= static_cast<double>(n);
+    std::vector<double> Xc(X.size());
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < d; ++k)
+            Xc[static_cast<size_t>(i * d + k)] = X[static_cast<size_t>(i * d + k)] - mu[static_cast<size_t>(k)];
+    // S = Xc^T Xc / n (maximum likelihood), lower triangle suffices for the factorisation
+    std::vector<double> S(static_cast<size_t>(d * d), 0.0);
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(d), static_cast<int>(n), 1.0 / static_cast<double>(n),
+                Xc.data(), static_cast<int>(d), 0.0, S.data(), static_cast<int>(d));
+    double s = 0;
+    if (opt.shrinkage == Shrinkage::LedoitWolf) {
+        s = ledoit_wolf_shrinkage(X, n, d);
+        double tr = 0;
+        for (int64_t k = 0; k < d; ++k) tr += S[static_cast<size_t>(k * d + k)];
+        const double target = tr / static_cast<double>(d);
+        for (int64_t i = 0; i < d; ++i)
+            for (int64_t j = 0; j <= i; ++j) S[static_cast<size_t>(i * d + j)] *= (1.0 - s);
+        for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += s * target;
+    } else {
+        for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += opt.ridge;
+    }
+    // Cholesky: row-major lower == column-major upper; LAPACK's dpotrf on 'U' factors it in place.
+    const int dn = static_cast<int>(d);
+    int info = 0;
+    dpotrf_("U", &dn, S.data(), &dn, &info);
+    if (info != 0)
+        throw Error("GaussianDensity::fit: the covariance of " + std::to_string(n) + " samples in " +
+                    std::to_string(d) + " dimensions is not positive definite (LAPACK dpotrf info " +
+                    std::to_string(info) +
+                    "); with identical samples or too few of them use more shots/augmentations or "
+                    "Shrinkage::Ridge with a ridge > 0");
+    for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = i + 1; j < d; ++j) S[static_cast<size_t>(i * d + j)] = 0.0;
+    opt_ = opt;
+    dim_ = d;
+    shrinkage_ = s;
+    mu_ = std::move(mu);
+    L_ = std::move(S);
+}
+
+Tensor GaussianDensity::score(const Tensor& features) const {
+    FSAD_CHECK(fitted(), "GaussianDensity::score: the density is not fitted");
+    FSAD_CHECK(features.defined() && features.ndim() == 2 && features.dim(1) == dim_, "GaussianDensity::score: features ",
+               features.defined() ? features.shape().str() : std::string("undefined"), " do not have dimension ", dim_);
+    std::vector<double> Z = rows_as_double(features, opt_.l2_normalize, "GaussianDensity::score");
+    const int64_t m = features.dim(0), d = dim_;
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t k = 0; k < d; ++k) Z[static_cast<size_t>(i * d + k)] -= mu_[static_cast<size_t>(k)];
+    // rows z_i: solve L y_i = z_i for all i at once: Y^T = L^-1 Z^T  <=>  Y = Z L^-T
+    if (m > 0)
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(m),
+                    static_cast<int>(d), 1.0, L_.data(), static_cast<int>(d), Z.data(), static_cast<int>(d));
+    Tensor out = Tensor::empty(Shape{m});
+    for (int64_t i = 0; i < m; ++i) {
+        double s = 0;
+        for (int64_t k = 0; k < d; ++k) s += Z[static_cast<size_t>(i * d + k)] * Z[static_cast<size_t>(i * d + k)];
+        out.data()[i] = static_cast<float>(std::sqrt(s));
+    }
+    return out;
+}
+
+Tensor GaussianDensity::mean() const {
+    Tensor t = Tensor::empty(Shape{dim_});
+    for (int64_t k = 0; k < dim_; ++k) t.data()[k] = static_cast<float>(mu_[static_cast<size_t>(k)]);
+    return t;
+}
+
+Tensor GaussianDensity::cholesky() const {
+    Tensor t = Tensor::empty(Shape{dim_, dim_});
+    for (size_t k = 0; k < L_.size(); ++k) t.data()[k] = static_cast<float>(L_[k]);
+    return t;
+}
+
+void GaussianDensity::set(const Tensor& mean, const Tensor& chol, const GaussianOptions& opt) {
+    FSAD_CHECK(mean.defined() && mean.ndim() == 1 && chol.defined() && chol.shape() == Shape({mean.dim(0), mean.dim(0)}),
+               "GaussianDensity::set: mean [d] and cholesky [d, d] expected");
+    const int64_t d = mean.dim(0);
+    std::vector<float> m = mean.to_vector(), l = chol.to_vector();
+    for (int64_t i = 0; i < d; ++i) {
+        FSAD_CHECK(std::isfinite(l[static_cast<size_t>(i * d + i)]) && l[static_cast<size_t>(i * d + i)] > 0,
+                   "GaussianDensity::set: the Cholesky factor has a non-positive diagonal at ", i);
+        for (int64_t j = i + 1; j < d; ++j)
+            FSAD_CHECK(l[static_cast<size_t>(i * d + j)] == 0.0f, "GaussianDensity::set: the factor is not lower triangular");
+    }
+    mu_.assign(m.begin(), m.end());
+    L_.assign(l.begin(), l.end());
+    dim_ = d;
+    opt_ = opt;
+}
+
+}  // namespace fsad::method

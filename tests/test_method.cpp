@@ -1,0 +1,95 @@
+// The method's building blocks against PyTorch / scikit-learn (tools/make_method_golden.py):
+// the three losses and the fixed-centre loss with their gradients, the Ledoit-Wolf Gaussian and
+// its Mahalanobis scores, AUROC with ties.
+#include "helpers.hpp"
+
+using namespace fsad;
+
+namespace {
+const io::SafeTensors& fixture() {
+    static io::SafeTensors fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/golden_method.safetensors");
+    return fx;
+}
+const Tensor& T(const std::string& k) { return fixture().tensors.at(k); }
+}  // namespace
+
+TEST_CASE("method: losses and gradients match PyTorch") {
+    std::map<std::string, Var> v;
+    for (const char* k : {"p1", "z2", "p2", "z1", "f1", "fh1", "fn", "f"}) v[k] = Var(T(std::string("loss.in.") + k).clone(), true);
+    std::vector<int64_t> perm;
+    for (float p : T("loss.perm").to_vector()) perm.push_back(static_cast<int64_t>(p));
+    auto run = [&](const std::string& name, Var L) {
+        for (auto& [k, x] : v) x.node()->grad = Tensor();
+        L.backward();
+        FSAD_CHECK_CLOSE("loss " + name, L.value().to_vector(), T("loss." + name + ".value").to_vector(), 1e-6, 1e-5);
+        for (auto& [k, x] : v) {
+            const std::string key = "loss." + name + ".grad." + k;
+            const bool has = fixture().tensors.count(key) > 0;
+            // stop-gradient inputs get no gradient in PyTorch and none here
+            CHECK_MESSAGE(x.grad().defined() == has, name << ": gradient presence of " << k);
+            if (has && x.grad().defined())
+                FSAD_CHECK_CLOSE("d loss." + name + "/d" + k, x.grad().to_vector(), T(key).to_vector(), 1e-6, 1e-4);
+        }
+    };
+    run("con", method::contrastive_loss(v["p1"], v["z2"], v["p2"], v["z1"]));
+    run("pp", method::positive_pair_loss(v["f1"], v["fh1"], perm));
+    run("np", method::negative_pair_loss(v["fh1"], v["fn"]));
+    run("fc", method::fixed_centre_loss(v["f"], T("loss.in.centre")));
+}
+
+TEST_CASE("method: loss argument errors") {
+    Var a(Tensor::zeros(Shape{4, 3}), true), b(Tensor::zeros(Shape{3, 3}), true);
+    CHECK_THROWS_WITH_AS(method::negative_pair_loss(a, b), doctest::Contains("same shape"), Error);
+    CHECK_THROWS_WITH_AS(method::positive_pair_loss(a, a, {0, 1, 1, 3}), doctest::Contains("not a permutation"), Error);
+    CHECK_THROWS_WITH_AS(method::positive_pair_loss(a, a, {0, 1}), doctest::Contains("length 2"), Error);
+}
+
+TEST_CASE("method: Ledoit-Wolf Gaussian and Mahalanobis scores match scikit-learn and NumPy") {
+    for (const char* key : {"density.n10_d64", "density.n50_d64", "density.n40_d512", "density.n10_d1"}) {
+        const std::string k = key;
+        method::GaussianDensity g;
+        g.fit(T(k + ".X"), {method::Shrinkage::LedoitWolf, 0.0, false});
+        INFO(k);
+        CHECK(g.shrinkage() == doctest::Approx(T(k + ".shrinkage").item()).epsilon(1e-5));
+        FSAD_CHECK_CLOSE(k + " mean", g.mean().to_vector(), T(k + ".mean").to_vector(), 1e-6, 1e-5);
+        FSAD_CHECK_CLOSE(k + " scores", g.score(T(k + ".Y")).to_vector(), T(k + ".scores").to_vector(), 1e-5, 1e-5);
+    }
+}
+
+TEST_CASE("method: the density handles one shot, the ridge option, and refuses bad input") {
+    Rng rng(4);
+    Tensor one = rng.normal_tensor(Shape{1, 32}, 0, 1);
+    method::GaussianDensity g;
+    // a single sample has zero covariance: Ledoit-Wolf cannot make it positive definite
+    CHECK_THROWS_WITH_AS(g.fit(one), doctest::Contains("not positive definite"), Error);
+    g.fit(one, {method::Shrinkage::Ridge, 0.01, true});
+    CHECK(g.score(one).item() == doctest::Approx(0.0).epsilon(1e-6));
+    // 10 augmented copies of one shot in 512 dimensions: shrinkage makes it well posed
+    Tensor few = rng.normal_tensor(Shape{10, 512}, 0, 1);
+    g.fit(few);
+    auto s = g.score(rng.normal_tensor(Shape{3, 512}, 0, 1)).to_vector();
+    for (float x : s) CHECK(std::isfinite(x));
+    Tensor bad = Tensor::from_vector(Shape{2, 2}, {1, std::nanf(""), 0, 1});
+    CHECK_THROWS_WITH_AS(g.fit(bad), doctest::Contains("non-finite"), Error);
+    CHECK_THROWS_WITH_AS(g.score(Tensor::zeros(Shape{2, 3})), doctest::Contains("do not have dimension 512"), Error);
+    // a restored density scores identically
+    method::GaussianDensity r;
+    r.set(g.mean(), g.cholesky(), g.options());
+    Tensor q = rng.normal_tensor(Shape{4, 512}, 0, 1);
+    FSAD_CHECK_CLOSE("restored", r.score(q).to_vector(), g.score(q).to_vector(), 1e-4, 1e-4);
+}
+
+TEST_CASE("eval: AUROC with ties matches scikit-learn; ROC curve endpoints") {
+    std::vector<float> s = T("auroc.scores").to_vector();
+    std::vector<int> y;
+    for (float v : T("auroc.labels").to_vector()) y.push_back(static_cast<int>(v));
+    CHECK(eval::auroc(s, y) == doctest::Approx(T("auroc.value").item()).epsilon(1e-6));  // fixture stores float32
+    CHECK(eval::auroc({1, 2, 3, 4}, {0, 0, 1, 1}) == doctest::Approx(1.0));
+    CHECK(eval::auroc({1, 1, 1, 1}, {0, 1, 0, 1}) == doctest::Approx(0.5));
+    auto roc = eval::roc_curve(s, y);
+    CHECK(roc.front().fpr == 0.0);
+    CHECK(roc.back().fpr == doctest::Approx(1.0));
+    CHECK(roc.back().tpr == doctest::Approx(1.0));
+    CHECK_THROWS_WITH_AS(eval::auroc({1, 2}, {0, 0}), doctest::Contains("both normal and anomalous"), Error);
+    CHECK_THROWS_WITH_AS(eval::auroc({1, 2}, {0, 2}), doctest::Contains("label 2"), Error);
+}
