@@ -70,12 +70,41 @@ def run_peer(mode, res, batch, threads, extra, min_time):
     raise RuntimeError("peer printed no result: " + out)
 
 
+def gauss_cases(threads, min_time):
+    """Density fit (Ledoit-Wolf + Cholesky, 512-d, 50 and 500 samples) and scoring of 10,000
+    features: fsad's benchmarks against the peer's --mode gauss operations."""
+    env = env_for_bench()
+    env["FSAD_BENCH_THREADS"] = str(threads)
+    out, _ = run([BENCH, "--benchmark_filter=^density", "--benchmark_format=json",
+                  f"--benchmark_min_time={min_time}"], env)
+    ours = {b["name"].replace("/real_time", ""): b["real_time"] for b in json.loads(out)["benchmarks"]}
+    cmd = ["/usr/bin/python3", PEER, "--mode", "gauss", "--threads", str(threads), "--malloc-tuned", "--openblas-auto",
+           "--samples", "50", "500"]
+    out, _ = run(cmd, env_for_bench())
+    peer = {}
+    for line in out.splitlines():
+        d = json.loads(line)
+        if d.get("kind") == "gauss":
+            peer[(d["op"], d["n_fit"])] = d["median_ms"]
+    rows = []
+    for n in (50, 500):
+        p = peer[("fit_ledoitwolf_cov", n)] + peer[("cholesky", n)]
+        f = ours[f"density_fit/{n}/512"]
+        rows.append((f"fit {n}x512 (LW + Cholesky)", f, p, "fit_ledoitwolf_cov + cholesky"))
+    for n in (50, 500):
+        f = ours[f"density_score/10000/512/{n}"]
+        for op in ("score_10k_cholesky_trsm_f64", "score_10k_precision_f64", "score_10k_precision_f32"):
+            rows.append((f"score 10k, fit on {n}", f, peer[(op, 50)], op))
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--min-time", type=float, default=3.0)
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--gauss", action="store_true", help="also compare the density fit and scoring")
     a = p.parse_args()
     if not os.path.exists(PEER):
         sys.exit(f"peer not found: {PEER} (needs ../shared)")
@@ -91,6 +120,13 @@ def main():
                          f["rss_MiB"], t["rss_MiB"]))
             print(f"{name} run {rep + 1}: fsad {f['imgs_per_s']:.2f} img/s, peer {t['imgs_per_s']:.2f} img/s, "
                   f"ratio {rows[-1][4]:.2f}", file=sys.stderr, flush=True)
+    if a.gauss:
+        for rep in range(a.reps):
+            grows = gauss_cases(a.threads, a.min_time / 4)
+            print(f"\n| density case (run {rep + 1}) | fsad ms | PyTorch/NumPy ms | peer op | speed-up |")
+            print("| --- | --- | --- | --- | --- |")
+            for name, f, t, op in grows:
+                print(f"| {name} | {f:.2f} | {t:.2f} | {op} | {t / f:.2f} |")
     print(f"\n| case | run | fsad img/s | PyTorch img/s | fsad / PyTorch | fsad peak RSS MiB | PyTorch peak RSS MiB |"
           f"  (threads={a.threads})")
     print("| --- | --- | --- | --- | --- | --- | --- |")

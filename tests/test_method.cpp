@@ -72,6 +72,9 @@ TEST_CASE("method: the density handles one shot, the ridge option, and refuses b
     Tensor bad = Tensor::from_vector(Shape{2, 2}, {1, std::nanf(""), 0, 1});
     CHECK_THROWS_WITH_AS(g.fit(bad), doctest::Contains("non-finite"), Error);
     CHECK_THROWS_WITH_AS(g.score(Tensor::zeros(Shape{2, 3})), doctest::Contains("do not have dimension 512"), Error);
+    Tensor bad_row = rng.normal_tensor(Shape{300, 512}, 0, 1);
+    bad_row.data()[299 * 512 + 7] = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_WITH_AS(g.score(bad_row), doctest::Contains("feature row 299 has a non-finite value"), Error);
     // a restored density scores identically
     method::GaussianDensity r;
     r.set(g.mean(), g.cholesky(), g.options());

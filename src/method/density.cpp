@@ -1,6 +1,7 @@
 #include "fsad/method/density.hpp"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -77,6 +78,26 @@ double ledoit_wolf_shrinkage(const std::vector<double>& X0, int64_t n, int64_t d
     return beta == 0.0 ? 0.0 : beta / delta;
 }
 
+namespace {
+// OpenBLAS runs single-threaded inside fsad (src/cpu/gemm.hpp); the density's double-precision
+// BLAS/LAPACK calls run outside any parallel region and may use all threads for their duration.
+struct BlasThreads {
+    explicit BlasThreads(int n) { openblas_set_num_threads(n); }
+    ~BlasThreads() { openblas_set_num_threads(1); }
+};
+
+// Lower Cholesky factor (row-major) of the SPD matrix A [d, d] (lower triangle used), in place;
+// returns LAPACK's info (0 on success).
+int cholesky_lower(std::vector<double>& A, int64_t d) {
+    const int dn = static_cast<int>(d);
+    int info = 0;
+    dpotrf_("U", &dn, A.data(), &dn, &info);  // row-major lower == column-major upper
+    for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = i + 1; j < d; ++j) A[static_cast<size_t>(i * d + j)] = 0.0;
+    return info;
+}
+}  // namespace
+
 void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
     std::vector<double> X = rows_as_double(features, opt.l2_normalize, "GaussianDensity::fit");
     const int64_t n = features.dim(0), d = features.dim(1);
@@ -91,59 +112,139 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
     for (int64_t i = 0; i < n; ++i)
         for (int64_t k = 0; k < d; ++k)
             Xc[static_cast<size_t>(i * d + k)] = X[static_cast<size_t>(i * d + k)] - mu[static_cast<size_t>(k)];
-    // S = Xc^T Xc / n (maximum likelihood), lower triangle suffices for the factorisation
+    BlasThreads threads(omp_get_max_threads());
+    // S = Xc^T Xc / n (maximum likelihood), lower triangle
     std::vector<double> S(static_cast<size_t>(d * d), 0.0);
     cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(d), static_cast<int>(n), 1.0 / static_cast<double>(n),
                 Xc.data(), static_cast<int>(d), 0.0, S.data(), static_cast<int>(d));
-    double s = 0;
+    double tr = 0;
+    for (int64_t k = 0; k < d; ++k) tr += S[static_cast<size_t>(k * d + k)];
+    const double target = tr / static_cast<double>(d);
+    double s = 0, alpha, beta;  // Sigma = alpha I + beta Xc^T Xc
     if (opt.shrinkage == Shrinkage::LedoitWolf) {
-        s = ledoit_wolf_shrinkage(X, n, d);
-        double tr = 0;
-        for (int64_t k = 0; k < d; ++k) tr += S[static_cast<size_t>(k * d + k)];
-        const double target = tr / static_cast<double>(d);
+        // scikit-learn's ledoit_wolf_shrinkage (see ledoit_wolf_shrinkage below), with
+        // sum((X^T X)^2)/n^2 = |S|_F^2 taken from S instead of a second product
+        double fro = 0;
+        for (int64_t i = 0; i < d; ++i)
+            for (int64_t j = 0; j <= i; ++j) {
+                const double v = S[static_cast<size_t>(i * d + j)];
+                fro += (i == j ? 1.0 : 2.0) * v * v;
+            }
+        double beta_ = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            double r = 0;
+            for (int64_t a = 0; a < d; ++a) r += Xc[static_cast<size_t>(i * d + a)] * Xc[static_cast<size_t>(i * d + a)];
+            beta_ += r * r;
+        }
+        if (d > 1 && n > 1) {
+            const double nn = static_cast<double>(n), dd = static_cast<double>(d);
+            double b = (beta_ / nn - fro) / (dd * nn);
+            const double delta = (fro - 2.0 * target * tr + dd * target * target) / dd;
+            b = std::min(b, delta);
+            s = b == 0.0 ? 0.0 : b / delta;
+        }
         for (int64_t i = 0; i < d; ++i)
             for (int64_t j = 0; j <= i; ++j) S[static_cast<size_t>(i * d + j)] *= (1.0 - s);
         for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += s * target;
+        alpha = s * target;
+        beta = (1.0 - s) / static_cast<double>(n);
     } else {
         for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += opt.ridge;
+        alpha = opt.ridge;
+        beta = 1.0 / static_cast<double>(n);
     }
-    // Cholesky: row-major lower == column-major upper; LAPACK's dpotrf on 'U' factors it in place.
-    const int dn = static_cast<int>(d);
-    int info = 0;
-    dpotrf_("U", &dn, S.data(), &dn, &info);
+    const int info = cholesky_lower(S, d);
     if (info != 0)
         throw Error("GaussianDensity::fit: the covariance of " + std::to_string(n) + " samples in " +
                     std::to_string(d) + " dimensions is not positive definite (LAPACK dpotrf info " +
                     std::to_string(info) +
                     "); with identical samples or too few of them use more shots/augmentations or "
                     "Shrinkage::Ridge with a ridge > 0");
-    for (int64_t i = 0; i < d; ++i)
-        for (int64_t j = i + 1; j < d; ++j) S[static_cast<size_t>(i * d + j)] = 0.0;
     opt_ = opt;
     dim_ = d;
     shrinkage_ = s;
     mu_ = std::move(mu);
     L_ = std::move(S);
+    // Few samples (n < d/2): Sigma = alpha I + beta Xc^T Xc has a cheaper inverse (Woodbury):
+    //   Sigma^-1 = (I - Xc^T K^-1 Xc) / alpha,  K = (alpha/beta) I_n + Xc Xc^T,
+    //   d(z)^2 = (|w|^2 - |Lk^-1 Xc w|^2) / alpha,  w = z - mu, K = Lk Lk^T,
+    // O(n d) per scored feature instead of O(d^2).
+    low_rank_ = 0;
+    if (alpha > 0 && beta > 0 && 2 * n < d) {
+        std::vector<double> K(static_cast<size_t>(n * n), 0.0);
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, static_cast<int>(n), static_cast<int>(d), 1.0, Xc.data(),
+                    static_cast<int>(d), 0.0, K.data(), static_cast<int>(n));
+        for (int64_t i = 0; i < n; ++i) K[static_cast<size_t>(i * n + i)] += alpha / beta;
+        if (cholesky_lower(K, n) == 0) {
+            low_rank_ = n;
+            alpha_ = alpha;
+            Xc_ = std::move(Xc);
+            Lk_ = std::move(K);
+        }
+    }
 }
 
 Tensor GaussianDensity::score(const Tensor& features) const {
     FSAD_CHECK(fitted(), "GaussianDensity::score: the density is not fitted");
     FSAD_CHECK(features.defined() && features.ndim() == 2 && features.dim(1) == dim_, "GaussianDensity::score: features ",
                features.defined() ? features.shape().str() : std::string("undefined"), " do not have dimension ", dim_);
-    std::vector<double> Z = rows_as_double(features, opt_.l2_normalize, "GaussianDensity::score");
-    const int64_t m = features.dim(0), d = dim_;
-    for (int64_t i = 0; i < m; ++i)
-        for (int64_t k = 0; k < d; ++k) Z[static_cast<size_t>(i * d + k)] -= mu_[static_cast<size_t>(k)];
-    // rows z_i: solve L y_i = z_i for all i at once: Y^T = L^-1 Z^T  <=>  Y = Z L^-T
-    if (m > 0)
-        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(m),
-                    static_cast<int>(d), 1.0, L_.data(), static_cast<int>(d), Z.data(), static_cast<int>(d));
+    const Tensor h = features.device().is_cpu() ? features : features.to(Device::cpu());
+    const int64_t m = h.dim(0), d = dim_, n = low_rank_;
     Tensor out = Tensor::empty(Shape{m});
-    for (int64_t i = 0; i < m; ++i) {
-        double s = 0;
-        for (int64_t k = 0; k < d; ++k) s += Z[static_cast<size_t>(i * d + k)] * Z[static_cast<size_t>(i * d + k)];
-        out.data()[i] = static_cast<float>(std::sqrt(s));
+    constexpr int64_t kBlock = 256;  // rows per block: double buffers stay in cache, no big allocation
+    const int64_t blocks = (m + kBlock - 1) / kBlock;
+    int64_t bad_row = -1;
+#pragma omp parallel
+    {
+        std::vector<double> z(static_cast<size_t>(kBlock * d)), v(static_cast<size_t>(kBlock * std::max<int64_t>(n, 1)));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t r0 = b * kBlock, rows = std::min(kBlock, m - r0);
+            bool ok = true;
+            for (int64_t i = 0; i < rows && ok; ++i) {
+                const float* f = h.data() + (r0 + i) * d;
+                double* zi = z.data() + i * d;
+                double nrm = 0;
+                for (int64_t k = 0; k < d; ++k) {
+                    zi[k] = f[k];
+                    nrm += zi[k] * zi[k];
+                }
+                if (!std::isfinite(nrm)) {
+#pragma omp critical(fsad_density_bad_row)
+                    if (bad_row < 0 || r0 + i < bad_row) bad_row = r0 + i;
+                    ok = false;
+                    break;
+                }
+                const double scale = opt_.l2_normalize ? 1.0 / std::max(std::sqrt(nrm), 1e-12) : 1.0;
+                for (int64_t k = 0; k < d; ++k) zi[k] = zi[k] * scale - mu_[static_cast<size_t>(k)];
+            }
+            if (!ok) continue;
+            if (n) {
+                // V = W Xc^T, then U = V Lk^-T (rows u = Lk^-1 v); d^2 = (|w|^2 - |u|^2) / alpha
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n),
+                            static_cast<int>(d), 1.0, z.data(), static_cast<int>(d), Xc_.data(), static_cast<int>(d), 0.0,
+                            v.data(), static_cast<int>(n));
+                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
+                            static_cast<int>(n), 1.0, Lk_.data(), static_cast<int>(n), v.data(), static_cast<int>(n));
+                for (int64_t i = 0; i < rows; ++i) {
+                    double w2 = 0, u2 = 0;
+                    for (int64_t k = 0; k < d; ++k) w2 += z[static_cast<size_t>(i * d + k)] * z[static_cast<size_t>(i * d + k)];
+                    for (int64_t k = 0; k < n; ++k) u2 += v[static_cast<size_t>(i * n + k)] * v[static_cast<size_t>(i * n + k)];
+                    out.data()[r0 + i] = static_cast<float>(std::sqrt(std::max(0.0, (w2 - u2) / alpha_)));
+                }
+            } else {
+                // rows z_i: solve L y_i = z_i, i.e. Y = Z L^-T
+                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
+                            static_cast<int>(d), 1.0, L_.data(), static_cast<int>(d), z.data(), static_cast<int>(d));
+                for (int64_t i = 0; i < rows; ++i) {
+                    double s2 = 0;
+                    for (int64_t k = 0; k < d; ++k) s2 += z[static_cast<size_t>(i * d + k)] * z[static_cast<size_t>(i * d + k)];
+                    out.data()[r0 + i] = static_cast<float>(std::sqrt(s2));
+                }
+            }
+        }
     }
+    if (bad_row >= 0) throw Error("GaussianDensity::score: feature row " + std::to_string(bad_row) + " has a non-finite value");
     return out;
 }
 
@@ -174,6 +275,9 @@ void GaussianDensity::set(const Tensor& mean, const Tensor& chol, const Gaussian
     L_.assign(l.begin(), l.end());
     dim_ = d;
     opt_ = opt;
+    low_rank_ = 0;  // a restored density scores through the full factor
+    Xc_.clear();
+    Lk_.clear();
 }
 
 }  // namespace fsad::method

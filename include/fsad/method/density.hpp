@@ -1,7 +1,9 @@
 // The Gaussian density of Sec. 3.4: fit mu and a shrunk covariance on (L2-normalised) features
 // of normal images, score by the Mahalanobis distance d(z) = sqrt((z - mu)^T Sigma^-1 (z - mu)).
-// Sigma^-1 is never formed: Sigma = L L^T (Cholesky), d(z) = |L^-1 (z - mu)|. Fitting and
-// scoring run in double precision (d up to 2048 with a few dozen samples is ill-conditioned).
+// Sigma^-1 is never formed: Sigma = L L^T (Cholesky), d(z) = |L^-1 (z - mu)|. With fewer
+// samples than half the dimension (the few-shot case) scoring uses the equivalent low-rank
+// (Woodbury) form, O(n d) per feature instead of O(d^2). Fitting and scoring run in double
+// precision (d up to 2048 with a few dozen samples is ill-conditioned).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -46,6 +48,10 @@ private:
     int64_t dim_ = 0;
     double shrinkage_ = 0;
     std::vector<double> mu_, L_;  // L_ row-major lower triangle (upper part zero)
+    // low-rank form when fitted on n < d/2 samples (see fit): centred samples, factor of K
+    int64_t low_rank_ = 0;
+    double alpha_ = 0;
+    std::vector<double> Xc_, Lk_;
 };
 
 /// Ledoit-Wolf shrinkage intensity of samples X [n, d] (row-major doubles), as scikit-learn's

@@ -1,0 +1,41 @@
+// The density model of the method: Ledoit-Wolf fit + Cholesky (512-d features, 50 and 500
+// samples) and Mahalanobis scoring of 10,000 features, the cases of the PyTorch peer's
+// --mode gauss (../shared/peers/torch_cpu_bench.py).
+#include "common.hpp"
+
+using namespace fsad;
+
+namespace {
+Tensor unit_rows(int64_t n, int64_t d, uint64_t seed) {
+    Tensor x = Rng(seed).normal_tensor(Shape{n, d}, 0, 1);
+    return ops::l2_normalize_forward(x, 1e-12f);
+}
+
+void density_fit(benchmark::State& st) {
+    bench::set_threads_once();
+    const int64_t n = st.range(0), d = st.range(1);
+    Tensor x = unit_rows(n, d, 1);
+    for (auto _ : st) {
+        method::GaussianDensity g;
+        g.fit(x);
+        benchmark::DoNotOptimize(g.shrinkage());
+    }
+}
+
+void density_score(benchmark::State& st) {
+    bench::set_threads_once();
+    const int64_t m = st.range(0), d = st.range(1), n_fit = st.range(2);
+    method::GaussianDensity g;
+    g.fit(unit_rows(n_fit, d, 2));
+    Tensor y = unit_rows(m, d, 3);
+    for (auto _ : st) {
+        Tensor s = g.score(y);
+        benchmark::DoNotOptimize(s.data());
+    }
+    bench::rate(st, "features/s", static_cast<double>(m));
+}
+}  // namespace
+
+BENCHMARK(density_fit)->Args({50, 512})->Args({500, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+// 10,000 features scored under a density fitted on 50 (low-rank form) and 500 (full factor) samples
+BENCHMARK(density_score)->Args({10000, 512, 50})->Args({10000, 512, 500})->Unit(benchmark::kMillisecond)->UseRealTime();
