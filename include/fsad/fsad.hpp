@@ -9,6 +9,7 @@
 #include "fsad/eval/roc.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/io/safetensors.hpp"
+#include "fsad/method/augment.hpp"
 #include "fsad/method/density.hpp"
 #include "fsad/method/losses.hpp"
 #include "fsad/nn/backbones.hpp"

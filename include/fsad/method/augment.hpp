@@ -1,0 +1,52 @@
+// Augmentations of the method (METHOD.md "Augmentations"), on RGB images [3,H,W] in [0,1]:
+// the regular augmentation t (industrial: affine + colour; CIFAR: affine only) and the
+// negative augmentations t_n (CutPaste, CutPaste-scar, their union; CIFAR: blur + brightness
+// and contrast shifts). Every random choice comes from the Rng passed in, so a seed fixes them;
+// batches seed one Rng per image, so results do not depend on the thread count.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fsad/core/rng.hpp"
+#include "fsad/core/tensor.hpp"
+
+namespace fsad::method {
+
+struct AugmentOptions {
+    int64_t size = 224;               ///< output side (working resolution)
+    bool colour = true;               ///< false: affine part only (the paper's CIFAR setting)
+    float scale_min = 0.8f, scale_max = 1.0f;  ///< random resized crop: area fraction
+    float ratio_min = 3.0f / 4.0f, ratio_max = 4.0f / 3.0f;
+    float hflip = 0.5f, vflip = 0.5f;
+    float max_rotation = 15.0f;       ///< degrees, U(-r, r)
+    float jitter_p = 0.8f, brightness = 0.2f, contrast = 0.2f, saturation = 0.2f, hue = 0.05f;
+    float blur_p = 0.2f, blur_sigma_min = 0.1f, blur_sigma_max = 2.0f;
+    float grayscale_p = 0.2f;
+};
+
+enum class Negative { None, CutPaste, Scar, Union, CifarBlurShift };
+Negative parse_negative(const std::string& s);  ///< none | cutpaste | scar | union | cifar
+std::string to_string(Negative n);
+
+/// t(img): random resized crop to size x size, flips, rotation, then (if colour) colour jitter,
+/// grayscale and Gaussian blur, each with its probability.
+Tensor augment(const Tensor& img, const AugmentOptions& opt, Rng& rng);
+/// t_n(img) on an image already at working resolution.
+Tensor negative(const Tensor& img, Negative kind, Rng& rng);
+
+// Building blocks (deterministic), exposed for tests and for studying the method.
+Tensor crop_resize(const Tensor& img, double y0, double x0, double h, double w, int64_t out_h, int64_t out_w);
+Tensor rotate(const Tensor& img, float degrees);  ///< about the centre, bilinear, zero fill
+Tensor flip(const Tensor& img, bool horizontal);
+Tensor adjust_brightness(const Tensor& img, float factor);
+Tensor adjust_contrast(const Tensor& img, float factor);
+Tensor adjust_saturation(const Tensor& img, float factor);
+Tensor adjust_hue(const Tensor& img, float shift);  ///< shift in [-0.5, 0.5] of a full turn
+Tensor to_grayscale(const Tensor& img);
+Tensor gaussian_blur(const Tensor& img, float sigma);  ///< reflect padding, kernel 2*ceil(3 sigma)+1
+
+/// Writes images [3,H,W] (same size) as one PNG grid with `cols` columns, atomically.
+void write_grid(const std::string& path, const std::vector<Tensor>& images, int64_t cols);
+
+}  // namespace fsad::method

@@ -1,0 +1,383 @@
+#include "fsad/method/augment.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "fsad/io/image.hpp"
+
+namespace fsad::method {
+namespace {
+
+void check_img(const Tensor& img, const char* what) {
+    FSAD_CHECK(img.defined() && img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) > 0 && img.dim(2) > 0, what,
+               ": expected an RGB image [3,H,W], got ", img.defined() ? img.shape().str() : std::string("undefined"));
+}
+
+float clamp01(float v) { return std::min(1.0f, std::max(0.0f, v)); }
+
+// bilinear sample of channel plane p (h x w) at (y, x) in pixel-centre coordinates; 0 outside
+float sample(const float* p, int64_t h, int64_t w, double y, double x) {
+    const double fy = std::floor(y), fx = std::floor(x);
+    const int64_t y0 = static_cast<int64_t>(fy), x0 = static_cast<int64_t>(fx);
+    const double ly = y - fy, lx = x - fx;
+    auto at = [&](int64_t r, int64_t c) -> double { return (r < 0 || r >= h || c < 0 || c >= w) ? 0.0 : p[r * w + c]; };
+    return static_cast<float>((1 - ly) * ((1 - lx) * at(y0, x0) + lx * at(y0, x0 + 1)) +
+                              ly * ((1 - lx) * at(y0 + 1, x0) + lx * at(y0 + 1, x0 + 1)));
+}
+
+Tensor map_pixels(const Tensor& img, float (*f)(float, float), float arg) {
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t i = 0; i < img.numel(); ++i) out.data()[i] = f(img.data()[i], arg);
+    return out;
+}
+
+float gray_of(const float* p, int64_t hw, int64_t i) {
+    return 0.299f * p[i] + 0.587f * p[hw + i] + 0.114f * p[2 * hw + i];  // ITU-R 601, as torchvision
+}
+
+void rgb_to_hsv(float r, float g, float b, float& h, float& s, float& v) {
+    const float mx = std::max({r, g, b}), mn = std::min({r, g, b}), d = mx - mn;
+    v = mx;
+    s = mx > 0 ? d / mx : 0.0f;
+    if (d <= 0) {
+        h = 0;
+        return;
+    }
+    if (mx == r) h = (g - b) / d;
+    else if (mx == g) h = 2.0f + (b - r) / d;
+    else h = 4.0f + (r - g) / d;
+    h /= 6.0f;
+    h -= std::floor(h);
+}
+
+void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b) {
+    h = (h - std::floor(h)) * 6.0f;
+    const int i = static_cast<int>(h) % 6;
+    const float f = h - std::floor(h), p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    switch (i) {
+        case 0: r = v, g = t, b = p; break;
+        case 1: r = q, g = v, b = p; break;
+        case 2: r = p, g = v, b = t; break;
+        case 3: r = p, g = q, b = v; break;
+        case 4: r = t, g = p, b = v; break;
+        default: r = v, g = p, b = q; break;
+    }
+}
+
+// torchvision's ColorJitter: the four adjustments in a random order, each with a factor drawn
+// from [1-x, 1+x] (hue: a shift from [-x, x]).
+Tensor colour_jitter(const Tensor& img, float b, float c, float s, float h, Rng& rng) {
+    int order[4] = {0, 1, 2, 3};
+    std::shuffle(order, order + 4, rng.engine());
+    Tensor out = img;
+    for (int k : order) {
+        if (k == 0 && b > 0) out = adjust_brightness(out, rng.uniform(1 - b, 1 + b));
+        if (k == 1 && c > 0) out = adjust_contrast(out, rng.uniform(1 - c, 1 + c));
+        if (k == 2 && s > 0) out = adjust_saturation(out, rng.uniform(1 - s, 1 + s));
+        if (k == 3 && h > 0) out = adjust_hue(out, rng.uniform(-h, h));
+    }
+    return out;
+}
+
+// Pastes `patch` [3,ph,pw] into img at (y0, x0), where mask (ph x pw, optional) is nonzero.
+void paste(Tensor& img, const Tensor& patch, const std::vector<float>* mask, int64_t y0, int64_t x0) {
+    const int64_t h = img.dim(1), w = img.dim(2), ph = patch.dim(1), pw = patch.dim(2);
+    for (int64_t c = 0; c < 3; ++c)
+        for (int64_t y = 0; y < ph; ++y)
+            for (int64_t x = 0; x < pw; ++x) {
+                const int64_t ty = y0 + y, tx = x0 + x;
+                if (ty < 0 || ty >= h || tx < 0 || tx >= w) continue;
+                const float m = mask ? (*mask)[static_cast<size_t>(y * pw + x)] : 1.0f;
+                if (m <= 0) continue;
+                float& dst = img.data()[(c * h + ty) * w + tx];
+                dst = (1 - m) * dst + m * patch.data()[(c * ph + y) * pw + x];
+            }
+}
+
+Tensor cutpaste(const Tensor& img, Rng& rng) {
+    const int64_t h = img.dim(1), w = img.dim(2);
+    const double area = static_cast<double>(h * w) * rng.uniform(0.02f, 0.15f);
+    const double aspect = std::exp(rng.uniform(std::log(0.3f), std::log(1.0f / 0.3f)));
+    const int64_t pw = std::clamp<int64_t>(std::lround(std::sqrt(area * aspect)), 1, w);
+    const int64_t ph = std::clamp<int64_t>(std::lround(std::sqrt(area / aspect)), 1, h);
+    const int64_t sy = rng.integer(0, h - ph), sx = rng.integer(0, w - pw);
+    const int64_t dy = rng.integer(0, h - ph), dx = rng.integer(0, w - pw);
+    Tensor patch = colour_jitter(crop_resize(img, static_cast<double>(sy), static_cast<double>(sx), static_cast<double>(ph),
+                                             static_cast<double>(pw), ph, pw),
+                                 0.1f, 0.1f, 0.1f, 0.1f, rng);
+    Tensor out = img.clone();
+    paste(out, patch, nullptr, dy, dx);
+    return out;
+}
+
+Tensor scar(const Tensor& img, Rng& rng) {
+    const int64_t h = img.dim(1), w = img.dim(2);
+    const int64_t sw = std::min<int64_t>(rng.integer(2, 16), w), sl = std::min<int64_t>(rng.integer(10, 25), h);
+    const float angle = rng.uniform(-45.0f, 45.0f);
+    const int64_t sy = rng.integer(0, h - sl), sx = rng.integer(0, w - sw);
+    Tensor patch = colour_jitter(crop_resize(img, static_cast<double>(sy), static_cast<double>(sx), static_cast<double>(sl),
+                                             static_cast<double>(sw), sl, sw),
+                                 0.1f, 0.1f, 0.1f, 0.1f, rng);
+    // rotate the strip inside a square canvas large enough for any angle, with its mask
+    const int64_t side = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(sw * sw + sl * sl)))) + 2;
+    Tensor canvas = Tensor::zeros(Shape{3, side, side}), mcanvas = Tensor::zeros(Shape{3, side, side});
+    Tensor ones = Tensor::full(patch.shape(), 1.0f);
+    paste(canvas, patch, nullptr, (side - sl) / 2, (side - sw) / 2);
+    paste(mcanvas, ones, nullptr, (side - sl) / 2, (side - sw) / 2);
+    Tensor rp = rotate(canvas, angle), rm = rotate(mcanvas, angle);
+    std::vector<float> mask(static_cast<size_t>(side * side));
+    for (int64_t i = 0; i < side * side; ++i) mask[static_cast<size_t>(i)] = rm.data()[i] > 0.5f ? 1.0f : 0.0f;
+    const int64_t dy = rng.integer(-side / 4, std::max<int64_t>(0, h - side + side / 4));
+    const int64_t dx = rng.integer(-side / 4, std::max<int64_t>(0, w - side + side / 4));
+    Tensor out = img.clone();
+    paste(out, rp, &mask, dy, dx);
+    return out;
+}
+
+}  // namespace
+
+Negative parse_negative(const std::string& s) {
+    if (s == "none") return Negative::None;
+    if (s == "cutpaste") return Negative::CutPaste;
+    if (s == "scar") return Negative::Scar;
+    if (s == "union") return Negative::Union;
+    if (s == "cifar") return Negative::CifarBlurShift;
+    throw Error("unknown negative augmentation '" + s + "' (expected none, cutpaste, scar, union or cifar)");
+}
+
+std::string to_string(Negative n) {
+    switch (n) {
+        case Negative::None: return "none";
+        case Negative::CutPaste: return "cutpaste";
+        case Negative::Scar: return "scar";
+        case Negative::Union: return "union";
+        case Negative::CifarBlurShift: return "cifar";
+    }
+    return "?";
+}
+
+Tensor crop_resize(const Tensor& img, double y0, double x0, double h, double w, int64_t out_h, int64_t out_w) {
+    check_img(img, "crop_resize");
+    FSAD_CHECK(h > 0 && w > 0 && out_h > 0 && out_w > 0, "crop_resize: empty crop or output");
+    const int64_t H = img.dim(1), W = img.dim(2);
+    Tensor out = Tensor::empty(Shape{3, out_h, out_w});
+    const double sy = h / static_cast<double>(out_h), sx = w / static_cast<double>(out_w);
+    // area-average when shrinking by more than 2x (anti-aliasing), bilinear otherwise
+    const int64_t ay = std::max<int64_t>(1, static_cast<int64_t>(std::floor(sy / 2))) ,
+                  ax = std::max<int64_t>(1, static_cast<int64_t>(std::floor(sx / 2)));
+    for (int64_t c = 0; c < 3; ++c) {
+        const float* p = img.data() + c * H * W;
+        for (int64_t y = 0; y < out_h; ++y)
+            for (int64_t x = 0; x < out_w; ++x) {
+                double acc = 0;
+                for (int64_t u = 0; u < ay; ++u)
+                    for (int64_t v = 0; v < ax; ++v) {
+                        const double cy = y0 + (static_cast<double>(y) + (static_cast<double>(u) + 0.5) / static_cast<double>(ay)) * sy - 0.5;
+                        const double cx = x0 + (static_cast<double>(x) + (static_cast<double>(v) + 0.5) / static_cast<double>(ax)) * sx - 0.5;
+                        // clamp to the image (edge replication) so crops at the border stay bright
+                        acc += sample(p, H, W, std::clamp(cy, 0.0, static_cast<double>(H - 1)),
+                                      std::clamp(cx, 0.0, static_cast<double>(W - 1)));
+                    }
+                out.data()[(c * out_h + y) * out_w + x] = static_cast<float>(acc / static_cast<double>(ay * ax));
+            }
+    }
+    return out;
+}
+
+Tensor rotate(const Tensor& img, float degrees) {
+    check_img(img, "rotate");
+    const int64_t H = img.dim(1), W = img.dim(2);
+    const double a = degrees * std::numbers::pi / 180.0, ca = std::cos(a), sa = std::sin(a);
+    const double cy = (static_cast<double>(H) - 1) / 2, cx = (static_cast<double>(W) - 1) / 2;
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t c = 0; c < 3; ++c) {
+        const float* p = img.data() + c * H * W;
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x) {
+                // counter-clockwise on screen for a > 0 (torchvision's convention): the source of
+                // dest (y, x) is the dest offset rotated back, with y pointing down
+                const double dy = static_cast<double>(y) - cy, dx = static_cast<double>(x) - cx;
+                const double sy = ca * dy + sa * dx + cy, sx = -sa * dy + ca * dx + cx;
+                out.data()[(c * H + y) * W + x] = sample(p, H, W, sy, sx);
+            }
+    }
+    return out;
+}
+
+Tensor flip(const Tensor& img, bool horizontal) {
+    check_img(img, "flip");
+    const int64_t H = img.dim(1), W = img.dim(2);
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t c = 0; c < 3; ++c)
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x)
+                out.data()[(c * H + y) * W + x] =
+                    horizontal ? img.data()[(c * H + y) * W + (W - 1 - x)] : img.data()[(c * H + (H - 1 - y)) * W + x];
+    return out;
+}
+
+Tensor adjust_brightness(const Tensor& img, float f) {
+    check_img(img, "adjust_brightness");
+    return map_pixels(img, [](float v, float k) { return clamp01(v * k); }, f);
+}
+
+Tensor adjust_contrast(const Tensor& img, float f) {
+    check_img(img, "adjust_contrast");
+    const int64_t hw = img.dim(1) * img.dim(2);
+    double m = 0;
+    for (int64_t i = 0; i < hw; ++i) m += gray_of(img.data(), hw, i);
+    m /= static_cast<double>(hw);
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t i = 0; i < img.numel(); ++i)
+        out.data()[i] = clamp01(static_cast<float>(m + (img.data()[i] - m) * f));
+    return out;
+}
+
+Tensor adjust_saturation(const Tensor& img, float f) {
+    check_img(img, "adjust_saturation");
+    const int64_t hw = img.dim(1) * img.dim(2);
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t i = 0; i < hw; ++i) {
+        const float g = gray_of(img.data(), hw, i);
+        for (int64_t c = 0; c < 3; ++c) out.data()[c * hw + i] = clamp01(g + (img.data()[c * hw + i] - g) * f);
+    }
+    return out;
+}
+
+Tensor adjust_hue(const Tensor& img, float shift) {
+    check_img(img, "adjust_hue");
+    FSAD_CHECK(shift >= -0.5f && shift <= 0.5f, "adjust_hue: shift ", shift, " outside [-0.5, 0.5]");
+    const int64_t hw = img.dim(1) * img.dim(2);
+    Tensor out = Tensor::empty(img.shape());
+    const float* p = img.data();
+    for (int64_t i = 0; i < hw; ++i) {
+        float h, s, v, r, g, b;
+        rgb_to_hsv(p[i], p[hw + i], p[2 * hw + i], h, s, v);
+        hsv_to_rgb(h + shift, s, v, r, g, b);
+        out.data()[i] = r;
+        out.data()[hw + i] = g;
+        out.data()[2 * hw + i] = b;
+    }
+    return out;
+}
+
+Tensor to_grayscale(const Tensor& img) {
+    check_img(img, "to_grayscale");
+    const int64_t hw = img.dim(1) * img.dim(2);
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t i = 0; i < hw; ++i) {
+        const float g = gray_of(img.data(), hw, i);
+        for (int64_t c = 0; c < 3; ++c) out.data()[c * hw + i] = g;
+    }
+    return out;
+}
+
+Tensor gaussian_blur(const Tensor& img, float sigma) {
+    check_img(img, "gaussian_blur");
+    FSAD_CHECK(sigma > 0, "gaussian_blur: sigma must be positive, got ", sigma);
+    const int64_t H = img.dim(1), W = img.dim(2);
+    const int64_t r = static_cast<int64_t>(std::ceil(3 * sigma));
+    std::vector<float> k(static_cast<size_t>(2 * r + 1));
+    float sum = 0;
+    for (int64_t i = -r; i <= r; ++i) sum += k[static_cast<size_t>(i + r)] = std::exp(-0.5f * static_cast<float>(i * i) / (sigma * sigma));
+    for (auto& v : k) v /= sum;
+    auto reflect = [](int64_t i, int64_t n) {
+        if (n == 1) return int64_t(0);
+        while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+        return i;
+    };
+    Tensor tmp = Tensor::empty(img.shape()), out = Tensor::empty(img.shape());
+    for (int64_t c = 0; c < 3; ++c) {
+        const float* p = img.data() + c * H * W;
+        float* t = tmp.data() + c * H * W;
+        float* o = out.data() + c * H * W;
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x) {
+                float s = 0;
+                for (int64_t i = -r; i <= r; ++i) s += k[static_cast<size_t>(i + r)] * p[y * W + reflect(x + i, W)];
+                t[y * W + x] = s;
+            }
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x) {
+                float s = 0;
+                for (int64_t i = -r; i <= r; ++i) s += k[static_cast<size_t>(i + r)] * t[reflect(y + i, H) * W + x];
+                o[y * W + x] = s;
+            }
+    }
+    return out;
+}
+
+Tensor augment(const Tensor& img, const AugmentOptions& o, Rng& rng) {
+    check_img(img, "augment");
+    FSAD_CHECK(o.size > 0, "augment: output size must be positive");
+    const double H = static_cast<double>(img.dim(1)), W = static_cast<double>(img.dim(2)), area = H * W;
+    // torchvision's RandomResizedCrop: up to 10 tries, then a centre crop
+    double ch = H, cw = W, y0 = 0, x0 = 0;
+    bool found = false;
+    for (int t = 0; t < 10 && !found; ++t) {
+        const double target = area * rng.uniform(o.scale_min, o.scale_max);
+        const double ar = std::exp(rng.uniform(std::log(o.ratio_min), std::log(o.ratio_max)));
+        const double w = std::round(std::sqrt(target * ar)), h = std::round(std::sqrt(target / ar));
+        if (w > 0 && h > 0 && w <= W && h <= H) {
+            ch = h;
+            cw = w;
+            y0 = static_cast<double>(rng.integer(0, static_cast<int64_t>(H - h)));
+            x0 = static_cast<double>(rng.integer(0, static_cast<int64_t>(W - w)));
+            found = true;
+        }
+    }
+    if (!found) {
+        const double ar = W / H;
+        if (ar < o.ratio_min) ch = std::round(W / o.ratio_min);
+        else if (ar > o.ratio_max) cw = std::round(H * o.ratio_max);
+        y0 = (H - ch) / 2;
+        x0 = (W - cw) / 2;
+    }
+    Tensor out = crop_resize(img, y0, x0, ch, cw, o.size, o.size);
+    if (rng.bernoulli(o.hflip)) out = flip(out, true);
+    if (rng.bernoulli(o.vflip)) out = flip(out, false);
+    if (o.max_rotation > 0) out = rotate(out, rng.uniform(-o.max_rotation, o.max_rotation));
+    if (!o.colour) return out;
+    if (rng.bernoulli(o.jitter_p)) out = colour_jitter(out, o.brightness, o.contrast, o.saturation, o.hue, rng);
+    if (rng.bernoulli(o.grayscale_p)) out = to_grayscale(out);
+    if (rng.bernoulli(o.blur_p)) out = gaussian_blur(out, rng.uniform(o.blur_sigma_min, o.blur_sigma_max));
+    return out;
+}
+
+Tensor negative(const Tensor& img, Negative kind, Rng& rng) {
+    check_img(img, "negative");
+    switch (kind) {
+        case Negative::None: return img;
+        case Negative::CutPaste: return cutpaste(img, rng);
+        case Negative::Scar: return scar(img, rng);
+        case Negative::Union: return rng.bernoulli(0.5f) ? cutpaste(img, rng) : scar(img, rng);
+        case Negative::CifarBlurShift: {
+            Tensor out = gaussian_blur(img, rng.uniform(0.5f, 1.5f));
+            out = adjust_brightness(out, rng.bernoulli(0.5f) ? rng.uniform(0.6f, 0.8f) : rng.uniform(1.2f, 1.4f));
+            return adjust_contrast(out, rng.bernoulli(0.5f) ? rng.uniform(0.6f, 0.8f) : rng.uniform(1.2f, 1.4f));
+        }
+    }
+    return img;
+}
+
+void write_grid(const std::string& path, const std::vector<Tensor>& images, int64_t cols) {
+    FSAD_CHECK(!images.empty() && cols > 0, "write_grid: no images");
+    for (const auto& i : images) check_img(i, "write_grid");
+    const int64_t h = images[0].dim(1), w = images[0].dim(2), gap = 2;
+    const int64_t n = static_cast<int64_t>(images.size()), rows = (n + cols - 1) / cols;
+    const int64_t gh = rows * h + (rows + 1) * gap, gw = cols * w + (cols + 1) * gap;
+    Tensor grid = Tensor::full(Shape{3, gh, gw}, 1.0f);
+    for (int64_t k = 0; k < n; ++k) {
+        FSAD_CHECK(images[static_cast<size_t>(k)].dim(1) == h && images[static_cast<size_t>(k)].dim(2) == w,
+                   "write_grid: images differ in size");
+        const int64_t oy = gap + (k / cols) * (h + gap), ox = gap + (k % cols) * (w + gap);
+        for (int64_t c = 0; c < 3; ++c)
+            for (int64_t y = 0; y < h; ++y)
+                for (int64_t x = 0; x < w; ++x)
+                    grid.data()[(c * gh + oy + y) * gw + ox + x] = images[static_cast<size_t>(k)].data()[(c * h + y) * w + x];
+    }
+    io::write_png(path, grid);
+}
+
+}  // namespace fsad::method
