@@ -1,50 +1,12 @@
 // Golden tests against PyTorch: fixtures written by tools/make_golden.py (see its docstring).
 // Width-reduced ResNet18 and MobileNetV2 in train mode: features, loss, every parameter
 // gradient, parameters and BatchNorm statistics after 3 Adam steps, eval-mode features after.
-#include "helpers.hpp"
+#include "golden.hpp"
 
 using namespace fsad;
+using namespace fsad::test;
 
 namespace {
-
-// Every fixture result is PyTorch's float64 value, with PyTorch's own float32 deviation from it
-// ("torch32dev.*"). fsad (float32) must stay within 4x that deviation plus 1e-6 of the
-// tensor's scale. Rounding noise dominates where a true value is ~0 (a BatchNorm bias whose
-// output the next train-mode BatchNorm renormalises has an exactly-zero true gradient), and
-// after Adam steps (Adam divides by the gradient's RMS, so noise-only elements move by ~lr).
-// One float32 run's deviation is itself a noisy estimate of the noise floor, hence 4x; a real
-// error (a wrong formula, a missed term) is orders of magnitude above it.
-// After 3 Adam steps rounding noise is amplified chaotically (see above), and fsad's summation
-// orders differ from all of PyTorch's, so the allowance is wider. Wrong Adam hyper-parameters
-// or update formulas give errors far above it (tests/test_golden.cpp, "golden: a wrong Adam
-// is caught").
-constexpr double kAfterAdam = 8.0;
-double g_worst_ratio = 0;
-bool g_dry_run = false;  // record ratios only (used to show that a wrong Adam fails the check)  // largest |fsad - ref| / PyTorch float32 deviation seen in one fixture
-std::string g_worst_name;
-
-void check_vs_reference(const std::string& name, const Tensor& got, const io::SafeTensors& fx, const std::string& key,
-                        double factor = 4.0) {
-    const Tensor& want = fx.tensors.at(key);
-    REQUIRE(got.shape() == want.shape());
-    const double torch_dev = fx.tensors.at("torch32dev." + key).item();
-    std::vector<float> g = got.to_vector(), w = want.to_vector();
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < g.size(); ++i) {
-        worst = std::max(worst, std::fabs(static_cast<double>(g[i]) - w[i]));
-        scale = std::max(scale, std::fabs(static_cast<double>(w[i])));
-    }
-    const double limit = factor * torch_dev + 1e-6 * scale + 1e-9;
-    const double ratio = worst / (torch_dev + 1e-6 * scale + 1e-9);
-    if (ratio > g_worst_ratio) {
-        g_worst_ratio = ratio;
-        g_worst_name = name;
-    }
-    if (g_dry_run) return;
-    INFO(name << ": max |fsad - float64 reference| " << worst << ", PyTorch float32's " << torch_dev << ", limit "
-              << limit);
-    CHECK(worst <= limit);
-}
 
 /// Returns the largest error ratio (error / PyTorch's float32 deviation) after the Adam steps.
 double run_golden(const std::string& file, nn::Adam::Options adam = {0.0f, 0.9f, 0.99f, 1e-8f, 0.0f}) {

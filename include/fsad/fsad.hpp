@@ -10,6 +10,7 @@
 #include "fsad/io/image.hpp"
 #include "fsad/io/safetensors.hpp"
 #include "fsad/method/augment.hpp"
+#include "fsad/method/byol.hpp"
 #include "fsad/method/density.hpp"
 #include "fsad/method/losses.hpp"
 #include "fsad/nn/backbones.hpp"

@@ -124,8 +124,18 @@ void Module::flatten() {
         *b.second = view;
         off += view.numel();
     }
-    // Children share the root's flat buffers through these views; mark them as flattened too
-    // by leaving their own flat tensors empty (only the root owns the flat buffers).
+    // Only the root owns flat buffers: a child flattened earlier (a backbone built on its own)
+    // no longer uses its old ones, so they are dropped and it reports flattened() == false.
+    std::vector<Module*> stack;
+    for (auto& c : children_) stack.push_back(c.second.get());
+    while (!stack.empty()) {
+        Module* m = stack.back();
+        stack.pop_back();
+        m->flat_params_ = Tensor();
+        m->flat_grads_ = Tensor();
+        m->flat_buffers_ = Tensor();
+        for (auto& c : m->children_) stack.push_back(c.second.get());
+    }
 }
 
 void Module::zero_grad() {

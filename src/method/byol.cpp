@@ -1,0 +1,171 @@
+#include "fsad/method/byol.hpp"
+
+#include <cmath>
+#include <numbers>
+
+#include "fsad/io/image.hpp"
+#include "fsad/method/losses.hpp"
+
+namespace fsad::method {
+
+OnlineNetwork::OnlineNetwork(std::shared_ptr<nn::Backbone> b, int64_t hidden, int64_t projection, Rng& rng) {
+    backbone = register_module("backbone", std::move(b));
+    projector = register_module("projector", std::make_shared<nn::MLP>(backbone->feature_dim(), hidden, projection, rng));
+    predictor = register_module("predictor", std::make_shared<nn::MLP>(projection, hidden, projection, rng));
+    flatten();
+}
+
+TargetNetwork::TargetNetwork(std::shared_ptr<nn::Backbone> b, int64_t hidden, int64_t projection, Rng& rng) {
+    backbone = register_module("backbone", std::move(b));
+    projector = register_module("projector", std::make_shared<nn::MLP>(backbone->feature_dim(), hidden, projection, rng));
+    flatten();
+}
+
+Tensor normalized_batch(const std::vector<Tensor>& images) {
+    FSAD_CHECK(!images.empty(), "normalized_batch: no images");
+    std::vector<Tensor> n(images.size());
+    const Shape s = images[0].shape();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < images.size(); ++i) n[i] = io::imagenet_normalize(images[i]).reshape(Shape{1, s[0], s[1], s[2]});
+    return ops::concat(n, 0);
+}
+
+std::vector<int64_t> ByolTrainer::draw_batch(int64_t n, int64_t batch, Rng& rng) {
+    FSAD_CHECK(n > 0 && batch > 0, "draw_batch: need shots and a positive batch size");
+    std::vector<int64_t> out, perm(static_cast<size_t>(n));
+    while (static_cast<int64_t>(out.size()) < batch) {
+        for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
+        std::shuffle(perm.begin(), perm.end(), rng.engine());
+        for (int64_t i = 0; i < n && static_cast<int64_t>(out.size()) < batch; ++i) out.push_back(perm[static_cast<size_t>(i)]);
+    }
+    return out;
+}
+
+ByolTrainer::ByolTrainer(std::shared_ptr<nn::Backbone> backbone,
+                         std::function<std::shared_ptr<nn::Backbone>()> make_target, const ByolOptions& opt)
+    : opt_(opt), rng_(opt.seed) {
+    FSAD_CHECK(opt.steps >= 0 && opt.batch >= 2, "ByolTrainer: steps >= 0 and batch >= 2 required (batch norm needs 2)");
+    FSAD_CHECK(opt.ema >= 0.0f && opt.ema <= 1.0f, "ByolTrainer: ema must lie in [0, 1], got ", opt.ema);
+    Rng init(opt.seed + 0x9e3779b97f4a7c15ULL);
+    online_ = std::make_shared<OnlineNetwork>(std::move(backbone), opt.hidden, opt.projection, init);
+    target_ = std::make_shared<TargetNetwork>(make_target(), opt.hidden, opt.projection, init);
+    sync_target();
+    adam_ = std::make_unique<nn::Adam>(*online_, nn::Adam::Options{opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay});
+    online_->train();
+    target_->train();  // BYOL's target uses batch statistics too; it gets no gradients
+}
+
+void ByolTrainer::sync_target() {
+    // target <- online (backbone + projector: the leading part of the online flat buffers)
+    const int64_t np = target_->flat_params().numel(), nb = target_->flat_buffers().numel();
+    FSAD_CHECK(online_->flat_params().numel() > np && online_->flat_buffers().numel() >= nb,
+               "ByolTrainer: target and online architectures differ");
+    target_->flat_params().copy_from(online_->flat_params().slice(0, np));
+    target_->flat_buffers().copy_from(online_->flat_buffers().slice(0, nb));
+}
+
+StepStats ByolTrainer::step(const std::vector<Tensor>& shots) {
+    FSAD_CHECK(!shots.empty(), "ByolTrainer::step: no training images");
+    const int64_t B = opt_.batch;
+    const std::vector<int64_t> idx = draw_batch(static_cast<int64_t>(shots.size()), B, rng_);
+    // one seed per image and step: the views do not depend on the thread count
+    std::vector<uint64_t> seeds(static_cast<size_t>(B));
+    for (auto& s : seeds) s = rng_.engine()();
+    const bool neg = opt_.negative != Negative::None && opt_.lambda_np > 0;
+    std::vector<Tensor> v1(static_cast<size_t>(B)), v2(static_cast<size_t>(B)), vn(neg ? static_cast<size_t>(B) : 0);
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t i = 0; i < B; ++i) {
+        Rng r(seeds[static_cast<size_t>(i)]);
+        const Tensor& x = shots[static_cast<size_t>(idx[static_cast<size_t>(i)])];
+        v1[static_cast<size_t>(i)] = augment(x, opt_.augment, r);
+        v2[static_cast<size_t>(i)] = augment(x, opt_.augment, r);
+        if (neg) {
+            AugmentOptions affine = opt_.augment;  // negatives start from an affine view of the shot
+            affine.colour = false;
+            vn[static_cast<size_t>(i)] = negative(augment(x, affine, r), opt_.negative, r);
+        }
+    }
+    std::vector<int64_t> perm(static_cast<size_t>(B));
+    for (int64_t i = 0; i < B; ++i) perm[static_cast<size_t>(i)] = i;
+    std::shuffle(perm.begin(), perm.end(), rng_.engine());
+    Tensor xn = neg ? normalized_batch(vn) : Tensor();
+    return train_step(normalized_batch(v1), normalized_batch(v2), neg ? &xn : nullptr, perm);
+}
+
+StepStats ByolTrainer::train_step(const Tensor& x1, const Tensor& x2, const Tensor* xn, const std::vector<int64_t>& perm) {
+    FSAD_CHECK(x1.ndim() == 4 && x1.shape() == x2.shape() && (!xn || xn->shape() == x1.shape()),
+               "ByolTrainer::train_step: views must be [B,3,S,S] of the same shape");
+    const int64_t B = x1.dim(0);
+    const bool neg = xn != nullptr && opt_.lambda_np > 0;
+    adam_->zero_grad();
+    OnlineNetwork& on = *online_;
+    Var f1 = on.backbone->forward(Var(x1));
+    Var f2 = on.backbone->forward(Var(x2));
+    Var fh1, fh2, zh1, zh2;
+    {
+        NoGradGuard ng;
+        fh1 = target_->backbone->forward(Var(x1));
+        fh2 = target_->backbone->forward(Var(x2));
+        zh1 = target_->projector->forward(fh1);
+        zh2 = target_->projector->forward(fh2);
+    }
+    StepStats st;
+    st.step = step_;
+    Var total;
+    auto add = [&](const Var& l, float w) { total = total.defined() ? ag::add(total, ag::affine(l, w)) : ag::affine(l, w); };
+    if (opt_.contrastive) {
+        Var p1 = on.predictor->forward(on.projector->forward(f1));
+        Var p2 = on.predictor->forward(on.projector->forward(f2));
+        Var l = contrastive_loss(p1, zh2, p2, zh1);
+        st.con = l.value().item();
+        add(l, 1.0f);
+    }
+    if (opt_.pair == PairLoss::CrossInstance) {
+        Var l = positive_pair_loss(f1, fh1, perm);
+        st.pair = l.value().item();
+        add(l, opt_.lambda_pp);
+    } else if (opt_.pair == PairLoss::FixedCentre) {
+        if (!centre_.defined()) centre_ = ops::affine(ops::sum_dim(f1.value(), 0), 1.0f / static_cast<float>(B), 0.0f);
+        Var l = fixed_centre_loss(f1, centre_);
+        st.pair = l.value().item();
+        add(l, opt_.lambda_pp);
+    }
+    if (neg) {
+        Var fn = on.backbone->forward(Var(*xn));
+        Var l = negative_pair_loss(fh1, fn);
+        st.neg = l.value().item();
+        add(l, opt_.lambda_np);
+    }
+    FSAD_CHECK(total.defined(), "ByolTrainer: every loss is switched off (contrastive, pair and negative)");
+    st.loss = total.value().item();
+    auto finite = [](const Tensor& t) {
+        for (float v : t.to_vector())
+            if (!std::isfinite(v)) return false;
+        return true;
+    };
+    if (!std::isfinite(st.loss) || !finite(f1.value()) || !finite(fh1.value()))
+        throw Error("BYOL fine-tuning diverged at step " + std::to_string(step_) + ": loss " + std::to_string(st.loss) +
+                    " or the backbone features are not finite; lower the learning rate (now " +
+                    std::to_string(opt_.lr) + ") or check the input images");
+    total.backward();
+    adam_->step();
+    // EMA of parameters and BatchNorm statistics (the target's share of the online buffers)
+    float beta = opt_.ema;
+    if (opt_.ema_cosine && opt_.steps > 0)
+        beta = 1.0f - (1.0f - opt_.ema) *
+                          static_cast<float>((std::cos(std::numbers::pi * static_cast<double>(step_) /
+                                                       static_cast<double>(opt_.steps)) + 1.0) / 2.0);
+    ops::ema_update(target_->flat_params(), online_->flat_params().slice(0, target_->flat_params().numel()), beta);
+    ops::ema_update(target_->flat_buffers(), online_->flat_buffers().slice(0, target_->flat_buffers().numel()), beta);
+    ++step_;
+    return st;
+}
+
+void ByolTrainer::fit(const std::vector<Tensor>& shots, const std::function<void(const StepStats&)>& progress) {
+    while (step_ < opt_.steps) {
+        StepStats s = step(shots);
+        if (progress) progress(s);
+    }
+}
+
+}  // namespace fsad::method

@@ -1,0 +1,73 @@
+// Two full fine-tuning steps (BYOL + L_pp + L_np, Adam, EMA target) against PyTorch
+// (tools/make_byol_golden.py): losses, first-step gradients, online parameters after two
+// Adam steps, target parameters and BatchNorm statistics after two EMA updates.
+#include "golden.hpp"
+
+using namespace fsad;
+using namespace fsad::test;
+
+TEST_CASE("golden: two BYOL + L_pp + L_np steps against PyTorch") {
+    auto fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/golden_byol.safetensors");
+    auto meta = [&](const char* k) { return std::stof(fx.metadata.at(k)); };
+    method::ByolOptions o;
+    o.batch = static_cast<int64_t>(meta("batch"));
+    o.hidden = static_cast<int64_t>(meta("hidden"));
+    o.projection = static_cast<int64_t>(meta("projection"));
+    o.lr = meta("lr");
+    o.ema = meta("ema");
+    o.lambda_pp = meta("lambda_pp");
+    o.lambda_np = meta("lambda_np");
+    o.negative = method::Negative::CutPaste;  // views are given; this switches L_np on
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+    method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
+    std::map<std::string, Tensor> init;
+    for (auto& [k, v] : fx.tensors) {
+        if (k.rfind("init.param.", 0) == 0) init[k.substr(11)] = v;
+        if (k.rfind("init.buffer.", 0) == 0) init[k.substr(12)] = v;
+    }
+    tr.online().load_state_dict(init);
+    tr.sync_target();
+    g_worst_ratio = 0;
+    for (int s = 0; s < 2; ++s) {
+        const std::string p = "x." + std::to_string(s) + ".";
+        Tensor xn = fx.tensors.at(p + "2");
+        std::vector<int64_t> perm;
+        for (float v : fx.tensors.at("perm." + std::to_string(s)).to_vector()) perm.push_back(static_cast<int64_t>(v));
+        method::StepStats st = tr.train_step(fx.tensors.at(p + "0"), fx.tensors.at(p + "1"), &xn, perm);
+        Tensor got = Tensor::from_vector(Shape{4}, {st.loss, st.con, st.pair, st.neg});
+        check_vs_reference("step " + std::to_string(s) + " losses [total, con, pp, np]", got, fx,
+                           "step" + std::to_string(s) + ".loss");
+        if (s == 0)  // the online flat gradient buffer still holds the step's gradients
+            for (auto& [name, v] : tr.online().named_parameters())
+                check_vs_reference("step 0 grad " + name, v->grad(), fx, "step0.grad." + name);
+    }
+    for (auto& [name, v] : tr.online().named_parameters())
+        check_vs_reference("online after 2 steps " + name, v->value(), fx, "step1.online.param." + name, kAfterAdam);
+    for (auto& [name, v] : tr.target().named_parameters())
+        check_vs_reference("target after 2 steps " + name, v->value(), fx, "step1.target.param." + name, kAfterAdam);
+    for (auto& [name, b] : tr.target().named_buffers())
+        check_vs_reference("target buffer after 2 steps " + name, *b, fx, "step1.target.buffer." + name, kAfterAdam);
+    MESSAGE("BYOL golden: largest error relative to PyTorch float32's own: " << g_worst_ratio << "x (" << g_worst_name << ")");
+}
+
+TEST_CASE("byol: batches use every shot before repeating one; divergence names the step") {
+    Rng rng(3);
+    auto b = method::ByolTrainer::draw_batch(5, 12, rng);
+    REQUIRE(b.size() == 12);
+    std::vector<int> count(5, 0);
+    for (size_t i = 0; i < 5; ++i) count[static_cast<size_t>(b[i])]++;
+    for (int c : count) CHECK(c == 1);
+    for (size_t i = 5; i < 10; ++i) count[static_cast<size_t>(b[i])]++;
+    for (int c : count) CHECK(c == 2);
+
+    method::ByolOptions o;
+    o.batch = 4;
+    o.hidden = 16;
+    o.projection = 8;
+    o.augment.size = 32;
+    o.lr = 1e30f;  // guaranteed to blow up
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+    method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
+    std::vector<Tensor> shots{Rng(1).uniform_tensor(Shape{3, 40, 40}, 0, 1), Rng(2).uniform_tensor(Shape{3, 40, 40}, 0, 1)};
+    CHECK_THROWS_WITH_AS(for (int i = 0; i < 5; ++i) tr.step(shots), doctest::Contains("diverged at step"), Error);
+}
