@@ -39,3 +39,28 @@ void density_score(benchmark::State& st) {
 BENCHMARK(density_fit)->Args({50, 512})->Args({500, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 // 10,000 features scored under a density fitted on 50 (low-rank form) and 500 (full factor) samples
 BENCHMARK(density_score)->Args({10000, 512, 50})->Args({10000, 512, 500})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+namespace {
+// One full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) of ResNet18 with BYOL's heads on
+// random views: the peer's --mode byol.
+void byol_step(benchmark::State& st) {
+    bench::set_threads_once();
+    const int64_t res = st.range(0), batch = st.range(1);
+    method::ByolOptions o;
+    o.batch = batch;
+    o.negative = method::Negative::CutPaste;
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18};
+    method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
+    Rng rng(1);
+    Tensor x1 = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1), x2 = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1),
+           xn = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1);
+    std::vector<int64_t> perm(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < batch; ++i) perm[static_cast<size_t>(i)] = (i + 1) % batch;
+    tr.train_step(x1, x2, &xn, perm);  // warm-up
+    for (auto _ : st) benchmark::DoNotOptimize(tr.train_step(x1, x2, &xn, perm).loss);
+    bench::rate(st, "base_img/s", static_cast<double>(batch));
+    bench::rate(st, "steps/s", 1.0);
+}
+}  // namespace
+
+BENCHMARK(byol_step)->Args({64, 64})->Args({128, 64})->Unit(benchmark::kMillisecond)->UseRealTime();

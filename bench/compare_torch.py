@@ -4,7 +4,7 @@
 For each case, runs fsad's Google Benchmark (build/bench/fsad_bench) and the peer
 (../shared/peers/torch_cpu_bench.py in its fastest configuration: --malloc-tuned --adam-foreach
 --openblas-auto) alternately, `--reps` times, with the same shapes and thread count, and prints
-a table of images/s, the ratio fsad/peer and both processes' peak resident memory per run
+a table of images/s (for the BYOL step: base images/s = batch / step time), the ratio fsad/peer and both processes' peak resident memory per run
 (the peer's includes the Python interpreter and PyTorch's libraries, roughly 300 MiB). Both sides run with OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE unset (the peer's --openblas-auto does the same for itself).
 
@@ -28,6 +28,8 @@ CASES = {
     "infer224x32cl": ("^infer/resnet18/224/32/", "infer", 224, 32, ["--channels-last"]),
     "train224x16": ("^train_step/224/16/", "train", 224, 16, []),
     "train64x64": ("^train_step/64/64/", "train", 64, 64, []),
+    "byol64x64": ("^byol_step/64/64/", "byol", 64, 64, []),
+    "byol128x64": ("^byol_step/128/64/", "byol", 128, 64, []),
 }
 
 
@@ -55,7 +57,7 @@ def run_fsad(regex, threads, min_time):
     out, rss = run([BENCH, f"--benchmark_filter={regex}", "--benchmark_format=json",
                     f"--benchmark_min_time={min_time}"], env)
     b = json.loads(out)["benchmarks"][0]
-    return {"imgs_per_s": b["img/s"], "rss_MiB": rss}
+    return {"imgs_per_s": b.get("img/s", b.get("base_img/s")), "rss_MiB": rss}
 
 
 def run_peer(mode, res, batch, threads, extra, min_time):
@@ -66,7 +68,7 @@ def run_peer(mode, res, batch, threads, extra, min_time):
     for line in out.splitlines():
         d = json.loads(line)
         if d.get("kind") == mode:
-            return {"imgs_per_s": d["imgs_per_s"], "rss_MiB": rss}
+            return {"imgs_per_s": d.get("imgs_per_s", d.get("base_imgs_per_s")), "rss_MiB": rss}
     raise RuntimeError("peer printed no result: " + out)
 
 
