@@ -96,3 +96,16 @@ TEST_CASE("eval: AUROC with ties matches scikit-learn; ROC curve endpoints") {
     CHECK_THROWS_WITH_AS(eval::auroc({1, 2}, {0, 0}), doctest::Contains("both normal and anomalous"), Error);
     CHECK_THROWS_WITH_AS(eval::auroc({1, 2}, {0, 2}), doctest::Contains("label 2"), Error);
 }
+
+#include "fsad/eval/py_random.hpp"
+
+TEST_CASE("eval: PyRandom reproduces CPython's random (values printed by CPython 3.11)") {
+    eval::PyRandom r0(0);
+    CHECK(r0.getrandbits(32) == 3626764237u);
+    CHECK(r0.getrandbits(32) == 1654615998u);
+    CHECK(eval::PyRandom(0).sample(952, 5) == std::vector<int64_t>{864, 394, 776, 911, 430});
+    CHECK(eval::PyRandom(1).sample(952, 5) == std::vector<int64_t>{137, 582, 867, 821, 782});
+    CHECK(eval::PyRandom(2).sample(952, 5) == std::vector<int64_t>{883, 869, 57, 93, 86});
+    auto ten = eval::PyRandom(1).sample(952, 10);
+    CHECK(std::vector<int64_t>(ten.begin(), ten.begin() + 3) == std::vector<int64_t>{137, 582, 867});
+}

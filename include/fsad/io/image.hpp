@@ -15,6 +15,11 @@ Tensor decode_image(const std::string& bytes, const std::string& name);
 /// Bilinear resize of [C,H,W] to [C,out_h,out_w] (half-pixel centres, as PyTorch's
 /// F.interpolate(mode="bilinear", align_corners=False) without antialiasing).
 Tensor resize_bilinear(const Tensor& img, int64_t out_h, int64_t out_w);
+/// Resize with a triangle (bilinear) filter whose support widens with the downscaling factor,
+/// as Pillow's Image.resize(..., BILINEAR) (anti-aliased; the same as bilinear when enlarging).
+Tensor resize_antialias(const Tensor& img, int64_t out_h, int64_t out_w);
+/// Resizes so that the short side is `short_side`, then crops the centre out_h x out_w.
+Tensor resize_short_center_crop(const Tensor& img, int64_t short_side, int64_t out_h, int64_t out_w);
 /// (x - mean) / std per channel with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 Tensor imagenet_normalize(const Tensor& img);
 /// Writes [3,H,W] (or [1,H,W]) in [0,1] as an 8-bit PNG, atomically.
