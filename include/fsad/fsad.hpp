@@ -12,6 +12,7 @@
 #include "fsad/method/augment.hpp"
 #include "fsad/method/byol.hpp"
 #include "fsad/method/density.hpp"
+#include "fsad/method/detector.hpp"
 #include "fsad/method/losses.hpp"
 #include "fsad/nn/backbones.hpp"
 #include "fsad/nn/layers.hpp"

@@ -1,0 +1,85 @@
+// fsad::Detector: the embeddable facade. Fit on a few normal images (optionally fine-tuning the
+// backbone with the paper's contrastive method), score images by Mahalanobis distance under the
+// Gaussian of the adapted features, decide against a threshold calibrated on normal data only,
+// and save/load everything as one versioned model file.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fsad/method/byol.hpp"
+#include "fsad/method/density.hpp"
+
+namespace fsad {
+
+struct DetectorConfig {
+    nn::BackboneKind backbone = nn::BackboneKind::ResNet18;
+    float width = 1.0f;
+    std::string weights;  ///< safetensors checkpoint; empty = random initialisation (no pretraining)
+    bool adapt = true;    ///< contrastive fine-tuning on the shots; false = source features
+    method::ByolOptions byol;  ///< steps, losses, negatives, augmentation (byol.augment.size = resolution)
+    int64_t resolution = 224;  ///< working resolution
+    int64_t resize_short = 0;  ///< test-time preprocessing: 0 = resize to resolution x resolution;
+                               ///< > 0 = resize the short side to this, centre-crop the resolution
+    int64_t n_augment = 10;    ///< augmented copies of each shot for the density (N_A)
+    method::GaussianOptions density;
+    double threshold_quantile = 0.99;  ///< of leave-one-shot-out scores (see calibrate_threshold)
+    int threads = 0;                   ///< 0 = all cores
+    uint64_t seed = 0;
+};
+
+struct FitProgress {
+    std::string stage;  ///< "fine-tune", "features", "density", "threshold"
+    int64_t done = 0, total = 0;
+    float loss = 0;     ///< fine-tuning loss of the last step
+};
+
+class Detector {
+public:
+    explicit Detector(DetectorConfig cfg = {});
+
+    /// Fits on normal images (RGB [3,H,W] in [0,1], any size). requires at least one image.
+    void fit(const std::vector<Tensor>& normal, const std::function<void(const FitProgress&)>& progress = {});
+    /// Convenience: decodes the files first (errors name the file).
+    void fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress = {});
+
+    /// Anomaly scores (Mahalanobis distances) of images; thread-safe on a fitted detector.
+    std::vector<float> score(const std::vector<Tensor>& images) const;
+    float score(const Tensor& image) const { return score(std::vector<Tensor>{image})[0]; }
+    bool is_anomalous(const Tensor& image) const { return score(image) > threshold_; }
+    double threshold() const { return threshold_; }
+    void set_threshold(double t) { threshold_ = t; }
+
+    /// Writes the model file (safetensors: backbone, mu, Cholesky factor, threshold, config,
+    /// format version, checksum) atomically.
+    void save(const std::string& path) const;
+    /// Reads a model file; refuses other formats/versions, truncated or modified files.
+    static Detector load(const std::string& path);
+
+    bool fitted() const { return density_.fitted(); }
+    const DetectorConfig& config() const { return cfg_; }
+    const method::GaussianDensity& density() const { return density_; }
+    nn::Backbone& backbone() const { return *backbone_; }
+
+    static constexpr const char* kFormat = "fsad-detector";
+    static constexpr int kVersion = 1;
+
+private:
+    Tensor preprocess(const Tensor& img) const;
+    Tensor features(const std::vector<Tensor>& prepared) const;  // [n, d], eval mode
+    DetectorConfig cfg_;
+    std::shared_ptr<nn::Backbone> backbone_;
+    method::GaussianDensity density_;
+    double threshold_ = 0;
+};
+
+/// Threshold without anomalies: for each shot, fit the Gaussian on the other shots' augmented
+/// copies and score the held-out shot's copies; the threshold is the `quantile` of all those
+/// scores (an estimate of how far unseen normal images fall). With one shot, the largest score of
+/// its own copies times 1.5.
+double calibrate_threshold(const std::vector<Tensor>& copy_features, int64_t n_shots, int64_t copies,
+                           const method::GaussianOptions& opt, double quantile);
+
+}  // namespace fsad

@@ -1,0 +1,87 @@
+#include <filesystem>
+#include <fstream>
+
+#include "helpers.hpp"
+
+using namespace fsad;
+namespace fs = std::filesystem;
+
+namespace {
+Tensor texture(uint64_t seed, bool scratch) {
+    Rng rng(seed);
+    const int64_t s = 48;
+    Tensor t = Tensor::empty(Shape{3, s, s});
+    for (int64_t y = 0; y < s; ++y)
+        for (int64_t x = 0; x < s; ++x) {
+            float v = 0.5f + 0.1f * std::sin(0.5f * static_cast<float>(x)) + rng.normal(0.0f, 0.03f);
+            if (scratch && std::llabs(x - y) < 2) v = 1.0f;
+            for (int64_t c = 0; c < 3; ++c) t.data()[(c * s + y) * s + x] = std::clamp(v, 0.0f, 1.0f);
+        }
+    return t;
+}
+DetectorConfig tiny() {
+    DetectorConfig c;
+    c.width = 0.125f;
+    c.resolution = 32;
+    c.n_augment = 4;
+    c.byol.steps = 2;
+    c.byol.batch = 4;
+    c.byol.hidden = 16;
+    c.byol.projection = 8;
+    c.byol.negative = method::Negative::CutPaste;
+    c.seed = 3;
+    return c;
+}
+std::string tmp(const std::string& n) { return (fs::temp_directory_path() / ("fsad_det_" + n)).string(); }
+}  // namespace
+
+TEST_CASE("detector: fit, score, save, load, same scores; deterministic per seed") {
+    std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false)};
+    std::vector<Tensor> test{texture(4, false), texture(5, true)};
+    Detector a(tiny()), b(tiny());
+    int calls = 0;
+    a.fit(shots, [&](const FitProgress&) { ++calls; });
+    b.fit(shots);
+    CHECK(calls >= 2);
+    std::vector<float> sa = a.score(test), sb = b.score(test);
+    CHECK(sa == sb);  // bit-identical for the same seed and thread count
+    for (float s : sa) CHECK(std::isfinite(s));
+    CHECK(a.threshold() > 0);
+    const std::string p = tmp("model.fsad");
+    a.save(p);
+    Detector l = Detector::load(p);
+    CHECK(l.threshold() == a.threshold());
+    FSAD_CHECK_CLOSE("loaded scores", l.score(test), sa, 1e-3, 1e-4);
+    CHECK(l.is_anomalous(test[1]) == a.is_anomalous(test[1]));
+    fs::remove(p);
+}
+
+TEST_CASE("detector: bad input and damaged model files are clear errors") {
+    Detector d(tiny());
+    CHECK_THROWS_WITH_AS(d.fit({}), doctest::Contains("no normal images"), Error);
+    CHECK_THROWS_WITH_AS(d.score(texture(1, false)), doctest::Contains("not fitted"), Error);
+    CHECK_THROWS_WITH_AS(d.fit({Tensor::zeros(Shape{1, 8, 8})}), doctest::Contains("image 0 is not an RGB image"), Error);
+    CHECK_THROWS_WITH_AS(d.fit_files({"/nonexistent/a.png"}), doctest::Contains("/nonexistent/a.png"), IOError);
+
+    DetectorConfig c = tiny();
+    c.adapt = false;
+    Detector m(c);
+    m.fit({texture(1, false), texture(2, false)});
+    const std::string p = tmp("damaged.fsad");
+    m.save(p);
+    std::string bytes = io::read_file(p);
+    // modified: one byte of tensor data
+    std::string mod = bytes;
+    mod[mod.size() - 100] = static_cast<char>(mod[mod.size() - 100] ^ 0x40);
+    std::ofstream(p, std::ios::binary) << mod;
+    CHECK_THROWS_WITH_AS(Detector::load(p), doctest::Contains("checksum mismatch"), FormatError);
+    // truncated
+    std::ofstream(p, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+    CHECK_THROWS_WITH_AS(Detector::load(p), doctest::Contains(p.c_str()), FormatError);
+    // another kind of safetensors file
+    io::write_safetensors(p, nn::make_backbone({nn::BackboneKind::ResNet18, 0.125f})->state_dict());
+    CHECK_THROWS_WITH_AS(Detector::load(p), doctest::Contains("not an fsad model file"), FormatError);
+    // saving into a missing folder fails without leaving anything behind
+    CHECK_THROWS_AS(m.save("/nonexistent-dir/x.fsad"), IOError);
+    fs::remove(p);
+}
