@@ -193,6 +193,18 @@ int64_t chunk_images(const Geometry& g, int nt) {
     return std::min<int64_t>(b, std::max<int64_t>(g.n, 1));
 }
 
+// The column matrix [k, nb*hw] of images [n0, n0+nb), group gr: the input itself when `direct`
+// (one image, 1x1 stride-1 unpadded), else im2col of each image into `col`.
+const float* chunk_columns(const float* xp, const Geometry& g, const Conv2dParams& p, int64_t n0, int64_t nb,
+                           int64_t gr, bool direct, const Tensor& col) {
+    const float* first = xp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w;
+    if (direct) return first;
+    const int64_t hw = g.ho * g.wo;
+    for (int64_t i = 0; i < nb; ++i)
+        im2col(xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w, g, p, col.data() + i * hw, 0, hw, nb * hw);
+    return col.data();
+}
+
 // Copies the [cout_g, hw] planes of images [n0, n0+b) of group gr between NCHW `t` and a
 // [cout_g, b*hw] matrix `m` (to_matrix: t -> m, else m -> t).
 void chunk_layout(float* t, float* m, const Geometry& g, int64_t n0, int64_t b, int64_t gr, bool to_matrix) {
@@ -250,13 +262,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
             for (int64_t c = 0; c < chunks; ++c) {
                 const int64_t n0 = c * b, nb = std::min(b, g.n - n0), ld = nb * hw;
                 for (int64_t gr = 0; gr < g.groups; ++gr) {
-                    const float* cm = xp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w;
-                    if (!direct) {
-                        for (int64_t i = 0; i < nb; ++i)
-                            im2col(xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w, g, p, col.data() + i * hw, 0,
-                                   hw, ld);
-                        cm = col.data();
-                    }
+                    const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col);
                     float* ym = b == 1 ? yp + (n0 * g.cout + gr * g.cout_g) * hw : out.data();
                     sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ld, 0.0f, ym, ld);
                     if (b != 1) chunk_layout(yp, out.data(), g, n0, nb, gr, false);
@@ -393,13 +399,7 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
                 }
                 const float* wg = wp + gr * g.cout_g * g.k;
                 if (acc) {
-                    const float* cm = xp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w;
-                    if (!direct) {
-                        for (int64_t i = 0; i < nb; ++i)
-                            im2col(xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w, g, p, col.data() + i * hw, 0,
-                                   hw, ld);
-                        cm = col.data();
-                    }
+                    const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col);
                     // dW[g] (cout_g x k) (+)= dY (cout_g x ld) * col^T (ld x k)
                     sgemm(false, true, g.cout_g, g.k, ld, 1.0f, dyg, ld, cm, ld, first ? 0.0f : 1.0f,
                           acc + gr * g.cout_g * g.k, g.k);
