@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     std::string backbone = "mobilenetv2", negative = "none";
     int shots = 5, seeds = 3, steps = 200, res = 224, batch = 64, threads = 0;
     float lr = 3e-4f;
-    bool adapt = true;
+    bool adapt = true, freeze_bn = false;
     app.add_option("--root", root);
     app.add_option("--weights", weights);
     app.add_option("--backbone", backbone);
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     app.add_option("--negative", negative);
     app.add_option("--threads", threads);
     app.add_flag("!--no-adapt", adapt, "source features only (no contrastive fine-tuning)");
+    app.add_flag("--freeze-bn", freeze_bn, "backbone BatchNorm in evaluation mode while fine-tuning");
     CLI11_PARSE(app, argc, argv);
     try {
         std::vector<std::string> free = jpgs(fs::path(root) / "MT_Free" / "Imgs"), defect;
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
             c.byol.batch = batch;
             c.byol.lr = lr;
             c.byol.negative = method::parse_negative(negative);
+            c.byol.freeze_backbone_bn = freeze_bn;
             c.threads = threads;
             c.seed = static_cast<uint64_t>(seed);
             Detector det(c);
@@ -104,7 +106,8 @@ int main(int argc, char** argv) {
             aucs.push_back(auc);
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             std::cout << "{\"shots\": " << shots << ", \"seed\": " << seed << ", \"adapt\": " << (adapt ? "true" : "false")
-                      << ", \"negative\": \"" << negative << "\", \"steps\": " << steps << ", \"res\": " << res
+                      << ", \"negative\": \"" << negative << "\", \"freeze_bn\": " << (freeze_bn ? "true" : "false")
+                      << ", \"lr\": " << lr << ", \"steps\": " << steps << ", \"res\": " << res
                       << ", \"auroc\": " << auc << ", \"threshold_fpr\": " << static_cast<double>(fp) / static_cast<double>(nn_)
                       << ", \"seconds\": " << secs << "}" << std::endl;
         }

@@ -53,6 +53,10 @@ ByolTrainer::ByolTrainer(std::shared_ptr<nn::Backbone> backbone,
     adam_ = std::make_unique<nn::Adam>(*online_, nn::Adam::Options{opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay});
     online_->train();
     target_->train();  // BYOL's target uses batch statistics too; it gets no gradients
+    if (opt.freeze_backbone_bn) {
+        online_->backbone->eval();
+        target_->backbone->eval();
+    }
 }
 
 void ByolTrainer::sync_target() {

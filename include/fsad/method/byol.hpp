@@ -28,6 +28,10 @@ struct ByolOptions {
     float lambda_np = 0.6f;
     int64_t hidden = 4096, projection = 256;  ///< BYOL's projector/predictor sizes
     AugmentOptions augment;                   ///< the regular augmentation t (size = working resolution)
+    /// Keep the backbones' BatchNorm in evaluation mode while fine-tuning (running statistics
+    /// frozen, affine parameters still trained). Not the paper's setting (METHOD.md: training
+    /// mode); an option for few-shot data whose batch statistics are unrepresentative.
+    bool freeze_backbone_bn = false;
     uint64_t seed = 0;
 };
 
