@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
     std::string backbone = "mobilenetv2", negative = "none";
     int shots = 5, seeds = 3, steps = 200, res = 224, batch = 64, threads = 0;
     float lr = 3e-4f;
-    bool adapt = true, freeze_bn = false;
+    bool adapt = true, freeze_bn = false, no_colour = false;
+    float rotation = 15.0f;
     app.add_option("--root", root);
     app.add_option("--weights", weights);
     app.add_option("--backbone", backbone);
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
     app.add_option("--threads", threads);
     app.add_flag("!--no-adapt", adapt, "source features only (no contrastive fine-tuning)");
     app.add_flag("--freeze-bn", freeze_bn, "backbone BatchNorm in evaluation mode while fine-tuning");
+    app.add_flag("--no-colour", no_colour, "affine augmentation only");
+    app.add_option("--rotation", rotation, "largest rotation of the augmentation, degrees");
     CLI11_PARSE(app, argc, argv);
     try {
         std::vector<std::string> free = jpgs(fs::path(root) / "MT_Free" / "Imgs"), defect;
@@ -70,6 +73,8 @@ int main(int argc, char** argv) {
             c.byol.lr = lr;
             c.byol.negative = method::parse_negative(negative);
             c.byol.freeze_backbone_bn = freeze_bn;
+            c.byol.augment.colour = !no_colour;
+            c.byol.augment.max_rotation = rotation;
             c.threads = threads;
             c.seed = static_cast<uint64_t>(seed);
             Detector det(c);
@@ -107,7 +112,8 @@ int main(int argc, char** argv) {
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             std::cout << "{\"shots\": " << shots << ", \"seed\": " << seed << ", \"adapt\": " << (adapt ? "true" : "false")
                       << ", \"negative\": \"" << negative << "\", \"freeze_bn\": " << (freeze_bn ? "true" : "false")
-                      << ", \"lr\": " << lr << ", \"steps\": " << steps << ", \"res\": " << res
+                      << ", \"lr\": " << lr << ", \"colour\": " << (no_colour ? "false" : "true")
+                      << ", \"rotation\": " << rotation << ", \"steps\": " << steps << ", \"res\": " << res
                       << ", \"auroc\": " << auc << ", \"threshold_fpr\": " << static_cast<double>(fp) / static_cast<double>(nn_)
                       << ", \"seconds\": " << secs << "}" << std::endl;
         }
