@@ -35,16 +35,21 @@ TEST_CASE("golden: two BYOL + L_pp + L_np steps against PyTorch") {
         for (float v : fx.tensors.at("perm." + std::to_string(s)).to_vector()) perm.push_back(static_cast<int64_t>(v));
         method::StepStats st = tr.train_step(fx.tensors.at(p + "0"), fx.tensors.at(p + "1"), &xn, perm);
         Tensor got = Tensor::from_vector(Shape{4}, {st.loss, st.con, st.pair, st.neg});
+        // the second step's losses come after one Adam step: post-Adam allowance
         check_vs_reference("step " + std::to_string(s) + " losses [total, con, pp, np]", got, fx,
-                           "step" + std::to_string(s) + ".loss");
+                           "step" + std::to_string(s) + ".loss", s == 0 ? 4.0 : kAfterAdam);
         if (s == 0)  // the online flat gradient buffer still holds the step's gradients
             for (auto& [name, v] : tr.online().named_parameters())
                 check_vs_reference("step 0 grad " + name, v->grad(), fx, "step0.grad." + name);
     }
     for (auto& [name, v] : tr.online().named_parameters())
         check_vs_reference("online after 2 steps " + name, v->value(), fx, "step1.online.param." + name, kAfterAdam);
+    // the target is 0.99 * itself + 0.01 * online after each step: its error is at most
+    // 0.01 * (online error of step 1 + step 2), so its noise floor is at least 2% of the online's
+    const double inherit = 2.0 * (1.0 - static_cast<double>(o.ema));
     for (auto& [name, v] : tr.target().named_parameters())
-        check_vs_reference("target after 2 steps " + name, v->value(), fx, "step1.target.param." + name, kAfterAdam);
+        check_vs_reference("target after 2 steps " + name, v->value(), fx, "step1.target.param." + name, kAfterAdam,
+                           inherit * fx.tensors.at("torch32dev.step1.online.param." + name).item());
     for (auto& [name, b] : tr.target().named_buffers())
         check_vs_reference("target buffer after 2 steps " + name, *b, fx, "step1.target.buffer." + name, kAfterAdam);
     MESSAGE("BYOL golden: largest error relative to PyTorch float32's own: " << g_worst_ratio << "x (" << g_worst_name << ")");

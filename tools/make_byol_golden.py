@@ -19,7 +19,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_golden import ResNet18W, perturb_bn, save  # noqa: E402
 
-B, RES, HIDDEN, PROJ = 4, 32, 32, 16
+B, RES, HIDDEN, PROJ = 4, 64, 32, 16  # 64 px: layer4 maps are 2x2, 16 values per BN channel
 LR, EMA, L_PP, L_NP = 1e-3, 0.99, 0.8, 0.6
 
 
