@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "helpers.hpp"
 
@@ -84,4 +85,21 @@ TEST_CASE("detector: bad input and damaged model files are clear errors") {
     // saving into a missing folder fails without leaving anything behind
     CHECK_THROWS_AS(m.save("/nonexistent-dir/x.fsad"), IOError);
     fs::remove(p);
+}
+
+TEST_CASE("detector: scoring a loaded detector from several threads gives the sequential scores") {
+    DetectorConfig c = tiny();
+    c.adapt = false;
+    Detector m(c);
+    m.fit({texture(1, false), texture(2, false), texture(3, false)});
+    std::vector<Tensor> test{texture(7, false), texture(8, true), texture(9, false)};
+    const std::vector<float> want = m.score(test);
+    std::vector<std::vector<float>> got(4);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t)
+        threads.emplace_back([&, t] {
+            for (int rep = 0; rep < 3; ++rep) got[t] = m.score(test);
+        });
+    for (auto& t : threads) t.join();
+    for (const auto& g : got) CHECK(g == want);
 }
