@@ -11,7 +11,9 @@ echo "== build (Release)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFSAD_BUILD_BENCH=ON >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests"
-ctest --test-dir build --output-on-failure -j1
+ctest --test-dir build --output-on-failure -j1 | tee build/ctest.log
+ctest_total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' build/ctest.log | tail -n 1)
+ctest_skipped=$(grep -c '\*\*\*Skipped' build/ctest.log || true)
 
 echo "== tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=OFF \
@@ -27,3 +29,6 @@ mkdir -p build-fuzz/corpus
 build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="${FSAD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
   build-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 3
 echo "== all tests passed"
+# one closing line for CI: ctest's tests (a skipped one counts as skipped), the sanitizer run of the
+# unit suite, and the fuzzer run
+echo "summary: $((ctest_total - ctest_skipped + 2)) passed, 0 failed, ${ctest_skipped} skipped"
