@@ -52,6 +52,10 @@ TEST_CASE("detector: fit, score, save, load, same scores; deterministic per seed
     a.save(p);
     Detector l = Detector::load(p);
     CHECK(l.threshold() == a.threshold());
+    CHECK(l.config().byol.steps == a.config().byol.steps);
+    CHECK(l.config().byol.negative == method::Negative::CutPaste);
+    CHECK(l.config().byol.ema == a.config().byol.ema);
+    CHECK(l.config().resolution == 32);
     FSAD_CHECK_CLOSE("loaded scores", l.score(test), sa, 1e-3, 1e-4);
     CHECK(l.is_anomalous(test[1]) == a.is_anomalous(test[1]));
     fs::remove(p);

@@ -34,7 +34,7 @@ json config_json(const DetectorConfig& c) {
                        : b.pair == method::PairLoss::FixedCentre ? "fixed-centre"
                                                                  : "none"},
               {"lambda_pp", b.lambda_pp}, {"negative", method::to_string(b.negative)}, {"lambda_np", b.lambda_np},
-              {"hidden", b.hidden}, {"projection", b.projection}}}};
+              {"hidden", b.hidden}, {"projection", b.projection}, {"freeze_backbone_bn", b.freeze_backbone_bn}}}};
 }
 
 DetectorConfig config_from_json(const json& j) {
@@ -56,6 +56,13 @@ DetectorConfig config_from_json(const json& j) {
     c.byol.steps = b.at("steps").get<int64_t>();
     c.byol.batch = b.at("batch").get<int64_t>();
     c.byol.lr = b.at("lr").get<float>();
+    c.byol.beta1 = b.at("beta1").get<float>();
+    c.byol.beta2 = b.at("beta2").get<float>();
+    c.byol.ema = b.at("ema").get<float>();
+    c.byol.ema_cosine = b.at("ema_cosine").get<bool>();
+    c.byol.lambda_pp = b.at("lambda_pp").get<float>();
+    c.byol.lambda_np = b.at("lambda_np").get<float>();
+    c.byol.freeze_backbone_bn = b.value("freeze_backbone_bn", false);
     c.byol.contrastive = b.at("contrastive").get<bool>();
     const std::string pair = b.at("pair").get<std::string>();
     c.byol.pair = pair == "cross-instance" ? method::PairLoss::CrossInstance
