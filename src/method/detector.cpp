@@ -99,7 +99,17 @@ std::shared_ptr<nn::Backbone> build_backbone(const DetectorConfig& c, const std:
 
 }  // namespace
 
-Detector::Detector(DetectorConfig cfg) : cfg_(std::move(cfg)) {
+namespace {
+std::shared_ptr<nn::Backbone> initial_backbone(const DetectorConfig& c) {
+    if (!c.weights.empty()) return nn::load_backbone({c.backbone, c.width}, c.weights);
+    return nn::make_backbone({c.backbone, c.width}, c.seed);
+}
+}  // namespace
+
+Detector::Detector(DetectorConfig cfg) : Detector(cfg, initial_backbone(cfg)) {}
+
+Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
+    : cfg_(std::move(cfg)), backbone_(std::move(backbone)) {
     FSAD_CHECK(cfg_.resolution >= 32, "Detector: resolution must be at least 32, got ", cfg_.resolution);
     FSAD_CHECK(cfg_.n_augment >= 1, "Detector: n_augment must be at least 1");
     FSAD_CHECK(cfg_.resize_short == 0 || cfg_.resize_short >= cfg_.resolution,
@@ -108,8 +118,6 @@ Detector::Detector(DetectorConfig cfg) : cfg_(std::move(cfg)) {
     if (cfg_.threads > 0) set_num_threads(cfg_.threads);
     cfg_.byol.augment.size = cfg_.resolution;
     cfg_.byol.seed = cfg_.seed;
-    if (!cfg_.weights.empty()) backbone_ = nn::load_backbone({cfg_.backbone, cfg_.width}, cfg_.weights);
-    else backbone_ = nn::make_backbone({cfg_.backbone, cfg_.width}, cfg_.seed);
 }
 
 Tensor Detector::preprocess(const Tensor& img) const {
@@ -258,8 +266,7 @@ Detector Detector::load(const std::string& path) {
         throw FormatError(path + ": invalid configuration in the model file (" + e.what() + ")");
     }
     cfg.weights.clear();  // the weights are in the file
-    Detector d(cfg);
-    d.backbone_ = build_backbone(cfg, &st.metadata);
+    Detector d(cfg, build_backbone(cfg, &st.metadata));
     std::map<std::string, Tensor> sd;
     for (auto& [k, v] : st.tensors)
         if (k.rfind("backbone.", 0) == 0) sd[k.substr(9)] = v;

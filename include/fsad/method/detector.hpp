@@ -67,6 +67,7 @@ public:
     static constexpr int kVersion = 1;
 
 private:
+    Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone);  // load(): backbone built once
     Tensor preprocess(const Tensor& img) const;
     Tensor features(const std::vector<Tensor>& prepared) const;  // [n, d], eval mode
     DetectorConfig cfg_;
