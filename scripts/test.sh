@@ -4,7 +4,7 @@
 # safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --tests
 jobs=$(nproc)
 
 echo "== build (Release)"

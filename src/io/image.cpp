@@ -177,8 +177,9 @@ Tensor imagenet_normalize(const Tensor& img) {
     return out;
 }
 
-void write_png(const std::string& path, const Tensor& img) {
-    FSAD_CHECK(img.ndim() == 3 && (img.dim(0) == 3 || img.dim(0) == 1), "write_png: expected [3,H,W] or [1,H,W], got ",
+namespace {
+std::vector<unsigned char> to_bytes(const Tensor& img, const char* what) {
+    FSAD_CHECK(img.ndim() == 3 && (img.dim(0) == 3 || img.dim(0) == 1), what, ": expected [3,H,W] or [1,H,W], got ",
                img.shape().str());
     const int64_t c = img.dim(0), h = img.dim(1), w = img.dim(2);
     std::vector<unsigned char> px(static_cast<size_t>(h * w * c));
@@ -186,13 +187,39 @@ void write_png(const std::string& path, const Tensor& img) {
         for (int64_t k = 0; k < c; ++k)
             px[static_cast<size_t>(i * c + k)] = static_cast<unsigned char>(
                 std::lround(std::clamp(img.data()[k * h * w + i], 0.0f, 1.0f) * 255.0f));
+    return px;
+}
+void append_sink(void* ctx, void* data, int size) {
+    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+}
+}  // namespace
+
+std::string encode_png(const Tensor& img) {
+    std::vector<unsigned char> px = to_bytes(img, "encode_png");
+    const int c = static_cast<int>(img.dim(0)), h = static_cast<int>(img.dim(1)), w = static_cast<int>(img.dim(2));
     std::string bytes;
-    auto sink = [](void* ctx, void* data, int size) {
-        static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
-    };
-    if (!stbi_write_png_to_func(sink, &bytes, static_cast<int>(w), static_cast<int>(h), static_cast<int>(c), px.data(),
-                                static_cast<int>(w * c)))
-        throw IOError(path + ": PNG encoding failed");
+    if (!stbi_write_png_to_func(append_sink, &bytes, w, h, c, px.data(), w * c))
+        throw IOError("PNG encoding of a " + img.shape().str() + " image failed");
+    return bytes;
+}
+
+std::string encode_jpeg(const Tensor& img, int quality) {
+    FSAD_CHECK(quality >= 1 && quality <= 100, "encode_jpeg: quality ", quality, " outside 1..100");
+    std::vector<unsigned char> px = to_bytes(img, "encode_jpeg");
+    const int c = static_cast<int>(img.dim(0)), h = static_cast<int>(img.dim(1)), w = static_cast<int>(img.dim(2));
+    std::string bytes;
+    if (!stbi_write_jpg_to_func(append_sink, &bytes, w, h, c, px.data(), quality))
+        throw IOError("JPEG encoding of a " + img.shape().str() + " image failed");
+    return bytes;
+}
+
+void write_png(const std::string& path, const Tensor& img) {
+    std::string bytes;
+    try {
+        bytes = encode_png(img);
+    } catch (const Error& e) {
+        throw IOError(path + ": " + e.what());
+    }
     write_file_atomic(path, bytes);
 }
 

@@ -293,3 +293,17 @@ Detector Detector::load(const std::string& path) {
 }
 
 }  // namespace fsad
+
+namespace fsad {
+
+std::string to_json(const DetectorConfig& cfg) { return config_json(cfg).dump(); }
+
+DetectorConfig detector_config_from_json(const std::string& text) {
+    try {
+        return config_from_json(json::parse(text));
+    } catch (const json::exception& e) {
+        throw FormatError(std::string("detector configuration: ") + e.what());
+    }
+}
+
+}  // namespace fsad

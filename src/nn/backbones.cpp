@@ -1,6 +1,8 @@
 #include "fsad/nn/backbones.hpp"
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "fsad/io/safetensors.hpp"
@@ -295,6 +297,32 @@ std::shared_ptr<Backbone> load_backbone(BackboneConfig cfg, const std::string& p
         throw FormatError(path + " (" + to_string(cfg.kind) + "): " + e.what());
     }
     return b;
+}
+
+}  // namespace fsad::nn
+
+namespace fsad::nn {
+
+std::vector<std::string> weight_search_paths(BackboneKind kind) {
+    namespace fs = std::filesystem;
+    const std::string name = to_string(kind) + ".safetensors";
+    std::vector<std::string> out;
+    if (const char* e = std::getenv("FSAD_WEIGHTS"); e && *e) {
+        std::error_code ec;
+        out.push_back(fs::is_directory(e, ec) ? (fs::path(e) / name).string() : std::string(e));
+    }
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+        out.push_back((fs::path(x) / "fsad" / "weights" / name).string());
+    else if (const char* h = std::getenv("HOME"); h && *h)
+        out.push_back((fs::path(h) / ".cache" / "fsad" / "weights" / name).string());
+    return out;
+}
+
+std::string find_weights(BackboneKind kind) {
+    std::error_code ec;
+    for (const auto& p : weight_search_paths(kind))
+        if (std::filesystem::is_regular_file(p, ec)) return p;
+    return "";
 }
 
 }  // namespace fsad::nn

@@ -24,5 +24,8 @@ Tensor resize_short_center_crop(const Tensor& img, int64_t short_side, int64_t o
 Tensor imagenet_normalize(const Tensor& img);
 /// Writes [3,H,W] (or [1,H,W]) in [0,1] as an 8-bit PNG, atomically.
 void write_png(const std::string& path, const Tensor& img);
+/// Encodes [3,H,W] (or [1,H,W]) in [0,1] as 8-bit PNG / baseline JPEG bytes (quality 1..100).
+std::string encode_png(const Tensor& img);
+std::string encode_jpeg(const Tensor& img, int quality);
 
 }  // namespace fsad::io

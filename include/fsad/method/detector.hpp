@@ -76,6 +76,10 @@ private:
     double threshold_ = 0;
 };
 
+/// The configuration as a JSON object (the form the model file stores) and back.
+std::string to_json(const DetectorConfig& cfg);
+DetectorConfig detector_config_from_json(const std::string& json_text);
+
 /// Threshold without anomalies: for each shot, fit the Gaussian on the other shots' augmented
 /// copies and score the held-out shot's copies; the threshold is the `quantile` of all those
 /// scores (an estimate of how far unseen normal images fall). With one shot, the largest score of

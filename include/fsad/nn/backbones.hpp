@@ -54,4 +54,12 @@ std::shared_ptr<Backbone> make_backbone(const BackboneConfig& cfg, uint64_t seed
 /// unexpected key is an error unless `strict` is false.
 std::shared_ptr<Backbone> load_backbone(BackboneConfig cfg, const std::string& path, bool strict = true);
 
+/// Where fsad looks for ImageNet weights of `kind` when none are named: $FSAD_WEIGHTS (a file,
+/// or a folder holding <name>.safetensors), then $XDG_CACHE_HOME/fsad/weights/<name>.safetensors
+/// (~/.cache when XDG_CACHE_HOME is unset), where <name> is resnet18, ..., mobilenetv2.
+/// Returns the candidate paths in that order.
+std::vector<std::string> weight_search_paths(BackboneKind kind);
+/// The first existing file of weight_search_paths, or "" when there is none.
+std::string find_weights(BackboneKind kind);
+
 }  // namespace fsad::nn

@@ -1,0 +1,76 @@
+// The few-shot evaluation protocol (METHOD.md "Evaluation"): for every category, shot count and
+// seed, draw the shots from the category's normal pool (Python's random.Random(seed).sample over
+// the sorted pool, as the reference scripts do), fit a Detector, score the labelled test set and
+// compute the image AUROC (anomalies positive). Results keep every score, so reports can plot
+// ROC curves and score distributions and pick a gallery.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fsad/data/dataset.hpp"
+#include "fsad/method/detector.hpp"
+
+namespace fsad::eval {
+
+struct ProtocolOptions {
+    DetectorConfig detector;   ///< seed is replaced by each run's seed
+    std::vector<int> shots{5};
+    int seeds = 5;
+    int first_seed = 0;
+    int64_t score_chunk = 64;  ///< test images decoded and scored per chunk (bounds memory)
+    int64_t gallery = 6;       ///< highest-scoring normals and lowest-scoring anomalies kept per category
+    int64_t thumbnail = 96;    ///< gallery thumbnail side, px
+};
+
+struct GalleryItem {
+    std::string name, kind;
+    int label = 0;
+    float score = 0;
+    std::string png;  ///< encoded thumbnail
+};
+
+struct RunResult {
+    std::string category;
+    int shots = 0, seed = 0;
+    double auroc = 0;            ///< in [0, 1]
+    double threshold = 0;        ///< the detector's calibrated threshold
+    double fpr = 0, tpr = 0;     ///< at the threshold
+    double fit_seconds = 0, score_seconds = 0;
+    std::vector<float> scores;
+    std::vector<int> labels;
+    std::vector<std::string> kinds;  ///< "good" or the anomaly kind, per test image
+    std::vector<std::string> names;
+    std::vector<GalleryItem> gallery;  ///< only for the first seed of the largest shot count
+};
+
+struct Summary {  ///< mean and (population) std of the AUROC in percent over seeds
+    std::string category;  ///< "mean" for the average over categories
+    int shots = 0;
+    double mean = 0, std = 0;
+    int runs = 0;
+};
+
+struct EvalResult {
+    std::string dataset, root;
+    std::vector<RunResult> runs;
+    std::vector<Summary> summary() const;  ///< per (category, shots), then "mean" rows
+};
+
+struct ProtocolProgress {
+    std::string category, stage;  ///< stage: "fit: fine-tune" ... , "score"
+    int shots = 0, seed = 0;
+    int64_t run = 0, runs = 0;     ///< run index among all (category, shots, seed)
+    int64_t done = 0, total = 0;   ///< within the stage
+};
+
+/// Runs the protocol; `progress` is called often (it may throw to abort, e.g. on Ctrl-C).
+EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
+                        const std::function<void(const ProtocolProgress&)>& progress = {});
+
+/// Scores samples with a fitted detector in chunks (decode, score, drop).
+std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk = 64,
+                                 const std::function<void(int64_t done, int64_t total)>& progress = {});
+
+}  // namespace fsad::eval

@@ -1,0 +1,137 @@
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "cli.hpp"
+
+#ifndef FSAD_BUILD_TYPE
+#define FSAD_BUILD_TYPE "unknown"
+#endif
+#ifndef FSAD_VERSION
+#define FSAD_VERSION "0.0.0"
+#endif
+
+namespace fsad::cli {
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int sig) {
+    g_stop.store(true);
+    std::signal(sig, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+}  // namespace
+
+void install_signal_handlers() {
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+}
+
+void check_interrupt() {
+    if (g_stop.load()) throw Interrupted();
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+    std::string o;
+    for (size_t i = 0; i < v.size(); ++i) o += (i ? sep : "") + v[i];
+    return o;
+}
+
+DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
+    DetectorConfig c;
+    c.backbone = nn::parse_backbone_kind(f.backbone);
+    c.width = f.width;
+    const Device dev = parse_device(f.device);
+    if (dev.is_cuda())
+        throw Error("--device " + f.device +
+                    ": this build of fsad has no CUDA backend yet (it runs on the CPU; use --device cpu)");
+    if (f.weights == "none") {
+        c.weights.clear();
+        if (note) *note = "random initialisation (--weights none): features are not ImageNet features";
+    } else if (!f.weights.empty()) {
+        c.weights = f.weights;
+        if (note) *note = "weights " + f.weights;
+    } else {
+        c.weights = nn::find_weights(c.backbone);
+        if (note) {
+            if (!c.weights.empty()) {
+                *note = "weights " + c.weights;
+            } else {
+                *note = "no ImageNet weights for " + f.backbone + " (looked in " +
+                        join(nn::weight_search_paths(c.backbone), ", ") +
+                        "): using a randomly initialised backbone. Few-shot AUROC is far lower without "
+                        "pretraining (the paper's Table 5: 52.5 vs 67.3 on CIFAR10-C); README explains how to get weights.";
+            }
+        }
+    }
+    c.adapt = !f.no_adapt;
+    c.resolution = f.res;
+    c.resize_short = f.resize_short;
+    c.n_augment = f.n_augment;
+    c.threshold_quantile = f.quantile;
+    c.threads = f.threads;
+    c.seed = static_cast<uint64_t>(f.seed);
+    c.byol.steps = f.steps;
+    c.byol.batch = f.batch;
+    c.byol.lr = f.lr;
+    c.byol.negative = method::parse_negative(f.negatives);
+    c.byol.freeze_backbone_bn = f.freeze_bn;
+    c.byol.augment.colour = !f.no_colour;
+    return c;
+}
+
+Progress::Progress(std::string label, bool enabled)
+    : label_(std::move(label)), enabled_(enabled && terminal()), start_(std::chrono::steady_clock::now()), last_() {}
+
+Progress::~Progress() {
+    if (drawn_) std::fputs("\n", stderr);
+}
+
+bool Progress::terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+void Progress::update(int64_t done, int64_t total, const std::string& suffix) {
+    check_interrupt();
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (drawn_ && done < total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double el = std::chrono::duration<double>(now - start_).count();
+    const double rate = el > 0 ? static_cast<double>(done) / el : 0;
+    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    const int width = 24;
+    const int fill = total > 0 ? static_cast<int>(width * done / total) : 0;
+    std::string bar(static_cast<size_t>(fill), '#');
+    bar.resize(width, '.');
+    char line[256];
+    std::snprintf(line, sizeof line, "\r\033[K%s [%s] %lld/%lld %.1f/s ETA %d:%02d %s", label_.c_str(), bar.c_str(),
+                  static_cast<long long>(done), static_cast<long long>(total), rate, static_cast<int>(eta) / 60,
+                  static_cast<int>(eta) % 60, suffix.c_str());
+    std::fputs(line, stderr);
+    std::fflush(stderr);
+    drawn_ = true;
+}
+
+void Progress::finish() {
+    if (drawn_) std::fputs("\n", stderr);
+    drawn_ = false;
+}
+
+std::string version_string() {
+    std::string s = std::string("fsad ") + FSAD_VERSION + " (" + FSAD_BUILD_TYPE + ", ";
+#if defined(__clang__)
+    s += "clang " __clang_version__;
+#elif defined(__GNUC__)
+    s += "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__);
+#endif
+    return s + ", C++" + std::to_string(__cplusplus / 100 % 100) + ")";
+}
+
+std::vector<std::pair<std::string, std::string>> versions() {
+    return {{"fsad", version_string()},
+            {"threads", std::to_string(get_num_threads())},
+            {"device", "cpu (this build has no CUDA backend)"}};
+}
+
+}  // namespace fsad::cli

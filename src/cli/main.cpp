@@ -1,0 +1,134 @@
+// fsad: the command-line tool. Verbs: fit, score, eval, demo, info, synth. Every verb has --help;
+// options can also come from a TOML config file (--config); errors name the file or option and
+// exit non-zero; outputs are written under temporary names and renamed, so Ctrl-C or an error
+// never leaves a half-written model, CSV or report.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli.hpp"
+#include "verbs.hpp"
+
+using namespace fsad;
+using namespace fsad::cli;
+
+namespace {
+
+void add_detector_flags(CLI::App* c, DetectorFlags& f) {
+    c->add_option("--backbone", f.backbone, "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2")
+        ->check(CLI::IsMember({"resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2"}));
+    c->add_option("--weights", f.weights,
+                  "ImageNet weights (safetensors, torchvision key names); default: $FSAD_WEIGHTS, then "
+                  "~/.cache/fsad/weights/<backbone>.safetensors; 'none' = random initialisation");
+    c->add_option("--width", f.width, "channel width multiplier (1 = the published network)")->check(CLI::Range(0.05, 4.0));
+    c->add_option("--negatives", f.negatives, "negative augmentation for L_np: none | cutpaste | scar | union | cifar")
+        ->check(CLI::IsMember({"none", "cutpaste", "scar", "union", "cifar"}));
+    c->add_option("--steps", f.steps, "fine-tuning steps (0 = no fine-tuning)")->check(CLI::Range(0, 1000000));
+    c->add_option("--batch", f.batch, "fine-tuning batch size")->check(CLI::Range(2, 4096));
+    c->add_option("--lr", f.lr, "Adam learning rate")->check(CLI::PositiveNumber);
+    c->add_option("--res", f.res, "working resolution, px")->check(CLI::Range(32, 1024));
+    c->add_option("--resize-short", f.resize_short, "test-time: resize the short side to this, centre-crop --res (0 = plain resize)")
+        ->check(CLI::Range(0, 4096));
+    c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the Gaussian (N_A)")->check(CLI::Range(0, 1000));
+    c->add_flag("--no-adapt", f.no_adapt, "no contrastive fine-tuning: ImageNet features only");
+    c->add_flag("--freeze-bn", f.freeze_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
+    c->add_flag("--no-colour", f.no_colour, "affine augmentation only (no colour jitter, grayscale, blur)");
+    c->add_option("--quantile", f.quantile, "decision threshold: this quantile of held-out normal scores")->check(CLI::Range(0.5, 1.0));
+    c->add_option("--device", f.device, "cpu | cuda[:N]");
+    c->add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    c->add_option("--seed", f.seed, "random seed (shots, augmentations, initialisation)")->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"fsad: few-shot anomaly detection on industrial images.\n"
+                 "Fit a detector on a few good images, score new ones, or run the paper's protocols."};
+    app.set_config("--config", "", "read options from a TOML file ([fit], [eval], ... sections)");
+    app.require_subcommand(1);
+    app.fallthrough();
+    bool quiet = false;
+    app.add_flag("-q,--quiet", quiet, "no progress bars");
+
+    FitArgs fit;
+    auto* c_fit = app.add_subcommand("fit", "fit a detector on a folder of normal images and save it");
+    c_fit->add_option("--normal", fit.normal, "folder of normal (good) images")->required();
+    c_fit->add_option("--shots", fit.shots, "use K images drawn with --seed (0 = all)")->check(CLI::Range(0, 1000000));
+    c_fit->add_option("-o,--output", fit.output, "model file to write")->required();
+    add_detector_flags(c_fit, fit.det);
+
+    ScoreArgs score;
+    auto* c_score = app.add_subcommand("score", "score images with a fitted model: anomaly score and decision");
+    c_score->add_option("-m,--model", score.model, "model file written by fsad fit")->required()->check(CLI::ExistingFile);
+    c_score->add_option("inputs", score.inputs, "image files or folders (searched recursively)")->required();
+    c_score->add_option("--csv", score.csv, "also write path,score,threshold,anomalous to this CSV file");
+    c_score->add_flag("--json", score.json, "print JSON instead of a table");
+    c_score->add_option("--threshold", score.threshold, "override the model's decision threshold");
+    c_score->add_flag("--fail-on-anomaly", score.fail_on_anomaly, "exit with status 2 when any image is anomalous");
+    c_score->add_option("--threads", score.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    c_score->add_option("--device", score.device, "cpu | cuda[:N]");
+
+    EvalArgs ev;
+    auto* c_eval = app.add_subcommand("eval", "run a few-shot protocol on a dataset and write a report");
+    c_eval->add_option("--dataset", ev.dataset, "folder | mvtec | magnetic-tile | aitex | cifar10")
+        ->required()
+        ->check(CLI::IsMember({"folder", "mvtec", "magnetic-tile", "aitex", "cifar10"}));
+    c_eval->add_option("--root", ev.root, "dataset root folder")->required();
+    c_eval->add_option("--category", ev.categories, "only these categories (repeatable)");
+    c_eval->add_option("--shots", ev.shots, "shot counts, comma separated")->delimiter(',')->check(CLI::Range(1, 100000));
+    c_eval->add_option("--seeds", ev.seeds, "seeds per setting (0, 1, ...)")->check(CLI::Range(1, 1000));
+    c_eval->add_option("--method", ev.method,
+                       "ours (L_con + L_pp) | ours-np (+ L_np) | no-adapt | contrastive (L_con only) | fixed-centre")
+        ->check(CLI::IsMember({"ours", "ours-np", "no-adapt", "contrastive", "fixed-centre"}));
+    c_eval->add_option("--corruptions", ev.corruptions, "cifar10: corruptions, comma separated (default: the nine of METHOD.md)")
+        ->delimiter(',');
+    c_eval->add_option("--test-limit", ev.test_limit, "cifar10: clean test images per class (0 = all 1000); aitex: patches per normal image")
+        ->check(CLI::Range(0, 1000000));
+    c_eval->add_option("--report", ev.report, "report folder (report.html, report.md, report.json)")->required();
+    add_detector_flags(c_eval, ev.det);
+
+    DemoArgs demo;
+    auto* c_demo = app.add_subcommand("demo", "fit few-shot detectors on generated industrial textures and write a report");
+    c_demo->add_option("-o,--out", demo.out, "report folder");
+    c_demo->add_option("--products", demo.products, "metal, fabric, wood, stone (default: all)")->delimiter(',');
+    c_demo->add_option("--shots", demo.shots, "shot counts, comma separated")->delimiter(',')->check(CLI::Range(1, 20));
+    c_demo->add_option("--seeds", demo.seeds, "seeds per setting")->check(CLI::Range(1, 100));
+    add_detector_flags(c_demo, demo.det);
+
+    InfoArgs info;
+    auto* c_info = app.add_subcommand("info", "build, devices, threads, versions, where weights are looked for");
+    c_info->add_option("--threads", info.threads, "CPU threads (0 = all cores)");
+
+    SynthArgs synth;
+    auto* c_synth = app.add_subcommand("synth", "write a generated dataset (the demo's textures) in a folder layout");
+    c_synth->add_option("-o,--out", synth.out, "folder to create")->required();
+    c_synth->add_option("--layout", synth.layout, "mvtec | folder")->check(CLI::IsMember({"mvtec", "folder"}));
+    c_synth->add_option("--size", synth.size, "image side, px")->check(CLI::Range(16, 2048));
+    c_synth->add_option("--products", synth.products, "metal, fabric, wood, stone")->delimiter(',');
+    c_synth->add_option("--pool", synth.pool, "normal training images per product")->check(CLI::Range(1, 10000));
+    c_synth->add_option("--test", synth.test, "normal test images and anomalous ones per defect kind")->check(CLI::Range(1, 10000));
+    c_synth->add_option("--seed", synth.seed, "random seed")->check(CLI::NonNegativeNumber);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    install_signal_handlers();
+    std::string command;
+    for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+    try {
+        if (*c_fit) return run_fit(fit, quiet);
+        if (*c_score) return run_score(score, quiet);
+        if (*c_eval) return run_eval(ev, quiet, command, c_eval->config_to_str(true, false), c_eval);
+        if (*c_demo) return run_demo(demo, quiet, command, c_demo);
+        if (*c_info) return run_info(info);
+        if (*c_synth) return run_synth(synth);
+    } catch (const Interrupted&) {
+        std::cerr << "fsad: interrupted; nothing was written\n";
+        return 130;
+    } catch (const std::exception& e) {
+        std::cerr << "fsad " << app.get_subcommands().front()->get_name() << ": error: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,385 @@
+#include "verbs.hpp"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+namespace fsad::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string fmt(double v, int prec = 2) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", prec, v);
+    return b;
+}
+
+std::string json_str(const std::string& s) {  // a JSON string literal
+    std::string o = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') o += '\\', o += c;
+        else if (static_cast<unsigned char>(c) < 0x20) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\u%04x", c);
+            o += b;
+        } else o += c;
+    }
+    return o + "\"";
+}
+
+// Progress of a fit: one bar per stage.
+struct FitBar {
+    bool enabled;
+    std::string prefix;
+    std::string stage;
+    std::unique_ptr<Progress> bar;
+    void operator()(const std::string& st, int64_t done, int64_t total, const std::string& suffix) {
+        check_interrupt();
+        if (st != stage) {
+            if (bar) bar->finish();
+            stage = st;
+            bar = std::make_unique<Progress>(prefix + st, enabled);
+        }
+        bar->update(done, total, suffix);
+    }
+    void finish() {
+        if (bar) bar->finish();
+        bar.reset();
+        stage.clear();
+    }
+};
+
+void apply_threads(int t) {
+    if (t > 0) set_num_threads(t);
+}
+
+// Published numbers (the paper's tables; ResNet18, ImageNet weights) for the report.
+std::vector<eval::Reference> references(const std::string& dataset, const std::string& method) {
+    std::vector<eval::Reference> r;
+    auto add = [&](const std::string& cat, int k, double v, const std::string& src) { r.push_back({cat, k, v, src}); };
+    if (method == "ours") {
+        const std::string s = "paper (ResNet18, ImageNet), Ours w/o np";
+        if (dataset == "magnetic-tile") add("magnetic-tile", 5, 58.23, s), add("magnetic-tile", 10, 61.93, s), add("magnetic-tile", 50, 63.55, s);
+        if (dataset == "mvtec") add("mean", 2, 68.06, s), add("mean", 5, 78.11, s), add("mean", 10, 80.92, s);
+        if (dataset == "aitex") add("aitex", 5, 73.44, s), add("aitex", 10, 77.45, s), add("aitex", 50, 78.14, s);
+        if (dataset == "cifar10") add("mean", 10, 72.27, s);
+    } else if (method == "ours-np") {
+        const std::string s = "paper (ResNet18, ImageNet), Ours w/ np";
+        if (dataset == "magnetic-tile") add("magnetic-tile", 5, 59.45, s);
+        if (dataset == "mvtec") add("mean", 5, 78.76, s), add("mean", 10, 82.71, s);
+        if (dataset == "cifar10") add("mean", 10, 74.56, s);
+    } else if (method == "no-adapt" && dataset == "cifar10") {
+        add("mean", 10, 67.32, "paper Table 5 (ResNet18), ImageNet without adaptation");
+    } else if (method == "contrastive" && dataset == "cifar10") {
+        add("mean", 10, 70.05, "paper Table 5 (ResNet18), + contrastive");
+    }
+    return r;
+}
+
+void print_summary(const eval::EvalResult& r, std::ostream& os) {
+    std::string md = eval::report_markdown(r, {});
+    // the table only: from the first '|' line to the last
+    std::istringstream in(md);
+    std::string line;
+    while (std::getline(in, line))
+        if (!line.empty() && line[0] == '|') os << line << "\n";
+}
+
+// Runs the protocol with a progress bar and one line per finished run.
+eval::EvalResult run_with_progress(const data::Dataset& ds, const eval::ProtocolOptions& po, bool quiet) {
+    FitBar bar{!quiet, "", "", nullptr};
+    int64_t last_run = -1;
+    auto t0 = std::chrono::steady_clock::now();
+    eval::EvalResult res = eval::run_protocol(ds, po, [&](const eval::ProtocolProgress& p) {
+        if (p.run != last_run) {
+            bar.finish();
+            last_run = p.run;
+        }
+        bar.prefix = "[" + std::to_string(p.run + 1) + "/" + std::to_string(p.runs) + "] " + p.category + " " +
+                     std::to_string(p.shots) + "-shot seed " + std::to_string(p.seed) + ": ";
+        bar(p.stage, p.done, p.total, "");
+    });
+    bar.finish();
+    for (const auto& x : res.runs)
+        std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
+                  << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
+                  << fmt(x.score_seconds, 1) << " s)\n";
+    std::cout << "total " << fmt(since(t0), 1) << " s\n";
+    return res;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------ fit
+int run_fit(const FitArgs& a, bool quiet) {
+    apply_threads(a.det.threads);
+    std::string wnote;
+    DetectorConfig cfg = make_config(a.det, &wnote);
+    std::cout << "backbone " << a.det.backbone << ": " << wnote << "\n";
+    std::vector<std::string> files = data::list_images(a.normal);
+    if (files.empty()) throw IOError(a.normal + ": no image files (png, jpg, bmp, ...) in the normal folder");
+    if (a.shots > 0) {
+        if (a.shots > static_cast<int64_t>(files.size()))
+            throw Error("--shots " + std::to_string(a.shots) + ": " + a.normal + " holds only " + std::to_string(files.size()) + " images");
+        std::vector<std::string> pick;
+        for (int64_t i : eval::PyRandom(static_cast<uint64_t>(a.det.seed)).sample(static_cast<int64_t>(files.size()), a.shots))
+            pick.push_back(files[static_cast<size_t>(i)]);
+        files = pick;
+    }
+    // check the output location before spending minutes on fitting
+    const fs::path out = fs::path(a.output);
+    std::error_code ec;
+    if (out.has_parent_path() && !fs::is_directory(out.parent_path(), ec))
+        throw IOError(a.output + ": the folder " + out.parent_path().string() + " does not exist");
+    if (fs::is_directory(out, ec)) throw IOError(a.output + ": is a folder; give a model file name");
+    std::vector<data::Sample> samples;
+    for (const auto& f : files) samples.push_back(data::file_sample(f));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<Tensor> imgs = data::materialize(samples);
+    Detector det(cfg);
+    FitBar bar{!quiet, "", "", nullptr};
+    det.fit(imgs, [&](const FitProgress& p) {
+        bar(p.stage, p.done, p.total, p.stage == "fine-tune" ? "loss " + fmt(p.loss, 4) : "");
+    });
+    bar.finish();
+    check_interrupt();
+    det.save(a.output);
+    std::cout << "fitted on " << files.size() << " image(s) from " << a.normal << " in " << fmt(since(t0), 1) << " s ("
+              << (cfg.adapt && cfg.byol.steps > 0 ? std::to_string(cfg.byol.steps) + " fine-tuning steps" : "no fine-tuning")
+              << "); threshold " << fmt(det.threshold(), 4) << "\nwrote " << a.output << "\n";
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------- score
+int run_score(const ScoreArgs& a, bool quiet) {
+    apply_threads(a.threads);
+    if (parse_device(a.device).is_cuda())
+        throw Error("--device " + a.device + ": this build of fsad has no CUDA backend yet (use --device cpu)");
+    Detector det = Detector::load(a.model);
+    if (a.threshold >= 0) det.set_threshold(a.threshold);
+    std::vector<std::string> files;
+    for (const auto& in : a.inputs) {
+        std::error_code ec;
+        if (fs::is_directory(in, ec)) {
+            auto f = data::list_images(in, true);
+            if (f.empty()) throw IOError(in + ": no image files in this folder");
+            files.insert(files.end(), f.begin(), f.end());
+        } else if (fs::exists(in, ec)) {
+            files.push_back(in);
+        } else {
+            throw IOError(in + ": no such file or folder");
+        }
+    }
+    std::vector<data::Sample> samples;
+    for (const auto& f : files) samples.push_back(data::file_sample(f, 0, ""));
+    Progress bar("scoring", !quiet);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> s = eval::score_samples(det, samples, 32, [&](int64_t d, int64_t t) { bar.update(d, t); });
+    bar.finish();
+    const double secs = since(t0);
+    int64_t anomalous = 0;
+    for (float v : s) anomalous += v > det.threshold();
+    if (!a.csv.empty()) {
+        std::ostringstream c;
+        c << "path,score,threshold,anomalous\n";
+        for (size_t i = 0; i < files.size(); ++i) {
+            std::string p = files[i];
+            if (p.find_first_of(",\"\n") != std::string::npos) {
+                std::string q = "\"";
+                for (char ch : p) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+                p = q + "\"";
+            }
+            c << p << "," << s[i] << "," << det.threshold() << "," << (s[i] > det.threshold() ? 1 : 0) << "\n";
+        }
+        io::write_file_atomic(a.csv, c.str());
+    }
+    if (a.json) {
+        std::cout << "{\"model\": " << json_str(a.model) << ", \"threshold\": " << det.threshold() << ", \"images\": [\n";
+        for (size_t i = 0; i < files.size(); ++i)
+            std::cout << "  {\"path\": " << json_str(files[i]) << ", \"score\": " << s[i]
+                      << ", \"anomalous\": " << (s[i] > det.threshold() ? "true" : "false") << "}" << (i + 1 < files.size() ? "," : "")
+                      << "\n";
+        std::cout << "]}\n";
+    } else {
+        for (size_t i = 0; i < files.size(); ++i)
+            std::printf("%10.4f  %-9s  %s\n", static_cast<double>(s[i]), s[i] > det.threshold() ? "ANOMALOUS" : "ok", files[i].c_str());
+        std::printf("%zu image(s), %lld anomalous (threshold %.4f), %.1f images/s\n", files.size(),
+                    static_cast<long long>(anomalous), det.threshold(), static_cast<double>(files.size()) / std::max(secs, 1e-9));
+    }
+    if (!a.csv.empty() && !a.json) std::cout << "wrote " << a.csv << "\n";
+    return a.fail_on_anomaly && anomalous > 0 ? 2 : 0;
+}
+
+// ----------------------------------------------------------------------------------------- eval
+int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const std::string& config_text, CLI::App* app) {
+    apply_threads(a.det.threads);
+    DetectorFlags f = a.det;
+    const bool cifar = a.dataset == "cifar10";
+    // the paper's CIFAR setting unless the flags say otherwise: 32 -> 64 px, affine augmentation only
+    if (cifar && app->count("--res") == 0) f.res = 64;
+    if (cifar && app->count("--no-colour") == 0) f.no_colour = true;
+    if (a.method == "ours-np" && app->count("--negatives") == 0) f.negatives = cifar ? "cifar" : "cutpaste";
+    if (a.method == "no-adapt") f.no_adapt = true;
+    std::string wnote;
+    DetectorConfig cfg = make_config(f, &wnote);
+    if (a.method == "contrastive") cfg.byol.pair = method::PairLoss::None;
+    if (a.method == "fixed-centre") cfg.byol.pair = method::PairLoss::FixedCentre;
+    if (a.method == "ours-np" && cfg.byol.negative == method::Negative::None)
+        throw Error("--method ours-np needs negatives; --negatives none contradicts it");
+    std::cout << "backbone " << f.backbone << ": " << wnote << "\n";
+
+    // check the report location before the long run
+    const fs::path rep = fs::path(a.report);
+    std::error_code ec;
+    if (fs::exists(rep, ec) && !fs::is_directory(rep, ec)) throw IOError(a.report + ": exists and is not a folder");
+
+    data::LoadOptions lo;
+    lo.categories = a.categories;
+    lo.corruptions = a.corruptions;
+    lo.test_limit = a.test_limit;
+    data::Dataset ds = data::load_dataset(a.dataset, a.root, lo);
+    size_t ntest = 0;
+    for (const auto& c : ds.categories) ntest += c.test.size();
+    std::cout << "dataset " << a.dataset << " at " << a.root << ": " << ds.categories.size() << " categories, " << ntest
+              << " test images (+ undrawn normals where the protocol tests them)\n";
+
+    eval::ProtocolOptions po;
+    po.detector = cfg;
+    po.shots = a.shots;
+    po.seeds = a.seeds;
+    eval::EvalResult res = run_with_progress(ds, po, quiet);
+
+    eval::ReportInfo info;
+    info.title = "fsad eval: " + a.dataset + ", method " + a.method;
+    info.command = command;
+    info.config_json = "{\"method\": " + json_str(a.method) + ", \"detector\": " + to_json(cfg) + "}";
+    info.config_text = config_text;
+    info.versions = versions();
+    info.references = references(a.dataset, a.method);
+    info.notes.push_back("Backbone " + f.backbone + ": " + wnote);
+    if (!info.references.empty() && f.backbone != "resnet18")
+        info.notes.push_back("The paper's numbers are for ResNet18; this run used " + f.backbone + ".");
+    if (cifar) {
+        info.notes.push_back("CIFAR-10 here are JPEG re-encodings of the originals, so the jpeg corruption differs less "
+                             "from the clean images than in the original CIFAR10-C.");
+        if (a.test_limit > 0)
+            info.notes.push_back("Test set limited to the first " + std::to_string(a.test_limit) +
+                                 " clean test images per class (and their corruptions).");
+    }
+    if (a.dataset == "aitex")
+        info.notes.push_back("AITEX: seeded random 256x256 patches; defect patches are centred on the defect mask when "
+                             "Mask_images has one, otherwise labelled by their source image.");
+    eval::write_report(a.report, res, info);
+    print_summary(res, std::cout);
+    std::cout << "report: " << (fs::absolute(rep) / "report.html").string() << "\n";
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------- demo
+DetectorFlags DemoArgs::demo_defaults() {
+    DetectorFlags f;
+    f.backbone = "resnet18";
+    f.res = 128;
+    f.steps = 10;
+    f.batch = 16;
+    f.lr = 3e-6f;
+    f.freeze_bn = true;
+    f.n_augment = 10;
+    return f;
+}
+
+int run_demo(const DemoArgs& a, bool quiet, const std::string& command, CLI::App* app) {
+    (void)app;
+    apply_threads(a.det.threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string wnote;
+    DetectorConfig cfg = make_config(a.det, &wnote);
+    std::cout << "fsad demo: generated industrial textures (metal, fabric, wood, stone) with scratches, holes, stains and cracks\n"
+              << "backbone " << a.det.backbone << ": " << wnote << "\n";
+    data::SyntheticOptions so;
+    so.products = a.products;
+    so.size = a.det.res;
+    so.seed = static_cast<uint64_t>(a.det.seed);
+    data::Dataset ds = data::synthetic_dataset(so);
+    eval::ProtocolOptions po;
+    po.detector = cfg;
+    po.shots = a.shots;
+    po.seeds = a.seeds;
+    po.first_seed = static_cast<int>(a.det.seed);
+    eval::EvalResult res = run_with_progress(ds, po, quiet);
+    eval::ReportInfo info;
+    info.title = "fsad demo: few-shot anomaly detection on generated textures";
+    info.command = command;
+    info.config_json = "{\"demo\": true, \"detector\": " + to_json(cfg) + "}";
+    info.versions = versions();
+    info.notes.push_back("Backbone " + a.det.backbone + ": " + wnote);
+    info.notes.push_back("Each product: " + std::to_string(so.pool) + " normal parts to draw the shots from, " +
+                         std::to_string(so.test_normal) + " normal and " + std::to_string(so.test_per_defect * 4) +
+                         " defective test parts (scratch, hole, stain, crack).");
+    eval::write_report(a.out, res, info);
+    print_summary(res, std::cout);
+    std::cout << "finished in " << fmt(since(t0), 1) << " s\nreport: " << (fs::absolute(a.out) / "report.html").string() << "\n";
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------- info
+int run_info(const InfoArgs& a) {
+    apply_threads(a.threads);
+    std::cout << version_string() << "\n";
+    std::string cpu = "unknown";
+    std::ifstream ci("/proc/cpuinfo");
+    for (std::string line; std::getline(ci, line);)
+        if (line.rfind("model name", 0) == 0) {
+            cpu = line.substr(line.find(':') + 2);
+            break;
+        }
+    std::cout << "cpu: " << cpu << ", " << std::thread::hardware_concurrency() << " hardware threads; fsad uses "
+              << get_num_threads() << " thread(s) (--threads, OMP_NUM_THREADS)\n";
+    std::cout << "devices: cpu" << (cuda_available() ? ", cuda" : "") << " (this build has no CUDA backend; --device cuda is refused)\n";
+    std::cout << "weights (first existing file is used; --weights overrides):\n";
+    for (auto k : {nn::BackboneKind::ResNet18, nn::BackboneKind::ResNet34, nn::BackboneKind::ResNet50,
+                   nn::BackboneKind::ResNet101, nn::BackboneKind::MobileNetV2}) {
+        const std::string found = nn::find_weights(k);
+        std::cout << "  " << nn::to_string(k) << ": " << (found.empty() ? "not found (" + join(nn::weight_search_paths(k), ", ") + ")" : found)
+                  << "\n";
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------- synth
+int run_synth(const SynthArgs& a) {
+    data::SyntheticOptions so;
+    so.products = a.products;
+    so.size = a.size;
+    so.pool = a.pool;
+    so.test_normal = a.test;
+    so.test_per_defect = a.test;
+    so.seed = static_cast<uint64_t>(a.seed);
+    std::error_code ec;
+    if (fs::exists(a.out, ec)) throw IOError(a.out + ": already exists; synth writes a new folder");
+    const fs::path tmp = fs::path(a.out).string() + ".tmp";
+    fs::remove_all(tmp, ec);
+    try {
+        data::write_dataset(data::synthetic_dataset(so), tmp.string(), a.layout);
+        fs::rename(tmp, a.out);
+    } catch (...) {
+        fs::remove_all(tmp, ec);
+        throw;
+    }
+    std::cout << "wrote a " << a.layout << "-layout dataset to " << a.out << "\n";
+    return 0;
+}
+
+}  // namespace fsad::cli

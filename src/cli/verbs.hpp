@@ -1,0 +1,58 @@
+// The verbs of the fsad tool, one function each; main.cpp parses the flags into these structs.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace fsad::cli {
+
+struct FitArgs {
+    std::string normal, output;
+    int64_t shots = 0;
+    DetectorFlags det;
+};
+struct ScoreArgs {
+    std::string model, csv, device = "cpu";
+    std::vector<std::string> inputs;
+    bool json = false, fail_on_anomaly = false;
+    double threshold = -1;
+    int threads = 0;
+};
+struct EvalArgs {
+    std::string dataset, root, method = "ours", report;
+    std::vector<std::string> categories, corruptions;
+    std::vector<int> shots{5};
+    int seeds = 5;
+    int64_t test_limit = 0;
+    DetectorFlags det;
+};
+struct DemoArgs {
+    std::string out = "fsad-demo";
+    std::vector<std::string> products;
+    std::vector<int> shots{5};
+    int seeds = 2;
+    DetectorFlags det = demo_defaults();
+    static DetectorFlags demo_defaults();
+};
+struct InfoArgs {
+    int threads = 0;
+};
+struct SynthArgs {
+    std::string out, layout = "mvtec";
+    std::vector<std::string> products;
+    int64_t size = 128, pool = 20, test = 6, seed = 0;
+};
+
+int run_fit(const FitArgs& a, bool quiet);
+int run_score(const ScoreArgs& a, bool quiet);
+int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const std::string& config_text, CLI::App* app);
+int run_demo(const DemoArgs& a, bool quiet, const std::string& command, CLI::App* app);
+int run_info(const InfoArgs& a);
+int run_synth(const SynthArgs& a);
+
+}  // namespace fsad::cli

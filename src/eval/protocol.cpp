@@ -1,0 +1,186 @@
+#include "fsad/eval/protocol.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+#include "fsad/core/error.hpp"
+#include "fsad/eval/py_random.hpp"
+#include "fsad/eval/roc.hpp"
+#include "fsad/io/image.hpp"
+
+namespace fsad::eval {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk,
+                                 const std::function<void(int64_t, int64_t)>& progress) {
+    FSAD_CHECK(chunk > 0, "score_samples: chunk must be positive");
+    std::vector<float> out;
+    out.reserve(samples.size());
+    const int64_t n = static_cast<int64_t>(samples.size());
+    for (int64_t i = 0; i < n; i += chunk) {
+        const int64_t e = std::min(n, i + chunk);
+        std::vector<data::Sample> part(samples.begin() + i, samples.begin() + e);
+        std::vector<float> s = det.score(data::materialize(part));
+        out.insert(out.end(), s.begin(), s.end());
+        if (progress) progress(e, n);
+    }
+    return out;
+}
+
+EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
+                        const std::function<void(const ProtocolProgress&)>& progress) {
+    FSAD_CHECK(!opt.shots.empty() && opt.seeds > 0, "run_protocol: need at least one shot count and one seed");
+    EvalResult res;
+    res.dataset = ds.kind;
+    res.root = ds.root;
+    const int max_shots = *std::max_element(opt.shots.begin(), opt.shots.end());
+    const int64_t runs = static_cast<int64_t>(ds.categories.size() * opt.shots.size()) * opt.seeds;
+    int64_t run = 0;
+    for (const auto& cat : ds.categories) {
+        for (int k : opt.shots) {
+            FSAD_CHECK(k >= 1, "shots must be at least 1, got ", k);
+            const int64_t pool = static_cast<int64_t>(cat.pool.size());
+            if (k > pool || (cat.pool_rest_is_test && k >= pool))
+                throw Error(ds.root + ": category '" + cat.name + "' has " + std::to_string(pool) +
+                            " normal images to draw shots from; " + std::to_string(k) + " shots asked");
+            for (int si = 0; si < opt.seeds; ++si, ++run) {
+                const int seed = opt.first_seed + si;
+                ProtocolProgress pp{cat.name, "", k, seed, run, runs, 0, 0};
+                const auto t0 = std::chrono::steady_clock::now();
+                std::vector<int64_t> pick = PyRandom(static_cast<uint64_t>(seed)).sample(pool, k);
+                std::vector<char> used(static_cast<size_t>(pool), 0);
+                std::vector<data::Sample> shots;
+                for (int64_t p : pick) {
+                    used[static_cast<size_t>(p)] = 1;
+                    shots.push_back(cat.pool[static_cast<size_t>(p)]);
+                }
+                std::vector<data::Sample> test;
+                if (cat.pool_rest_is_test)
+                    for (int64_t i = 0; i < pool; ++i)
+                        if (!used[static_cast<size_t>(i)]) test.push_back(cat.pool[static_cast<size_t>(i)]);
+                test.insert(test.end(), cat.test.begin(), cat.test.end());
+                const bool both = std::any_of(test.begin(), test.end(), [](const auto& s) { return s.label == 0; }) &&
+                                  std::any_of(test.begin(), test.end(), [](const auto& s) { return s.label == 1; });
+                if (!both)
+                    throw Error(ds.root + ": category '" + cat.name +
+                                "' needs normal and anomalous test images for an AUROC");
+
+                DetectorConfig cfg = opt.detector;
+                cfg.seed = static_cast<uint64_t>(seed);
+                Detector det(cfg);
+                det.fit(data::materialize(shots), [&](const FitProgress& fp) {
+                    if (!progress) return;
+                    pp.stage = "fit: " + fp.stage;
+                    pp.done = fp.done;
+                    pp.total = fp.total;
+                    progress(pp);
+                });
+                RunResult r;
+                r.category = cat.name;
+                r.shots = k;
+                r.seed = seed;
+                r.fit_seconds = seconds_since(t0);
+                const auto t1 = std::chrono::steady_clock::now();
+                pp.stage = "score";
+                r.scores = score_samples(det, test, opt.score_chunk, [&](int64_t d, int64_t t) {
+                    if (!progress) return;
+                    pp.done = d;
+                    pp.total = t;
+                    progress(pp);
+                });
+                r.score_seconds = seconds_since(t1);
+                int64_t fp = 0, tp = 0, nn = 0, na = 0;
+                for (size_t i = 0; i < test.size(); ++i) {
+                    r.labels.push_back(test[i].label);
+                    r.kinds.push_back(test[i].kind);
+                    r.names.push_back(test[i].name);
+                    const bool flag = r.scores[i] > det.threshold();
+                    if (test[i].label) {
+                        ++na;
+                        tp += flag;
+                    } else {
+                        ++nn;
+                        fp += flag;
+                    }
+                }
+                r.auroc = auroc(r.scores, r.labels);
+                r.threshold = det.threshold();
+                r.fpr = static_cast<double>(fp) / static_cast<double>(nn);
+                r.tpr = static_cast<double>(tp) / static_cast<double>(na);
+                if (k == max_shots && si == 0 && opt.gallery > 0) {
+                    std::vector<size_t> idx(test.size());
+                    std::iota(idx.begin(), idx.end(), size_t{0});
+                    std::vector<size_t> normals, anomalies;
+                    for (size_t i : idx) (test[i].label ? anomalies : normals).push_back(i);
+                    std::sort(normals.begin(), normals.end(), [&](size_t a, size_t b) { return r.scores[a] > r.scores[b]; });
+                    std::sort(anomalies.begin(), anomalies.end(), [&](size_t a, size_t b) { return r.scores[a] < r.scores[b]; });
+                    auto keep = [&](const std::vector<size_t>& v) {
+                        for (size_t j = 0; j < v.size() && static_cast<int64_t>(j) < opt.gallery; ++j) {
+                            const auto& s = test[v[j]];
+                            Tensor img = data::materialize(s);
+                            const double sc = static_cast<double>(opt.thumbnail) / static_cast<double>(std::max(img.dim(1), img.dim(2)));
+                            const int64_t th = std::max<int64_t>(1, std::lround(static_cast<double>(img.dim(1)) * sc));
+                            const int64_t tw = std::max<int64_t>(1, std::lround(static_cast<double>(img.dim(2)) * sc));
+                            r.gallery.push_back({s.name, s.kind, s.label, r.scores[v[j]],
+                                                 io::encode_png(io::resize_antialias(img, th, tw))});
+                        }
+                    };
+                    keep(normals);
+                    keep(anomalies);
+                }
+                res.runs.push_back(std::move(r));
+            }
+        }
+    }
+    return res;
+}
+
+std::vector<Summary> EvalResult::summary() const {
+    std::vector<Summary> out;
+    std::vector<std::string> cats;
+    std::vector<int> shots;
+    for (const auto& r : runs) {
+        if (std::find(cats.begin(), cats.end(), r.category) == cats.end()) cats.push_back(r.category);
+        if (std::find(shots.begin(), shots.end(), r.shots) == shots.end()) shots.push_back(r.shots);
+    }
+    auto stats = [](const std::vector<double>& v, Summary& s) {
+        s.runs = static_cast<int>(v.size());
+        if (v.empty()) return;
+        for (double x : v) s.mean += x;
+        s.mean /= static_cast<double>(v.size());
+        for (double x : v) s.std += (x - s.mean) * (x - s.mean);
+        s.std = std::sqrt(s.std / static_cast<double>(v.size()));
+    };
+    for (const auto& c : cats)
+        for (int k : shots) {
+            std::vector<double> v;
+            for (const auto& r : runs)
+                if (r.category == c && r.shots == k) v.push_back(100.0 * r.auroc);
+            Summary s{c, k};
+            stats(v, s);
+            if (s.runs) out.push_back(s);
+        }
+    if (cats.size() > 1)
+        for (int k : shots) {
+            // mean over categories per seed, then mean/std over seeds (the papers' "mean" row)
+            std::map<int, std::vector<double>> per_seed;
+            for (const auto& r : runs)
+                if (r.shots == k) per_seed[r.seed].push_back(100.0 * r.auroc);
+            std::vector<double> v;
+            for (auto& [seed, a] : per_seed) v.push_back(std::accumulate(a.begin(), a.end(), 0.0) / static_cast<double>(a.size()));
+            Summary s{"mean", k};
+            stats(v, s);
+            out.push_back(s);
+        }
+    return out;
+}
+
+}  // namespace fsad::eval

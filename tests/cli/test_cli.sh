@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Tests of the fsad tool as a user runs it: every verb on small generated data, exit codes,
+# messages that name the file or option, no partial outputs after errors or Ctrl-C.
+# Usage: test_cli.sh FSAD_BINARY TEST_DATA_DIR WORK_DIR
+set -uo pipefail
+FSAD=$1
+DATA=$2
+W=$3
+rm -rf "$W" && mkdir -p "$W"
+fails=0
+n=0
+ok() { n=$((n + 1)); echo "ok   $n $1"; }
+bad() { n=$((n + 1)); fails=$((fails + 1)); echo "FAIL $n $1"; [[ -f $W/err ]] && sed 's/^/     | /' "$W/err" | tail -n 8; }
+# expect STATUS DESCRIPTION COMMAND...: runs COMMAND, stdout -> $W/out, stderr -> $W/err
+expect() {
+  local want=$1 what=$2
+  shift 2
+  "$@" >"$W/out" 2>"$W/err"
+  local got=$?
+  if [[ $got == "$want" ]]; then ok "$what"; else echo "     exit $got, wanted $want: $*"; bad "$what"; fi
+}
+contains() {  # contains FILE TEXT DESCRIPTION
+  if grep -qF -- "$2" "$1"; then ok "$3"; else echo "     '$2' not in $1:"; sed 's/^/     | /' "$1" | tail -n 5; bad "$3"; fi
+}
+absent() {  # absent PATH DESCRIPTION
+  if [[ ! -e $1 ]]; then ok "$2"; else bad "$2 ($1 exists)"; fi
+}
+TINY=(--backbone resnet18 --weights none --width 0.125 --res 32 --batch 4 --n-augment 2 --threads 2)
+
+# ---- help and flags
+expect 0 "fsad --help" "$FSAD" --help
+for v in fit score eval demo info synth; do expect 0 "fsad $v --help" "$FSAD" "$v" --help; contains "$W/out" "Usage" "$v --help prints usage"; done
+expect 109 "unknown flag is refused" "$FSAD" fit --normal x -o y --frobnicate
+contains "$W/err" "--frobnicate" "the unknown flag is named"
+expect 106 "no verb is refused" "$FSAD"
+expect 105 "bad choice is refused" "$FSAD" fit --normal x -o y --backbone vgg16
+contains "$W/err" "vgg16" "the bad value is named"
+expect 0 "fsad info" "$FSAD" info
+contains "$W/out" "weights" "info lists where weights are looked for"
+
+# ---- synth: generated layouts
+expect 0 "synth mvtec layout" "$FSAD" synth -o "$W/ds" --size 48 --pool 8 --test 2 --products metal,wood
+[[ -d $W/ds/metal/train/good && -d $W/ds/wood/test/scratch ]] && ok "mvtec layout folders" || bad "mvtec layout folders"
+expect 1 "synth refuses an existing folder" "$FSAD" synth -o "$W/ds"
+contains "$W/err" "already exists" "synth says why"
+expect 0 "synth folder layout" "$FSAD" synth -o "$W/fo" --layout folder --size 48 --pool 6 --test 2 --products stone
+
+# ---- fit
+expect 0 "fit" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 "${TINY[@]}" -o "$W/m.fsad"
+[[ -s $W/m.fsad ]] && ok "fit wrote the model" || bad "fit wrote the model"
+contains "$W/out" "fitted on 5 image(s)" "fit reports what it used"
+contains "$W/out" "random initialisation" "fit says the backbone is random"
+expect 1 "fit on an empty folder" "$FSAD" fit --normal "$W/ds/metal/test/nothing" -o "$W/x.fsad" "${TINY[@]}"
+contains "$W/err" "metal/test/nothing" "the missing folder is named"
+mkdir -p "$W/empty"
+expect 1 "fit on a folder without images" "$FSAD" fit --normal "$W/empty" -o "$W/x.fsad" "${TINY[@]}"
+contains "$W/err" "no image files" "fit says the folder has no images"
+absent "$W/x.fsad" "no model after a failed fit"
+expect 1 "fit with more shots than images" "$FSAD" fit --normal "$W/ds/metal/train/good" --shots 50 -o "$W/x.fsad" "${TINY[@]}"
+contains "$W/err" "--shots 50" "the option is named"
+expect 1 "fit into a missing folder" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/no/such/m.fsad" "${TINY[@]}"
+contains "$W/err" "does not exist" "the output folder is named"
+expect 1 "fit with --device cuda on a CPU build" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device cuda "${TINY[@]}"
+contains "$W/err" "no CUDA backend" "the device error is clear"
+expect 1 "fit with a missing weights file" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --weights "$W/none.safetensors" --steps 0
+contains "$W/err" "none.safetensors" "the weights file is named"
+# odd images: 16-bit, grayscale, gray+alpha, RGBA, mixed sizes
+mkdir -p "$W/odd"
+cp "$DATA"/images/{gray16,gray8,graya8,rgb16,rgb8,rgba8}.png "$W/odd/"
+cp "$W/ds/metal/train/good/000.png" "$W/odd/big.png"
+expect 0 "fit on 16-bit, gray, alpha and mixed-size images" "$FSAD" -q fit --normal "$W/odd" --steps 1 "${TINY[@]}" -o "$W/odd.fsad"
+cp "$DATA/images/truncated.png" "$W/odd/"
+expect 1 "fit with a truncated image" "$FSAD" -q fit --normal "$W/odd" --steps 1 "${TINY[@]}" -o "$W/odd2.fsad"
+contains "$W/err" "truncated.png" "the truncated file is named"
+absent "$W/odd2.fsad" "no model after a failed fit"
+
+# ---- score
+expect 0 "score a folder" "$FSAD" -q score -m "$W/m.fsad" "$W/ds/metal/test" --csv "$W/s.csv"
+nimg=$(find "$W/ds/metal/test" -name '*.png' | wc -l)
+[[ $(wc -l <"$W/s.csv") == $((nimg + 1)) ]] && ok "CSV has a line per image" || bad "CSV has a line per image"
+contains "$W/s.csv" "path,score,threshold,anomalous" "CSV header"
+expect 0 "score --json" "$FSAD" -q score -m "$W/m.fsad" "$W/ds/metal/test/good/000.png" --json
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['images'])==1 and d['images'][0]['score']>0" "$W/out" \
+  && ok "score --json is JSON with the score" || bad "score --json is JSON with the score"
+expect 2 "--fail-on-anomaly exits 2 when something is flagged" "$FSAD" -q score -m "$W/m.fsad" "$W/ds/metal/test" --threshold 0 --fail-on-anomaly
+expect 1 "score a non-image file" "$FSAD" -q score -m "$W/m.fsad" "$DATA/images/not_an_image.png" --csv "$W/bad.csv"
+contains "$W/err" "not_an_image.png" "the bad image is named"
+absent "$W/bad.csv" "no CSV after a failed score"
+expect 1 "score a missing path" "$FSAD" -q score -m "$W/m.fsad" "$W/missing.png"
+contains "$W/err" "missing.png" "the missing path is named"
+head -c 2000 "$W/m.fsad" >"$W/trunc.fsad"
+expect 1 "score with a truncated model" "$FSAD" -q score -m "$W/trunc.fsad" "$W/ds/metal/test"
+contains "$W/err" "trunc.fsad" "the truncated model is named"
+cp "$DATA/images/rgb8.png" "$W/notmodel.fsad"
+expect 1 "score with a PNG as the model" "$FSAD" -q score -m "$W/notmodel.fsad" "$W/ds/metal/test"
+contains "$W/err" "notmodel.fsad" "the wrong model file is named"
+
+# ---- eval
+expect 0 "eval mvtec" "$FSAD" -q eval --dataset mvtec --root "$W/ds" --shots 2,3 --seeds 2 --steps 0 "${TINY[@]}" --report "$W/rep"
+for f in report.html report.md report.json; do [[ -s $W/rep/$f ]] && ok "eval wrote $f" || bad "eval wrote $f"; done
+python3 -c "
+import json,sys
+d=json.load(open(sys.argv[1]))
+assert len(d['runs'])==8, len(d['runs'])
+assert {r['category'] for r in d['runs']}=={'metal','wood'}
+assert all(0<=r['auroc']<=100 for r in d['runs'])
+assert d['config']['detector']['resolution']==32
+assert 'seeds' in d['config_file']
+" "$W/rep/report.json" && ok "report.json holds every run and the configuration" || bad "report.json holds every run and the configuration"
+contains "$W/rep/report.md" "| mean |" "report.md has the mean row"
+expect 0 "eval folder layout" "$FSAD" -q eval --dataset folder --root "$W/fo/stone" --shots 2 --seeds 1 --steps 0 "${TINY[@]}" --report "$W/rep2"
+expect 1 "eval with a wrong layout" "$FSAD" -q eval --dataset mvtec --root "$W/odd" --steps 0 "${TINY[@]}" --report "$W/rep3"
+contains "$W/err" "odd" "the dataset root is named"
+absent "$W/rep3" "no report after a failed eval"
+expect 1 "eval of an unknown category" "$FSAD" -q eval --dataset mvtec --root "$W/ds" --category glass --steps 0 "${TINY[@]}" --report "$W/rep3"
+contains "$W/err" "glass" "the category is named"
+expect 1 "eval with too many shots" "$FSAD" -q eval --dataset mvtec --root "$W/ds" --shots 20 --steps 0 "${TINY[@]}" --report "$W/rep3"
+contains "$W/err" "20 shots" "the shot count is named"
+# a config file instead of flags
+cat >"$W/eval.toml" <<EOF
+[eval]
+dataset = "mvtec"
+root = "$W/ds"
+shots = [2]
+seeds = 1
+steps = 0
+backbone = "resnet18"
+weights = "none"
+width = 0.125
+res = 32
+n-augment = 2
+report = "$W/rep4"
+EOF
+expect 0 "eval from a TOML config file" "$FSAD" -q --config "$W/eval.toml" eval
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['runs'])==2" "$W/rep4/report.json" \
+  && ok "the config file's settings were used" || bad "the config file's settings were used"
+
+# ---- Ctrl-C leaves nothing behind
+"$FSAD" -q fit --normal "$W/ds/metal/train/good" --steps 100000 "${TINY[@]}" -o "$W/int.fsad" >"$W/out" 2>"$W/err" &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid
+st=$?
+[[ $st == 130 ]] && ok "Ctrl-C during fit exits 130" || bad "Ctrl-C during fit exits 130 (got $st)"
+contains "$W/err" "interrupted" "fit says it was interrupted"
+absent "$W/int.fsad" "no model after Ctrl-C"
+leftovers=$(find "$W" -maxdepth 1 -name '*.tmp*' | wc -l)
+[[ $leftovers == 0 ]] && ok "no temporary files after Ctrl-C" || bad "no temporary files after Ctrl-C"
+
+# ---- demo (small)
+expect 0 "demo" "$FSAD" -q demo --products wood --seeds 1 --shots 3 --steps 1 "${TINY[@]}" -o "$W/demo"
+contains "$W/out" "report:" "demo prints where the report is"
+[[ -s $W/demo/report.html ]] && ok "demo wrote the report" || bad "demo wrote the report"
+
+echo "$n checks, $fails failed"
+exit $((fails > 0))
