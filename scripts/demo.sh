@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target fsad_cli
-build/src/cli/fsad demo "$@"
+# its own build folder, CPU only: the demo needs neither the tests nor the CUDA backend
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DFSAD_CUDA=OFF -DFSAD_BUILD_TESTS=OFF -DFSAD_BUILD_BENCH=OFF >/dev/null
+cmake --build build-demo -j"$(nproc)" --target fsad_cli
+build-demo/src/cli/fsad demo "$@"

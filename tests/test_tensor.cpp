@@ -176,3 +176,16 @@ TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {
         FSAD_CHECK_CLOSE("winograd dw " + c.x.str(), dw2.to_vector(), dw1.to_vector(), 1e-3, 1e-4);
     }
 }
+
+TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {
+    if (cuda_available()) return;  // the parity suite (tests/test_cuda.cpp) covers a GPU machine
+    try {
+        Tensor t = Tensor::empty(Shape{4}, Device::cuda(0));
+        FAIL("a CUDA tensor was created without a GPU");
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        CAPTURE(msg);
+        if (cuda_built()) CHECK(msg.find("no CUDA device is available") != std::string::npos);
+        else CHECK(msg.find("no CUDA backend") != std::string::npos);
+    }
+}

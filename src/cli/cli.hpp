@@ -55,6 +55,7 @@ private:
 
 std::string version_string();              ///< fsad version, compiler, build type
 std::vector<std::pair<std::string, std::string>> versions();  ///< for reports
+std::string cuda_unsupported_reason();  ///< why --device cuda is refused
 std::string join(const std::vector<std::string>& v, const std::string& sep);
 
 }  // namespace fsad::cli

@@ -33,6 +33,12 @@ void check_interrupt() {
     if (g_stop.load()) throw Interrupted();
 }
 
+std::string cuda_unsupported_reason() {
+    if (!cuda_built()) return "this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu";
+    return "the CUDA backend runs the tensor ops, but the detector (fine-tuning, features, density) does not run on "
+           "the GPU yet; use --device cpu";
+}
+
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
     std::string o;
     for (size_t i = 0; i < v.size(); ++i) o += (i ? sep : "") + v[i];
@@ -45,8 +51,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.width = f.width;
     const Device dev = parse_device(f.device);
     if (dev.is_cuda())
-        throw Error("--device " + f.device +
-                    ": this build of fsad has no CUDA backend yet (it runs on the CPU; use --device cpu)");
+        throw Error("--device " + f.device + ": " + cuda_unsupported_reason());
     if (f.weights == "none") {
         c.weights.clear();
         if (note) *note = "random initialisation (--weights none): features are not ImageNet features";
@@ -131,7 +136,8 @@ std::string version_string() {
 std::vector<std::pair<std::string, std::string>> versions() {
     return {{"fsad", version_string()},
             {"threads", std::to_string(get_num_threads())},
-            {"device", "cpu (this build has no CUDA backend)"}};
+            {"cuda backend", cuda_built() ? "built" : "not built"},
+            {"device", "cpu"}};
 }
 
 }  // namespace fsad::cli

@@ -98,8 +98,14 @@ void print_summary(const eval::EvalResult& r, std::ostream& os) {
 }
 
 // Runs the protocol with a progress bar and one line per finished run.
-eval::EvalResult run_with_progress(const data::Dataset& ds, const eval::ProtocolOptions& po, bool quiet) {
+eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOptions po, bool quiet) {
     FitBar bar{!quiet, "", "", nullptr};
+    po.on_run = [&](const eval::RunResult& x) {
+        bar.finish();
+        std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
+                  << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
+                  << fmt(x.score_seconds, 1) << " s)" << std::endl;
+    };
     int64_t last_run = -1;
     auto t0 = std::chrono::steady_clock::now();
     eval::EvalResult res = eval::run_protocol(ds, po, [&](const eval::ProtocolProgress& p) {
@@ -112,10 +118,6 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, const eval::Protocol
         bar(p.stage, p.done, p.total, "");
     });
     bar.finish();
-    for (const auto& x : res.runs)
-        std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
-                  << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
-                  << fmt(x.score_seconds, 1) << " s)\n";
     std::cout << "total " << fmt(since(t0), 1) << " s\n";
     return res;
 }
@@ -165,8 +167,7 @@ int run_fit(const FitArgs& a, bool quiet) {
 // ---------------------------------------------------------------------------------------- score
 int run_score(const ScoreArgs& a, bool quiet) {
     apply_threads(a.threads);
-    if (parse_device(a.device).is_cuda())
-        throw Error("--device " + a.device + ": this build of fsad has no CUDA backend yet (use --device cpu)");
+    if (parse_device(a.device).is_cuda()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
     Detector det = Detector::load(a.model);
     if (a.threshold >= 0) det.set_threshold(a.threshold);
     std::vector<std::string> files;
@@ -347,7 +348,10 @@ int run_info(const InfoArgs& a) {
         }
     std::cout << "cpu: " << cpu << ", " << std::thread::hardware_concurrency() << " hardware threads; fsad uses "
               << get_num_threads() << " thread(s) (--threads, OMP_NUM_THREADS)\n";
-    std::cout << "devices: cpu" << (cuda_available() ? ", cuda" : "") << " (this build has no CUDA backend; --device cuda is refused)\n";
+    std::cout << "devices: cpu";
+    for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i;
+    std::cout << "\ncuda backend: " << (cuda_built() ? "built (" + std::to_string(cuda_device_count()) + " GPU(s) visible)" : "not built")
+              << "; the detector runs on the CPU\n";
     std::cout << "weights (first existing file is used; --weights overrides):\n";
     for (auto k : {nn::BackboneKind::ResNet18, nn::BackboneKind::ResNet34, nn::BackboneKind::ResNet50,
                    nn::BackboneKind::ResNet101, nn::BackboneKind::MobileNetV2}) {

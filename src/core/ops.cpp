@@ -5,18 +5,33 @@
 #include <string>
 
 #include "../cpu/kernels.hpp"
+#if FSAD_WITH_CUDA
+#include "../cuda/kernels.hpp"
+#endif
 
 namespace fsad::ops {
 namespace {
 
-// Every op runs on the device of its inputs. This build's CUDA backend is added by the CUDA
-// issue; until then a CUDA tensor cannot be created (device_malloc refuses), so only the CPU
-// branch is reachable.
+// Every op runs on the device of its inputs: src/cpu or src/cuda, the same signatures. In a build
+// without the CUDA backend a CUDA tensor cannot be created (device_malloc refuses), so the CUDA
+// branch is unreachable there.
+#if FSAD_WITH_CUDA
+#define FSAD_DISPATCH(dev, op, ...)     \
+    do {                                \
+        if ((dev).is_cuda())            \
+            cuda::op(__VA_ARGS__);      \
+        else                            \
+            cpu::op(__VA_ARGS__);       \
+    } while (0)
+#else
 #define FSAD_DISPATCH(dev, op, ...)                                                            \
     do {                                                                                       \
         if ((dev).is_cuda()) throw Error(std::string(#op) + ": no CUDA backend in this build"); \
         cpu::op(__VA_ARGS__);                                                                  \
     } while (0)
+#endif
+
+std::atomic<bool> g_allow_tf32{false};
 
 void need(bool cond, const char* op, const std::string& what) {
     if (!cond) throw Error(std::string(op) + ": " + what);
@@ -486,12 +501,19 @@ void ema_update(const Tensor& target, const Tensor& online, float beta) {
     FSAD_DISPATCH(target.device(), ema_update, target, online, beta);
 }
 
+void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+
 }  // namespace fsad::ops
 
 namespace fsad {
 void Tensor::fill_(float v) const {
     if (!defined() || numel() == 0) return;
+#if FSAD_WITH_CUDA
+    if (device().is_cuda()) return cuda::fill(*this, v);
+#else
     if (device().is_cuda()) throw Error("Tensor::fill_: no CUDA backend in this build");
+#endif
     cpu::fill(data(), numel(), v);
 }
 }  // namespace fsad

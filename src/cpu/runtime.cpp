@@ -12,6 +12,9 @@
 #include "fsad/core/allocator.hpp"
 #include "fsad/core/parallel.hpp"
 #include "fsad/core/tensor.hpp"
+#if FSAD_WITH_CUDA
+#include "../cuda/kernels.hpp"
+#endif
 
 namespace fsad {
 namespace {
@@ -44,7 +47,11 @@ HostCache& host_cache() {
 }  // namespace
 
 void* device_malloc(Device dev, size_t bytes) {
+#if FSAD_WITH_CUDA
+    if (dev.is_cuda()) return cuda::alloc(dev.index, bytes);
+#else
     if (dev.is_cuda()) throw Error("device_malloc: this build of fsad has no CUDA backend (configure with FSAD_CUDA)");
+#endif
     HostCache& c = host_cache();
     size_t sz = round_size(bytes);
     {
@@ -80,7 +87,11 @@ void* device_malloc(Device dev, size_t bytes) {
 }
 
 void device_free(Device dev, void* p, size_t bytes) noexcept {
-    if (!p || dev.is_cuda()) return;
+    if (!p) return;
+#if FSAD_WITH_CUDA
+    if (dev.is_cuda()) return cuda::release(dev.index, p, bytes);
+#endif
+    if (dev.is_cuda()) return;
     HostCache& c = host_cache();
     std::lock_guard<std::mutex> lk(c.mu);
     auto it = c.live.find(p);
@@ -92,6 +103,9 @@ void device_free(Device dev, void* p, size_t bytes) noexcept {
 }
 
 void empty_cache(Device dev) {
+#if FSAD_WITH_CUDA
+    if (dev.is_cuda()) return cuda::empty_cache(dev.index);
+#endif
     if (dev.is_cuda()) return;
     HostCache& c = host_cache();
     std::lock_guard<std::mutex> lk(c.mu);
@@ -101,6 +115,9 @@ void empty_cache(Device dev) {
 }
 
 AllocatorStats allocator_stats(Device dev) {
+#if FSAD_WITH_CUDA
+    if (dev.is_cuda()) return cuda::stats(dev.index);
+#endif
     if (dev.is_cuda()) return {};
     HostCache& c = host_cache();
     std::lock_guard<std::mutex> lk(c.mu);
@@ -108,6 +125,9 @@ AllocatorStats allocator_stats(Device dev) {
 }
 
 void reset_peak_stats(Device dev) {
+#if FSAD_WITH_CUDA
+    if (dev.is_cuda()) return cuda::reset_peak(dev.index);
+#endif
     if (dev.is_cuda()) return;
     HostCache& c = host_cache();
     std::lock_guard<std::mutex> lk(c.mu);
@@ -115,8 +135,12 @@ void reset_peak_stats(Device dev) {
 }
 
 void device_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+#if FSAD_WITH_CUDA
+    if (dst_dev.is_cuda() || src_dev.is_cuda()) return cuda::copy_bytes(dst, dst_dev, src, src_dev, bytes);
+#else
     if (dst_dev.is_cuda() || src_dev.is_cuda())
         throw Error("device_memcpy: this build of fsad has no CUDA backend");
+#endif
     if (bytes) std::memmove(dst, src, bytes);
 }
 
@@ -131,8 +155,23 @@ Device parse_device(const std::string& s) {
     throw Error("unknown device '" + s + "' (expected cpu, cuda or cuda:N)");
 }
 
+#if FSAD_WITH_CUDA
+void synchronize(Device dev) {
+    if (dev.is_cuda()) cuda::synchronize(dev.index);
+}
+std::string cuda_device_name(int index) { return cuda::device_name(index); }
+bool cuda_available() { return cuda::device_count() > 0; }
+int cuda_device_count() { return cuda::device_count(); }
+bool cuda_built() { return true; }
+#else
+void synchronize(Device) {}
+std::string cuda_device_name(int index) {
+    throw CudaError("cuda:" + std::to_string(index) + ": this build of fsad has no CUDA backend");
+}
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
+bool cuda_built() { return false; }
+#endif
 
 // fsad threads its own kernels and calls OpenBLAS single-threaded (src/cpu/gemm.hpp says why).
 namespace {

@@ -136,6 +136,7 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                     keep(normals);
                     keep(anomalies);
                 }
+                if (opt.on_run) opt.on_run(r);
                 res.runs.push_back(std::move(r));
             }
         }

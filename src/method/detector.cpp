@@ -126,7 +126,7 @@ Tensor Detector::preprocess(const Tensor& img) const {
     return r;
 }
 
-Tensor Detector::features(const std::vector<Tensor>& prepared) const {
+Tensor Detector::features(const std::vector<Tensor>& prepared, const std::function<void(int64_t)>& done) const {
     NoGradGuard ng;
     std::vector<Tensor> out;
     const size_t bs = 32;
@@ -134,6 +134,7 @@ Tensor Detector::features(const std::vector<Tensor>& prepared) const {
         std::vector<Tensor> chunk(prepared.begin() + static_cast<std::ptrdiff_t>(b),
                                   prepared.begin() + static_cast<std::ptrdiff_t>(std::min(prepared.size(), b + bs)));
         out.push_back(backbone_->forward(Var(method::normalized_batch(chunk))).value());
+        if (done) done(static_cast<int64_t>(std::min(prepared.size(), b + bs)));
     }
     return ops::concat(out, 0);
 }
@@ -164,13 +165,17 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
         copies[static_cast<size_t>(i)] = method::augment(normal[static_cast<size_t>(i / A)], cfg_.byol.augment, r);
     }
     if (progress) progress({"features", 0, n * A, 0});
-    Tensor f = features(copies);
+    Tensor f = features(copies, [&](int64_t d) {
+        if (progress) progress({"features", d, n * A, 0});
+    });
     if (progress) progress({"density", 0, 1, 0});
     density_.fit(f, cfg_.density);
+    if (progress) progress({"density", 1, 1, 0});
     std::vector<Tensor> rows;
     for (int64_t i = 0; i < n * A; ++i) rows.push_back(f.slice(i, i + 1));
     if (progress) progress({"threshold", 0, 1, 0});
     threshold_ = calibrate_threshold(rows, n, A, cfg_.density, cfg_.threshold_quantile);
+    if (progress) progress({"threshold", 1, 1, 0});
 }
 
 void Detector::fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress) {

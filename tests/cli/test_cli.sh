@@ -61,7 +61,7 @@ contains "$W/err" "--shots 50" "the option is named"
 expect 1 "fit into a missing folder" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/no/such/m.fsad" "${TINY[@]}"
 contains "$W/err" "does not exist" "the output folder is named"
 expect 1 "fit with --device cuda on a CPU build" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device cuda "${TINY[@]}"
-contains "$W/err" "no CUDA backend" "the device error is clear"
+contains "$W/err" "use --device cpu" "the device error is clear"
 expect 1 "fit with a missing weights file" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --weights "$W/none.safetensors" --steps 0
 contains "$W/err" "none.safetensors" "the weights file is named"
 # odd images: 16-bit, grayscale, gray+alpha, RGBA, mixed sizes

@@ -1,16 +1,57 @@
-# FSAD_CUDA=AUTO|ON|OFF. The CUDA backend (src/cuda) is the subject of its own issue and is not
-# written yet: AUTO reports what it found and builds the CPU library; ON fails clearly.
+# FSAD_CUDA=AUTO|ON|OFF: the CUDA backend (src/cuda) on cuDNN, cuBLAS and cuSOLVER.
+#   AUTO  builds it when nvcc, the CUDA toolkit libraries and cuDNN are found, else CPU only
+#   ON    requires them (configuration fails naming what is missing)
+#   OFF   CPU only
+# FSAD_CUDA_ARCHITECTURES: the GPU architectures to compile for (default 80;86;89;90: A100,
+# RTX 30xx/A-series, L4/RTX 40xx, H100/H200); CI builds one to save time.
+# Sets FSAD_WITH_CUDA and, when ON, the imported target fsad_cuda_libs.
 set(FSAD_WITH_CUDA OFF)
-if(FSAD_CUDA STREQUAL "ON")
-  message(FATAL_ERROR "FSAD_CUDA=ON: the CUDA backend is not implemented yet; use AUTO or OFF")
-elseif(FSAD_CUDA STREQUAL "AUTO")
-  include(CheckLanguage)
-  check_language(CUDA)
-  if(CMAKE_CUDA_COMPILER)
-    message(STATUS "fsad: CUDA toolkit found (${CMAKE_CUDA_COMPILER}); CUDA backend not implemented yet, building CPU only")
-  else()
-    message(STATUS "fsad: no CUDA toolkit found, building CPU only")
-  endif()
-elseif(NOT FSAD_CUDA STREQUAL "OFF")
+set(FSAD_CUDA_ARCHITECTURES "80;86;89;90" CACHE STRING "CUDA architectures of the CUDA backend")
+if(NOT FSAD_CUDA MATCHES "^(AUTO|ON|OFF)$")
   message(FATAL_ERROR "FSAD_CUDA must be AUTO, ON or OFF (got '${FSAD_CUDA}')")
+endif()
+
+if(NOT FSAD_CUDA STREQUAL "OFF")
+  set(_fsad_cuda_missing "")
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc AND NOT DEFINED ENV{CUDACXX})
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)  # the toolkit's default place, often not on PATH
+  endif()
+  check_language(CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    list(APPEND _fsad_cuda_missing "nvcc")
+  else()
+    find_package(CUDAToolkit QUIET)
+    if(NOT CUDAToolkit_FOUND)
+      list(APPEND _fsad_cuda_missing "the CUDA toolkit libraries")
+    else()
+      find_path(FSAD_CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES cudnn)
+      find_library(FSAD_CUDNN_LIB cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
+                   ${CUDAToolkit_LIBRARY_ROOT}/lib64)
+      if(NOT FSAD_CUDNN_INCLUDE OR NOT FSAD_CUDNN_LIB)
+        list(APPEND _fsad_cuda_missing "cuDNN (cudnn.h, libcudnn)")
+      endif()
+    endif()
+  endif()
+  if(_fsad_cuda_missing)
+    if(FSAD_CUDA STREQUAL "ON")
+      message(FATAL_ERROR "FSAD_CUDA=ON but not found: ${_fsad_cuda_missing}")
+    endif()
+    message(STATUS "fsad: CUDA backend off (not found: ${_fsad_cuda_missing}); building CPU only")
+  else()
+    set(CMAKE_CUDA_ARCHITECTURES ${FSAD_CUDA_ARCHITECTURES})
+    enable_language(CUDA)
+    # CMake 3.25 does not know nvcc 12+'s C++20 flag; tell it
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    set(FSAD_WITH_CUDA ON)
+    message(STATUS "fsad: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${FSAD_CUDA_ARCHITECTURES}, "
+                   "cuDNN ${FSAD_CUDNN_LIB})")
+    if(NOT TARGET fsad_cuda_libs)
+      add_library(fsad_cuda_libs INTERFACE)
+      target_include_directories(fsad_cuda_libs SYSTEM INTERFACE $<BUILD_INTERFACE:${FSAD_CUDNN_INCLUDE}>)
+      target_link_libraries(fsad_cuda_libs INTERFACE CUDA::cudart CUDA::cublas CUDA::cusolver
+                            $<BUILD_INTERFACE:${FSAD_CUDNN_LIB}> $<INSTALL_INTERFACE:${FSAD_CUDNN_LIB}>)
+    endif()
+  endif()
 endif()

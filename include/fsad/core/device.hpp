@@ -23,6 +23,13 @@ Device parse_device(const std::string& s);
 
 /// True when this build has the CUDA backend and at least one GPU is visible.
 bool cuda_available();
+/// Waits until the GPU work queued on `dev` has finished (no-op for the CPU). Benchmarks use it;
+/// reading a tensor back (to, to_vector) synchronises by itself.
+void synchronize(Device dev);
+/// "NVIDIA H200 (sm_90, 139 GiB)"; throws fsad::CudaError without such a device.
+std::string cuda_device_name(int index);
+/// True when this build contains the CUDA backend (FSAD_CUDA found nvcc and cuDNN).
+bool cuda_built();
 int cuda_device_count();
 
 }  // namespace fsad

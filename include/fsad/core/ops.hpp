@@ -14,6 +14,11 @@
 
 namespace fsad::ops {
 
+/// CUDA: let cuDNN and cuBLAS use TF32 tensor cores for float32 convolutions and matrix products
+/// (faster on Ampere and later, about 1e-3 relative error). Off by default: exact FP32, like the CPU.
+void set_allow_tf32(bool on);
+bool allow_tf32();
+
 struct Conv2dParams {
     int stride_h = 1, stride_w = 1;
     int pad_h = 0, pad_w = 0;

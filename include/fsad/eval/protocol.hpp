@@ -22,6 +22,7 @@ struct ProtocolOptions {
     int64_t score_chunk = 64;  ///< test images decoded and scored per chunk (bounds memory)
     int64_t gallery = 6;       ///< highest-scoring normals and lowest-scoring anomalies kept per category
     int64_t thumbnail = 96;    ///< gallery thumbnail side, px
+    std::function<void(const struct RunResult&)> on_run;  ///< called as each run finishes
 };
 
 struct GalleryItem {

@@ -69,7 +69,8 @@ public:
 private:
     Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone);  // load(): backbone built once
     Tensor preprocess(const Tensor& img) const;
-    Tensor features(const std::vector<Tensor>& prepared) const;  // [n, d], eval mode
+    Tensor features(const std::vector<Tensor>& prepared,
+                    const std::function<void(int64_t done)>& done = {}) const;  // [n, d], eval mode
     DetectorConfig cfg_;
     std::shared_ptr<nn::Backbone> backbone_;
     method::GaussianDensity density_;

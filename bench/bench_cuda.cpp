@@ -1,0 +1,98 @@
+// GPU benchmarks (built with the CUDA backend): cuDNN convolution forward and backward at every
+// ResNet18 layer shape, batch norm + ReLU and the linear layer, reported as TFLOP/s (and GB/s
+// for batch norm) beside the device's FP32 peak. Each iteration ends with a device synchronise.
+// bench/torch_gpu_bench.py measures the same shapes with PyTorch (cudnn.benchmark, TF32 off).
+#include "common.hpp"
+
+using namespace fsad;
+
+namespace {
+struct ConvShape {
+    const char* name;
+    int64_t cin, cout, hw, k;
+    int stride, pad;
+};
+const ConvShape kResNet18[] = {
+    {"conv1", 3, 64, 224, 7, 2, 3},          {"layer1", 64, 64, 56, 3, 1, 1},
+    {"layer2.0.conv1", 64, 128, 56, 3, 2, 1}, {"layer2.ds", 64, 128, 56, 1, 2, 0},
+    {"layer2", 128, 128, 28, 3, 1, 1},        {"layer3.0.conv1", 128, 256, 28, 3, 2, 1},
+    {"layer3.ds", 128, 256, 28, 1, 2, 0},     {"layer3", 256, 256, 14, 3, 1, 1},
+    {"layer4.0.conv1", 256, 512, 14, 3, 2, 1}, {"layer4.ds", 256, 512, 14, 1, 2, 0},
+    {"layer4", 512, 512, 7, 3, 1, 1},
+};
+const Device kGpu = Device::cuda(0);
+
+bool have_gpu(benchmark::State& st) {
+    if (cuda_available()) return true;
+    st.SkipWithError("no CUDA device");
+    return false;
+}
+
+void conv(benchmark::State& st, bool backward) {
+    if (!have_gpu(st)) return;
+    const ConvShape& s = kResNet18[st.range(0)];
+    const int64_t n = st.range(1);
+    ops::set_allow_tf32(st.range(2) != 0);
+    ops::Conv2dParams p;
+    p.stride_h = p.stride_w = s.stride;
+    p.pad_h = p.pad_w = s.pad;
+    Rng rng(1);
+    Tensor x = rng.normal_tensor(Shape{n, s.cin, s.hw, s.hw}, 0, 1).to(kGpu);
+    Tensor w = rng.normal_tensor(Shape{s.cout, s.cin, s.k, s.k}, 0, 0.05f).to(kGpu);
+    Tensor y = ops::conv2d_forward(x, w, nullptr, p);
+    Tensor dy = Tensor::full(y.shape(), 0.01f, kGpu);
+    Tensor dx, dw;
+    ops::conv2d_backward(x, w, dy, p, &dx, &dw, nullptr);  // algorithm search outside the timing
+    synchronize(kGpu);
+    const double macs = static_cast<double>(y.numel()) * static_cast<double>(s.cin * s.k * s.k);
+    for (auto _ : st) {
+        if (backward) ops::conv2d_backward(x, w, dy, p, &dx, &dw, nullptr);
+        else y = ops::conv2d_forward(x, w, nullptr, p);
+        synchronize(kGpu);
+    }
+    bench::rate(st, "TFLOP/s", 2.0 * macs * (backward ? 2.0 : 1.0) * 1e-12);
+    st.SetLabel(std::string(s.name) + (st.range(2) ? " tf32" : " fp32"));
+    ops::set_allow_tf32(false);
+}
+
+void batchnorm_relu(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const int64_t n = st.range(0), c = st.range(1), hw = st.range(2);
+    Rng rng(2);
+    Tensor x = rng.normal_tensor(Shape{n, c, hw, hw}, 0, 1).to(kGpu);
+    Tensor g = Tensor::full(Shape{c}, 1.0f, kGpu), b = Tensor::zeros(Shape{c}, kGpu);
+    Tensor rm = Tensor::zeros(Shape{c}, kGpu), rv = Tensor::full(Shape{c}, 1.0f, kGpu);
+    ops::BatchNormSaved sv;
+    for (auto _ : st) {
+        Tensor y = ops::batchnorm_forward_train(x, g, b, rm, rv, 0.1f, 1e-5f, &sv, math::Activation::ReLU);
+        Tensor dx, dg, db;
+        ops::batchnorm_backward_train(x, g, sv, y, &dx, &dg, &db, &y, math::Activation::ReLU);
+        synchronize(kGpu);
+    }
+    // forward reads x twice and writes y; backward reads x, y, dy twice and writes dx
+    bench::rate(st, "GB/s", static_cast<double>(x.bytes()) * 10.0 * 1e-9);
+}
+
+void linear(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const int64_t n = st.range(0), in = st.range(1), out = st.range(2);
+    Rng rng(3);
+    Tensor x = rng.normal_tensor(Shape{n, in}, 0, 1).to(kGpu), w = rng.normal_tensor(Shape{out, in}, 0, 0.05f).to(kGpu);
+    for (auto _ : st) {
+        Tensor y = ops::linear_forward(x, w, nullptr);
+        synchronize(kGpu);
+    }
+    bench::rate(st, "TFLOP/s", 2.0 * static_cast<double>(n * in * out) * 1e-12);
+}
+
+void conv_args(benchmark::internal::Benchmark* b) {
+    for (int tf32 : {0, 1})
+        for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, 64, tf32});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+}  // namespace
+
+BENCHMARK_CAPTURE(conv, cuda_conv2d_forward, false)->Apply(conv_args);
+BENCHMARK_CAPTURE(conv, cuda_conv2d_backward, true)->Apply(conv_args);
+BENCHMARK(batchnorm_relu)->Args({64, 64, 112})->Args({64, 256, 14})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(linear)->Args({128, 512, 4096})->Args({128, 4096, 256})->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -1,0 +1,245 @@
+// CUDA runtime of fsad: the caching device allocator, copies, the per-device stream and the
+// per-thread library handles.
+//
+// Allocator: sizes are rounded (512 B below 1 MiB, 2 MiB multiples above) and returned blocks are
+// kept in per-size free lists; a request takes an exact-size block when there is one, otherwise
+// the smallest cached block up to 1.5x its size, otherwise cudaMalloc. When cudaMalloc fails the
+// cache is released and the call retried once, then the error names the request and the usage.
+// All work on a device is ordered on the device's one stream, so reusing a block freed by an
+// earlier op is safe without synchronisation.
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "common.cuh"
+#include "kernels.hpp"
+
+namespace fsad::cuda {
+
+void throw_error(const char* call, const char* status, const char* file, int line) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, ":%d", line);
+    throw CudaError(std::string(call) + " failed: " + status + " (" + file + buf + ")");
+}
+
+const char* cusolver_status_string(cusolverStatus_t s) {
+    switch (s) {
+        case CUSOLVER_STATUS_SUCCESS: return "CUSOLVER_STATUS_SUCCESS";
+        case CUSOLVER_STATUS_NOT_INITIALIZED: return "CUSOLVER_STATUS_NOT_INITIALIZED";
+        case CUSOLVER_STATUS_ALLOC_FAILED: return "CUSOLVER_STATUS_ALLOC_FAILED";
+        case CUSOLVER_STATUS_INVALID_VALUE: return "CUSOLVER_STATUS_INVALID_VALUE";
+        case CUSOLVER_STATUS_ARCH_MISMATCH: return "CUSOLVER_STATUS_ARCH_MISMATCH";
+        case CUSOLVER_STATUS_EXECUTION_FAILED: return "CUSOLVER_STATUS_EXECUTION_FAILED";
+        case CUSOLVER_STATUS_INTERNAL_ERROR: return "CUSOLVER_STATUS_INTERNAL_ERROR";
+        case CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED: return "CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED";
+        default: return "CUSOLVER_STATUS_(other)";
+    }
+}
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct DeviceState {
+    std::mutex mu;
+    cudaStream_t stream = nullptr;
+    std::multimap<size_t, void*> free_blocks;  // real size -> block
+    std::unordered_map<void*, size_t> live;    // block -> real size (a reused block may be larger)
+    AllocatorStats st;
+    void* ws = nullptr;
+    size_t ws_bytes = 0;
+};
+
+DeviceState& state(int device) {
+    static DeviceState states[kMaxDevices];
+    FSAD_CHECK(device >= 0 && device < kMaxDevices, "cuda: device index ", device, " out of range");
+    return states[device];
+}
+
+size_t round_size(size_t b) {
+    if (b == 0) b = 1;
+    if (b < (1u << 20)) return (b + 511) & ~size_t(511);
+    const size_t mb2 = size_t(2) << 20;
+    return (b + mb2 - 1) / mb2 * mb2;
+}
+
+void set_device(int device) {
+    const int n = device_count();
+    if (n == 0) throw CudaError("cuda:" + std::to_string(device) + " requested, but no CUDA device is available (no GPU or no driver)");
+    if (device >= n)
+        throw CudaError("cuda:" + std::to_string(device) + " requested, but only " + std::to_string(n) + " CUDA device(s) are visible");
+    FSAD_CUDA_CHECK(cudaSetDevice(device));
+}
+
+struct ThreadContexts {
+    std::unordered_map<int, Context> by_device;
+    ~ThreadContexts() {
+        for (auto& [d, c] : by_device) {  // best effort at thread exit: errors are ignored
+            if (c.cudnn) cudnnDestroy(c.cudnn);
+            if (c.cublas) cublasDestroy(c.cublas);
+            if (c.cusolver) cusolverDnDestroy(c.cusolver);
+        }
+    }
+};
+
+}  // namespace
+
+int device_count() noexcept {
+    static const int n = [] {
+        int c = 0;
+        if (cudaGetDeviceCount(&c) != cudaSuccess) {
+            cudaGetLastError();  // clear the sticky "no driver / no device" error
+            return 0;
+        }
+        return c;
+    }();
+    return n;
+}
+
+cudaStream_t stream(int device) {
+    DeviceState& s = state(device);
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (!s.stream) {
+        set_device(device);
+        FSAD_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    }
+    return s.stream;
+}
+
+Context& context(int device) {
+    thread_local ThreadContexts tc;
+    set_device(device);
+    Context& c = tc.by_device[device];
+    if (!c.stream) {
+        c.device = device;
+        c.stream = stream(device);
+        FSAD_CUBLAS_CHECK(cublasCreate(&c.cublas));
+        FSAD_CUBLAS_CHECK(cublasSetStream(c.cublas, c.stream));
+        FSAD_CUDNN_CHECK(cudnnCreate(&c.cudnn));
+        FSAD_CUDNN_CHECK(cudnnSetStream(c.cudnn, c.stream));
+        FSAD_CUSOLVER_CHECK(cusolverDnCreate(&c.cusolver));
+        FSAD_CUSOLVER_CHECK(cusolverDnSetStream(c.cusolver, c.stream));
+    }
+    // cuBLAS math mode follows the TF32 switch (ops::set_allow_tf32) at every use
+    FSAD_CUBLAS_CHECK(cublasSetMathMode(c.cublas, ops::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    return c;
+}
+
+void* workspace(int device, size_t bytes) {
+    static std::mutex ws_mu;  // growing is rare; stream order keeps an old buffer's queued users safe
+    std::lock_guard<std::mutex> lk(ws_mu);
+    DeviceState& s = state(device);
+    if (bytes <= s.ws_bytes) return s.ws;
+    if (s.ws) release(device, s.ws, s.ws_bytes);
+    s.ws = nullptr;
+    s.ws_bytes = 0;
+    s.ws = alloc(device, bytes);
+    s.ws_bytes = bytes;
+    return s.ws;
+}
+
+void* alloc(int device, size_t bytes) {
+    DeviceState& s = state(device);
+    const size_t size = round_size(bytes);
+    {
+        std::lock_guard<std::mutex> lk(s.mu);
+        auto it = s.free_blocks.lower_bound(size);
+        if (it != s.free_blocks.end() && it->first <= size + size / 2) {
+            void* p = it->second;
+            const size_t real = it->first;
+            s.st.bytes_cached -= real;
+            s.free_blocks.erase(it);
+            s.live[p] = real;
+            s.st.bytes_in_use += real;
+            s.st.peak_bytes_in_use = std::max(s.st.peak_bytes_in_use, s.st.bytes_in_use);
+            ++s.st.reuses;
+            return p;
+        }
+    }
+    set_device(device);
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size);
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        empty_cache(device);
+        e = cudaMalloc(&p, size);
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        throw CudaError("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) + " failed: " +
+                        cudaGetErrorString(e) + " (" + std::to_string(s.st.bytes_in_use >> 20) + " MiB in use by fsad)");
+    }
+    std::lock_guard<std::mutex> lk(s.mu);
+    s.live[p] = size;
+    s.st.bytes_in_use += size;
+    s.st.peak_bytes_in_use = std::max(s.st.peak_bytes_in_use, s.st.bytes_in_use);
+    ++s.st.allocations;
+    return p;
+}
+
+void release(int device, void* p, size_t bytes) noexcept {
+    if (!p) return;
+    DeviceState& s = state(device);
+    std::lock_guard<std::mutex> lk(s.mu);
+    auto it = s.live.find(p);
+    const size_t size = it != s.live.end() ? it->second : round_size(bytes);
+    if (it != s.live.end()) s.live.erase(it);
+    s.free_blocks.emplace(size, p);
+    s.st.bytes_in_use -= std::min(s.st.bytes_in_use, size);
+    s.st.bytes_cached += size;
+}
+
+void empty_cache(int device) {
+    if (device_count() == 0) return;
+    DeviceState& s = state(device);
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.stream) FSAD_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    FSAD_CUDA_CHECK(cudaSetDevice(device));
+    for (auto& [size, p] : s.free_blocks) FSAD_CUDA_CHECK(cudaFree(p));
+    s.free_blocks.clear();
+    s.st.bytes_cached = 0;
+}
+
+AllocatorStats stats(int device) {
+    DeviceState& s = state(device);
+    std::lock_guard<std::mutex> lk(s.mu);
+    return s.st;
+}
+
+void reset_peak(int device) {
+    DeviceState& s = state(device);
+    std::lock_guard<std::mutex> lk(s.mu);
+    s.st.peak_bytes_in_use = s.st.bytes_in_use;
+}
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+    if (bytes == 0) return;
+    const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
+    cudaStream_t st = stream(dev);
+    set_device(dev);
+    if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
+        FSAD_CUDA_CHECK(cudaStreamSynchronize(stream(src_dev.index)));
+        FSAD_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, st));
+    } else {
+        FSAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, st));
+    }
+    FSAD_CUDA_CHECK(cudaStreamSynchronize(st));
+}
+
+void synchronize(int device) {
+    if (device_count() == 0) return;
+    FSAD_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+}
+
+std::string device_name(int device) {
+    set_device(device);
+    cudaDeviceProp p{};
+    FSAD_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+    return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+           std::to_string(p.totalGlobalMem >> 30) + " GiB)";
+}
+
+}  // namespace fsad::cuda

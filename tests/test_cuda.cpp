@@ -1,0 +1,223 @@
+// CPU-vs-CUDA parity of every op of the front end, forward and backward, with tolerances per
+// tensor. Built only with the CUDA backend; the executable exits 77 (skipped) when no GPU is
+// visible (tests/main_cuda.cpp).
+#include <doctest/doctest.h>
+
+#include <fsad/fsad.hpp>
+
+#include "helpers.hpp"
+
+using namespace fsad;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+    Rng r(seed);
+    return r.uniform_tensor(s, lo, hi);
+}
+Tensor gpu(const Tensor& t) { return t.to(kGpu); }
+
+// max |a - b| / (atol + rtol |a|) <= 1 elementwise
+void close(const Tensor& cpu, const Tensor& cuda, const char* what, float rtol = 1e-4f, float atol = 1e-5f) {
+    CAPTURE(what);
+    REQUIRE(cuda.device().is_cuda());
+    REQUIRE(cpu.shape() == cuda.shape());
+    const std::vector<float> a = cpu.to_vector(), b = cuda.to_vector();
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        const double e = std::abs(static_cast<double>(a[i]) - b[i]) / (atol + rtol * std::abs(static_cast<double>(a[i])));
+        if (!(e <= worst)) {  // NaN-safe: a NaN makes worst NaN
+            worst = e;
+            at = i;
+        }
+    }
+    CAPTURE(at);
+    CAPTURE(a.empty() ? 0.0f : a[at]);
+    CAPTURE(b.empty() ? 0.0f : b[at]);
+    CHECK(worst <= 1.0);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: tensors move between host and device") {
+    Tensor a = rnd(Shape{3, 5, 7}, 1);
+    Tensor g = gpu(a);
+    CHECK(g.is_cuda());
+    CHECK(g.to_vector() == a.to_vector());
+    Tensor g2 = g.clone();
+    CHECK(g2.to(Device::cpu()).to_vector() == a.to_vector());
+    Tensor f = Tensor::full(Shape{1000}, 2.5f, kGpu);
+    for (float v : f.to_vector()) REQUIRE(v == 2.5f);
+    Tensor s = g.slice(1, 3);
+    CHECK(s.to_vector() == a.slice(1, 3).to_vector());
+    CHECK(allocator_stats(kGpu).bytes_in_use > 0);
+    CHECK_THROWS_AS(Tensor::empty(Shape{4}, Device::cuda(63)), CudaError);
+}
+
+TEST_CASE("cuda: convolution forward and backward (cuDNN) match the CPU") {
+    struct Case {
+        int64_t n, cin, h, w, cout, k;
+        ops::Conv2dParams p;
+        bool bias;
+    };
+    const Case cases[] = {
+        {2, 3, 17, 15, 8, 7, {2, 2, 3, 3, 1, 1, 1}, true},    // ResNet stem-like
+        {2, 16, 9, 9, 16, 3, {1, 1, 1, 1, 1, 1, 1}, false},   // 3x3
+        {2, 16, 9, 9, 32, 1, {2, 2, 0, 0, 1, 1, 1}, false},   // 1x1 downsample
+        {2, 12, 8, 8, 12, 3, {1, 1, 1, 1, 1, 1, 12}, false},  // depthwise
+        {1, 8, 10, 10, 8, 3, {1, 1, 2, 2, 2, 2, 2}, true},    // grouped + dilated
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.cin);
+        CAPTURE(c.p.groups);
+        Tensor x = rnd(Shape{c.n, c.cin, c.h, c.w}, 2), w = rnd(Shape{c.cout, c.cin / c.p.groups, c.k, c.k}, 3, -0.3f, 0.3f);
+        Tensor b = rnd(Shape{c.cout}, 4);
+        Tensor y = ops::conv2d_forward(x, w, c.bias ? &b : nullptr, c.p);
+        Tensor bg = gpu(b);
+        Tensor yg = ops::conv2d_forward(gpu(x), gpu(w), c.bias ? &bg : nullptr, c.p);
+        close(y, yg, "y", 1e-4f, 1e-4f);
+        Tensor dy = rnd(y.shape(), 5);
+        Tensor dx, dw, db, dxg, dwg, dbg;
+        ops::conv2d_backward(x, w, dy, c.p, &dx, &dw, &db);
+        ops::conv2d_backward(gpu(x), gpu(w), gpu(dy), c.p, &dxg, &dwg, &dbg);
+        close(dx, dxg, "dx", 1e-4f, 1e-4f);
+        close(dw, dwg, "dw", 1e-4f, 1e-3f);
+        close(db, dbg, "db", 1e-4f, 1e-4f);
+    }
+}
+
+TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
+    for (auto act : {math::Activation::Identity, math::Activation::ReLU, math::Activation::ReLU6}) {
+        for (bool two_d : {false, true}) {
+            CAPTURE(static_cast<int>(act));
+            CAPTURE(two_d);
+            const Shape s = two_d ? Shape{16, 6} : Shape{4, 6, 5, 7};
+            Tensor x = rnd(s, 6, -2.0f, 5.0f), gamma = rnd(Shape{6}, 7, 0.5f, 2.0f), beta = rnd(Shape{6}, 8);
+            Tensor rm = rnd(Shape{6}, 9), rv = rnd(Shape{6}, 10, 0.5f, 1.5f);
+            Tensor rmg = gpu(rm), rvg = gpu(rv);
+            ops::BatchNormSaved sv, svg;
+            Tensor y = ops::batchnorm_forward_train(x, gamma, beta, rm, rv, 0.1f, 1e-5f, &sv, act);
+            Tensor yg = ops::batchnorm_forward_train(gpu(x), gpu(gamma), gpu(beta), rmg, rvg, 0.1f, 1e-5f, &svg, act);
+            close(y, yg, "y");
+            close(sv.mean, svg.mean, "mean");
+            close(sv.invstd, svg.invstd, "invstd");
+            close(rm, rmg, "running_mean");
+            close(rv, rvg, "running_var");
+            Tensor dy = rnd(s, 11);
+            Tensor dx, dg, db, dxg, dgg, dbg;
+            ops::batchnorm_backward_train(x, gamma, sv, dy, &dx, &dg, &db, &y, act);
+            Tensor yg2 = yg;
+            ops::batchnorm_backward_train(gpu(x), gpu(gamma), svg, gpu(dy), &dxg, &dgg, &dbg, &yg2, act);
+            close(dx, dxg, "dx", 1e-3f, 1e-4f);
+            close(dg, dgg, "dgamma", 1e-4f, 1e-4f);
+            close(db, dbg, "dbeta", 1e-4f, 1e-4f);
+            Tensor ye = ops::batchnorm_forward_eval(x, gamma, beta, rm, rv, 1e-5f, act);
+            Tensor yeg = ops::batchnorm_forward_eval(gpu(x), gpu(gamma), gpu(beta), gpu(rm), gpu(rv), 1e-5f, act);
+            close(ye, yeg, "y eval");
+            ops::batchnorm_backward_eval(x, gamma, rm, rv, 1e-5f, dy, &dx, &dg, &db, &ye, act);
+            ops::batchnorm_backward_eval(gpu(x), gpu(gamma), gpu(rm), gpu(rv), 1e-5f, gpu(dy), &dxg, &dgg, &dbg, &yeg, act);
+            close(dx, dxg, "dx eval");
+            close(dg, dgg, "dgamma eval");
+            close(db, dbg, "dbeta eval");
+        }
+    }
+}
+
+TEST_CASE("cuda: activations, pooling and element-wise ops match the CPU") {
+    Tensor x = rnd(Shape{2, 3, 9, 11}, 12, -8.0f, 8.0f), dyx = rnd(Shape{2, 3, 9, 11}, 13);
+    for (auto a : {math::Activation::ReLU, math::Activation::ReLU6}) {
+        Tensor y = ops::activation_forward(x, a), yg = ops::activation_forward(gpu(x), a);
+        close(y, yg, "activation");
+        close(ops::activation_backward(y, dyx, a), ops::activation_backward(yg, gpu(dyx), a), "activation grad");
+    }
+    for (const ops::Pool2dParams p : {ops::Pool2dParams{3, 3, 2, 2, 1, 1}, ops::Pool2dParams{2, 2, 2, 2, 0, 0},
+                                      ops::Pool2dParams{3, 2, 1, 2, 1, 0}}) {
+        CAPTURE(p.kh);
+        Tensor y = ops::maxpool2d_forward(x, p), yg = ops::maxpool2d_forward(gpu(x), p);
+        close(y, yg, "maxpool");
+        Tensor dy = rnd(y.shape(), 14);
+        close(ops::maxpool2d_backward(x, dy, p), ops::maxpool2d_backward(gpu(x), gpu(dy), p), "maxpool grad");
+        Tensor ya = ops::avgpool2d_forward(x, p), yag = ops::avgpool2d_forward(gpu(x), p);
+        close(ya, yag, "avgpool");
+        close(ops::avgpool2d_backward(x.shape(), dy, p), ops::avgpool2d_backward(x.shape(), gpu(dy), p), "avgpool grad");
+    }
+    Tensor yg = ops::global_avgpool_forward(gpu(x));
+    close(ops::global_avgpool_forward(x), yg, "global avgpool");
+    Tensor dg = rnd(Shape{2, 3}, 15);
+    close(ops::global_avgpool_backward(x.shape(), dg), ops::global_avgpool_backward(x.shape(), gpu(dg)), "global avgpool grad");
+
+    Tensor a = rnd(Shape{1000}, 16), b = rnd(Shape{1000}, 17);
+    close(ops::axpby(0.3f, a, -1.7f, b), ops::axpby(0.3f, gpu(a), -1.7f, gpu(b)), "axpby");
+    close(ops::mul(a, b), ops::mul(gpu(a), gpu(b)), "mul");
+    close(ops::affine(a, 2.0f, -0.5f), ops::affine(gpu(a), 2.0f, -0.5f), "affine");
+    Tensor c = a.clone(), cg = gpu(a);
+    ops::add_(c, b, 0.25f);
+    ops::add_(cg, gpu(b), 0.25f);
+    close(c, cg, "add_");
+}
+
+TEST_CASE("cuda: linear (cuBLAS), shape ops, row-wise ops and reductions match the CPU") {
+    Tensor x = rnd(Shape{7, 13}, 20), w = rnd(Shape{5, 13}, 21), bias = rnd(Shape{5}, 22);
+    Tensor bg = gpu(bias);
+    Tensor y = ops::linear_forward(x, w, &bias), yg = ops::linear_forward(gpu(x), gpu(w), &bg);
+    close(y, yg, "linear");
+    Tensor dy = rnd(y.shape(), 23);
+    Tensor dx, dw, db, dxg, dwg, dbg;
+    ops::linear_backward(x, w, dy, &dx, &dw, &db);
+    ops::linear_backward(gpu(x), gpu(w), gpu(dy), &dxg, &dwg, &dbg);
+    close(dx, dxg, "linear dx");
+    close(dw, dwg, "linear dw");
+    close(db, dbg, "linear db");
+
+    Tensor p = rnd(Shape{3, 4, 5}, 24), q = rnd(Shape{3, 2, 5}, 25);
+    Tensor cat = ops::concat({p, q}, 1), catg = ops::concat({gpu(p), gpu(q)}, 1);
+    close(cat, catg, "concat");
+    auto parts = ops::split(catg, 1, {4, 2});
+    close(p, parts[0], "split 0");
+    close(q, parts[1], "split 1");
+    const std::vector<int64_t> idx = {2, 0, 2, 1};
+    close(ops::gather_rows(p, idx), ops::gather_rows(gpu(p), idx), "gather_rows");
+    Tensor gdy = rnd(Shape{4, 4, 5}, 26);
+    close(ops::gather_rows_backward(gdy, idx, 3), ops::gather_rows_backward(gpu(gdy), idx, 3), "gather_rows backward");
+
+    Tensor r = rnd(Shape{6, 300}, 27), s = rnd(Shape{6, 300}, 28), dr = rnd(Shape{6, 300}, 29), dc = rnd(Shape{6}, 30);
+    close(ops::l2_normalize_forward(r, 1e-12f), ops::l2_normalize_forward(gpu(r), 1e-12f), "l2_normalize");
+    close(ops::l2_normalize_backward(r, dr, 1e-12f), ops::l2_normalize_backward(gpu(r), gpu(dr), 1e-12f), "l2_normalize grad");
+    close(ops::cosine_similarity_forward(r, s, 1e-8f), ops::cosine_similarity_forward(gpu(r), gpu(s), 1e-8f), "cosine");
+    Tensor da, dbb, dag, dbgg;
+    ops::cosine_similarity_backward(r, s, dc, 1e-8f, &da, &dbb);
+    ops::cosine_similarity_backward(gpu(r), gpu(s), gpu(dc), 1e-8f, &dag, &dbgg);
+    close(da, dag, "cosine da");
+    close(dbb, dbgg, "cosine db");
+
+    Tensor big = rnd(Shape{100003}, 31);
+    close(ops::sum_all(big), ops::sum_all(gpu(big)), "sum_all", 1e-5f, 1e-3f);
+    close(ops::sum_dim(p, 1), ops::sum_dim(gpu(p), 1), "sum_dim");
+    Tensor sd = rnd(Shape{3, 5}, 32);
+    close(ops::sum_dim_backward(p.shape(), sd, 1), ops::sum_dim_backward(p.shape(), gpu(sd), 1), "sum_dim grad");
+}
+
+TEST_CASE("cuda: Adam and EMA over a flat buffer match the CPU") {
+    Tensor p = rnd(Shape{5000}, 40), g = rnd(Shape{5000}, 41), m = rnd(Shape{5000}, 42, 0.0f, 0.1f), v = rnd(Shape{5000}, 43, 0.0f, 0.1f);
+    Tensor pg = gpu(p), gg = gpu(g), mg = gpu(m), vg = gpu(v);
+    const math::AdamStep st{1e-3f, 0.9f, 0.99f, 1e-8f, 1e-4f, 1 - 0.9f * 0.9f, std::sqrt(1 - 0.99f * 0.99f)};
+    for (int i = 0; i < 3; ++i) {
+        ops::adam_step(p, g, m, v, st);
+        ops::adam_step(pg, gg, mg, vg, st);
+    }
+    close(p, pg, "adam param");
+    close(m, mg, "adam m");
+    close(v, vg, "adam v");
+    Tensor t = rnd(Shape{5000}, 44), tg = gpu(t);
+    ops::ema_update(t, p, 0.99f);
+    ops::ema_update(tg, pg, 0.99f);
+    close(t, tg, "ema");
+}
+
+TEST_CASE("cuda: mixing devices is refused with both devices named") {
+    Tensor a = rnd(Shape{4}, 50), b = gpu(rnd(Shape{4}, 51));
+    CHECK_THROWS_WITH_AS(ops::mul(a, b), doctest::Contains("cuda:0"), Error);
+}
