@@ -221,3 +221,84 @@ TEST_CASE("cuda: mixing devices is refused with both devices named") {
     Tensor a = rnd(Shape{4}, 50), b = gpu(rnd(Shape{4}, 51));
     CHECK_THROWS_WITH_AS(ops::mul(a, b), doctest::Contains("cuda:0"), Error);
 }
+
+namespace {
+// forward + backward of sum(features * w) through a backbone; returns (features, flat gradients)
+std::pair<Tensor, Tensor> backbone_step(nn::Backbone& net, const Tensor& x, const Tensor& w) {
+    net.train();
+    net.zero_grad();
+    Var f = net.forward(Var(x));
+    Var l = ag::sum(ag::mul(f, Var(w)));
+    l.backward();
+    return {f.value(), net.flat_grads()};
+}
+}  // namespace
+
+TEST_CASE("cuda: ResNet18 and MobileNetV2 training steps match the CPU") {
+    for (auto kind : {nn::BackboneKind::ResNet18, nn::BackboneKind::MobileNetV2}) {
+        CAPTURE(nn::to_string(kind));
+        nn::BackboneConfig cfg{kind, kind == nn::BackboneKind::ResNet18 ? 0.125f : 0.25f};
+        auto cpu_net = nn::make_backbone(cfg, 7), gpu_net = nn::make_backbone(cfg, 7);
+        gpu_net->to(kGpu);
+        CHECK(gpu_net->flat_params().is_cuda());
+        CHECK(gpu_net->device() == kGpu);
+        Tensor x = rnd(Shape{4, 3, 64, 64}, 60);
+        Tensor w = rnd(Shape{4, cpu_net->feature_dim()}, 61);
+        auto [f, g] = backbone_step(*cpu_net, x, w);
+        auto [fg, gg] = backbone_step(*gpu_net, gpu(x), gpu(w));
+        close(f, fg, "features", 1e-3f, 1e-4f);
+        close(g, gg, "flat gradients", 2e-3f, 2e-4f);
+        close(cpu_net->flat_buffers(), gpu_net->flat_buffers(), "BatchNorm running statistics", 1e-4f, 1e-5f);
+        gpu_net->to(Device::cpu());  // and back
+        close(cpu_net->flat_params(), gpu_net->flat_params().to(kGpu), "parameters after the round trip", 0, 0);
+    }
+}
+
+TEST_CASE("cuda: the full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) matches the CPU") {
+    method::ByolOptions o;
+    o.batch = 4;
+    o.hidden = 64;
+    o.projection = 32;
+    o.negative = method::Negative::CutPaste;
+    o.seed = 3;
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+    auto make = [&] { return nn::make_backbone(cfg, 5); };
+    method::ByolTrainer cpu_tr(make(), make, o);
+    o.device = kGpu;
+    method::ByolTrainer gpu_tr(make(), make, o);
+    Tensor x1 = rnd(Shape{4, 3, 64, 64}, 70), x2 = rnd(Shape{4, 3, 64, 64}, 71), xn = rnd(Shape{4, 3, 64, 64}, 72);
+    const std::vector<int64_t> perm = {1, 2, 3, 0};
+    for (int step = 0; step < 2; ++step) {
+        CAPTURE(step);
+        method::StepStats a = cpu_tr.train_step(x1, x2, &xn, perm);
+        method::StepStats b = gpu_tr.train_step(gpu(x1), gpu(x2), &xn, perm);  // a CPU xn is moved by the trainer
+        CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-3));
+        CHECK(b.con == doctest::Approx(a.con).epsilon(1e-3));
+        CHECK(b.pair == doctest::Approx(a.pair).epsilon(1e-3));
+        CHECK(b.neg == doctest::Approx(a.neg).epsilon(1e-3));
+    }
+    close(cpu_tr.online().flat_params(), gpu_tr.online().flat_params(), "online parameters after 2 steps", 1e-2f, 1e-4f);
+    close(cpu_tr.target().flat_params(), gpu_tr.target().flat_params(), "target parameters after 2 steps", 1e-2f, 1e-4f);
+}
+
+TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
+    DetectorConfig c;
+    c.width = 0.125f;
+    c.resolution = 32;
+    c.n_augment = 3;
+    c.byol.steps = 2;
+    c.byol.batch = 4;
+    c.byol.hidden = 64;
+    c.byol.projection = 32;
+    std::vector<Tensor> shots, test;
+    for (int i = 0; i < 4; ++i) shots.push_back(rnd(Shape{3, 40, 40}, 80 + i, 0.0f, 1.0f));
+    for (int i = 0; i < 5; ++i) test.push_back(rnd(Shape{3, 40, 40}, 90 + i, 0.0f, 1.0f));
+    Detector cpu_det(c);
+    cpu_det.fit(shots);
+    c.device = kGpu;
+    Detector gpu_det(c);
+    gpu_det.fit(shots);
+    const auto a = cpu_det.score(test), b = gpu_det.score(test);
+    for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == doctest::Approx(a[i]).epsilon(2e-2));
+    CHECK(gpu_det.threshold() == doctest::Approx(cpu_det.threshold()).epsilon(2e-2));
+}

@@ -101,3 +101,14 @@ TEST_CASE("nn: train/eval switch changes batch norm behaviour, never inferred fr
     // training mode with a 1x1 final map and batch 1 has one value per channel: a clear error
     CHECK_THROWS_WITH_AS(b->forward(Var(x)), doctest::Contains("more than one value per channel"), Error);
 }
+
+TEST_CASE("nn: to(device) keeps a flattened module flattened; to its own device is a no-op") {
+    auto net = nn::make_backbone({nn::BackboneKind::ResNet18, 0.125f}, 1);
+    REQUIRE(net->flattened());
+    const Tensor before = net->flat_params();
+    net->to(Device::cpu());
+    CHECK(net->flattened());
+    CHECK(net->flat_params().same_storage(before));
+    CHECK(net->device() == Device::cpu());
+    if (!cuda_available()) CHECK_THROWS_AS(net->to(Device::cuda(0)), Error);
+}

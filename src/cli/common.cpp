@@ -34,9 +34,7 @@ void check_interrupt() {
 }
 
 std::string cuda_unsupported_reason() {
-    if (!cuda_built()) return "this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu";
-    return "the CUDA backend runs the tensor ops, but the detector (fine-tuning, features, density) does not run on "
-           "the GPU yet; use --device cpu";
+    return "this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu";
 }
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
@@ -50,8 +48,9 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.backbone = nn::parse_backbone_kind(f.backbone);
     c.width = f.width;
     const Device dev = parse_device(f.device);
-    if (dev.is_cuda())
+    if (dev.is_cuda() && !cuda_built())
         throw Error("--device " + f.device + ": " + cuda_unsupported_reason());
+    c.device = dev;
     if (f.weights == "none") {
         c.weights.clear();
         if (note) *note = "random initialisation (--weights none): features are not ImageNet features";
@@ -137,7 +136,7 @@ std::vector<std::pair<std::string, std::string>> versions() {
     return {{"fsad", version_string()},
             {"threads", std::to_string(get_num_threads())},
             {"cuda backend", cuda_built() ? "built" : "not built"},
-            {"device", "cpu"}};
+            {"cuda devices", std::to_string(cuda_device_count())}};
 }
 
 }  // namespace fsad::cli

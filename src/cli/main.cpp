@@ -13,6 +13,18 @@ using namespace fsad::cli;
 
 namespace {
 
+// cpu | cuda | cuda:N, checked while parsing so that a typo fails before any work
+const CLI::Validator kDevice(
+    [](std::string& s) -> std::string {
+        try {
+            parse_device(s);
+            return "";
+        } catch (const Error& e) {
+            return e.what();
+        }
+    },
+    "cpu|cuda[:N]", "device");
+
 void add_detector_flags(CLI::App* c, DetectorFlags& f) {
     c->add_option("--backbone", f.backbone, "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2")
         ->check(CLI::IsMember({"resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2"}));
@@ -33,7 +45,7 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
     c->add_flag("--freeze-bn", f.freeze_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
     c->add_flag("--no-colour", f.no_colour, "affine augmentation only (no colour jitter, grayscale, blur)");
     c->add_option("--quantile", f.quantile, "decision threshold: this quantile of held-out normal scores")->check(CLI::Range(0.5, 1.0));
-    c->add_option("--device", f.device, "cpu | cuda[:N]");
+    c->add_option("--device", f.device, "cpu | cuda[:N]")->check(kDevice);
     c->add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
     c->add_option("--seed", f.seed, "random seed (shots, augmentations, initialisation)")->check(CLI::NonNegativeNumber);
 }
@@ -65,7 +77,7 @@ int main(int argc, char** argv) {
     c_score->add_option("--threshold", score.threshold, "override the model's decision threshold");
     c_score->add_flag("--fail-on-anomaly", score.fail_on_anomaly, "exit with status 2 when any image is anomalous");
     c_score->add_option("--threads", score.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
-    c_score->add_option("--device", score.device, "cpu | cuda[:N]");
+    c_score->add_option("--device", score.device, "cpu | cuda[:N]")->check(kDevice);
 
     EvalArgs ev;
     auto* c_eval = app.add_subcommand("eval", "run a few-shot protocol on a dataset and write a report");

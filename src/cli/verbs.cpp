@@ -167,8 +167,9 @@ int run_fit(const FitArgs& a, bool quiet) {
 // ---------------------------------------------------------------------------------------- score
 int run_score(const ScoreArgs& a, bool quiet) {
     apply_threads(a.threads);
-    if (parse_device(a.device).is_cuda()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
-    Detector det = Detector::load(a.model);
+    const Device dev = parse_device(a.device);
+    if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
+    Detector det = Detector::load(a.model, dev);
     if (a.threshold >= 0) det.set_threshold(a.threshold);
     std::vector<std::string> files;
     for (const auto& in : a.inputs) {
@@ -351,7 +352,7 @@ int run_info(const InfoArgs& a) {
     std::cout << "devices: cpu";
     for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i;
     std::cout << "\ncuda backend: " << (cuda_built() ? "built (" + std::to_string(cuda_device_count()) + " GPU(s) visible)" : "not built")
-              << "; the detector runs on the CPU\n";
+              << "\n";
     std::cout << "weights (first existing file is used; --weights overrides):\n";
     for (auto k : {nn::BackboneKind::ResNet18, nn::BackboneKind::ResNet34, nn::BackboneKind::ResNet50,
                    nn::BackboneKind::ResNet101, nn::BackboneKind::MobileNetV2}) {

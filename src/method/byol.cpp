@@ -49,6 +49,8 @@ ByolTrainer::ByolTrainer(std::shared_ptr<nn::Backbone> backbone,
     Rng init(opt.seed + 0x9e3779b97f4a7c15ULL);
     online_ = std::make_shared<OnlineNetwork>(std::move(backbone), opt.hidden, opt.projection, init);
     target_ = std::make_shared<TargetNetwork>(make_target(), opt.hidden, opt.projection, init);
+    online_->to(opt.device);
+    target_->to(opt.device);
     sync_target();
     adam_ = std::make_unique<nn::Adam>(*online_, nn::Adam::Options{opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay});
     online_->train();
@@ -92,13 +94,20 @@ StepStats ByolTrainer::step(const std::vector<Tensor>& shots) {
     std::vector<int64_t> perm(static_cast<size_t>(B));
     for (int64_t i = 0; i < B; ++i) perm[static_cast<size_t>(i)] = i;
     std::shuffle(perm.begin(), perm.end(), rng_.engine());
-    Tensor xn = neg ? normalized_batch(vn) : Tensor();
-    return train_step(normalized_batch(v1), normalized_batch(v2), neg ? &xn : nullptr, perm);
+    const Device dev = opt_.device;
+    Tensor xn = neg ? normalized_batch(vn).to(dev) : Tensor();
+    return train_step(normalized_batch(v1).to(dev), normalized_batch(v2).to(dev), neg ? &xn : nullptr, perm);
 }
 
-StepStats ByolTrainer::train_step(const Tensor& x1, const Tensor& x2, const Tensor* xn, const std::vector<int64_t>& perm) {
-    FSAD_CHECK(x1.ndim() == 4 && x1.shape() == x2.shape() && (!xn || xn->shape() == x1.shape()),
+StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, const Tensor* xn_in,
+                                  const std::vector<int64_t>& perm) {
+    FSAD_CHECK(x1_in.ndim() == 4 && x1_in.shape() == x2_in.shape() && (!xn_in || xn_in->shape() == x1_in.shape()),
                "ByolTrainer::train_step: views must be [B,3,S,S] of the same shape");
+    const Device dev = opt_.device;
+    auto on_dev = [&](const Tensor& t) { return t.device() == dev ? t : t.to(dev); };
+    const Tensor x1 = on_dev(x1_in), x2 = on_dev(x2_in);
+    const Tensor xn_dev = xn_in ? on_dev(*xn_in) : Tensor();
+    const Tensor* xn = xn_in ? &xn_dev : nullptr;
     const int64_t B = x1.dim(0);
     const bool neg = xn != nullptr && opt_.lambda_np > 0;
     adam_->zero_grad();

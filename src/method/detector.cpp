@@ -118,6 +118,8 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     if (cfg_.threads > 0) set_num_threads(cfg_.threads);
     cfg_.byol.augment.size = cfg_.resolution;
     cfg_.byol.seed = cfg_.seed;
+    cfg_.byol.device = cfg_.device;
+    backbone_->to(cfg_.device);
 }
 
 Tensor Detector::preprocess(const Tensor& img) const {
@@ -133,7 +135,7 @@ Tensor Detector::features(const std::vector<Tensor>& prepared, const std::functi
     for (size_t b = 0; b < prepared.size(); b += bs) {
         std::vector<Tensor> chunk(prepared.begin() + static_cast<std::ptrdiff_t>(b),
                                   prepared.begin() + static_cast<std::ptrdiff_t>(std::min(prepared.size(), b + bs)));
-        out.push_back(backbone_->forward(Var(method::normalized_batch(chunk))).value());
+        out.push_back(backbone_->forward(Var(method::normalized_batch(chunk).to(cfg_.device))).value().to(Device::cpu()));
         if (done) done(static_cast<int64_t>(std::min(prepared.size(), b + bs)));
     }
     return ops::concat(out, 0);
@@ -228,7 +230,7 @@ double calibrate_threshold(const std::vector<Tensor>& f, int64_t n, int64_t A, c
 void Detector::save(const std::string& path) const {
     FSAD_CHECK(fitted(), "Detector::save: the detector is not fitted");
     std::map<std::string, Tensor> t;
-    for (auto& [k, v] : backbone_->state_dict()) t["backbone." + k] = v;
+    for (auto& [k, v] : backbone_->state_dict()) t["backbone." + k] = v.is_cuda() ? v.to(Device::cpu()) : v;
     t["density.mean"] = density_.mean();
     t["density.cholesky"] = density_.cholesky();
     json meta_cfg = config_json(cfg_);
@@ -247,7 +249,7 @@ void Detector::save(const std::string& path) const {
     io::write_safetensors(path, t, meta);
 }
 
-Detector Detector::load(const std::string& path) {
+Detector Detector::load(const std::string& path, Device device) {
     io::SafeTensors st = io::read_safetensors(path);
     auto meta = [&](const char* k) -> const std::string& {
         auto it = st.metadata.find(k);
@@ -271,6 +273,7 @@ Detector Detector::load(const std::string& path) {
         throw FormatError(path + ": invalid configuration in the model file (" + e.what() + ")");
     }
     cfg.weights.clear();  // the weights are in the file
+    cfg.device = device;
     Detector d(cfg, build_backbone(cfg, &st.metadata));
     std::map<std::string, Tensor> sd;
     for (auto& [k, v] : st.tensors)

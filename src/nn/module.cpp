@@ -138,6 +138,25 @@ void Module::flatten() {
     }
 }
 
+void Module::to(Device dev) {
+    const bool was_flat = flattened();
+    for (auto& p : named_parameters())
+        if (!(p.second->value().device() == dev)) *p.second = Var(p.second->value().to(dev), true);
+    for (auto& b : named_buffers())
+        if (!(b.second->device() == dev)) *b.second = b.second->to(dev);
+    if (was_flat && !(flat_params_.device() == dev)) {
+        flat_params_ = Tensor();
+        flat_grads_ = Tensor();
+        flat_buffers_ = Tensor();
+        flatten();
+    }
+}
+
+Device Module::device() {
+    auto params = named_parameters();
+    return params.empty() ? Device::cpu() : params[0].second->value().device();
+}
+
 void Module::zero_grad() {
     if (flattened()) {
         flat_grads_.zero_();

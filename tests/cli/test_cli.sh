@@ -60,8 +60,12 @@ expect 1 "fit with more shots than images" "$FSAD" fit --normal "$W/ds/metal/tra
 contains "$W/err" "--shots 50" "the option is named"
 expect 1 "fit into a missing folder" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/no/such/m.fsad" "${TINY[@]}"
 contains "$W/err" "does not exist" "the output folder is named"
-expect 1 "fit with --device cuda on a CPU build" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device cuda "${TINY[@]}"
-contains "$W/err" "use --device cpu" "the device error is clear"
+if [[ $("$FSAD" info) != *"cuda:0"* ]]; then  # no GPU here (or no CUDA backend): a clear refusal
+  expect 1 "fit with --device cuda without a GPU" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device cuda "${TINY[@]}"
+  grep -qE "no CUDA backend|no CUDA device" "$W/err" && ok "the device error is clear" || bad "the device error is clear"
+  absent "$W/x.fsad" "no model after the refusal"
+fi
+expect 105 "a malformed device is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device tpu "${TINY[@]}"
 expect 1 "fit with a missing weights file" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --weights "$W/none.safetensors" --steps 0
 contains "$W/err" "none.safetensors" "the weights file is named"
 # odd images: 16-bit, grayscale, gray+alpha, RGBA, mixed sizes

@@ -33,6 +33,9 @@ struct ByolOptions {
     /// mode); an option for few-shot data whose batch statistics are unrepresentative.
     bool freeze_backbone_bn = false;
     uint64_t seed = 0;
+    /// Where the networks live and the steps run (Device::cuda(i) with the CUDA backend). The
+    /// augmentations run on the CPU; each step's batch is copied over.
+    Device device = Device::cpu();
 };
 
 struct StepStats {

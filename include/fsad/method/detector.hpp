@@ -28,6 +28,10 @@ struct DetectorConfig {
     double threshold_quantile = 0.99;  ///< of leave-one-shot-out scores (see calibrate_threshold)
     int threads = 0;                   ///< 0 = all cores
     uint64_t seed = 0;
+    /// Where the backbone runs (fine-tuning and features). Not stored in the model file: a model
+    /// fitted on a GPU loads on a CPU and back. The Gaussian density is fitted and evaluated on the
+    /// CPU (d = 512 or 1280 features: milliseconds).
+    Device device = Device::cpu();
 };
 
 struct FitProgress {
@@ -56,7 +60,7 @@ public:
     /// format version, checksum) atomically.
     void save(const std::string& path) const;
     /// Reads a model file; refuses other formats/versions, truncated or modified files.
-    static Detector load(const std::string& path);
+    static Detector load(const std::string& path, Device device = Device::cpu());
 
     bool fitted() const { return density_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }

@@ -49,6 +49,11 @@ public:
     const Tensor& flat_grads() const { return flat_grads_; }
     const Tensor& flat_buffers() const { return flat_buffers_; }
     void zero_grad();
+    /// Moves parameters and buffers to `dev` (a flattened module stays flattened there; gradients
+    /// are dropped). Call it on the root: children become views into the root's flat buffers.
+    void to(Device dev);
+    /// The device of the parameters (the CPU for a module without any).
+    Device device();
 
 protected:
     Var& register_parameter(const std::string& name, Tensor value);
