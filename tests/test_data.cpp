@@ -392,3 +392,65 @@ TEST_CASE("base64") {
     CHECK(eval::base64("foo") == "Zm9v");
     CHECK(eval::base64("foobar") == "Zm9vYmFy");
 }
+
+TEST_CASE("protocol: the imbalanced test sets of Table 8 are drawn per seed") {
+    data::SyntheticOptions so;
+    so.products = {"stone"};
+    so.size = 32;
+    so.pool = 6;
+    so.test_normal = 10;
+    so.test_per_defect = 3;  // 12 anomalies
+    data::Dataset ds = data::synthetic_dataset(so);
+    eval::ProtocolOptions po;
+    po.detector.width = 0.125f;
+    po.detector.resolution = 32;
+    po.detector.adapt = false;
+    po.detector.n_augment = 2;
+    po.shots = {2};
+    po.seeds = 2;
+    po.gallery = 0;
+    po.test_normals = 8;
+    po.test_anomalies = 3;
+    eval::EvalResult r = eval::run_protocol(ds, po);
+    REQUIRE(r.runs.size() == 2);
+    for (const auto& x : r.runs) {
+        int an = 0;
+        for (int l : x.labels) an += l;
+        CHECK(an == 3);
+        CHECK(x.labels.size() == 11u);
+    }
+    CHECK(r.runs[0].names != r.runs[1].names);  // different seeds draw different test sets
+    po.test_anomalies = 13;
+    CHECK_THROWS_WITH_AS(eval::run_protocol(ds, po), doctest::Contains("12 anomalous test images; 13 asked"), Error);
+}
+
+TEST_CASE("cifar100: fine classes are grouped into the 20 superclasses") {
+    CHECK(data::cifar100_superclass("maple_tree") == "trees");
+    CHECK(data::cifar100_superclass("trees") == "trees");
+    CHECK(data::cifar100_superclass("pickup_truck") == "vehicles_1");
+    CHECK(data::cifar100_superclass("airplane") == "");
+    const fs::path r = fs::temp_directory_path() / ("fsad_test_c100_" + std::to_string(::getpid()));
+    fs::remove_all(r);
+    Rng rng(8);
+    for (const char* cls : {"oak_tree", "pine_tree", "bus"})
+        for (const char* split : {"train", "test"}) {
+            fs::create_directories(r / split / cls);
+            for (int i = 0; i < 2; ++i)
+                io::write_png((r / split / cls / (std::to_string(i) + ".png")).string(), data::synthetic_part("wood", 32, rng));
+        }
+    data::LoadOptions lo;
+    lo.corruptions = {"contrast"};
+    data::Dataset ds = data::load_cifar100(r.string(), lo);
+    REQUIRE(ds.categories.size() == 2);
+    const auto& trees = ds.categories[0].name == "trees" ? ds.categories[0] : ds.categories[1];
+    CHECK(trees.pool.size() == 4);
+    CHECK(trees.test.size() == 8);  // 4 clean + 4 corrupted
+    CHECK(trees.test[3].label == 0);
+    CHECK(trees.test[4].label == 1);
+    fs::create_directories(r / "train" / "airplane");
+    fs::create_directories(r / "test" / "airplane");
+    io::write_png((r / "train" / "airplane" / "0.png").string(), data::synthetic_part("wood", 32, rng));
+    io::write_png((r / "test" / "airplane" / "0.png").string(), data::synthetic_part("wood", 32, rng));
+    CHECK_THROWS_WITH_AS(data::load_cifar100(r.string(), lo), doctest::Contains("airplane"), IOError);
+    fs::remove_all(r);
+}

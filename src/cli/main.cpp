@@ -81,9 +81,9 @@ int main(int argc, char** argv) {
 
     EvalArgs ev;
     auto* c_eval = app.add_subcommand("eval", "run a few-shot protocol on a dataset and write a report");
-    c_eval->add_option("--dataset", ev.dataset, "folder | mvtec | magnetic-tile | aitex | cifar10")
+    c_eval->add_option("--dataset", ev.dataset, "folder | mvtec | magnetic-tile | aitex | cifar10 | cifar100")
         ->required()
-        ->check(CLI::IsMember({"folder", "mvtec", "magnetic-tile", "aitex", "cifar10"}));
+        ->check(CLI::IsMember({"folder", "mvtec", "magnetic-tile", "aitex", "cifar10", "cifar100"}));
     c_eval->add_option("--root", ev.root, "dataset root folder")->required();
     c_eval->add_option("--category", ev.categories, "only these categories (repeatable)");
     c_eval->add_option("--shots", ev.shots, "shot counts, comma separated")->delimiter(',')->check(CLI::Range(1, 100000));
@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
         ->delimiter(',');
     c_eval->add_option("--test-limit", ev.test_limit, "cifar10: clean test images per class (0 = all 1000); aitex: patches per normal image")
         ->check(CLI::Range(0, 1000000));
+    c_eval->add_option("--test-normals", ev.test_normals, "imbalanced protocol (Table 8): normal test images per run, drawn per seed")
+        ->check(CLI::Range(0, 10000000));
+    c_eval->add_option("--test-anomalies", ev.test_anomalies, "imbalanced protocol (Table 8): anomalies per run, drawn per seed")
+        ->check(CLI::Range(0, 10000000));
     c_eval->add_option("--report", ev.report, "report folder (report.html, report.md, report.json)")->required();
     add_detector_flags(c_eval, ev.det);
 

@@ -228,7 +228,7 @@ int run_score(const ScoreArgs& a, bool quiet) {
 int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const std::string& config_text, CLI::App* app) {
     apply_threads(a.det.threads);
     DetectorFlags f = a.det;
-    const bool cifar = a.dataset == "cifar10";
+    const bool cifar = a.dataset == "cifar10" || a.dataset == "cifar100";
     // the paper's CIFAR setting unless the flags say otherwise: 32 -> 64 px, affine augmentation only
     if (cifar && app->count("--res") == 0) f.res = 64;
     if (cifar && app->count("--no-colour") == 0) f.no_colour = true;
@@ -261,6 +261,8 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
     po.detector = cfg;
     po.shots = a.shots;
     po.seeds = a.seeds;
+    po.test_normals = a.test_normals;
+    po.test_anomalies = a.test_anomalies;
     eval::EvalResult res = run_with_progress(ds, po, quiet);
 
     eval::ReportInfo info;
@@ -280,6 +282,11 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
             info.notes.push_back("Test set limited to the first " + std::to_string(a.test_limit) +
                                  " clean test images per class (and their corruptions).");
     }
+    if (a.test_normals > 0 || a.test_anomalies > 0)
+        info.notes.push_back("Imbalanced protocol (the paper's Table 8): each run tests on " +
+                             (a.test_normals > 0 ? std::to_string(a.test_normals) : std::string("all")) + " normal and " +
+                             (a.test_anomalies > 0 ? std::to_string(a.test_anomalies) : std::string("all")) +
+                             " anomalous images drawn with the run's seed.");
     if (a.dataset == "aitex")
         info.notes.push_back("AITEX: seeded random 256x256 patches; defect patches are centred on the defect mask when "
                              "Mask_images has one, otherwise labelled by their source image.");

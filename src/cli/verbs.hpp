@@ -28,7 +28,7 @@ struct EvalArgs {
     std::vector<std::string> categories, corruptions;
     std::vector<int> shots{5};
     int seeds = 5;
-    int64_t test_limit = 0;
+    int64_t test_limit = 0, test_normals = 0, test_anomalies = 0;
     DetectorFlags det;
 };
 struct DemoArgs {

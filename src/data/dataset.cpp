@@ -5,6 +5,7 @@
 #include <cctype>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "fsad/core/error.hpp"
@@ -248,7 +249,68 @@ Dataset load_cifar10(const std::string& root, const LoadOptions& opt) {
     return ds;
 }
 
-std::vector<std::string> dataset_kinds() { return {"folder", "mvtec", "magnetic-tile", "aitex", "cifar10"}; }
+std::string cifar100_superclass(const std::string& fine) {
+    static const std::map<std::string, std::vector<std::string>> coarse = {
+        {"aquatic_mammals", {"beaver", "dolphin", "otter", "seal", "whale"}},
+        {"fish", {"aquarium_fish", "flatfish", "ray", "shark", "trout"}},
+        {"flowers", {"orchid", "poppy", "rose", "sunflower", "tulip"}},
+        {"food_containers", {"bottle", "bowl", "can", "cup", "plate"}},
+        {"fruit_and_vegetables", {"apple", "mushroom", "orange", "pear", "sweet_pepper"}},
+        {"household_electrical_devices", {"clock", "keyboard", "lamp", "telephone", "television"}},
+        {"household_furniture", {"bed", "chair", "couch", "table", "wardrobe"}},
+        {"insects", {"bee", "beetle", "butterfly", "caterpillar", "cockroach"}},
+        {"large_carnivores", {"bear", "leopard", "lion", "tiger", "wolf"}},
+        {"large_man-made_outdoor_things", {"bridge", "castle", "house", "road", "skyscraper"}},
+        {"large_natural_outdoor_scenes", {"cloud", "forest", "mountain", "plain", "sea"}},
+        {"large_omnivores_and_herbivores", {"camel", "cattle", "chimpanzee", "elephant", "kangaroo"}},
+        {"medium_mammals", {"fox", "porcupine", "possum", "raccoon", "skunk"}},
+        {"non-insect_invertebrates", {"crab", "lobster", "snail", "spider", "worm"}},
+        {"people", {"baby", "boy", "girl", "man", "woman"}},
+        {"reptiles", {"crocodile", "dinosaur", "lizard", "snake", "turtle"}},
+        {"small_mammals", {"hamster", "mouse", "rabbit", "shrew", "squirrel"}},
+        {"trees", {"maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"}},
+        {"vehicles_1", {"bicycle", "bus", "motorcycle", "pickup_truck", "train"}},
+        {"vehicles_2", {"lawn_mower", "rocket", "streetcar", "tank", "tractor"}},
+    };
+    for (const auto& [c, fines] : coarse)
+        if (c == fine || std::find(fines.begin(), fines.end(), fine) != fines.end()) return c;
+    return "";
+}
+
+Dataset load_cifar100(const std::string& root, const LoadOptions& opt) {
+    // load every class folder as CIFAR-10 does, then merge fine classes into their superclass
+    LoadOptions all = opt;
+    all.categories.clear();
+    Dataset fine = load_cifar10(root, all);
+    Dataset ds;
+    ds.kind = "cifar100";
+    ds.root = root;
+    for (auto& c : fine.categories) {
+        const std::string sup = cifar100_superclass(c.name);
+        if (sup.empty())
+            throw IOError(root + "/train/" + c.name + ": not a CIFAR-100 class or superclass name");
+        auto it = std::find_if(ds.categories.begin(), ds.categories.end(), [&](const Category& k) { return k.name == sup; });
+        if (it == ds.categories.end()) {
+            ds.categories.push_back(Category{sup, {}, {}, false});
+            it = ds.categories.end() - 1;
+        }
+        it->pool.insert(it->pool.end(), c.pool.begin(), c.pool.end());
+        it->test.insert(it->test.end(), c.test.begin(), c.test.end());
+    }
+    // keep normals first (as load_cifar10 orders them): clean test images, then corruptions
+    for (auto& c : ds.categories)
+        std::stable_sort(c.test.begin(), c.test.end(), [](const Sample& a, const Sample& b) { return a.label < b.label; });
+    if (!opt.categories.empty()) {
+        std::vector<Category> keep;
+        for (auto& c : ds.categories)
+            if (wanted(opt, c.name)) keep.push_back(std::move(c));
+        ds.categories = std::move(keep);
+    }
+    check_categories_found(ds, opt);
+    return ds;
+}
+
+std::vector<std::string> dataset_kinds() { return {"folder", "mvtec", "magnetic-tile", "aitex", "cifar10", "cifar100"}; }
 
 Dataset load_dataset(const std::string& kind, const std::string& root, const LoadOptions& opt) {
     if (kind == "folder") {
@@ -266,7 +328,8 @@ Dataset load_dataset(const std::string& kind, const std::string& root, const Loa
     if (kind == "magnetic-tile") return load_magnetic_tile(root);
     if (kind == "aitex") return load_aitex(root, opt);
     if (kind == "cifar10") return load_cifar10(root, opt);
-    throw Error("unknown dataset kind '" + kind + "' (folder, mvtec, magnetic-tile, aitex, cifar10)");
+    if (kind == "cifar100") return load_cifar100(root, opt);
+    throw Error("unknown dataset kind '" + kind + "' (folder, mvtec, magnetic-tile, aitex, cifar10, cifar100)");
 }
 
 Tensor materialize(const Sample& s) {

@@ -67,6 +67,24 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                     for (int64_t i = 0; i < pool; ++i)
                         if (!used[static_cast<size_t>(i)]) test.push_back(cat.pool[static_cast<size_t>(i)]);
                 test.insert(test.end(), cat.test.begin(), cat.test.end());
+                if (opt.test_normals > 0 || opt.test_anomalies > 0) {  // Table 8: subsample each class
+                    std::vector<data::Sample> normals, anomalies;
+                    for (auto& s : test) (s.label ? anomalies : normals).push_back(std::move(s));
+                    auto draw = [&](std::vector<data::Sample>& v, int64_t want, uint64_t salt, const char* what) {
+                        if (want <= 0) return;
+                        if (want > static_cast<int64_t>(v.size()))
+                            throw Error(ds.root + ": category '" + cat.name + "' has " + std::to_string(v.size()) + " " +
+                                        what + " test images; " + std::to_string(want) + " asked");
+                        std::vector<data::Sample> kept;
+                        for (int64_t i : PyRandom(static_cast<uint64_t>(seed) * 1000003u + salt).sample(static_cast<int64_t>(v.size()), want))
+                            kept.push_back(v[static_cast<size_t>(i)]);
+                        v = std::move(kept);
+                    };
+                    draw(normals, opt.test_normals, 1, "normal");
+                    draw(anomalies, opt.test_anomalies, 2, "anomalous");
+                    test = std::move(normals);
+                    test.insert(test.end(), anomalies.begin(), anomalies.end());
+                }
                 const bool both = std::any_of(test.begin(), test.end(), [](const auto& s) { return s.label == 0; }) &&
                                   std::any_of(test.begin(), test.end(), [](const auto& s) { return s.label == 1; });
                 if (!both)

@@ -15,6 +15,8 @@
 //                 image's mask; without a mask the patch is labelled by its source image)
 //   cifar10       ROOT/train/<class>, ROOT/test/<class>: each class in turn is normal; test =
 //                 its clean test images and their corruptions (data/corruptions.hpp)
+//   cifar100      the same over CIFAR-100's 20 superclasses: ROOT/train/<fine class> folders
+//                 are grouped by the standard coarse labels (or ROOT/train/<superclass> as is)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -73,7 +75,10 @@ Dataset load_mvtec(const std::string& root, const LoadOptions& opt = {});
 Dataset load_magnetic_tile(const std::string& root);
 Dataset load_aitex(const std::string& root, const LoadOptions& opt = {});
 Dataset load_cifar10(const std::string& root, const LoadOptions& opt = {});
-/// kind: folder (root = the normal folder) | mvtec | magnetic-tile | aitex | cifar10
+Dataset load_cifar100(const std::string& root, const LoadOptions& opt = {});
+/// CIFAR-100's superclass of a fine class name ("maple_tree" -> "trees"); "" when unknown.
+std::string cifar100_superclass(const std::string& fine);
+/// kind: folder (root = the normal folder) | mvtec | magnetic-tile | aitex | cifar10 | cifar100
 Dataset load_dataset(const std::string& kind, const std::string& root, const LoadOptions& opt = {});
 std::vector<std::string> dataset_kinds();
 

@@ -22,6 +22,9 @@ struct ProtocolOptions {
     int64_t score_chunk = 64;  ///< test images decoded and scored per chunk (bounds memory)
     int64_t gallery = 6;       ///< highest-scoring normals and lowest-scoring anomalies kept per category
     int64_t thumbnail = 96;    ///< gallery thumbnail side, px
+    /// The imbalanced protocol of the paper's Table 8: per run, test on this many normal images
+    /// and this many anomalies drawn (seeded) from the test set; 0 = all.
+    int64_t test_normals = 0, test_anomalies = 0;
     std::function<void(const struct RunResult&)> on_run;  ///< called as each run finishes
 };
 
