@@ -85,6 +85,52 @@ void linear(benchmark::State& st) {
     bench::rate(st, "TFLOP/s", 2.0 * static_cast<double>(n * in * out) * 1e-12);
 }
 
+// The full fine-tuning step (BYOL L_con + L_pp + L_np, Adam, EMA) of ResNet18 on the GPU; views
+// are prepared once on the device (the peer times the same: its views are fixed tensors).
+void byol_step(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const int64_t res = st.range(0), batch = st.range(1);
+    method::ByolOptions o;
+    o.batch = batch;
+    o.negative = method::Negative::CutPaste;
+    o.device = kGpu;
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18};
+    method::ByolTrainer tr(nn::make_backbone(cfg, 1), [&] { return nn::make_backbone(cfg, 2); }, o);
+    Rng rng(3);
+    Tensor v1 = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1).to(kGpu);
+    Tensor v2 = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1).to(kGpu);
+    Tensor vn = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1).to(kGpu);
+    std::vector<int64_t> perm(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < batch; ++i) perm[static_cast<size_t>(i)] = (i + 1) % batch;
+    tr.train_step(v1, v2, &vn, perm);  // algorithm search, allocator warm-up
+    synchronize(kGpu);
+    for (auto _ : st) {
+        tr.train_step(v1, v2, &vn, perm);
+        synchronize(kGpu);
+    }
+    bench::rate(st, "steps/s", 1.0);
+    bench::rate(st, "img/s", static_cast<double>(batch));
+}
+
+// Scoring throughput of a fitted detector (ResNet18, 224 px input images: resize is a no-op copy)
+void detector_score(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const int64_t n = st.range(0);
+    DetectorConfig c;
+    c.adapt = false;
+    c.n_augment = 2;
+    c.device = kGpu;
+    Detector det(c);
+    Rng rng(4);
+    std::vector<Tensor> shots, imgs;
+    for (int i = 0; i < 5; ++i) shots.push_back(rng.uniform_tensor(Shape{3, 224, 224}, 0, 1));
+    det.fit(shots);
+    for (int64_t i = 0; i < n; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, 224, 224}, 0, 1));
+    det.score(imgs);
+    for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
+    bench::rate(st, "img/s", static_cast<double>(n));
+}
+
 void conv_args(benchmark::internal::Benchmark* b) {
     for (int tf32 : {0, 1})
         for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, 64, tf32});
@@ -95,4 +141,6 @@ void conv_args(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(conv, cuda_conv2d_forward, false)->Apply(conv_args);
 BENCHMARK_CAPTURE(conv, cuda_conv2d_backward, true)->Apply(conv_args);
 BENCHMARK(batchnorm_relu)->Args({64, 64, 112})->Args({64, 256, 14})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(byol_step)->Args({224, 64})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(detector_score)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(linear)->Args({128, 512, 4096})->Args({128, 4096, 256})->Unit(benchmark::kMicrosecond)->UseRealTime();

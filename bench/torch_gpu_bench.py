@@ -24,6 +24,67 @@ def timed(fn, reps):
     return a.elapsed_time(b) / reps
 
 
+def mlp(i, h, o):
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(i, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Linear(h, o))
+
+
+def byol_step_bench(res, batch, reps):
+    """The fine-tuning step of ../shared/peers/torch_cpu_bench.py (BYOL + L_pp + L_np, Adam, EMA)
+    on the GPU, eager mode."""
+    import torchvision
+    F = torch.nn.functional
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    bb = torchvision.models.resnet18()
+    bb.fc = torch.nn.Identity()
+    online = torch.nn.ModuleDict({"backbone": bb, "projector": mlp(512, 4096, 256), "predictor": mlp(256, 4096, 256)}).to(dev).train()
+    tb = torchvision.models.resnet18()
+    tb.fc = torch.nn.Identity()
+    target = torch.nn.ModuleDict({"backbone": tb, "projector": mlp(512, 4096, 256)}).to(dev).train()
+    target.backbone.load_state_dict(online.backbone.state_dict())
+    target.projector.load_state_dict(online.projector.state_dict())
+    for p in target.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(online.parameters(), lr=3e-4)
+    on_params = list(online.backbone.parameters()) + list(online.projector.parameters())
+    tg_params = list(target.backbone.parameters()) + list(target.projector.parameters())
+    v1, v2, vn = (torch.randn(batch, 3, res, res, device=dev) for _ in range(3))
+    perm = torch.roll(torch.arange(batch, device=dev), -1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h1, h2, hn = online.backbone(v1), online.backbone(v2), online.backbone(vn)
+        p1 = online.predictor(online.projector(h1))
+        p2 = online.predictor(online.projector(h2))
+        with torch.no_grad():
+            th1, th2 = target.backbone(v1), target.backbone(v2)
+            tz1, tz2 = target.projector(th1), target.projector(th2)
+        l_con = (2 - 2 * F.cosine_similarity(p1, tz2, dim=-1).mean()) + (2 - 2 * F.cosine_similarity(p2, tz1, dim=-1).mean())
+        l_pp = (1 - F.cosine_similarity(h1, th2[perm], dim=-1).mean()) + (1 - F.cosine_similarity(h2, th1[perm], dim=-1).mean())
+        l_np = F.relu(F.cosine_similarity(h1, hn, dim=-1)).mean() + F.relu(F.cosine_similarity(h2, hn, dim=-1)).mean()
+        (l_con + 0.8 * l_pp + 0.6 * l_np).backward()
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_mul_(tg_params, 0.99)
+            torch._foreach_add_(tg_params, on_params, alpha=0.01)
+
+    ms = timed(step, reps)
+    print(f"torch byol_step res {res} batch {batch}: {ms:8.2f} ms/step  {1000.0 / ms:7.2f} steps/s")
+
+
+def infer_bench(res, batch, reps):
+    import torchvision
+    dev = torch.device("cuda")
+    bb = torchvision.models.resnet18()
+    bb.fc = torch.nn.Identity()
+    bb = bb.to(dev).eval()
+    x = torch.rand(batch, 3, res, res, device=dev)
+    with torch.no_grad():
+        ms = timed(lambda: bb(x), reps)
+    print(f"torch resnet18 features res {res} batch {batch}: {ms:8.2f} ms  {batch * 1000.0 / ms:9.1f} img/s (on-device input)")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=64)
@@ -32,6 +93,10 @@ def main():
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
     print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    byol_step_bench(224, 64, 10)
+    infer_bench(224, 512, 10)
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
