@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
         if (*c_fit) return run_fit(fit, quiet);
         if (*c_score) return run_score(score, quiet);
         if (*c_eval) return run_eval(ev, quiet, command, c_eval->config_to_str(true, false), c_eval);
-        if (*c_demo) return run_demo(demo, quiet, command, c_demo);
+        if (*c_demo) return run_demo(demo, quiet, command, c_demo->config_to_str(true, false));
         if (*c_info) return run_info(info);
         if (*c_synth) return run_synth(synth);
     } catch (const Interrupted&) {

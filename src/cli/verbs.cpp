@@ -309,8 +309,7 @@ DetectorFlags DemoArgs::demo_defaults() {
     return f;
 }
 
-int run_demo(const DemoArgs& a, bool quiet, const std::string& command, CLI::App* app) {
-    (void)app;
+int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const std::string& config_text) {
     apply_threads(a.det.threads);
     const auto t0 = std::chrono::steady_clock::now();
     std::string wnote;
@@ -332,6 +331,7 @@ int run_demo(const DemoArgs& a, bool quiet, const std::string& command, CLI::App
     info.title = "fsad demo: few-shot anomaly detection on generated textures";
     info.command = command;
     info.config_json = "{\"demo\": true, \"detector\": " + to_json(cfg) + "}";
+    info.config_text = config_text;
     info.versions = versions();
     info.notes.push_back("Backbone " + a.det.backbone + ": " + wnote);
     info.notes.push_back("Each product: " + std::to_string(so.pool) + " normal parts to draw the shots from, " +
@@ -357,7 +357,7 @@ int run_info(const InfoArgs& a) {
     std::cout << "cpu: " << cpu << ", " << std::thread::hardware_concurrency() << " hardware threads; fsad uses "
               << get_num_threads() << " thread(s) (--threads, OMP_NUM_THREADS)\n";
     std::cout << "devices: cpu";
-    for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i;
+    for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i << " " << cuda_device_name(i);
     std::cout << "\ncuda backend: " << (cuda_built() ? "built (" + std::to_string(cuda_device_count()) + " GPU(s) visible)" : "not built")
               << "\n";
     std::cout << "weights (first existing file is used; --weights overrides):\n";

@@ -51,7 +51,7 @@ struct SynthArgs {
 int run_fit(const FitArgs& a, bool quiet);
 int run_score(const ScoreArgs& a, bool quiet);
 int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const std::string& config_text, CLI::App* app);
-int run_demo(const DemoArgs& a, bool quiet, const std::string& command, CLI::App* app);
+int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const std::string& config_text);
 int run_info(const InfoArgs& a);
 int run_synth(const SynthArgs& a);
 

@@ -131,7 +131,7 @@ Tensor Detector::preprocess(const Tensor& img) const {
 Tensor Detector::features(const std::vector<Tensor>& prepared, const std::function<void(int64_t)>& done) const {
     NoGradGuard ng;
     std::vector<Tensor> out;
-    const size_t bs = 32;
+    const size_t bs = cfg_.device.is_cuda() ? 256 : 32;  // a GPU wants big batches; the CPU, cache-sized ones
     for (size_t b = 0; b < prepared.size(); b += bs) {
         std::vector<Tensor> chunk(prepared.begin() + static_cast<std::ptrdiff_t>(b),
                                   prepared.begin() + static_cast<std::ptrdiff_t>(std::min(prepared.size(), b + bs)));
@@ -195,6 +195,7 @@ std::vector<float> Detector::score(const std::vector<Tensor>& images) const {
         FSAD_CHECK(images[i].defined() && images[i].ndim() == 3 && images[i].dim(0) == 3 && images[i].dim(1) > 0 &&
                        images[i].dim(2) > 0,
                    "Detector::score: image ", i, " is not an RGB image [3,H,W]");
+#pragma omp parallel for schedule(dynamic)
     for (size_t i = 0; i < images.size(); ++i) prepared[i] = preprocess(images[i]);
     return density_.score(features(prepared)).to_vector();
 }
