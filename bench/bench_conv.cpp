@@ -4,20 +4,8 @@
 using namespace fsad;
 
 namespace {
-struct ConvShape {
-    const char* name;
-    int64_t cin, cout, hw, k;
-    int stride, pad;
-};
-// input spatial size hw is before the stride
-const ConvShape kResNet18[] = {
-    {"conv1", 3, 64, 224, 7, 2, 3},          {"layer1", 64, 64, 56, 3, 1, 1},
-    {"layer2.0.conv1", 64, 128, 56, 3, 2, 1}, {"layer2.ds", 64, 128, 56, 1, 2, 0},
-    {"layer2", 128, 128, 28, 3, 1, 1},        {"layer3.0.conv1", 128, 256, 28, 3, 2, 1},
-    {"layer3.ds", 128, 256, 28, 1, 2, 0},     {"layer3", 256, 256, 14, 3, 1, 1},
-    {"layer4.0.conv1", 256, 512, 14, 3, 2, 1}, {"layer4.ds", 256, 512, 14, 1, 2, 0},
-    {"layer4", 512, 512, 7, 3, 1, 1},
-};
+using bench::ConvShape;
+using bench::kResNet18;
 
 void run(benchmark::State& st, bool backward, ops::ConvAlgorithm algo = ops::ConvAlgorithm::Gemm) {
     bench::set_threads_once();

@@ -169,6 +169,12 @@ std::string hist_svg(const RunResult& run) {
     return s.str();
 }
 
+const Summary* find_summary(const std::vector<Summary>& sum, const std::string& cat, int shots) {
+    for (const auto& s : sum)
+        if (s.category == cat && s.shots == shots) return &s;
+    return nullptr;
+}
+
 std::string cell(const Summary* s) {
     if (!s) return "–";
     return s->runs > 1 ? fmt(s->mean) + " ± " + fmt(s->std) : fmt(s->mean);
@@ -231,11 +237,7 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
     const auto sum = r.summary();
     const auto cats = categories(r);
     const auto shots = shot_counts(r);
-    auto find = [&](const std::string& c, int k) -> const Summary* {
-        for (const auto& s : sum)
-            if (s.category == c && s.shots == k) return &s;
-        return nullptr;
-    };
+    auto find = [&](const std::string& c, int k) { return find_summary(sum, c, k); };
     std::ostringstream m;
     m << "# " << info.title << "\n\n";
     m << "Dataset `" << r.dataset << "` (" << r.root << "). Image AUROC in percent, mean ± std over seeds.\n\n";
@@ -270,11 +272,7 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
     const auto sum = r.summary();
     const auto cats = categories(r);
     const auto shots = shot_counts(r);
-    auto find = [&](const std::string& c, int k) -> const Summary* {
-        for (const auto& s : sum)
-            if (s.category == c && s.shots == k) return &s;
-        return nullptr;
-    };
+    auto find = [&](const std::string& c, int k) { return find_summary(sum, c, k); };
     std::ostringstream h;
     h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << esc(info.title) << "</title>\n<style>\n"
       << "body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}"
