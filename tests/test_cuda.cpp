@@ -302,3 +302,27 @@ TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
     for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == doctest::Approx(a[i]).epsilon(2e-2));
     CHECK(gpu_det.threshold() == doctest::Approx(cpu_det.threshold()).epsilon(2e-2));
 }
+
+TEST_CASE("cuda: the Gaussian density fit (cuSOLVER) and scores (cuBLAS) match the CPU") {
+    for (auto shrink : {method::Shrinkage::LedoitWolf, method::Shrinkage::Ridge}) {
+        for (int64_t n : {20, 300}) {  // fewer samples than d/2 (CPU: low-rank form) and more
+            CAPTURE(n);
+            Tensor f = rnd(Shape{n, 128}, 100 + n), q = rnd(Shape{50, 128}, 200);
+            method::GaussianOptions o;
+            o.shrinkage = shrink;
+            method::GaussianDensity cpu_g, gpu_g;
+            cpu_g.fit(f, o);
+            gpu_g.fit(gpu(f), o);
+            CHECK(gpu_g.shrinkage() == doctest::Approx(cpu_g.shrinkage()).epsilon(1e-6));
+            close(cpu_g.mean(), gpu(gpu_g.mean()), "mean", 1e-6f, 1e-7f);
+            close(cpu_g.cholesky(), gpu(gpu_g.cholesky()), "cholesky", 1e-5f, 1e-6f);
+            Tensor sg = gpu_g.score(gpu(q));
+            CHECK(sg.is_cuda());
+            close(cpu_g.score(q), sg, "scores", 1e-3f, 1e-4f);
+        }
+    }
+    Tensor bad = rnd(Shape{10, 16}, 300);
+    bad.data()[5 * 16 + 3] = NAN;
+    method::GaussianDensity g;
+    CHECK_THROWS_WITH_AS(g.fit(gpu(bad)), doctest::Contains("row 5"), Error);
+}

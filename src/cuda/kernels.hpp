@@ -31,4 +31,16 @@ void fill(const Tensor& t, float v);
 
 #include "../core/kernel_decls.inc"
 
+// ------------------------------------------------------------------ Gaussian density (density.cu)
+struct DensityFitResult {
+    std::vector<double> mu, L;  ///< mean [d]; Cholesky factor, row-major lower [d*d]
+    double shrinkage = 0;
+    int info = 0;               ///< cuSOLVER potrf info: 0 = positive definite
+};
+/// Mean, shrunk covariance (Ledoit-Wolf or ridge) and its Cholesky factor of features [n,d].
+DensityFitResult density_fit(const Tensor& features, bool l2, bool ledoit_wolf, double ridge);
+/// Mahalanobis distances of features [m,d] into out [m] (same device), float32.
+void density_score(const Tensor& features, const std::vector<float>& mu, const std::vector<float>& L, bool l2,
+                   const Tensor& out);
+
 }  // namespace fsad::cuda

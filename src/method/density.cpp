@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "fsad/core/error.hpp"
+#if FSAD_WITH_CUDA
+#include "../cuda/kernels.hpp"
+#endif
 
 extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 
@@ -99,6 +102,28 @@ int cholesky_lower(std::vector<double>& A, int64_t d) {
 }  // namespace
 
 void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
+#if FSAD_WITH_CUDA
+    if (features.defined() && features.is_cuda()) {  // cuBLAS + cuSOLVER, double precision
+        FSAD_CHECK(features.ndim() == 2 && features.dim(0) >= 1 && features.dim(1) >= 1,
+                   "GaussianDensity::fit: features must be [n, d] with n, d >= 1, got ", features.shape().str());
+        FSAD_CHECK(opt.ridge >= 0, "GaussianDensity::fit: ridge must be >= 0, got ", opt.ridge);
+        cuda::DensityFitResult r =
+            cuda::density_fit(features, opt.l2_normalize, opt.shrinkage == Shrinkage::LedoitWolf, opt.ridge);
+        if (r.info != 0)
+            throw Error("GaussianDensity::fit: the covariance of " + std::to_string(features.dim(0)) + " samples in " +
+                        std::to_string(features.dim(1)) + " dimensions is not positive definite (cuSOLVER potrf info " +
+                        std::to_string(r.info) + "); use more shots/augmentations or Shrinkage::Ridge with a ridge > 0");
+        opt_ = opt;
+        dim_ = features.dim(1);
+        shrinkage_ = r.shrinkage;
+        mu_ = std::move(r.mu);
+        L_ = std::move(r.L);
+        low_rank_ = 0;  // the GPU scores through the full factor
+        Xc_.clear();
+        Lk_.clear();
+        return;
+    }
+#endif
     std::vector<double> X = rows_as_double(features, opt.l2_normalize, "GaussianDensity::fit");
     const int64_t n = features.dim(0), d = features.dim(1);
     FSAD_CHECK(n >= 1 && d >= 1, "GaussianDensity::fit: need at least one sample of dimension >= 1, got ",
@@ -188,6 +213,14 @@ Tensor GaussianDensity::score(const Tensor& features) const {
     FSAD_CHECK(fitted(), "GaussianDensity::score: the density is not fitted");
     FSAD_CHECK(features.defined() && features.ndim() == 2 && features.dim(1) == dim_, "GaussianDensity::score: features ",
                features.defined() ? features.shape().str() : std::string("undefined"), " do not have dimension ", dim_);
+#if FSAD_WITH_CUDA
+    if (features.is_cuda()) {  // one float32 triangular solve for the batch (cuBLAS)
+        std::vector<float> mu(mu_.begin(), mu_.end()), L(L_.begin(), L_.end());
+        Tensor out = Tensor::empty(Shape{features.dim(0)}, features.device());
+        cuda::density_score(features, mu, L, opt_.l2_normalize, out);
+        return out;
+    }
+#endif
     const Tensor h = features.device().is_cpu() ? features : features.to(Device::cpu());
     const int64_t m = h.dim(0), d = dim_, n = low_rank_;
     Tensor out = Tensor::empty(Shape{m});

@@ -135,7 +135,7 @@ Tensor Detector::features(const std::vector<Tensor>& prepared, const std::functi
     for (size_t b = 0; b < prepared.size(); b += bs) {
         std::vector<Tensor> chunk(prepared.begin() + static_cast<std::ptrdiff_t>(b),
                                   prepared.begin() + static_cast<std::ptrdiff_t>(std::min(prepared.size(), b + bs)));
-        out.push_back(backbone_->forward(Var(method::normalized_batch(chunk).to(cfg_.device))).value().to(Device::cpu()));
+        out.push_back(backbone_->forward(Var(method::normalized_batch(chunk).to(cfg_.device))).value());
         if (done) done(static_cast<int64_t>(std::min(prepared.size(), b + bs)));
     }
     return ops::concat(out, 0);
@@ -167,9 +167,10 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
         copies[static_cast<size_t>(i)] = method::augment(normal[static_cast<size_t>(i / A)], cfg_.byol.augment, r);
     }
     if (progress) progress({"features", 0, n * A, 0});
+    // the fit (and its leave-one-shot-out threshold) runs on the CPU: few samples, low-rank form
     Tensor f = features(copies, [&](int64_t d) {
-        if (progress) progress({"features", d, n * A, 0});
-    });
+                   if (progress) progress({"features", d, n * A, 0});
+               }).to(Device::cpu());
     if (progress) progress({"density", 0, 1, 0});
     density_.fit(f, cfg_.density);
     if (progress) progress({"density", 1, 1, 0});

@@ -26,7 +26,9 @@ struct GaussianOptions {
 class GaussianDensity {
 public:
     GaussianDensity() = default;
-    /// requires features [n, d] on the CPU, n >= 1, all finite.
+    /// requires features [n, d], n >= 1, all finite. On a CUDA device the fit runs there (cuBLAS
+    /// Dsyrk, cuSOLVER Dpotrf, double precision) and score() of CUDA features returns a CUDA
+    /// tensor (one float32 triangular solve per batch).
     /// ensures mean(), cholesky() set; throws fsad::Error when Sigma is not positive definite.
     void fit(const Tensor& features, const GaussianOptions& opt = {});
     /// Mahalanobis distances of features [m, d] -> [m].

@@ -74,7 +74,7 @@ private:
     Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone);  // load(): backbone built once
     Tensor preprocess(const Tensor& img) const;
     Tensor features(const std::vector<Tensor>& prepared,
-                    const std::function<void(int64_t done)>& done = {}) const;  // [n, d], eval mode
+                    const std::function<void(int64_t done)>& done = {}) const;  // [n, d] on cfg.device, eval mode
     DetectorConfig cfg_;
     std::shared_ptr<nn::Backbone> backbone_;
     method::GaussianDensity density_;
