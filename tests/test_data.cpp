@@ -454,3 +454,52 @@ TEST_CASE("cifar100: fine classes are grouped into the 20 superclasses") {
     CHECK_THROWS_WITH_AS(data::load_cifar100(r.string(), lo), doctest::Contains("airplane"), IOError);
     fs::remove_all(r);
 }
+
+TEST_CASE("aitex without masks: image-level test, the maximum over 256x256 tiles") {
+    const fs::path r = fs::temp_directory_path() / ("fsad_test_aitex_img_" + std::to_string(::getpid()));
+    fs::remove_all(r);
+    fs::create_directories(r / "NODefect_images" / "fabric1");
+    fs::create_directories(r / "Defect_images");
+    for (int i = 0; i < 5; ++i) {  // 256 x 600 (AITEX's are 256 x 4096)
+        Tensor big = Tensor::empty(Shape{3, 256, 600});
+        Rng g(static_cast<uint64_t>(i));
+        for (int64_t j = 0; j < big.numel(); ++j) big.data()[j] = g.uniform(0.4f, 0.6f);
+        io::write_png((r / "NODefect_images" / "fabric1" / ("000" + std::to_string(i) + "_000_01.png")).string(), big);
+    }
+    Tensor bad = Tensor::full(Shape{3, 256, 600}, 0.5f);
+    for (int64_t y = 100; y < 140; ++y)
+        for (int64_t x = 400; x < 440; ++x)
+            for (int64_t c = 0; c < 3; ++c) bad.data()[(c * 256 + y) * 600 + x] = 0.0f;
+    io::write_png((r / "Defect_images" / "0100_002_01.png").string(), bad);
+    data::Dataset ds = data::load_aitex(r.string());
+    REQUIRE(ds.categories.size() == 1);
+    const auto& c = ds.categories[0];
+    CHECK_FALSE(c.pool_rest_is_test);
+    CHECK(c.pool.size() == 20);  // 4 images x 5 patches; the fifth image is held out
+    REQUIRE(c.test.size() == 2);
+    CHECK(c.test[0].tile == 256);
+    CHECK(c.test[0].label == 0);
+    CHECK(c.test[1].label == 1);
+    CHECK(c.test[1].kind == "defect-002");
+    CHECK(data::tiles(data::materialize(c.test[1]), 256).size() == 3);  // x at 0, 256, 344
+    eval::ProtocolOptions po;
+    po.detector.width = 0.125f;
+    po.detector.resolution = 32;
+    po.detector.adapt = false;
+    po.detector.n_augment = 2;
+    po.shots = {3};
+    po.seeds = 1;
+    po.gallery = 0;
+    eval::EvalResult res = eval::run_protocol(ds, po);
+    REQUIRE(res.runs.size() == 1);
+    CHECK(res.runs[0].scores.size() == 2);
+    // the image-level score is the largest of its tiles' scores
+    Detector det(po.detector);
+    std::vector<Tensor> shots;
+    for (int i = 0; i < 3; ++i) shots.push_back(data::materialize(c.pool[static_cast<size_t>(i)]));
+    det.fit(shots);
+    const auto t = det.score(data::tiles(data::materialize(c.test[1]), 256));
+    const auto s = eval::score_samples(det, {c.test[1]});
+    CHECK(s[0] == *std::max_element(t.begin(), t.end()));
+    fs::remove_all(r);
+}

@@ -289,7 +289,8 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
                              " anomalous images drawn with the run's seed.");
     if (a.dataset == "aitex")
         info.notes.push_back("AITEX: seeded random 256x256 patches; defect patches are centred on the defect mask when "
-                             "Mask_images has one, otherwise labelled by their source image.");
+                             "Mask_images has one. Without Mask_images the test is image-level: every fifth normal "
+                             "image and every defect image scored as the maximum over its 256x256 tiles.");
     eval::write_report(a.report, res, info);
     print_summary(res, std::cout);
     std::cout << "report: " << (fs::absolute(rep) / "report.html").string() << "\n";

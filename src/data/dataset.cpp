@@ -178,11 +178,22 @@ Dataset load_aitex(const std::string& root, const LoadOptions& opt) {
     ds.root = root;
     require_dir(root, "the AITEX root");
     const int64_t per_image = opt.test_limit > 0 ? opt.test_limit : 5;
+    std::error_code ec;
+    const bool masks = fs::is_directory(fs::path(root) / "Mask_images", ec) &&
+                       !list_images((fs::path(root) / "Mask_images").string()).empty();
     Category c;
     c.name = "aitex";
-    c.pool_rest_is_test = true;
+    c.pool_rest_is_test = masks;  // patch-level: undrawn normal patches are tested
     uint64_t k = 0;
-    for (const auto& f : nonempty_images(fs::path(root) / "NODefect_images", "NODefect_images", true))
+    const auto normals = nonempty_images(fs::path(root) / "NODefect_images", "NODefect_images", true);
+    for (size_t n = 0; n < normals.size(); ++n) {
+        const std::string& f = normals[n];
+        if (!masks && n % 5 == 4) {  // image-level: a held-out normal image, scored whole
+            Sample s = file_sample(f, 0, "good");
+            s.tile = 256;
+            c.test.push_back(std::move(s));
+            continue;
+        }
         for (int64_t i = 0; i < per_image; ++i) {
             Sample s;
             s.path = f;
@@ -192,6 +203,8 @@ Dataset load_aitex(const std::string& root, const LoadOptions& opt) {
             s.seed = mix(opt.seed, k++);
             c.pool.push_back(std::move(s));
         }
+    }
+    if (c.pool.empty()) throw IOError(root + "/NODefect_images: too few normal images to draw shots from");
     for (const auto& f : nonempty_images(fs::path(root) / "Defect_images", "Defect_images")) {
         Sample s;
         s.path = f;
@@ -204,8 +217,11 @@ Dataset load_aitex(const std::string& root, const LoadOptions& opt) {
         const size_t u1 = stem.find('_'), u2 = stem.find('_', u1 == std::string::npos ? 0 : u1 + 1);
         s.kind = (u1 != std::string::npos && u2 != std::string::npos) ? "defect-" + stem.substr(u1 + 1, u2 - u1 - 1) : "defect";
         const fs::path m = fs::path(root) / "Mask_images" / (stem + "_mask.png");
-        std::error_code ec;
         if (fs::is_regular_file(m, ec)) s.mask_path = m.string();
+        if (!masks) {
+            s.crop_size = 0;
+            s.tile = 256;
+        }
         c.test.push_back(std::move(s));
     }
     ds.categories.push_back(std::move(c));
@@ -330,6 +346,30 @@ Dataset load_dataset(const std::string& kind, const std::string& root, const Loa
     if (kind == "cifar10") return load_cifar10(root, opt);
     if (kind == "cifar100") return load_cifar100(root, opt);
     throw Error("unknown dataset kind '" + kind + "' (folder, mvtec, magnetic-tile, aitex, cifar10, cifar100)");
+}
+
+std::vector<Tensor> tiles(const Tensor& img, int64_t size) {
+    FSAD_CHECK(img.ndim() == 3 && size > 0, "tiles: expected [C,H,W] and a positive size");
+    const int64_t c = img.dim(0), h = img.dim(1), w = img.dim(2);
+    if (h <= size && w <= size) return {img};
+    auto starts = [size](int64_t n) {
+        std::vector<int64_t> v;
+        if (n <= size) return std::vector<int64_t>{0};
+        for (int64_t p = 0; p + size < n; p += size) v.push_back(p);
+        v.push_back(n - size);
+        return v;
+    };
+    const int64_t th = std::min(h, size), tw = std::min(w, size);
+    std::vector<Tensor> out;
+    for (int64_t y0 : starts(h))
+        for (int64_t x0 : starts(w)) {
+            Tensor t = Tensor::empty(Shape{c, th, tw});
+            for (int64_t k = 0; k < c; ++k)
+                for (int64_t y = 0; y < th; ++y)
+                    std::copy_n(img.data() + (k * h + y0 + y) * w + x0, tw, t.data() + (k * th + y) * tw);
+            out.push_back(t);
+        }
+    return out;
 }
 
 Tensor materialize(const Sample& s) {

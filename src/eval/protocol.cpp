@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -28,8 +29,25 @@ std::vector<float> score_samples(const Detector& det, const std::vector<data::Sa
     for (int64_t i = 0; i < n; i += chunk) {
         const int64_t e = std::min(n, i + chunk);
         std::vector<data::Sample> part(samples.begin() + i, samples.begin() + e);
-        std::vector<float> s = det.score(data::materialize(part));
-        out.insert(out.end(), s.begin(), s.end());
+        std::vector<Tensor> imgs = data::materialize(part);
+        // image-level samples (tile > 0) are scored as the maximum over their tiles
+        std::vector<Tensor> flat;
+        std::vector<size_t> owner;
+        for (size_t j = 0; j < imgs.size(); ++j) {
+            if (part[j].tile <= 0) {
+                flat.push_back(imgs[j]);
+                owner.push_back(j);
+                continue;
+            }
+            for (const Tensor& t : data::tiles(imgs[j], part[j].tile)) {
+                flat.push_back(t);
+                owner.push_back(j);
+            }
+        }
+        std::vector<float> s = det.score(flat);
+        std::vector<float> best(imgs.size(), -std::numeric_limits<float>::infinity());
+        for (size_t j = 0; j < s.size(); ++j) best[owner[j]] = std::max(best[owner[j]], s[j]);
+        out.insert(out.end(), best.begin(), best.end());
         if (progress) progress(e, n);
     }
     return out;

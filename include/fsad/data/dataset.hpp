@@ -9,10 +9,12 @@
 //                 the layout of MVTec AD and of anomalib's folder datasets
 //   magnetic-tile ROOT/MT_Free/Imgs (pool; the rest of it is tested as normal),
 //                 ROOT/MT_<defect>/Imgs (anomalous); *.png masks ignored
-//   aitex         ROOT/NODefect_images/**.png (pool), ROOT/Defect_images/*.png (anomalous):
-//                 4096x256 images cut into seeded random 256x256 patches (5 per normal image,
-//                 1 per defect image, centred on a defect pixel when ROOT/Mask_images has the
-//                 image's mask; without a mask the patch is labelled by its source image)
+//   aitex         ROOT/NODefect_images/**.png, ROOT/Defect_images/*.png, ROOT/Mask_images: 4096x256
+//                 images cut into seeded random 256x256 patches (5 per normal image; 1 per defect
+//                 image, centred on a defect pixel of its mask; a defect image without a mask
+//                 gives a random patch). Without a Mask_images folder the test is image-level:
+//                 every fifth normal image and every defect image is scored whole, as the
+//                 maximum over its 256x256 tiles, and the shots come from the other normals.
 //   cifar10       ROOT/train/<class>, ROOT/test/<class>: each class in turn is normal; test =
 //                 its clean test images and their corruptions (data/corruptions.hpp)
 //   cifar100      the same over CIFAR-100's 20 superclasses: ROOT/train/<fine class> folders
@@ -36,6 +38,7 @@ struct Sample {
     uint64_t seed = 0;       ///< seed of the corruption / patch position
     int64_t crop_size = 0;   ///< > 0: a crop_size x crop_size patch at a seeded position (aitex)
     std::string mask_path;   ///< defect mask: the patch is centred on a seeded defect pixel
+    int64_t tile = 0;        ///< > 0: image-level sample, scored as the maximum over a grid of tile x tile patches
 };
 
 /// A sample read from `path` (name = path).
@@ -81,6 +84,10 @@ std::string cifar100_superclass(const std::string& fine);
 /// kind: folder (root = the normal folder) | mvtec | magnetic-tile | aitex | cifar10 | cifar100
 Dataset load_dataset(const std::string& kind, const std::string& root, const LoadOptions& opt = {});
 std::vector<std::string> dataset_kinds();
+
+/// A grid of size x size patches covering img [C,H,W] (the last row/column aligned to the edge;
+/// one patch of the whole image when it is smaller than `size`).
+std::vector<Tensor> tiles(const Tensor& img, int64_t size);
 
 /// The sample's pixels [3,H,W] in [0,1]: decoded (errors name the file), cropped, corrupted.
 Tensor materialize(const Sample& s);
