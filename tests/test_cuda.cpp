@@ -91,10 +91,10 @@ TEST_CASE("cuda: convolution forward and backward (cuDNN) match the CPU") {
 
 TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
     for (auto act : {math::Activation::Identity, math::Activation::ReLU, math::Activation::ReLU6}) {
-        for (bool two_d : {false, true}) {
+        // [N,C], small [N,C,H,W], and one with many values per channel (split over blocks)
+        for (const Shape& s : {Shape{16, 6}, Shape{4, 6, 5, 7}, Shape{8, 6, 64, 64}}) {
             CAPTURE(static_cast<int>(act));
-            CAPTURE(two_d);
-            const Shape s = two_d ? Shape{16, 6} : Shape{4, 6, 5, 7};
+            CAPTURE(s.str());
             Tensor x = rnd(s, 6, -2.0f, 5.0f), gamma = rnd(Shape{6}, 7, 0.5f, 2.0f), beta = rnd(Shape{6}, 8);
             Tensor rm = rnd(Shape{6}, 9), rv = rnd(Shape{6}, 10, 0.5f, 1.5f);
             Tensor rmg = gpu(rm), rvg = gpu(rv);

@@ -1,9 +1,8 @@
 // Batch normalisation on the GPU with the fused activation; the formulas are those at the top of
-// src/cpu/batchnorm.cpp. Statistics: one block per channel sums around a shift (the channel's
-// first value) in double, as the CPU does; the block also updates the running statistics and
-// writes per-channel scale/shift, and a second, element-wise kernel normalises.
-// Backward: one block per channel sums g = a'(y) dy and g * xhat in double; an element-wise
-// kernel forms dx.
+// src/cpu/batchnorm.cpp. Statistics: blocks sum slices of each channel around a shift (the
+// channel's first value) in double, as the CPU does; a per-channel kernel combines them, updates
+// the running statistics and writes scale/shift; an element-wise kernel normalises.
+// Backward: the same split sums of g = a'(y) dy and g * xhat; an element-wise kernel forms dx.
 #include "common.cuh"
 #include "kernels.hpp"
 
@@ -12,13 +11,21 @@ namespace {
 
 constexpr int kBnThreads = 512;
 
-__global__ void bn_stats_k(const float* x, int64_t n, int64_t c_count, int64_t hw, const float* gamma, const float* beta,
-                           float* running_mean, float* running_var, float momentum, float eps, float* mean_out,
-                           float* invstd_out, float* scale, float* shift) {
-    const int64_t c = blockIdx.x, m = n * hw;
-    const float k = x[c * hw];  // shift
+// Per-channel sums are split over `splits` blocks per channel (grid [splits, C]) so that the
+// early layers (few channels, many values each) still fill the GPU; a second kernel combines the
+// partial sums of each channel in a fixed order (deterministic).
+__device__ inline void chunk_of(int64_t m, int64_t splits, int64_t s, int64_t& lo, int64_t& hi) {
+    lo = m * s / splits;
+    hi = m * (s + 1) / splits;
+}
+
+__global__ void bn_partial_stats_k(const float* x, int64_t n, int64_t c_count, int64_t hw, int64_t splits, double* part) {
+    const int64_t c = blockIdx.y, m = n * hw;
+    const float k = x[c * hw];  // shift: the channel's first value
+    int64_t lo, hi;
+    chunk_of(m, splits, blockIdx.x, lo, hi);
     double s = 0.0, s2 = 0.0;
-    for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+    for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
         const int64_t b = j / hw, i = j % hw;
         const double v = static_cast<double>(x[(b * c_count + c) * hw + i]) - k;
         s += v;
@@ -27,7 +34,22 @@ __global__ void bn_stats_k(const float* x, int64_t n, int64_t c_count, int64_t h
     s = block_sum(s);
     s2 = block_sum(s2);
     if (threadIdx.x == 0) {
-        const double md = static_cast<double>(m);
+        part[(c * splits + blockIdx.x) * 2] = s;
+        part[(c * splits + blockIdx.x) * 2 + 1] = s2;
+    }
+}
+
+__global__ void bn_finish_stats_k(const float* x, const double* part, int64_t n, int64_t c_count, int64_t hw, int64_t splits,
+                                  const float* gamma, const float* beta, float* running_mean, float* running_var,
+                                  float momentum, float eps, float* mean_out, float* invstd_out, float* scale, float* shift) {
+    FSAD_GRID_LOOP(c, c_count) {
+        double s = 0.0, s2 = 0.0;
+        for (int64_t p = 0; p < splits; ++p) {
+            s += part[(c * splits + p) * 2];
+            s2 += part[(c * splits + p) * 2 + 1];
+        }
+        const float k = x[c * hw];
+        const double md = static_cast<double>(n * hw);
         const double mu_shift = s / md;
         const double var = fmax(s2 / md - mu_shift * mu_shift, 0.0);
         const float mu = static_cast<float>(mu_shift + k);
@@ -58,13 +80,15 @@ __global__ void bn_apply_k(const float* x, float* y, int64_t total, int64_t c_co
     }
 }
 
-__global__ void bn_backward_sums_k(const float* x, const float* dy, const float* y, int64_t n, int64_t c_count, int64_t hw,
-                                   const float* mean, const float* invstd, math::Activation act, float* sum_g,
-                                   float* sum_gx) {
-    const int64_t c = blockIdx.x, m = n * hw;
+__global__ void bn_backward_partial_k(const float* x, const float* dy, const float* y, int64_t n, int64_t c_count,
+                                      int64_t hw, int64_t splits, const float* mean, const float* invstd,
+                                      math::Activation act, double* part) {
+    const int64_t c = blockIdx.y, m = n * hw;
     const float mu = mean[c], is = invstd[c];
+    int64_t lo, hi;
+    chunk_of(m, splits, blockIdx.x, lo, hi);
     double s = 0.0, sx = 0.0;
-    for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+    for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
         const int64_t b = j / hw, i = j % hw, at = (b * c_count + c) * hw + i;
         const float g = act == math::Activation::Identity ? dy[at] : math::activation_grad(y[at], dy[at], act);
         s += g;
@@ -73,6 +97,18 @@ __global__ void bn_backward_sums_k(const float* x, const float* dy, const float*
     s = block_sum(s);
     sx = block_sum(sx);
     if (threadIdx.x == 0) {
+        part[(c * splits + blockIdx.x) * 2] = s;
+        part[(c * splits + blockIdx.x) * 2 + 1] = sx;
+    }
+}
+
+__global__ void bn_finish_backward_k(const double* part, int64_t c_count, int64_t splits, float* sum_g, float* sum_gx) {
+    FSAD_GRID_LOOP(c, c_count) {
+        double s = 0.0, sx = 0.0;
+        for (int64_t p = 0; p < splits; ++p) {
+            s += part[(c * splits + p) * 2];
+            sx += part[(c * splits + p) * 2 + 1];
+        }
         sum_g[c] = static_cast<float>(s);
         sum_gx[c] = static_cast<float>(sx);
     }
@@ -100,6 +136,14 @@ struct Layout {
 };
 Layout layout(const Tensor& x) { return {x.dim(0), x.dim(1), x.ndim() == 4 ? x.dim(2) * x.dim(3) : 1}; }
 
+// blocks per channel: enough blocks in all (>= 1024) while each keeps >= 4 values per thread
+int64_t splits_for(const Layout& L) {
+    const int64_t m = L.n * L.hw;
+    const int64_t want = (1024 + L.c - 1) / L.c;
+    const int64_t most = std::max<int64_t>(1, m / (4 * kBnThreads));
+    return std::clamp<int64_t>(want, 1, most);
+}
+
 }  // namespace
 
 void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
@@ -110,10 +154,17 @@ void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor&
     const int dev = x.device().index;
     cudaStream_t s = context(dev).stream;
     auto* coeff = static_cast<float*>(alloc(dev, 2 * L.c * sizeof(float)));
-    bn_stats_k<<<static_cast<unsigned>(L.c), kBnThreads, 0, s>>>(x.data(), L.n, L.c, L.hw, gamma.data(), beta.data(),
-                                                                  running_mean.data(), running_var.data(), momentum, eps,
-                                                                  mean.data(), invstd.data(), coeff, coeff + L.c);
+    const int64_t splits = splits_for(L);
+    const size_t part_bytes = static_cast<size_t>(2 * L.c * splits) * sizeof(double);
+    auto* part = static_cast<double*>(alloc(dev, part_bytes));
+    bn_partial_stats_k<<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(L.c)), kBnThreads, 0, s>>>(
+        x.data(), L.n, L.c, L.hw, splits, part);
     FSAD_CUDA_LAUNCH_CHECK();
+    bn_finish_stats_k<<<blocks_for(L.c), kThreads, 0, s>>>(x.data(), part, L.n, L.c, L.hw, splits, gamma.data(), beta.data(),
+                                                           running_mean.data(), running_var.data(), momentum, eps,
+                                                           mean.data(), invstd.data(), coeff, coeff + L.c);
+    FSAD_CUDA_LAUNCH_CHECK();
+    release(dev, part, part_bytes);
     bn_apply_k<<<blocks_for(x.numel()), kThreads, 0, s>>>(x.data(), y.data(), x.numel(), L.c, L.hw, coeff, coeff + L.c, act);
     FSAD_CUDA_LAUNCH_CHECK();
     release(dev, coeff, 2 * L.c * sizeof(float));
@@ -144,9 +195,15 @@ void batchnorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean
     const float* yp = (y && act != math::Activation::Identity) ? y->data() : nullptr;
     if (act != math::Activation::Identity && !yp) throw Error("batchnorm_backward: the fused output y is needed for the activation");
     auto* sums = static_cast<float*>(alloc(dev, 2 * L.c * sizeof(float)));
-    bn_backward_sums_k<<<static_cast<unsigned>(L.c), kBnThreads, 0, s>>>(x.data(), dy.data(), yp, L.n, L.c, L.hw, mean.data(),
-                                                                          invstd.data(), act, sums, sums + L.c);
+    const int64_t splits = splits_for(L);
+    const size_t part_bytes = static_cast<size_t>(2 * L.c * splits) * sizeof(double);
+    auto* part = static_cast<double*>(alloc(dev, part_bytes));
+    bn_backward_partial_k<<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(L.c)), kBnThreads, 0, s>>>(
+        x.data(), dy.data(), yp, L.n, L.c, L.hw, splits, mean.data(), invstd.data(), act, part);
     FSAD_CUDA_LAUNCH_CHECK();
+    bn_finish_backward_k<<<blocks_for(L.c), kThreads, 0, s>>>(part, L.c, splits, sums, sums + L.c);
+    FSAD_CUDA_LAUNCH_CHECK();
+    release(dev, part, part_bytes);
     if (dx && x.numel() > 0) {
         bn_backward_dx_k<<<blocks_for(x.numel()), kThreads, 0, s>>>(x.data(), dy.data(), yp, dx->data(), x.numel(), L.n * L.hw,
                                                                     L.c, L.hw, gamma.data(), mean.data(), invstd.data(), sums,
