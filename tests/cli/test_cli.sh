@@ -152,6 +152,18 @@ absent "$W/int.fsad" "no model after Ctrl-C"
 leftovers=$(find "$W" -maxdepth 1 -name '*.tmp*' | wc -l)
 [[ $leftovers == 0 ]] && ok "no temporary files after Ctrl-C" || bad "no temporary files after Ctrl-C"
 
+"$FSAD" -q eval --dataset mvtec --root "$W/ds" --shots 2,3 --seeds 500 --steps 0 "${TINY[@]}" --report "$W/rep-int" \
+  >"$W/out" 2>"$W/err" &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid
+st=$?
+[[ $st == 130 ]] && ok "Ctrl-C during eval exits 130" || bad "Ctrl-C during eval exits 130 (got $st)"
+absent "$W/rep-int" "no report after Ctrl-C"
+leftovers=$(find "$W" -maxdepth 1 -name 'rep-int*' | wc -l)
+[[ $leftovers == 0 ]] && ok "no temporary report folder after Ctrl-C" || bad "no temporary report folder after Ctrl-C"
+
 # ---- demo (small)
 expect 0 "demo" "$FSAD" -q demo --products wood --seeds 1 --shots 3 --steps 1 "${TINY[@]}" -o "$W/demo"
 contains "$W/out" "report:" "demo prints where the report is"
