@@ -26,4 +26,6 @@ timeout 200 build-gpu/bench/fsad_bench_cuda --benchmark_min_time=0.2 --benchmark
   --benchmark_out="$OUTDIR/bench_cuda.json" --benchmark_out_format=json 2>&1 | tee "$OUTDIR/bench_cuda.txt" | tail -n 60
 echo "== GPU peer (PyTorch)"
 timeout 150 python3 bench/torch_gpu_bench.py 2>&1 | tee "$OUTDIR/torch_gpu.txt"
+echo "== side by side"
+python3 bench/compare_gpu.py "$OUTDIR/bench_cuda.json" "$OUTDIR/torch_gpu.txt" 2>&1 | tee "$OUTDIR/compare.md"
 echo "== done in $(( $(date +%s) - t0 )) s"

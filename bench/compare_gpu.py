@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Side-by-side table of scripts/gpu-check.sh's two outputs: fsad's GPU benchmarks (Google
+Benchmark JSON) and the PyTorch GPU peer (bench/torch_gpu_bench.py's text). Ratio > 1 means
+fsad is faster. Usage: compare_gpu.py BENCH_JSON TORCH_TXT"""
+import json
+import re
+import sys
+
+
+def main():
+    fs = json.load(open(sys.argv[1]))["benchmarks"]
+    torch_lines = open(sys.argv[2]).read().splitlines()
+    rows = []
+    # convolutions: label "<layer> fp32|tf32", counters TFLOP/s
+    peer = {}
+    for line in torch_lines:
+        m = re.match(r"torch (forward|backward)\s+(\S+)\s+(fp32|tf32)\s+([\d.]+) ms\s+([\d.]+) TFLOP/s", line)
+        if m:
+            peer[(m.group(1), m.group(2), m.group(3))] = float(m.group(5))
+    for b in fs:
+        if "error_occurred" in b and b["error_occurred"]:
+            continue
+        name = b["name"]
+        if "cuda_conv2d" in name:
+            direction = "forward" if "forward" in name else "backward"
+            layer, prec = b.get("label", "? ?").split()
+            ours = b.get("TFLOP/s", 0.0) / 1e12 if b.get("TFLOP/s", 0) > 1e6 else b.get("TFLOP/s", 0.0)
+            theirs = peer.get((direction, layer, prec))
+            rows.append((f"conv {direction} {layer} {prec}", f"{ours:.2f} TFLOP/s",
+                         f"{theirs:.2f} TFLOP/s" if theirs else "-", ours / theirs if theirs else None))
+    step = re.search(r"torch byol_step .*?([\d.]+) steps/s", "\n".join(torch_lines))
+    inf = re.search(r"torch resnet18 features .*?([\d.]+) img/s", "\n".join(torch_lines))
+    for b in fs:
+        if b["name"].startswith("byol_step") and not b.get("error_occurred"):
+            ours = b["steps/s"]
+            theirs = float(step.group(1)) if step else None
+            rows.append(("full fine-tuning step 224/64", f"{ours:.2f} steps/s", f"{theirs:.2f} steps/s" if theirs else "-",
+                         ours / theirs if theirs else None))
+        if b["name"].startswith("detector_score") and not b.get("error_occurred"):
+            ours = b["img/s"]
+            theirs = float(inf.group(1)) if inf else None
+            rows.append(("score 224 px (fsad: whole detector; torch: backbone only)", f"{ours:.0f} img/s",
+                         f"{theirs:.0f} img/s" if theirs else "-", ours / theirs if theirs else None))
+    print("| case | fsad | PyTorch | ratio |\n| --- | --- | --- | --- |")
+    for name, a, b, r in rows:
+        print(f"| {name} | {a} | {b} | {r:.2f} |" if r else f"| {name} | {a} | {b} | - |")
+
+
+if __name__ == "__main__":
+    main()
