@@ -503,3 +503,31 @@ TEST_CASE("aitex without masks: image-level test, the maximum over 256x256 tiles
     CHECK(s[0] == *std::max_element(t.begin(), t.end()));
     fs::remove_all(r);
 }
+
+TEST_CASE("score_samples: the image cache gives the same scores and respects its budget") {
+    data::SyntheticOptions so;
+    so.products = {"wood"};
+    so.size = 32;
+    so.pool = 4;
+    so.test_normal = 3;
+    so.test_per_defect = 1;
+    data::Dataset ds = data::synthetic_dataset(so);
+    DetectorConfig c;
+    c.width = 0.125f;
+    c.resolution = 32;
+    c.adapt = false;
+    c.n_augment = 2;
+    Detector det(c);
+    det.fit(data::materialize(ds.categories[0].pool));
+    const auto& test = ds.categories[0].test;
+    eval::ImageCache cache;
+    cache.budget = 3 * 32 * 32 * 4 * 4;  // room for four of the seven images
+    const auto a = eval::score_samples(det, test, 3, {}, &cache);
+    CHECK(cache.images.size() == 4);
+    CHECK(cache.used <= cache.budget);
+    const auto b = eval::score_samples(det, test, 3, {}, &cache);
+    CHECK(a == b);
+    CHECK(a == eval::score_samples(det, test, 3));  // without a cache
+    const auto c2 = eval::score_samples(det, test, 2);  // other batches: the same up to rounding
+    for (size_t i = 0; i < a.size(); ++i) CHECK(c2[i] == doctest::Approx(a[i]).epsilon(1e-5));
+}

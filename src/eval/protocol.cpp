@@ -21,7 +21,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk,
-                                 const std::function<void(int64_t, int64_t)>& progress) {
+                                 const std::function<void(int64_t, int64_t)>& progress, ImageCache* cache) {
     FSAD_CHECK(chunk > 0, "score_samples: chunk must be positive");
     std::vector<float> out;
     out.reserve(samples.size());
@@ -29,7 +29,32 @@ std::vector<float> score_samples(const Detector& det, const std::vector<data::Sa
     for (int64_t i = 0; i < n; i += chunk) {
         const int64_t e = std::min(n, i + chunk);
         std::vector<data::Sample> part(samples.begin() + i, samples.begin() + e);
-        std::vector<Tensor> imgs = data::materialize(part);
+        std::vector<Tensor> imgs(part.size());
+        std::vector<data::Sample> missing;
+        std::vector<size_t> where;
+        for (size_t j = 0; j < part.size(); ++j) {
+            const Tensor* hit = nullptr;
+            if (cache) {
+                auto it = cache->images.find(part[j].name);
+                if (it != cache->images.end()) hit = &it->second;
+            }
+            if (hit) {
+                imgs[j] = *hit;
+            } else {
+                missing.push_back(part[j]);
+                where.push_back(j);
+            }
+        }
+        if (!missing.empty()) {
+            std::vector<Tensor> dec = data::materialize(missing);
+            for (size_t j = 0; j < dec.size(); ++j) {
+                imgs[where[j]] = dec[j];
+                if (cache && cache->used + dec[j].bytes() <= cache->budget) {
+                    cache->images.emplace(missing[j].name, dec[j]);
+                    cache->used += dec[j].bytes();
+                }
+            }
+        }
         // image-level samples (tile > 0) are scored as the maximum over their tiles
         std::vector<Tensor> flat;
         std::vector<size_t> owner;
@@ -63,6 +88,8 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
     const int64_t runs = static_cast<int64_t>(ds.categories.size() * opt.shots.size()) * opt.seeds;
     int64_t run = 0;
     for (const auto& cat : ds.categories) {
+        ImageCache cache;
+        cache.budget = opt.cache_bytes;
         for (int k : opt.shots) {
             FSAD_CHECK(k >= 1, "shots must be at least 1, got ", k);
             const int64_t pool = static_cast<int64_t>(cat.pool.size());
@@ -126,12 +153,15 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.fit_seconds = seconds_since(t0);
                 const auto t1 = std::chrono::steady_clock::now();
                 pp.stage = "score";
-                r.scores = score_samples(det, test, opt.score_chunk, [&](int64_t d, int64_t t) {
-                    if (!progress) return;
-                    pp.done = d;
-                    pp.total = t;
-                    progress(pp);
-                });
+                r.scores = score_samples(
+                    det, test, opt.score_chunk,
+                    [&](int64_t d, int64_t t) {
+                        if (!progress) return;
+                        pp.done = d;
+                        pp.total = t;
+                        progress(pp);
+                    },
+                    &cache);
                 r.score_seconds = seconds_since(t1);
                 int64_t fp = 0, tp = 0, nn = 0, na = 0;
                 for (size_t i = 0; i < test.size(); ++i) {

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct ProtocolOptions {
     /// The imbalanced protocol of the paper's Table 8: per run, test on this many normal images
     /// and this many anomalies drawn (seeded) from the test set; 0 = all.
     int64_t test_normals = 0, test_anomalies = 0;
+    /// Decoded (and corrupted) test images are kept across the runs of a category up to this
+    /// many bytes, so seeds and shot counts do not decode them again.
+    size_t cache_bytes = size_t(2) << 30;
     std::function<void(const struct RunResult&)> on_run;  ///< called as each run finishes
 };
 
@@ -73,8 +77,16 @@ struct ProtocolProgress {
 EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                         const std::function<void(const ProtocolProgress&)>& progress = {});
 
-/// Scores samples with a fitted detector in chunks (decode, score, drop).
+/// Decoded images by sample name, up to a byte budget (what does not fit is decoded again).
+struct ImageCache {
+    size_t budget = 0, used = 0;
+    std::map<std::string, Tensor> images;
+};
+
+/// Scores samples with a fitted detector in chunks (decode, score, drop); image-level samples
+/// (tile > 0) score as the maximum over their tiles. With a cache, decoded images are kept.
 std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk = 64,
-                                 const std::function<void(int64_t done, int64_t total)>& progress = {});
+                                 const std::function<void(int64_t done, int64_t total)>& progress = {},
+                                 ImageCache* cache = nullptr);
 
 }  // namespace fsad::eval
