@@ -110,6 +110,16 @@ int main(int argc, char** argv) {
     c_demo->add_option("--seeds", demo.seeds, "seeds per setting")->check(CLI::Range(1, 100));
     add_detector_flags(c_demo, demo.det);
 
+    BenchArgs bench;
+    auto* c_bench = app.add_subcommand("bench", "how fast this machine scores and fine-tunes (random weights)");
+    c_bench->add_option("--backbone", bench.backbone, "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2")
+        ->check(CLI::IsMember({"resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2"}));
+    c_bench->add_option("--res", bench.res, "resolution, px")->check(CLI::Range(32, 1024));
+    c_bench->add_option("--batch", bench.batch, "batch size")->check(CLI::Range(2, 4096));
+    c_bench->add_option("--steps", bench.steps, "timed fine-tuning steps")->check(CLI::Range(1, 1000));
+    c_bench->add_option("--device", bench.device, "cpu | cuda[:N]")->check(kDevice);
+    c_bench->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+
     InfoArgs info;
     auto* c_info = app.add_subcommand("info", "build, devices, threads, versions, where weights are looked for");
     c_info->add_option("--threads", info.threads, "CPU threads (0 = all cores)");
@@ -138,6 +148,7 @@ int main(int argc, char** argv) {
         if (*c_eval) return run_eval(ev, quiet, command, c_eval->config_to_str(true, false), c_eval);
         if (*c_demo) return run_demo(demo, quiet, command, c_demo->config_to_str(true, false));
         if (*c_info) return run_info(info);
+        if (*c_bench) return run_bench(bench);
         if (*c_synth) return run_synth(synth);
     } catch (const Interrupted&) {
         std::cerr << "fsad: interrupted; nothing was written\n";

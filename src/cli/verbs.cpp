@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -368,6 +369,47 @@ int run_info(const InfoArgs& a) {
         std::cout << "  " << nn::to_string(k) << ": " << (found.empty() ? "not found (" + join(nn::weight_search_paths(k), ", ") + ")" : found)
                   << "\n";
     }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------- bench
+int run_bench(const BenchArgs& a) {
+    apply_threads(a.threads);
+    const Device dev = parse_device(a.device);
+    if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
+    nn::BackboneConfig bc{nn::parse_backbone_kind(a.backbone)};
+    auto net = nn::make_backbone(bc, 1);
+    net->to(dev);
+    net->eval();
+    Rng rng(2);
+    const Tensor x = rng.uniform_tensor(Shape{a.batch, 3, a.res, a.res}, -1.0f, 1.0f).to(dev);
+    auto timed = [&](const std::function<void()>& fn, int reps) {
+        fn();  // warm-up: allocator, algorithm choice
+        synchronize(dev);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < reps; ++i) {
+            fn();
+            synchronize(dev);
+            check_interrupt();
+        }
+        return since(t0) / reps;
+    };
+    const double infer = timed([&] {
+        NoGradGuard ng;
+        net->forward(Var(x)).value();
+    }, 3);
+    method::ByolOptions o;
+    o.batch = a.batch;
+    o.device = dev;
+    o.negative = method::Negative::CutPaste;
+    method::ByolTrainer tr(nn::make_backbone(bc, 3), [&] { return nn::make_backbone(bc, 4); }, o);
+    std::vector<int64_t> perm(static_cast<size_t>(a.batch));
+    for (int64_t i = 0; i < a.batch; ++i) perm[static_cast<size_t>(i)] = (i + 1) % a.batch;
+    const double step = timed([&] { tr.train_step(x, x, &x, perm); }, static_cast<int>(a.steps));
+    std::cout << version_string() << " on " << (dev.is_cuda() ? cuda_device_name(dev.index) : "cpu, " + std::to_string(get_num_threads()) + " thread(s)")
+              << "\n" << a.backbone << " features at " << a.res << " px, batch " << a.batch << ": " << fmt(static_cast<double>(a.batch) / infer, 1)
+              << " images/s\nfine-tuning step (BYOL + L_pp + L_np, Adam, EMA) at " << a.res << " px, batch " << a.batch << ": "
+              << fmt(step, 3) << " s/step (" << fmt(1.0 / step, 2) << " steps/s)\n";
     return 0;
 }
 

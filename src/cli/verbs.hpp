@@ -39,6 +39,11 @@ struct DemoArgs {
     DetectorFlags det = demo_defaults();
     static DetectorFlags demo_defaults();
 };
+struct BenchArgs {
+    std::string backbone = "resnet18", device = "cpu";
+    int64_t res = 224, batch = 32, steps = 3;
+    int threads = 0;
+};
 struct InfoArgs {
     int threads = 0;
 };
@@ -53,6 +58,7 @@ int run_score(const ScoreArgs& a, bool quiet);
 int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const std::string& config_text, CLI::App* app);
 int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const std::string& config_text);
 int run_info(const InfoArgs& a);
+int run_bench(const BenchArgs& a);
 int run_synth(const SynthArgs& a);
 
 }  // namespace fsad::cli

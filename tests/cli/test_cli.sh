@@ -29,7 +29,7 @@ TINY=(--backbone resnet18 --weights none --width 0.125 --res 32 --batch 4 --n-au
 
 # ---- help and flags
 expect 0 "fsad --help" "$FSAD" --help
-for v in fit score eval demo info synth; do expect 0 "fsad $v --help" "$FSAD" "$v" --help; contains "$W/out" "Usage" "$v --help prints usage"; done
+for v in fit score eval demo info synth bench; do expect 0 "fsad $v --help" "$FSAD" "$v" --help; contains "$W/out" "Usage" "$v --help prints usage"; done
 expect 109 "unknown flag is refused" "$FSAD" fit --normal x -o y --frobnicate
 contains "$W/err" "--frobnicate" "the unknown flag is named"
 expect 106 "no verb is refused" "$FSAD"
@@ -37,6 +37,10 @@ expect 105 "bad choice is refused" "$FSAD" fit --normal x -o y --backbone vgg16
 contains "$W/err" "vgg16" "the bad value is named"
 expect 0 "fsad info" "$FSAD" info
 contains "$W/out" "weights" "info lists where weights are looked for"
+
+expect 0 "fsad bench" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2
+contains "$W/out" "images/s" "bench reports scoring speed"
+contains "$W/out" "s/step" "bench reports the fine-tuning step"
 
 # ---- synth: generated layouts
 expect 0 "synth mvtec layout" "$FSAD" synth -o "$W/ds" --size 48 --pool 8 --test 2 --products metal,wood
