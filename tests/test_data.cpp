@@ -338,6 +338,11 @@ TEST_CASE("protocol and reports on a small generated dataset") {
     CHECK(sum[0].runs == 2);
     CHECK(sum[0].mean == doctest::Approx(50.0 * (r.runs[0].auroc + r.runs[1].auroc)));
     CHECK(sum.back().category == "mean");
+    const auto kinds = r.by_kind();
+    REQUIRE(kinds.size() == 8);  // crack, hole, scratch, stain x 2 shot counts
+    CHECK(kinds[0].category == "crack");
+    CHECK(kinds[0].runs == 4);   // 2 categories x 2 seeds
+    for (const auto& k : kinds) CHECK((k.mean >= 0.0 && k.mean <= 100.0));
 
     TempDir tmp("report");
     eval::ReportInfo info;
@@ -352,6 +357,7 @@ TEST_CASE("protocol and reports on a small generated dataset") {
     CHECK(html.find("<svg class=\"hist\"") != std::string::npos);
     CHECK(html.find("data:image/png;base64,iVBORw0KGgo") != std::string::npos);
     CHECK(html.find("(paper 77.70)") != std::string::npos);
+    CHECK(html.find("<table id=\"kinds\">") != std::string::npos);
     const std::string md = io::read_file(dir + "/report.md");
     CHECK(md.find("| wood |") != std::string::npos);
     CHECK(md.find("| mean |") != std::string::npos);

@@ -210,6 +210,44 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
     return res;
 }
 
+std::vector<Summary> EvalResult::by_kind() const {
+    std::vector<std::string> kinds;
+    std::vector<int> shots;
+    for (const auto& r : runs) {
+        for (const auto& k : r.kinds)
+            if (k != "good" && std::find(kinds.begin(), kinds.end(), k) == kinds.end()) kinds.push_back(k);
+        if (std::find(shots.begin(), shots.end(), r.shots) == shots.end()) shots.push_back(r.shots);
+    }
+    std::sort(kinds.begin(), kinds.end());
+    std::sort(shots.begin(), shots.end());
+    std::vector<Summary> out;
+    for (const auto& kind : kinds)
+        for (int k : shots) {
+            std::vector<double> v;
+            for (const auto& r : runs) {
+                if (r.shots != k) continue;
+                std::vector<float> s;
+                std::vector<int> l;
+                for (size_t i = 0; i < r.scores.size(); ++i)
+                    if (r.labels[i] == 0 || r.kinds[i] == kind) {
+                        s.push_back(r.scores[i]);
+                        l.push_back(r.labels[i]);
+                    }
+                const bool both = std::count(l.begin(), l.end(), 1) > 0 && std::count(l.begin(), l.end(), 0) > 0;
+                if (both) v.push_back(100.0 * auroc(s, l));
+            }
+            if (v.empty()) continue;
+            Summary su{kind, k};
+            su.runs = static_cast<int>(v.size());
+            for (double x : v) su.mean += x;
+            su.mean /= static_cast<double>(v.size());
+            for (double x : v) su.std += (x - su.mean) * (x - su.mean);
+            su.std = std::sqrt(su.std / static_cast<double>(v.size()));
+            out.push_back(su);
+        }
+    return out;
+}
+
 std::vector<Summary> EvalResult::summary() const {
     std::vector<Summary> out;
     std::vector<std::string> cats;

@@ -224,6 +224,9 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
         if (const Reference* ref = find_ref(info, s.category, s.shots)) e["reference"] = {{"auroc", ref->auroc}, {"source", ref->source}};
         j["summary"].push_back(e);
     }
+    j["by_kind"] = json::array();
+    for (const auto& s : r.by_kind())
+        j["by_kind"].push_back({{"kind", s.category}, {"shots", s.shots}, {"auroc_mean", s.mean}, {"auroc_std", s.std}, {"runs", s.runs}});
     j["runs"] = json::array();
     for (const auto& x : r.runs)
         j["runs"].push_back({{"category", x.category}, {"shots", x.shots}, {"seed", x.seed}, {"auroc", 100 * x.auroc},
@@ -264,6 +267,22 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
     m << "\n" << seeds << " seed(s) per cell.";
     if (!info.references.empty()) m << " Paper numbers: " << info.references.front().source << ".";
     m << "\n";
+    const auto kinds = r.by_kind();
+    if (!kinds.empty()) {
+        m << "\nAUROC of the normal test images against each anomaly kind alone (all categories and seeds):\n\n| kind |";
+        for (int k : shots) m << " " << k << "-shot |";
+        m << "\n| --- |";
+        for (size_t i = 0; i < shots.size(); ++i) m << " --- |";
+        m << "\n";
+        std::vector<std::string> names;
+        for (const auto& s : kinds)
+            if (std::find(names.begin(), names.end(), s.category) == names.end()) names.push_back(s.category);
+        for (const auto& n : names) {
+            m << "| " << n << " |";
+            for (int k : shots) m << " " << cell(find_summary(kinds, n, k)) << " |";
+            m << "\n";
+        }
+    }
     if (!info.command.empty()) m << "\nCommand: `" << info.command << "`\n";
     return m.str();
 }
@@ -304,6 +323,22 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
         h << "</tr>\n";
     }
     h << "</table>\n";
+    const auto kinds = r.by_kind();
+    if (!kinds.empty()) {
+        std::vector<std::string> names;
+        for (const auto& s : kinds)
+            if (std::find(names.begin(), names.end(), s.category) == names.end()) names.push_back(s.category);
+        h << "<h2>By anomaly kind</h2>\n<p class=\"meta\">AUROC of the normal test images against each kind alone, "
+             "over all categories and seeds.</p>\n<table id=\"kinds\"><tr><th>kind</th>";
+        for (int k : shots) h << "<th>" << k << "-shot</th>";
+        h << "</tr>\n";
+        for (const auto& n : names) {
+            h << "<tr><td>" << esc(n) << "</td>";
+            for (int k : shots) h << "<td>" << esc(cell(find_summary(kinds, n, k))) << "</td>";
+            h << "</tr>\n";
+        }
+        h << "</table>\n";
+    }
     for (const auto& c : cats) {
         h << "<h2>" << esc(c) << "</h2>\n<div class=\"plots\">" << roc_svg(r, c);
         if (const RunResult* run = first_run(r, c, shots.back())) {

@@ -64,6 +64,9 @@ struct EvalResult {
     std::string dataset, root;
     std::vector<RunResult> runs;
     std::vector<Summary> summary() const;  ///< per (category, shots), then "mean" rows
+    /// AUROC of the normal test images against each anomaly kind alone (defect type,
+    /// corruption), mean/std over all runs of each shot count; `category` holds the kind.
+    std::vector<Summary> by_kind() const;
 };
 
 struct ProtocolProgress {
