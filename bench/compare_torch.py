@@ -19,7 +19,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEER = os.path.join(ROOT, "..", "shared", "peers", "torch_cpu_bench.py")
-BENCH = os.path.join(ROOT, "build", "bench", "fsad_bench")
+BENCH = os.environ.get("FSAD_BENCH_BIN", os.path.join(ROOT, "build", "bench", "fsad_bench"))
 
 # name -> (fsad benchmark regex, peer mode, res, batch, extra peer flags)
 CASES = {
