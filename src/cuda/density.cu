@@ -11,9 +11,9 @@
 namespace fsad::cuda {
 namespace {
 
-// rows of f [n,d] -> double (optionally L2-normalised); the first non-finite row in *bad
-__global__ void rows_to_double_k(const float* f, double* x, int64_t d, bool l2, int* bad) {
-    const int64_t r = blockIdx.x;
+// The factor that L2-normalises row r of f [n,d] (1 without l2), the same in every thread of
+// the block (one block per row); a row with a non-finite value is recorded in *bad (the first).
+__device__ double row_scale(const float* f, int64_t r, int64_t d, bool l2, int* bad) {
     double s = 0.0;
     bool finite = true;
     for (int64_t k = threadIdx.x; k < d; k += blockDim.x) {
@@ -22,11 +22,18 @@ __global__ void rows_to_double_k(const float* f, double* x, int64_t d, bool l2, 
         s += v * v;
     }
     if (!finite) atomicMin(bad, static_cast<int>(r));
-    __shared__ double nrm;
+    __shared__ double scale;
     s = block_sum(s);
-    if (threadIdx.x == 0) nrm = l2 ? fmax(sqrt(s), 1e-12) : 1.0;
+    if (threadIdx.x == 0) scale = l2 ? 1.0 / fmax(sqrt(s), 1e-12) : 1.0;
     __syncthreads();
-    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) x[r * d + k] = f[r * d + k] / nrm;
+    return scale;
+}
+
+// rows of f [n,d] -> double, optionally L2-normalised
+__global__ void rows_to_double_k(const float* f, double* x, int64_t d, bool l2, int* bad) {
+    const int64_t r = blockIdx.x;
+    const double scale = row_scale(f, r, d, l2, bad);
+    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) x[r * d + k] = f[r * d + k] * scale;
 }
 
 __global__ void column_mean_k(const double* x, double* mu, int64_t n, int64_t d) {
@@ -76,18 +83,7 @@ __global__ void shrink_k(double* S, int64_t d, double scale, double diag) {
 // z_j = normalise(f_j) - mu as column j of a column-major [d, m] matrix (= row-major [m, d])
 __global__ void centre_rows_k(const float* f, const float* mu, float* z, int64_t d, bool l2, int* bad) {
     const int64_t r = blockIdx.x;
-    double s = 0.0;
-    bool finite = true;
-    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) {
-        const double v = f[r * d + k];
-        finite &= isfinite(v);
-        s += v * v;
-    }
-    if (!finite) atomicMin(bad, static_cast<int>(r));
-    __shared__ float scale;
-    s = block_sum(s);
-    if (threadIdx.x == 0) scale = l2 ? static_cast<float>(1.0 / fmax(sqrt(s), 1e-12)) : 1.0f;
-    __syncthreads();
+    const float scale = static_cast<float>(row_scale(f, r, d, l2, bad));
     for (int64_t k = threadIdx.x; k < d; k += blockDim.x) z[r * d + k] = f[r * d + k] * scale - mu[k];
 }
 
