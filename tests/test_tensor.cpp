@@ -135,6 +135,9 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
         {{5, 16, 4, 4}, {16, 16, 3, 3}, {1, 1, 0, 0, 1, 1, 1}},  // Winograd: no padding
         {{2, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd: one tile per image
         {{2, 16, 5, 6}, {16, 16, 3, 3}, {1, 1, 2, 2, 1, 1, 1}},  // Winograd: padding 2
+        {{4, 3, 20, 21}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // chunks of large planes: general im2col
+        {{5, 3, 19, 18}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},   // 7x7 stride 2 (the stem), small-plane tables
+        {{6, 4, 7, 6}, {6, 4, 3, 2}, {2, 1, 2, 1, 2, 1, 1}},     // small planes: mixed strides, padding, dilation
     };
     for (auto algo : {ops::ConvAlgorithm::Auto, ops::ConvAlgorithm::Gemm, ops::ConvAlgorithm::Winograd}) {
         ops::set_conv_algorithm(algo);
@@ -152,6 +155,39 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
     }
     ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
     set_num_threads(2);
+}
+
+TEST_CASE("conv2d backward is the adjoint of the forward on every im2col path: <y, dy> = <x, dx> = <w, dw>") {
+    // the convolution is bilinear, so both identities hold exactly up to rounding, at any size
+    struct Case {
+        Shape x, w;
+        ops::Conv2dParams p;
+    };
+    const std::vector<Case> cases = {
+        {{4, 3, 20, 21}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // large planes (general im2col/col2im)
+        {{5, 3, 19, 18}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},  // small planes (index tables)
+        {{6, 4, 7, 6}, {6, 4, 3, 2}, {2, 1, 2, 1, 2, 1, 1}},
+        {{8, 8, 4, 4}, {8, 8, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},
+        {{3, 4, 30, 30}, {6, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}},  // grouped, large planes
+    };
+    auto dot = [](const Tensor& a, const Tensor& b) {
+        double s = 0;
+        for (int64_t i = 0; i < a.numel(); ++i) s += static_cast<double>(a.data()[i]) * b.data()[i];
+        return s;
+    };
+    ops::set_conv_algorithm(ops::ConvAlgorithm::Gemm);
+    for (size_t i = 0; i < cases.size(); ++i) {
+        Tensor x = test::randn(cases[i].x, 300 + i), w = test::randn(cases[i].w, 400 + i);
+        Tensor y = ops::conv2d_forward(x, w, nullptr, cases[i].p);
+        Tensor dy = test::randn(y.shape(), 500 + i);
+        Tensor dx, dw;
+        ops::conv2d_backward(x, w, dy, cases[i].p, &dx, &dw, nullptr);
+        const double ydy = dot(y, dy);
+        CAPTURE(i);
+        CHECK(dot(x, dx) == doctest::Approx(ydy).epsilon(1e-4));
+        CHECK(dot(w, dw) == doctest::Approx(ydy).epsilon(1e-4));
+    }
+    ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
 }
 
 TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {

@@ -119,6 +119,70 @@ void col2im(const float* col, int64_t ld, const Geometry& g, const Conv2dParams&
     }
 }
 
+// Small output planes (deep layers, small images): the general im2col above spends its time on
+// loop overhead (runs of 2-8 floats). Instead each input channel is copied once into a
+// zero-bordered plane and every kernel offset (i, j) reads it through a precomputed index
+// table: col row (c, i, j) [q] = padded_c[table_ij[q]], branch-free. col2im is the same with
+// the tables scattered into a zeroed padded plane, whose interior is then copied out.
+struct PaddedPlan {
+    bool enabled = false;
+    int64_t hp = 0, wp = 0;      // padded plane
+    std::vector<int32_t> table;  // [kh*kw][ho*wo] indices into the padded plane
+};
+
+constexpr int64_t kSmallPlane = 256;  // output positions per image at or below which the tables pay
+
+PaddedPlan padded_plan(const Geometry& g, const Conv2dParams& p) {
+    PaddedPlan P;
+    const int64_t hw = g.ho * g.wo;
+    if (hw > kSmallPlane || g.pointwise || hw == 0) return P;
+    P.enabled = true;
+    P.hp = g.h + 2 * p.pad_h;
+    P.wp = g.w + 2 * p.pad_w;
+    P.table.resize(static_cast<size_t>(g.kh * g.kw * hw));
+    for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+            for (int64_t oh = 0; oh < g.ho; ++oh)
+                for (int64_t ow = 0; ow < g.wo; ++ow)
+                    P.table[static_cast<size_t>((i * g.kw + j) * hw + oh * g.wo + ow)] = static_cast<int32_t>(
+                        (oh * p.stride_h + i * p.dil_h) * P.wp + ow * p.stride_w + j * p.dil_w);
+    return P;
+}
+
+// The padded planes' interior starts at pad_h rows, pad_w columns.
+void im2col_padded(const float* x, const Geometry& g, const Conv2dParams& p, const PaddedPlan& P, float* padded,
+                   float* col, int64_t ld) {
+    const int64_t hw = g.ho * g.wo, kk = g.kh * g.kw;
+    for (int64_t c = 0; c < g.cin_g; ++c) {
+        const float* xc = x + c * g.h * g.w;
+        for (int64_t ih = 0; ih < g.h; ++ih)
+            std::copy(xc + ih * g.w, xc + (ih + 1) * g.w, padded + (ih + p.pad_h) * P.wp + p.pad_w);
+        for (int64_t r = 0; r < kk; ++r) {
+            const int32_t* t = P.table.data() + r * hw;
+            float* o = col + (c * kk + r) * ld;
+            for (int64_t q = 0; q < hw; ++q) o[q] = padded[t[q]];
+        }
+    }
+}
+
+void col2im_padded(const float* col, int64_t ld, const Geometry& g, const Conv2dParams& p, const PaddedPlan& P,
+                   float* padded, float* dx) {
+    const int64_t hw = g.ho * g.wo, kk = g.kh * g.kw;
+    for (int64_t c = 0; c < g.cin_g; ++c) {
+        std::fill(padded, padded + P.hp * P.wp, 0.0f);
+        for (int64_t r = 0; r < kk; ++r) {
+            const int32_t* t = P.table.data() + r * hw;
+            const float* in = col + (c * kk + r) * ld;
+            for (int64_t q = 0; q < hw; ++q) padded[t[q]] += in[q];
+        }
+        float* xc = dx + c * g.h * g.w;
+        for (int64_t ih = 0; ih < g.h; ++ih) {
+            const float* src = padded + (ih + p.pad_h) * P.wp + p.pad_w;
+            std::copy(src, src + g.w, xc + ih * g.w);
+        }
+    }
+}
+
 void depthwise_forward(const float* x, const float* w, const float* b, const Geometry& g, const Conv2dParams& p,
                        float* y) {
 #pragma omp parallel for schedule(static)
@@ -195,14 +259,23 @@ int64_t chunk_images(const Geometry& g, int nt) {
 
 // The column matrix [k, nb*hw] of images [n0, n0+nb), group gr: the input itself when `direct`
 // (one image, 1x1 stride-1 unpadded), else im2col of each image into `col`.
+// Small planes go through `padded` (P.hp * P.wp floats whose border is zero).
 const float* chunk_columns(const float* xp, const Geometry& g, const Conv2dParams& p, int64_t n0, int64_t nb,
-                           int64_t gr, bool direct, const Tensor& col) {
+                           int64_t gr, bool direct, const Tensor& col, const PaddedPlan& P, float* padded) {
     const float* first = xp + (n0 * g.cin + gr * g.cin_g) * g.h * g.w;
     if (direct) return first;
     const int64_t hw = g.ho * g.wo;
-    for (int64_t i = 0; i < nb; ++i)
-        im2col(xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w, g, p, col.data() + i * hw, 0, hw, nb * hw);
+    for (int64_t i = 0; i < nb; ++i) {
+        const float* xi = xp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w;
+        if (P.enabled) im2col_padded(xi, g, p, P, padded, col.data() + i * hw, nb * hw);
+        else im2col(xi, g, p, col.data() + i * hw, 0, hw, nb * hw);
+    }
     return col.data();
+}
+
+// A per-thread padded plane with a zero border (empty when the plan is disabled).
+std::vector<float> padded_buffer(const PaddedPlan& P) {
+    return std::vector<float>(P.enabled ? static_cast<size_t>(P.hp * P.wp) : 0, 0.0f);
 }
 
 // Copies the [cout_g, hw] planes of images [n0, n0+b) of group gr between NCHW `t` and a
@@ -253,16 +326,18 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     };
     if (g.n >= nt) {
         const int64_t b = chunk_images(g, nt), chunks = (g.n + b - 1) / b;
+        const PaddedPlan plan = padded_plan(g, p);
 #pragma omp parallel
         {
             const bool direct = b == 1 && g.pointwise;
             Tensor col = direct ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
+            std::vector<float> padded = padded_buffer(plan);
             Tensor out = b == 1 ? Tensor() : Tensor::empty(Shape{g.cout_g * b * hw});
 #pragma omp for schedule(static)
             for (int64_t c = 0; c < chunks; ++c) {
                 const int64_t n0 = c * b, nb = std::min(b, g.n - n0), ld = nb * hw;
                 for (int64_t gr = 0; gr < g.groups; ++gr) {
-                    const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col);
+                    const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col, plan, padded.data());
                     float* ym = b == 1 ? yp + (n0 * g.cout + gr * g.cout_g) * hw : out.data();
                     sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ld, 0.0f, ym, ld);
                     if (b != 1) chunk_layout(yp, out.data(), g, n0, nb, gr, false);
@@ -370,10 +445,13 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     // GEMM overwrites (beta = 0), so nothing needs zeroing first.
     std::vector<Tensor> partial(static_cast<size_t>(nt));
     std::vector<char> used(static_cast<size_t>(nt), 0);
+    const PaddedPlan plan = padded_plan(g, p);
 #pragma omp parallel
     {
         const int t = omp_get_thread_num();
         const bool direct = b == 1 && g.pointwise;
+        std::vector<float> padded = padded_buffer(plan);     // im2col reads: border stays zero
+        std::vector<float> padded_dx = padded_buffer(plan);  // col2im accumulates: zeroed per channel
         Tensor col = (!dwp || direct) ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
         Tensor dcol = (!dxp || direct) ? Tensor() : Tensor::empty(Shape{g.k * b * hw});
         Tensor dym = b == 1 ? Tensor() : Tensor::empty(Shape{g.cout_g * b * hw});
@@ -399,7 +477,7 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
                 }
                 const float* wg = wp + gr * g.cout_g * g.k;
                 if (acc) {
-                    const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col);
+                    const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col, plan, padded.data());
                     // dW[g] (cout_g x k) (+)= dY (cout_g x ld) * col^T (ld x k)
                     sgemm(false, true, g.cout_g, g.k, ld, 1.0f, dyg, ld, cm, ld, first ? 0.0f : 1.0f,
                           acc + gr * g.cout_g * g.k, g.k);
@@ -409,8 +487,11 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
                     // dcol (k x ld) = W^T (k x cout_g) * dY (cout_g x ld)
                     sgemm(true, false, g.k, ld, g.cout_g, 1.0f, wg, g.k, dyg, ld, 0.0f, target, ld);
                     if (!direct)
-                        for (int64_t i = 0; i < nb; ++i)
-                            col2im(dcol.data() + i * hw, ld, g, p, dxp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w);
+                        for (int64_t i = 0; i < nb; ++i) {
+                            float* dxi = dxp + ((n0 + i) * g.cin + gr * g.cin_g) * g.h * g.w;
+                            if (plan.enabled) col2im_padded(dcol.data() + i * hw, ld, g, p, plan, padded_dx.data(), dxi);
+                            else col2im(dcol.data() + i * hw, ld, g, p, dxi);
+                        }
                 }
             }
             first = false;
