@@ -292,7 +292,24 @@ void chunk_layout(float* t, float* m, const Geometry& g, int64_t n0, int64_t b, 
 }
 
 namespace {
+// Winograd for the forward and backward-data passes: always when asked for, and under Auto where
+// it measured faster than im2col + GEMM (bench/bench_conv.cpp, ResNet18 shapes at 64 and 224 px):
+// rows of at least 6 tiles (the transforms run 16 tiles of a row at once), channel counts that
+// give the 16 GEMMs some depth, and at least one image per thread (it splits work by image).
 bool use_winograd(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+    if (!winograd::applicable(x, w, p)) return false;
+    switch (ops::conv_algorithm()) {
+    case ops::ConvAlgorithm::Winograd: return true;
+    case ops::ConvAlgorithm::Gemm: return false;
+    case ops::ConvAlgorithm::Auto: break;
+    }
+    const int64_t wo = x.dim(3) + 2 * p.pad_w - 2;
+    return wo >= 12 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
+}
+// Filter gradients only on request: the Winograd filter gradient returns rounding noise (~1e-6)
+// where the true gradient is exactly zero (a tap that only meets zeros), which Adam would turn
+// into lr-sized steps; im2col + GEMM keeps those zeros exact.
+bool use_winograd_filter(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     return ops::conv_algorithm() == ops::ConvAlgorithm::Winograd && winograd::applicable(x, w, p);
 }
 }  // namespace
@@ -429,11 +446,15 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
         depthwise_backward(xp, wp, dyp, g, p, dx ? dx->data() : nullptr, dw ? dw->data() : nullptr);
         return;
     }
-    if (use_winograd(x, w, p)) {
-        if (dx) winograd::conv2d_backward_data(w, dy, p, *dx);
-        if (dw) winograd::conv2d_backward_filter(x, dy, p, *dw);
-        return;
+    if (dx && use_winograd(x, w, p)) {
+        winograd::conv2d_backward_data(w, dy, p, *dx);
+        dx = nullptr;  // done
     }
+    if (dw && use_winograd_filter(x, w, p)) {
+        winograd::conv2d_backward_filter(x, dy, p, *dw);
+        dw = nullptr;
+    }
+    if (!dx && !dw) return;
     float* dwp = dw ? dw->data() : nullptr;
     float* dxp = dx ? dx->data() : nullptr;
     const int nt = omp_get_max_threads();

@@ -70,93 +70,150 @@ std::vector<float> transform_filter(const float* w, int64_t cout, int64_t cin, b
     return U;
 }
 
+// The transforms run on kLanes tiles of one tile row at once: fixed-length loops over the lanes
+// that the compiler turns into vector instructions (stride-2 loads become permutes), plain C++
+// everywhere else. Inputs are staged in zero-bordered buffers so that every lane reads in
+// bounds and no lane needs a branch; only the first `cnt` lanes of the last block are stored.
+constexpr int64_t kLanes = 16;
+
+int64_t round_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
+// Per-thread staging: a zero-bordered input plane (interior at [pad, pad+h) x [pad, pad+w)),
+// two output / gradient rows.
+struct Scratch {
+    int64_t wp = 0, rw = 0;  // plane width; row buffer width
+    std::vector<float> plane, rows;
+    explicit Scratch(const Plan& P) {
+        wp = 2 * round_lanes(P.tw) + 2;
+        rw = 2 * round_lanes(P.tw) + 2;
+        plane.assign(static_cast<size_t>((2 * P.th + 2) * wp), 0.0f);
+        rows.assign(static_cast<size_t>(2 * rw), 0.0f);
+    }
+};
+
+// d[i][j][l] = row_i[2 l + j]: the 4x4 input tiles of kLanes consecutive tiles.
+inline void load_tiles(const float* base, int64_t stride, float (&d)[4][4][kLanes]) {
+    for (int i = 0; i < 4; ++i) {
+        const float* row = base + i * stride;
+        for (int j = 0; j < 4; ++j)
+            for (int64_t l = 0; l < kLanes; ++l) d[i][j][l] = row[2 * l + j];
+    }
+}
+
 // V[(xi*C + c)*ld + col0 + t] = (B^T d B)[xi] for tile t of one image x [C,h,w].
-void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t ld, int64_t col0) {
+void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t ld, int64_t col0, Scratch& S) {
+    const int64_t stride = C * ld;  // between transform positions
+    float* plane = S.plane.data();
     for (int64_t c = 0; c < C; ++c) {
         const float* xc = x + c * P.h * P.w;
+        for (int64_t r = 0; r < P.h; ++r)
+            std::copy(xc + r * P.w, xc + (r + 1) * P.w, plane + (r + P.pad) * S.wp + P.pad);
         for (int64_t a = 0; a < P.th; ++a)
-            for (int64_t b = 0; b < P.tw; ++b) {
-                const int64_t r0 = 2 * a - P.pad, c0 = 2 * b - P.pad;
-                float d[4][4];
-                const bool inside = r0 >= 0 && c0 >= 0 && r0 + 4 <= P.h && c0 + 4 <= P.w;
-                for (int i = 0; i < 4; ++i)
-                    for (int j = 0; j < 4; ++j) {
-                        const int64_t r = r0 + i, q = c0 + j;
-                        d[i][j] = (inside || (r >= 0 && r < P.h && q >= 0 && q < P.w)) ? xc[r * P.w + q] : 0.0f;
+            for (int64_t b0 = 0; b0 < P.tw; b0 += kLanes) {
+                float d[4][4][kLanes];
+                load_tiles(plane + 2 * a * S.wp + 2 * b0, S.wp, d);
+                float t[4][4][kLanes];
+                for (int j = 0; j < 4; ++j)
+                    for (int64_t l = 0; l < kLanes; ++l) {
+                        t[0][j][l] = d[0][j][l] - d[2][j][l];
+                        t[1][j][l] = d[1][j][l] + d[2][j][l];
+                        t[2][j][l] = d[2][j][l] - d[1][j][l];
+                        t[3][j][l] = d[1][j][l] - d[3][j][l];
                     }
-                float t[4][4];
-                for (int j = 0; j < 4; ++j) {
-                    t[0][j] = d[0][j] - d[2][j];
-                    t[1][j] = d[1][j] + d[2][j];
-                    t[2][j] = d[2][j] - d[1][j];
-                    t[3][j] = d[1][j] - d[3][j];
-                }
-                float* out = V + c * ld + col0 + a * P.tw + b;
-                const int64_t stride = C * ld;  // between transform positions
+                const int64_t cnt = std::min(kLanes, P.tw - b0);
+                float* out = V + c * ld + col0 + a * P.tw + b0;
                 for (int i = 0; i < 4; ++i) {
-                    out[(i * 4 + 0) * stride] = t[i][0] - t[i][2];
-                    out[(i * 4 + 1) * stride] = t[i][1] + t[i][2];
-                    out[(i * 4 + 2) * stride] = t[i][2] - t[i][1];
-                    out[(i * 4 + 3) * stride] = t[i][1] - t[i][3];
+                    float* o0 = out + (i * 4 + 0) * stride;
+                    float* o1 = out + (i * 4 + 1) * stride;
+                    float* o2 = out + (i * 4 + 2) * stride;
+                    float* o3 = out + (i * 4 + 3) * stride;
+                    for (int64_t l = 0; l < cnt; ++l) {
+                        o0[l] = t[i][0][l] - t[i][2][l];
+                        o1[l] = t[i][1][l] + t[i][2][l];
+                        o2[l] = t[i][2][l] - t[i][1][l];
+                        o3[l] = t[i][1][l] - t[i][3][l];
+                    }
                 }
             }
     }
 }
 
-// y [O, ho, wo] of one image from M[(xi*O + o)*ld + col0 + t]: y_tile = A^T m A.
-void transform_output(const float* M, const Plan& P, int64_t O, int64_t ld, int64_t col0, float* y) {
+// y [O, ho, wo] of one image from M[(xi*O + o)*ld + col0 + t]: y_tile = A^T m A. M must hold
+// kLanes readable floats past its last tile (lanes beyond the tile row are computed, not stored).
+void transform_output(const float* M, const Plan& P, int64_t O, int64_t ld, int64_t col0, float* y, Scratch& S) {
     const int64_t stride = O * ld;
+    float* rows[2] = {S.rows.data(), S.rows.data() + S.rw};
     for (int64_t o = 0; o < O; ++o) {
         float* yo = y + o * P.ho * P.wo;
-        for (int64_t a = 0; a < P.th; ++a)
-            for (int64_t b = 0; b < P.tw; ++b) {
-                const float* m = M + o * ld + col0 + a * P.tw + b;
-                float v[4][4];
-                for (int xi = 0; xi < 16; ++xi) v[xi / 4][xi % 4] = m[xi * stride];
-                float s[2][4];
+        for (int64_t a = 0; a < P.th; ++a) {
+            for (int64_t b0 = 0; b0 < P.tw; b0 += kLanes) {
+                const float* m = M + o * ld + col0 + a * P.tw + b0;
+                float s[2][4][kLanes];
                 for (int j = 0; j < 4; ++j) {
-                    s[0][j] = v[0][j] + v[1][j] + v[2][j];
-                    s[1][j] = v[1][j] - v[2][j] - v[3][j];
+                    const float* m0 = m + (0 * 4 + j) * stride;
+                    const float* m1 = m + (1 * 4 + j) * stride;
+                    const float* m2 = m + (2 * 4 + j) * stride;
+                    const float* m3 = m + (3 * 4 + j) * stride;
+                    for (int64_t l = 0; l < kLanes; ++l) {
+                        s[0][j][l] = m0[l] + m1[l] + m2[l];
+                        s[1][j][l] = m1[l] - m2[l] - m3[l];
+                    }
                 }
                 for (int i = 0; i < 2; ++i) {
-                    const int64_t r = 2 * a + i;
-                    if (r >= P.ho) continue;
-                    const float y0 = s[i][0] + s[i][1] + s[i][2], y1 = s[i][1] - s[i][2] - s[i][3];
-                    yo[r * P.wo + 2 * b] = y0;
-                    if (2 * b + 1 < P.wo) yo[r * P.wo + 2 * b + 1] = y1;
+                    float* r = rows[i] + 2 * b0;
+                    for (int64_t l = 0; l < kLanes; ++l) {
+                        r[2 * l] = s[i][0][l] + s[i][1][l] + s[i][2][l];
+                        r[2 * l + 1] = s[i][1][l] - s[i][2][l] - s[i][3][l];
+                    }
                 }
             }
+            for (int i = 0; i < 2 && 2 * a + i < P.ho; ++i)
+                std::copy(rows[i], rows[i] + P.wo, yo + (2 * a + i) * P.wo);
+        }
     }
 }
 
 // Mdy[(xi*O + o)*ld + col0 + t] = (A e A^T)[xi] for the 2x2 dy tile e (zero beyond ho/wo).
-void transform_grad_output(const float* dy, const Plan& P, int64_t O, float* Mdy, int64_t ld, int64_t col0) {
+void transform_grad_output(const float* dy, const Plan& P, int64_t O, float* Mdy, int64_t ld, int64_t col0,
+                           Scratch& S) {
     const int64_t stride = O * ld;
+    float* rows[2] = {S.rows.data(), S.rows.data() + S.rw};
     for (int64_t o = 0; o < O; ++o) {
         const float* d = dy + o * P.ho * P.wo;
-        for (int64_t a = 0; a < P.th; ++a)
-            for (int64_t b = 0; b < P.tw; ++b) {
-                float e[2][2];
+        for (int64_t a = 0; a < P.th; ++a) {
+            for (int i = 0; i < 2; ++i) {  // staged rows: dy row 2a+i, zero beyond ho and wo
+                std::fill(rows[i], rows[i] + S.rw, 0.0f);
+                if (2 * a + i < P.ho) std::copy(d + (2 * a + i) * P.wo, d + (2 * a + i + 1) * P.wo, rows[i]);
+            }
+            for (int64_t b0 = 0; b0 < P.tw; b0 += kLanes) {
+                float e[2][2][kLanes];
                 for (int i = 0; i < 2; ++i)
-                    for (int j = 0; j < 2; ++j) {
-                        const int64_t r = 2 * a + i, q = 2 * b + j;
-                        e[i][j] = (r < P.ho && q < P.wo) ? d[r * P.wo + q] : 0.0f;
+                    for (int j = 0; j < 2; ++j)
+                        for (int64_t l = 0; l < kLanes; ++l) e[i][j][l] = rows[i][2 * (b0 + l) + j];
+                float r4[4][2][kLanes];
+                for (int j = 0; j < 2; ++j)
+                    for (int64_t l = 0; l < kLanes; ++l) {
+                        r4[0][j][l] = e[0][j][l];
+                        r4[1][j][l] = e[0][j][l] + e[1][j][l];
+                        r4[2][j][l] = e[0][j][l] - e[1][j][l];
+                        r4[3][j][l] = -e[1][j][l];
                     }
-                float r4[4][2];
-                for (int j = 0; j < 2; ++j) {
-                    r4[0][j] = e[0][j];
-                    r4[1][j] = e[0][j] + e[1][j];
-                    r4[2][j] = e[0][j] - e[1][j];
-                    r4[3][j] = -e[1][j];
-                }
-                float* out = Mdy + o * ld + col0 + a * P.tw + b;
+                const int64_t cnt = std::min(kLanes, P.tw - b0);
+                float* out = Mdy + o * ld + col0 + a * P.tw + b0;
                 for (int i = 0; i < 4; ++i) {
-                    out[(i * 4 + 0) * stride] = r4[i][0];
-                    out[(i * 4 + 1) * stride] = r4[i][0] + r4[i][1];
-                    out[(i * 4 + 2) * stride] = r4[i][0] - r4[i][1];
-                    out[(i * 4 + 3) * stride] = -r4[i][1];
+                    float* o0 = out + (i * 4 + 0) * stride;
+                    float* o1 = out + (i * 4 + 1) * stride;
+                    float* o2 = out + (i * 4 + 2) * stride;
+                    float* o3 = out + (i * 4 + 3) * stride;
+                    for (int64_t l = 0; l < cnt; ++l) {
+                        o0[l] = r4[i][0][l];
+                        o1[l] = r4[i][0][l] + r4[i][1][l];
+                        o2[l] = r4[i][0][l] - r4[i][1][l];
+                        o3[l] = -r4[i][1][l];
+                    }
                 }
             }
+        }
     }
 }
 
@@ -167,16 +224,18 @@ void forward_with(const std::vector<float>& U, const float* x, const Plan& P, in
 #pragma omp parallel
     {
         Tensor V = Tensor::empty(Shape{16 * C * b * P.tiles});
-        Tensor M = Tensor::empty(Shape{16 * O * b * P.tiles});
+        Tensor M = Tensor::zeros(Shape{16 * O * b * P.tiles + kLanes});  // + lanes read past the last tile
+        Scratch S(P);
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < chunks; ++ch) {
             const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
-            for (int64_t i = 0; i < nb; ++i) transform_input(x + (n0 + i) * C * P.h * P.w, P, C, V.data(), ld, i * P.tiles);
+            for (int64_t i = 0; i < nb; ++i)
+                transform_input(x + (n0 + i) * C * P.h * P.w, P, C, V.data(), ld, i * P.tiles, S);
             for (int xi = 0; xi < 16; ++xi)
                 sgemm(false, false, O, ld, C, 1.0f, U.data() + xi * O * C, C, V.data() + xi * C * ld, ld, 0.0f,
                       M.data() + xi * O * ld, ld);
             for (int64_t i = 0; i < nb; ++i)
-                transform_output(M.data(), P, O, ld, i * P.tiles, y + (n0 + i) * O * P.ho * P.wo);
+                transform_output(M.data(), P, O, ld, i * P.tiles, y + (n0 + i) * O * P.ho * P.wo, S);
         }
     }
 }
@@ -222,6 +281,7 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const ops::Conv2d
         const int t = omp_get_thread_num();
         Tensor V = Tensor::empty(Shape{16 * P.cin * b * P.tiles});
         Tensor Md = Tensor::empty(Shape{16 * P.cout * b * P.tiles});
+        Scratch S(P);
         bool first = true;
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -229,9 +289,9 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const ops::Conv2d
             float* dU = partial[static_cast<size_t>(t)].data();
             const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
             for (int64_t i = 0; i < nb; ++i) {
-                transform_input(x.data() + (n0 + i) * P.cin * P.h * P.w, P, P.cin, V.data(), ld, i * P.tiles);
+                transform_input(x.data() + (n0 + i) * P.cin * P.h * P.w, P, P.cin, V.data(), ld, i * P.tiles, S);
                 transform_grad_output(dy.data() + (n0 + i) * P.cout * P.ho * P.wo, P, P.cout, Md.data(), ld,
-                                      i * P.tiles);
+                                      i * P.tiles, S);
             }
             for (int xi = 0; xi < 16; ++xi)
                 sgemm(false, true, P.cout, P.cin, ld, 1.0f, Md.data() + xi * P.cout * ld, ld, V.data() + xi * P.cin * ld,

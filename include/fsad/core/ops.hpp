@@ -46,11 +46,13 @@ private:
 };
 
 // ---------------------------------------------------------------- convolution
-/// How CPU convolutions are computed. Auto (default) and Gemm: im2col + GEMM. Winograd:
-/// F(2x2,3x3) for 3x3 stride-1 ungrouped convolutions (GEMM elsewhere). Winograd is opt-in: its
-/// transforms are not yet vectorised (slower than GEMM today), and where a true gradient is
-/// exactly zero (e.g. a tap that only meets ReLU zeros) it yields rounding noise of ~1e-6
-/// instead of 0, which Adam turns into lr-sized steps. Process-wide.
+/// How CPU convolutions are computed. Gemm: im2col + GEMM. Winograd: F(2x2,3x3) for 3x3 stride-1
+/// ungrouped convolutions (GEMM elsewhere), all three passes. Auto (default): Winograd for the
+/// forward and backward-data passes of 3x3 stride-1 layers with wide enough rows and a batch
+/// (src/cpu/conv.cpp says where it measured faster), im2col + GEMM for everything else and for
+/// every filter gradient: where a true filter gradient is exactly zero (a tap that only meets
+/// ReLU zeros) Winograd yields rounding noise of ~1e-6 instead of 0, which Adam turns into
+/// lr-sized steps. Process-wide.
 enum class ConvAlgorithm { Auto, Gemm, Winograd };
 void set_conv_algorithm(ConvAlgorithm a);
 ConvAlgorithm conv_algorithm();
