@@ -188,23 +188,20 @@ DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double 
     return r;
 }
 
-void density_score(const Tensor& f, const std::vector<float>& mu, const std::vector<float>& L, bool l2, const Tensor& out) {
+void density_score(const Tensor& f, const Tensor& mu, const Tensor& L, bool l2, const Tensor& out) {
     const int dev = f.device().index;
     Context& c = context(dev);
     const int64_t m = f.dim(0), d = f.dim(1);
     if (m == 0) return;
-    Scratch mu_d(dev, static_cast<size_t>(d) * sizeof(float)), L_d(dev, static_cast<size_t>(d * d) * sizeof(float));
     Scratch z(dev, static_cast<size_t>(m * d) * sizeof(float)), bad(dev, sizeof(int));
-    FSAD_CUDA_CHECK(cudaMemcpyAsync(mu_d.p, mu.data(), mu_d.bytes, cudaMemcpyHostToDevice, c.stream));
-    FSAD_CUDA_CHECK(cudaMemcpyAsync(L_d.p, L.data(), L_d.bytes, cudaMemcpyHostToDevice, c.stream));
     init_bad(bad, c.stream);
-    centre_rows_k<<<static_cast<unsigned>(m), kThreads, 0, c.stream>>>(f.data(), mu_d.as<float>(), z.as<float>(), d, l2,
+    centre_rows_k<<<static_cast<unsigned>(m), kThreads, 0, c.stream>>>(f.data(), mu.data(), z.as<float>(), d, l2,
                                                                          bad.as<int>());
     FSAD_CUDA_LAUNCH_CHECK();
     // row-major lower L is the column-major upper U = L^T; solve L Y = Z, i.e. U^T Y = Z
     const float one = 1.0f;
     FSAD_CUBLAS_CHECK(cublasStrsm(c.cublas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
-                                  static_cast<int>(d), static_cast<int>(m), &one, L_d.as<float>(), static_cast<int>(d),
+                                  static_cast<int>(d), static_cast<int>(m), &one, L.data(), static_cast<int>(d),
                                   z.as<float>(), static_cast<int>(d)));
     column_norm_k<<<static_cast<unsigned>(m), kThreads, 0, c.stream>>>(z.as<float>(), out.data(), d);
     FSAD_CUDA_LAUNCH_CHECK();

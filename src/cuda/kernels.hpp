@@ -39,8 +39,8 @@ struct DensityFitResult {
 };
 /// Mean, shrunk covariance (Ledoit-Wolf or ridge) and its Cholesky factor of features [n,d].
 DensityFitResult density_fit(const Tensor& features, bool l2, bool ledoit_wolf, double ridge);
-/// Mahalanobis distances of features [m,d] into out [m] (same device), float32.
-void density_score(const Tensor& features, const std::vector<float>& mu, const std::vector<float>& L, bool l2,
-                   const Tensor& out);
+/// Mahalanobis distances of features [m,d] into out [m], float32; mu [d] and the row-major lower
+/// factor L [d,d] already on the features' device.
+void density_score(const Tensor& features, const Tensor& mu, const Tensor& L, bool l2, const Tensor& out);
 
 }  // namespace fsad::cuda

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #endif
 
 extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+extern "C" void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
 
 namespace fsad::method {
 namespace {
@@ -99,6 +101,16 @@ int cholesky_lower(std::vector<double>& A, int64_t d) {
         for (int64_t j = i + 1; j < d; ++j) A[static_cast<size_t>(i * d + j)] = 0.0;
     return info;
 }
+
+// L^-1 of a lower-triangular row-major L [d, d] with a positive diagonal (LAPACK dtrtri).
+std::vector<double> invert_lower(const std::vector<double>& L, int64_t d) {
+    std::vector<double> inv = L;
+    const int dn = static_cast<int>(d);
+    int info = 0;
+    dtrtri_("U", "N", &dn, inv.data(), &dn, &info);  // row-major lower == column-major upper
+    if (info != 0) throw Error("GaussianDensity: the Cholesky factor is singular (LAPACK dtrtri info " + std::to_string(info) + ")");
+    return inv;
+}
 }  // namespace
 
 void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
@@ -118,6 +130,8 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
         shrinkage_ = r.shrinkage;
         mu_ = std::move(r.mu);
         L_ = std::move(r.L);
+        Linv_ = invert_lower(L_, dim_);
+        device_factors_ = std::make_shared<DeviceFactors>();
         low_rank_ = 0;  // the GPU scores through the full factor
         Xc_.clear();
         Lk_.clear();
@@ -207,6 +221,8 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
             Lk_ = std::move(K);
         }
     }
+    Linv_ = low_rank_ ? std::vector<double>() : invert_lower(L_, d);
+    device_factors_ = std::make_shared<DeviceFactors>();
 }
 
 Tensor GaussianDensity::score(const Tensor& features) const {
@@ -215,7 +231,18 @@ Tensor GaussianDensity::score(const Tensor& features) const {
                features.defined() ? features.shape().str() : std::string("undefined"), " do not have dimension ", dim_);
 #if FSAD_WITH_CUDA
     if (features.is_cuda()) {  // one float32 triangular solve for the batch (cuBLAS)
-        std::vector<float> mu(mu_.begin(), mu_.end()), L(L_.begin(), L_.end());
+        Tensor mu, L;              // float32 copies on the features' device, made once per device
+        {
+            std::lock_guard<std::mutex> lock(device_factors_->mutex);
+            auto& slot = device_factors_->by_device[features.device().index];
+            if (!slot.first.defined()) {
+                slot.first = Tensor::from_vector(Shape{dim_}, std::vector<float>(mu_.begin(), mu_.end())).to(features.device());
+                slot.second =
+                    Tensor::from_vector(Shape{dim_, dim_}, std::vector<float>(L_.begin(), L_.end())).to(features.device());
+            }
+            mu = slot.first;
+            L = slot.second;
+        }
         Tensor out = Tensor::empty(Shape{features.dim(0)}, features.device());
         cuda::density_score(features, mu, L, opt_.l2_normalize, out);
         return out;
@@ -266,9 +293,10 @@ Tensor GaussianDensity::score(const Tensor& features) const {
                     out.data()[r0 + i] = static_cast<float>(std::sqrt(std::max(0.0, (w2 - u2) / alpha_)));
                 }
             } else {
-                // rows z_i: solve L y_i = z_i, i.e. Y = Z L^-T
-                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
-                            static_cast<int>(d), 1.0, L_.data(), static_cast<int>(d), z.data(), static_cast<int>(d));
+                // rows z_i -> y_i = L^-1 z_i, i.e. Y = Z L^-T: a triangular multiply by the inverse
+                // factor kept since the fit (about twice as fast as the triangular solve)
+                cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
+                            static_cast<int>(d), 1.0, Linv_.data(), static_cast<int>(d), z.data(), static_cast<int>(d));
                 for (int64_t i = 0; i < rows; ++i) {
                     double s2 = 0;
                     for (int64_t k = 0; k < d; ++k) s2 += z[static_cast<size_t>(i * d + k)] * z[static_cast<size_t>(i * d + k)];
@@ -306,6 +334,8 @@ void GaussianDensity::set(const Tensor& mean, const Tensor& chol, const Gaussian
     }
     mu_.assign(m.begin(), m.end());
     L_.assign(l.begin(), l.end());
+    Linv_ = invert_lower(L_, d);
+    device_factors_ = std::make_shared<DeviceFactors>();
     dim_ = d;
     opt_ = opt;
     low_rank_ = 0;  // a restored density scores through the full factor

@@ -1,11 +1,16 @@
 // The Gaussian density of Sec. 3.4: fit mu and a shrunk covariance on (L2-normalised) features
 // of normal images, score by the Mahalanobis distance d(z) = sqrt((z - mu)^T Sigma^-1 (z - mu)).
-// Sigma^-1 is never formed: Sigma = L L^T (Cholesky), d(z) = |L^-1 (z - mu)|. With fewer
+// Sigma^-1 is never formed: Sigma = L L^T (Cholesky), d(z) = |L^-1 (z - mu)|, with the triangular
+// L^-1 computed once (LAPACK dtrtri) so that scoring a batch is one triangular multiply. With fewer
 // samples than half the dimension (the few-shot case) scoring uses the equivalent low-rank
 // (Woodbury) form, O(n d) per feature instead of O(d^2). Fitting and scoring run in double
 // precision (d up to 2048 with a few dozen samples is ill-conditioned).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "fsad/core/tensor.hpp"
@@ -50,6 +55,15 @@ private:
     int64_t dim_ = 0;
     double shrinkage_ = 0;
     std::vector<double> mu_, L_;  // L_ row-major lower triangle (upper part zero)
+    std::vector<double> Linv_;    // L^-1 (lower), for scoring through the full factor
+    // float32 mu and L on each CUDA device that scored, uploaded once (score() is const and
+    // thread-safe: the mutex guards the map). A fit or set() starts a fresh cache; copies of a
+    // density share it, which is safe since they share mu and L until one of them is refitted.
+    struct DeviceFactors {
+        std::mutex mutex;
+        std::map<int, std::pair<Tensor, Tensor>> by_device;
+    };
+    std::shared_ptr<DeviceFactors> device_factors_ = std::make_shared<DeviceFactors>();
     // low-rank form when fitted on n < d/2 samples (see fit): centred samples, factor of K
     int64_t low_rank_ = 0;
     double alpha_ = 0;
