@@ -135,6 +135,7 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
         {{5, 16, 4, 4}, {16, 16, 3, 3}, {1, 1, 0, 0, 1, 1, 1}},  // Winograd: no padding
         {{2, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd: one tile per image
         {{2, 16, 5, 6}, {16, 16, 3, 3}, {1, 1, 2, 2, 1, 1, 1}},  // Winograd: padding 2
+        {{3, 16, 33, 35}, {8, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}}, // Winograd: rows of 16+ tiles (row transforms)
         {{4, 3, 20, 21}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // chunks of large planes: general im2col
         {{5, 3, 19, 18}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},   // 7x7 stride 2 (the stem), small-plane tables
         {{6, 4, 7, 6}, {6, 4, 3, 2}, {2, 1, 2, 1, 2, 1, 1}},     // small planes: mixed strides, padding, dilation
@@ -196,7 +197,8 @@ TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {
         int pad;
     };
     for (const Case& c : {Case{{3, 20, 7, 9}, {17, 20, 3, 3}, 1}, Case{{4, 16, 8, 8}, {32, 16, 3, 3}, 1},
-                          Case{{2, 16, 5, 6}, {16, 16, 3, 3}, 2}, Case{{5, 16, 4, 4}, {16, 16, 3, 3}, 0}}) {
+                          Case{{2, 16, 5, 6}, {16, 16, 3, 3}, 2}, Case{{5, 16, 4, 4}, {16, 16, 3, 3}, 0},
+                          Case{{3, 16, 33, 35}, {8, 16, 3, 3}, 1}, Case{{4, 16, 2, 2}, {32, 16, 3, 3}, 1}}) {
         ops::Conv2dParams p;
         p.pad_h = p.pad_w = c.pad;
         Tensor x = test::randn(c.x, 1), w = test::randn(c.w, 2, 0.2f);

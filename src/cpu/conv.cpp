@@ -293,9 +293,10 @@ void chunk_layout(float* t, float* m, const Geometry& g, int64_t n0, int64_t b, 
 
 namespace {
 // Winograd for the forward and backward-data passes: always when asked for, and under Auto where
-// it measured faster than im2col + GEMM (bench/bench_conv.cpp, ResNet18 shapes at 64 and 224 px):
-// rows of at least 6 tiles (the transforms run 16 tiles of a row at once), channel counts that
-// give the 16 GEMMs some depth, and at least one image per thread (it splits work by image).
+// it measured faster than im2col + GEMM (ResNet18 training and inference steps at 64 and 224 px):
+// outputs at least 4 columns wide (on 2x2 outputs, one tile per image, it gained nothing),
+// channel counts that give the 16 GEMMs some depth, and at least one image per thread (it splits
+// work by image; at batch 1 the filter transform would cost more than the products it saves).
 bool use_winograd(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     if (!winograd::applicable(x, w, p)) return false;
     switch (ops::conv_algorithm()) {
@@ -304,7 +305,7 @@ bool use_winograd(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     case ops::ConvAlgorithm::Auto: break;
     }
     const int64_t wo = x.dim(3) + 2 * p.pad_w - 2;
-    return wo >= 12 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
+    return wo >= 4 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
 }
 // Filter gradients only on request: the Winograd filter gradient returns rounding noise (~1e-6)
 // where the true gradient is exactly zero (a tap that only meets zeros), which Adam would turn

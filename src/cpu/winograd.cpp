@@ -42,32 +42,50 @@ int64_t chunk_images(const Plan& P, int nt) {
     return std::max<int64_t>(1, std::min<int64_t>(b, P.n));
 }
 
-// U[(xi*cout + o)*cin + c] = (G g G^T)[xi], g = w[o][c] (3x3), optionally rotated 180 degrees
-// with the channel axes swapped (for backward data: w'[c][o] = rot180(w[o][c])).
-std::vector<float> transform_filter(const float* w, int64_t cout, int64_t cin, bool rotate_swap) {
+// U[(xi*O + o)*C + c] = (G g G^T)[xi], g = w[o][c] (3x3), O = cout, C = cin; or, with
+// rotate_swap (backward data), g = rot180(w[c][o]) with O = cin, C = cout. Sixteen consecutive c
+// of one row o at a time: the taps are read into lanes (stride 9 floats, or cin*9 when swapped),
+// the transform runs on lanes and U is written contiguously. Uninitialised allocator memory:
+// every element is written.
+Tensor transform_filter(const float* w, int64_t cout, int64_t cin, bool rotate_swap) {
+    constexpr int64_t L = 16;
     const int64_t O = rotate_swap ? cin : cout, C = rotate_swap ? cout : cin;
-    std::vector<float> U(static_cast<size_t>(16 * O * C));
+    Tensor Ut = Tensor::empty(Shape{16 * O * C});
+    float* U = Ut.data();
+    const int64_t blocks_per_row = (C + L - 1) / L;
 #pragma omp parallel for schedule(static)
-    for (int64_t oc = 0; oc < O * C; ++oc) {
-        const int64_t o = oc / C, c = oc % C;
-        float g[3][3];
-        for (int i = 0; i < 3; ++i)
-            for (int j = 0; j < 3; ++j)
-                g[i][j] = rotate_swap ? w[((c * cin + o) * 3 + (2 - i)) * 3 + (2 - j)] : w[((o * cin + c) * 3 + i) * 3 + j];
-        float u[4][3];
-        for (int j = 0; j < 3; ++j) {
-            u[0][j] = g[0][j];
-            u[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-            u[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-            u[3][j] = g[2][j];
-        }
-        for (int i = 0; i < 4; ++i) {
-            const float r[4] = {u[i][0], 0.5f * (u[i][0] + u[i][1] + u[i][2]), 0.5f * (u[i][0] - u[i][1] + u[i][2]),
-                                u[i][2]};
-            for (int j = 0; j < 4; ++j) U[static_cast<size_t>(((i * 4 + j) * O + o) * C + c)] = r[j];
+    for (int64_t blk = 0; blk < O * blocks_per_row; ++blk) {
+        const int64_t o = blk / blocks_per_row, c0 = blk % blocks_per_row * L, cnt = std::min(L, C - c0);
+        // lane l holds the pair (o, c0 + l): its taps start at src + l * lane_stride
+        const float* src = rotate_swap ? w + (c0 * cin + o) * 9 : w + (o * cin + c0) * 9;
+        const int64_t lane_stride = rotate_swap ? cin * 9 : 9;
+        float g[3][3][L] = {};
+        for (int64_t l = 0; l < cnt; ++l)
+            for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < 3; ++j)
+                    g[i][j][l] = rotate_swap ? src[l * lane_stride + (2 - i) * 3 + (2 - j)] : src[l * lane_stride + i * 3 + j];
+        float u[4][3][L];  // G g
+        for (int j = 0; j < 3; ++j)
+            for (int64_t l = 0; l < L; ++l) {
+                u[0][j][l] = g[0][j][l];
+                u[1][j][l] = 0.5f * (g[0][j][l] + g[1][j][l] + g[2][j][l]);
+                u[2][j][l] = 0.5f * (g[0][j][l] - g[1][j][l] + g[2][j][l]);
+                u[3][j][l] = g[2][j][l];
+            }
+        for (int i = 0; i < 4; ++i) {  // (G g) G^T
+            float* r0 = U + ((i * 4 + 0) * O + o) * C + c0;
+            float* r1 = U + ((i * 4 + 1) * O + o) * C + c0;
+            float* r2 = U + ((i * 4 + 2) * O + o) * C + c0;
+            float* r3 = U + ((i * 4 + 3) * O + o) * C + c0;
+            for (int64_t l = 0; l < cnt; ++l) {
+                r0[l] = u[i][0][l];
+                r1[l] = 0.5f * (u[i][0][l] + u[i][1][l] + u[i][2][l]);
+                r2[l] = 0.5f * (u[i][0][l] - u[i][1][l] + u[i][2][l]);
+                r3[l] = u[i][2][l];
+            }
         }
     }
-    return U;
+    return Ut;
 }
 
 // The transforms run on kLanes tiles of one tile row at once: fixed-length loops over the lanes
@@ -217,25 +235,148 @@ void transform_grad_output(const float* dy, const Plan& P, int64_t O, float* Mdy
     }
 }
 
+// Narrow images (fewer tiles per row than lanes): the lanes run over the chunk's columns
+// instead, across tile rows and images. Each input channel of the chunk's images is staged in
+// zero-bordered planes; lane l of a block reads its tile at stage + in_off[t] (the same offsets
+// for every channel), outputs go back through out_off[t] with the border tiles' missing rows and
+// columns skipped.
+struct NarrowScratch {
+    int64_t hp = 0, wp = 0;
+    std::vector<float> stage;        // [nb][hp][wp], border zero
+    std::vector<int64_t> in_off;     // per chunk column: tile's top-left in stage
+    std::vector<int64_t> out_off;    // per chunk column: tile's top-left in y (from the chunk's first image)
+    std::vector<uint8_t> out_mask;   // bit 0: second column exists, bit 1: second row exists
+    NarrowScratch(const Plan& P, int64_t nb_max, int64_t O) {
+        hp = 2 * P.th + 2;
+        wp = 2 * P.tw + 2;
+        stage.assign(static_cast<size_t>(nb_max * hp * wp), 0.0f);
+        const int64_t cols = nb_max * P.tiles;
+        in_off.resize(static_cast<size_t>(cols));
+        out_off.resize(static_cast<size_t>(cols));
+        out_mask.resize(static_cast<size_t>(cols));
+        for (int64_t t = 0; t < cols; ++t) {
+            const int64_t i = t / P.tiles, r = t % P.tiles, a = r / P.tw, b = r % P.tw;
+            in_off[static_cast<size_t>(t)] = i * hp * wp + 2 * a * wp + 2 * b;
+            out_off[static_cast<size_t>(t)] = i * O * P.ho * P.wo + 2 * a * P.wo + 2 * b;
+            out_mask[static_cast<size_t>(t)] = static_cast<uint8_t>((2 * b + 1 < P.wo ? 1 : 0) | (2 * a + 1 < P.ho ? 2 : 0));
+        }
+    }
+};
+
+// V[(xi*C + c)*ld + t] for the ld = nb * tiles columns of images x [nb][C][h][w].
+void transform_input_narrow(const float* x, const Plan& P, int64_t C, int64_t nb, float* V, int64_t ld,
+                            NarrowScratch& S) {
+    const int64_t stride = C * ld;
+    for (int64_t c = 0; c < C; ++c) {
+        for (int64_t i = 0; i < nb; ++i) {
+            const float* xc = x + (i * C + c) * P.h * P.w;
+            float* st = S.stage.data() + i * S.hp * S.wp;
+            for (int64_t r = 0; r < P.h; ++r)
+                std::copy(xc + r * P.w, xc + (r + 1) * P.w, st + (r + P.pad) * S.wp + P.pad);
+        }
+        for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
+            const int64_t cnt = std::min(kLanes, ld - t0);
+            int64_t off[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) off[l] = S.in_off[static_cast<size_t>(t0 + std::min(l, cnt - 1))];
+            float d[4][4][kLanes];
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) {
+                    const float* base = S.stage.data() + i * S.wp + j;
+                    for (int64_t l = 0; l < kLanes; ++l) d[i][j][l] = base[off[l]];
+                }
+            float t[4][4][kLanes];
+            for (int j = 0; j < 4; ++j)
+                for (int64_t l = 0; l < kLanes; ++l) {
+                    t[0][j][l] = d[0][j][l] - d[2][j][l];
+                    t[1][j][l] = d[1][j][l] + d[2][j][l];
+                    t[2][j][l] = d[2][j][l] - d[1][j][l];
+                    t[3][j][l] = d[1][j][l] - d[3][j][l];
+                }
+            float* out = V + c * ld + t0;
+            for (int i = 0; i < 4; ++i) {
+                float* o0 = out + (i * 4 + 0) * stride;
+                float* o1 = out + (i * 4 + 1) * stride;
+                float* o2 = out + (i * 4 + 2) * stride;
+                float* o3 = out + (i * 4 + 3) * stride;
+                for (int64_t l = 0; l < cnt; ++l) {
+                    o0[l] = t[i][0][l] - t[i][2][l];
+                    o1[l] = t[i][1][l] + t[i][2][l];
+                    o2[l] = t[i][2][l] - t[i][1][l];
+                    o3[l] = t[i][1][l] - t[i][3][l];
+                }
+            }
+        }
+    }
+}
+
+// y [nb][O][ho][wo] from M[(xi*O + o)*ld + t] (16 readable floats past the last column).
+void transform_output_narrow(const float* M, const Plan& P, int64_t O, int64_t ld, float* y, const NarrowScratch& S) {
+    const int64_t stride = O * ld;
+    for (int64_t o = 0; o < O; ++o) {
+        float* yo = y + o * P.ho * P.wo;
+        for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
+            const float* m = M + o * ld + t0;
+            float s[2][4][kLanes];
+            for (int j = 0; j < 4; ++j) {
+                const float* m0 = m + j * stride;
+                const float* m1 = m + (4 + j) * stride;
+                const float* m2 = m + (8 + j) * stride;
+                const float* m3 = m + (12 + j) * stride;
+                for (int64_t l = 0; l < kLanes; ++l) {
+                    s[0][j][l] = m0[l] + m1[l] + m2[l];
+                    s[1][j][l] = m1[l] - m2[l] - m3[l];
+                }
+            }
+            float v[2][2][kLanes];
+            for (int i = 0; i < 2; ++i)
+                for (int64_t l = 0; l < kLanes; ++l) {
+                    v[i][0][l] = s[i][0][l] + s[i][1][l] + s[i][2][l];
+                    v[i][1][l] = s[i][1][l] - s[i][2][l] - s[i][3][l];
+                }
+            const int64_t cnt = std::min(kLanes, ld - t0);
+            for (int64_t l = 0; l < cnt; ++l) {
+                float* q = yo + S.out_off[static_cast<size_t>(t0 + l)];
+                const uint8_t mask = S.out_mask[static_cast<size_t>(t0 + l)];
+                q[0] = v[0][0][l];
+                if (mask & 1) q[1] = v[0][1][l];
+                if (mask & 2) {
+                    q[P.wo] = v[1][0][l];
+                    if (mask & 1) q[P.wo + 1] = v[1][1][l];
+                }
+            }
+        }
+    }
+}
+
 // Forward on prepared filter transforms U [16][O][C]: y [n][O][ho][wo] from x [n][C][h][w].
-void forward_with(const std::vector<float>& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y) {
+void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y) {
     const int nt = omp_get_max_threads();
     const int64_t b = chunk_images(P, nt), chunks = (P.n + b - 1) / b;
 #pragma omp parallel
     {
         Tensor V = Tensor::empty(Shape{16 * C * b * P.tiles});
-        Tensor M = Tensor::zeros(Shape{16 * O * b * P.tiles + kLanes});  // + lanes read past the last tile
+        // + lanes read past the last tile (computed, never stored; zeroed per chunk so they stay finite)
+        Tensor M = Tensor::empty(Shape{16 * O * b * P.tiles + kLanes});
         Scratch S(P);
+        const bool narrow = P.tw < kLanes;
+        NarrowScratch NS = narrow ? NarrowScratch(P, b, O) : NarrowScratch(Plan{}, 0, 0);
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < chunks; ++ch) {
             const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
-            for (int64_t i = 0; i < nb; ++i)
-                transform_input(x + (n0 + i) * C * P.h * P.w, P, C, V.data(), ld, i * P.tiles, S);
+            if (narrow)
+                transform_input_narrow(x + n0 * C * P.h * P.w, P, C, nb, V.data(), ld, NS);
+            else
+                for (int64_t i = 0; i < nb; ++i)
+                    transform_input(x + (n0 + i) * C * P.h * P.w, P, C, V.data(), ld, i * P.tiles, S);
             for (int xi = 0; xi < 16; ++xi)
                 sgemm(false, false, O, ld, C, 1.0f, U.data() + xi * O * C, C, V.data() + xi * C * ld, ld, 0.0f,
                       M.data() + xi * O * ld, ld);
-            for (int64_t i = 0; i < nb; ++i)
-                transform_output(M.data(), P, O, ld, i * P.tiles, y + (n0 + i) * O * P.ho * P.wo, S);
+            std::fill(M.data() + 16 * O * ld, M.data() + 16 * O * ld + kLanes, 0.0f);
+            if (narrow)
+                transform_output_narrow(M.data(), P, O, ld, y + n0 * O * P.ho * P.wo, NS);
+            else
+                for (int64_t i = 0; i < nb; ++i)
+                    transform_output(M.data(), P, O, ld, i * P.tiles, y + (n0 + i) * O * P.ho * P.wo, S);
         }
     }
 }
@@ -250,7 +391,7 @@ bool applicable(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p) {
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::Conv2dParams& p, const Tensor& y) {
     const Plan P = plan(x.dim(0), x.dim(1), w.dim(0), x.dim(2), x.dim(3), p.pad_h);
-    const std::vector<float> U = transform_filter(w.data(), P.cout, P.cin, false);
+    const Tensor U = transform_filter(w.data(), P.cout, P.cin, false);
     forward_with(U, x.data(), P, P.cin, P.cout, y.data());
     if (bias) {
         const int64_t hw = P.ho * P.wo;
@@ -266,7 +407,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
 void conv2d_backward_data(const Tensor& w, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dx) {
     // dx = conv(dy, rot180(w) with channels swapped), padding 2 - p: output size h again.
     const Plan P = plan(dy.dim(0), dy.dim(1), w.dim(1), dy.dim(2), dy.dim(3), 2 - p.pad_h);
-    const std::vector<float> U = transform_filter(w.data(), w.dim(0), w.dim(1), true);
+    const Tensor U = transform_filter(w.data(), w.dim(0), w.dim(1), true);
     forward_with(U, dy.data(), P, P.cin, P.cout, dx.data());
 }
 
