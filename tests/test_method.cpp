@@ -1,6 +1,8 @@
 // The method's building blocks against PyTorch / scikit-learn (tools/make_method_golden.py):
 // the three losses and the fixed-centre loss with their gradients, the Ledoit-Wolf Gaussian and
 // its Mahalanobis scores, AUROC with ties.
+#include <thread>
+
 #include "helpers.hpp"
 
 using namespace fsad;
@@ -80,6 +82,30 @@ TEST_CASE("method: the density handles one shot, the ridge option, and refuses b
     r.set(g.mean(), g.cholesky(), g.options());
     Tensor q = rng.normal_tensor(Shape{4, 512}, 0, 1);
     FSAD_CHECK_CLOSE("restored", r.score(q).to_vector(), g.score(q).to_vector(), 1e-4, 1e-4);
+}
+
+TEST_CASE("method: the density's derived factors (inverse, device copies) follow refits and copies; first use from threads") {
+    Rng rng(9);
+    Tensor a = rng.normal_tensor(Shape{200, 64}, 0, 1), b = rng.normal_tensor(Shape{200, 64}, 0.5f, 2);
+    Tensor q = rng.normal_tensor(Shape{50, 64}, 0, 1);
+    method::GaussianDensity ga, gb;
+    ga.fit(a);
+    gb.fit(b);
+    const std::vector<float> sa = ga.score(q).to_vector(), sb = gb.score(q).to_vector();
+    method::GaussianDensity copy = ga;  // shares ga's derived factors
+    CHECK(copy.score(q).to_vector() == sa);
+    copy.fit(b);                         // a refit must not reuse ga's inverse factor
+    CHECK(copy.score(q).to_vector() == sb);
+    CHECK(ga.score(q).to_vector() == sa);
+    // several threads scoring a fresh density at once: the inverse is made once, scores identical
+    method::GaussianDensity fresh;
+    fresh.set(ga.mean(), ga.cholesky(), ga.options());
+    std::vector<std::vector<float>> got(4);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t) threads.emplace_back([&, t] { got[t] = fresh.score(q).to_vector(); });
+    for (auto& t : threads) t.join();
+    for (const auto& g : got) FSAD_CHECK_CLOSE("threads", g, sa, 1e-4, 1e-4);
+    for (const auto& g : got) CHECK(g == got[0]);
 }
 
 TEST_CASE("eval: AUROC with ties matches scikit-learn; ROC curve endpoints") {

@@ -130,8 +130,7 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
         shrinkage_ = r.shrinkage;
         mu_ = std::move(r.mu);
         L_ = std::move(r.L);
-        Linv_ = invert_lower(L_, dim_);
-        device_factors_ = std::make_shared<DeviceFactors>();
+        derived_ = std::make_shared<Derived>();
         low_rank_ = 0;  // the GPU scores through the full factor
         Xc_.clear();
         Lk_.clear();
@@ -221,8 +220,7 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
             Lk_ = std::move(K);
         }
     }
-    Linv_ = low_rank_ ? std::vector<double>() : invert_lower(L_, d);
-    device_factors_ = std::make_shared<DeviceFactors>();
+    derived_ = std::make_shared<Derived>();
 }
 
 Tensor GaussianDensity::score(const Tensor& features) const {
@@ -233,8 +231,8 @@ Tensor GaussianDensity::score(const Tensor& features) const {
     if (features.is_cuda()) {  // one float32 triangular solve for the batch (cuBLAS)
         Tensor mu, L;              // float32 copies on the features' device, made once per device
         {
-            std::lock_guard<std::mutex> lock(device_factors_->mutex);
-            auto& slot = device_factors_->by_device[features.device().index];
+            std::lock_guard<std::mutex> lock(derived_->mutex);
+            auto& slot = derived_->by_device[features.device().index];
             if (!slot.first.defined()) {
                 slot.first = Tensor::from_vector(Shape{dim_}, std::vector<float>(mu_.begin(), mu_.end())).to(features.device());
                 slot.second =
@@ -251,6 +249,12 @@ Tensor GaussianDensity::score(const Tensor& features) const {
     const Tensor h = features.device().is_cpu() ? features : features.to(Device::cpu());
     const int64_t m = h.dim(0), d = dim_, n = low_rank_;
     Tensor out = Tensor::empty(Shape{m});
+    const double* Linv = nullptr;  // the inverse factor, made on first use (full-factor scoring only)
+    if (!n) {
+        Derived& D = *derived_;
+        std::call_once(D.once, [&] { D.Linv = invert_lower(L_, d); });
+        Linv = D.Linv.data();
+    }
     constexpr int64_t kBlock = 256;  // rows per block: double buffers stay in cache, no big allocation
     const int64_t blocks = (m + kBlock - 1) / kBlock;
     int64_t bad_row = -1;
@@ -294,9 +298,9 @@ Tensor GaussianDensity::score(const Tensor& features) const {
                 }
             } else {
                 // rows z_i -> y_i = L^-1 z_i, i.e. Y = Z L^-T: a triangular multiply by the inverse
-                // factor kept since the fit (about twice as fast as the triangular solve)
+                // factor (about twice as fast as the triangular solve)
                 cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
-                            static_cast<int>(d), 1.0, Linv_.data(), static_cast<int>(d), z.data(), static_cast<int>(d));
+                            static_cast<int>(d), 1.0, Linv, static_cast<int>(d), z.data(), static_cast<int>(d));
                 for (int64_t i = 0; i < rows; ++i) {
                     double s2 = 0;
                     for (int64_t k = 0; k < d; ++k) s2 += z[static_cast<size_t>(i * d + k)] * z[static_cast<size_t>(i * d + k)];
@@ -334,8 +338,7 @@ void GaussianDensity::set(const Tensor& mean, const Tensor& chol, const Gaussian
     }
     mu_.assign(m.begin(), m.end());
     L_.assign(l.begin(), l.end());
-    Linv_ = invert_lower(L_, d);
-    device_factors_ = std::make_shared<DeviceFactors>();
+    derived_ = std::make_shared<Derived>();
     dim_ = d;
     opt_ = opt;
     low_rank_ = 0;  // a restored density scores through the full factor

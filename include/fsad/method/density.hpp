@@ -55,15 +55,18 @@ private:
     int64_t dim_ = 0;
     double shrinkage_ = 0;
     std::vector<double> mu_, L_;  // L_ row-major lower triangle (upper part zero)
-    std::vector<double> Linv_;    // L^-1 (lower), for scoring through the full factor
-    // float32 mu and L on each CUDA device that scored, uploaded once (score() is const and
-    // thread-safe: the mutex guards the map). A fit or set() starts a fresh cache; copies of a
-    // density share it, which is safe since they share mu and L until one of them is refitted.
-    struct DeviceFactors {
+    // Made from L on first use by score() (const and thread-safe): L^-1 (lower, row-major) for
+    // CPU scoring through the full factor, computed once under `once`; float32 mu and L on each
+    // CUDA device that scored, uploaded once (the mutex guards the map). A fit or set() starts a
+    // fresh cache; copies of a density share it, which is safe since they share mu and L until
+    // one of them is refitted.
+    struct Derived {
+        std::once_flag once;
+        std::vector<double> Linv;
         std::mutex mutex;
         std::map<int, std::pair<Tensor, Tensor>> by_device;
     };
-    std::shared_ptr<DeviceFactors> device_factors_ = std::make_shared<DeviceFactors>();
+    std::shared_ptr<Derived> derived_ = std::make_shared<Derived>();
     // low-rank form when fitted on n < d/2 samples (see fit): centred samples, factor of K
     int64_t low_rank_ = 0;
     double alpha_ = 0;
