@@ -44,10 +44,14 @@ void conv_args(benchmark::internal::Benchmark* b) {
 }
 }  // namespace
 
+// im2col + GEMM everywhere
 BENCHMARK_CAPTURE(run, conv2d_forward, false)->Apply(conv_args);
 BENCHMARK_CAPTURE(run, conv2d_backward, true)->Apply(conv_args);
 // Winograd F(2x2,3x3) on the 3x3 stride-1 layers (GFLOP/s counts the direct algorithm's FLOPs)
 BENCHMARK_CAPTURE(run, conv2d_forward_winograd, false, ops::ConvAlgorithm::Winograd)
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, conv2d_backward_winograd, true, ops::ConvAlgorithm::Winograd)
+    ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
+// The default (Auto): Winograd backward data, im2col + GEMM filter gradient
+BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();

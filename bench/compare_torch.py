@@ -113,7 +113,7 @@ def main():
     if not os.path.exists(BENCH):
         sys.exit(f"fsad benchmark not built: {BENCH}")
     rows = []
-    for name in a.cases.split(","):
+    for name in filter(None, a.cases.split(",")):  # --cases "" with --gauss: the density only
         regex, mode, res, batch, extra = CASES[name]
         for rep in range(a.reps):
             f = run_fsad(regex, a.threads, a.min_time)

@@ -118,6 +118,51 @@ inline void load_tiles(const float* base, int64_t stride, float (&d)[4][4][kLane
     }
 }
 
+// The transforms of 16 tiles, shared by the row and the narrow layouts.
+// out[xi * stride + l] = (B^T d_l B)[xi] for the first cnt lanes l.
+inline void input_tiles(const float (&d)[4][4][kLanes], float* out, int64_t stride, int64_t cnt) {
+    float t[4][4][kLanes];  // B^T d
+    for (int j = 0; j < 4; ++j)
+        for (int64_t l = 0; l < kLanes; ++l) {
+            t[0][j][l] = d[0][j][l] - d[2][j][l];
+            t[1][j][l] = d[1][j][l] + d[2][j][l];
+            t[2][j][l] = d[2][j][l] - d[1][j][l];
+            t[3][j][l] = d[1][j][l] - d[3][j][l];
+        }
+    for (int i = 0; i < 4; ++i) {  // (B^T d) B
+        float* o0 = out + (i * 4 + 0) * stride;
+        float* o1 = out + (i * 4 + 1) * stride;
+        float* o2 = out + (i * 4 + 2) * stride;
+        float* o3 = out + (i * 4 + 3) * stride;
+        for (int64_t l = 0; l < cnt; ++l) {
+            o0[l] = t[i][0][l] - t[i][2][l];
+            o1[l] = t[i][1][l] + t[i][2][l];
+            o2[l] = t[i][2][l] - t[i][1][l];
+            o3[l] = t[i][1][l] - t[i][3][l];
+        }
+    }
+}
+
+// v = A^T m_l A (2x2) for the 16 lanes l of m[xi * stride + l].
+inline void output_tiles(const float* m, int64_t stride, float (&v)[2][2][kLanes]) {
+    float s[2][4][kLanes];  // A^T m
+    for (int j = 0; j < 4; ++j) {
+        const float* m0 = m + j * stride;
+        const float* m1 = m + (4 + j) * stride;
+        const float* m2 = m + (8 + j) * stride;
+        const float* m3 = m + (12 + j) * stride;
+        for (int64_t l = 0; l < kLanes; ++l) {
+            s[0][j][l] = m0[l] + m1[l] + m2[l];
+            s[1][j][l] = m1[l] - m2[l] - m3[l];
+        }
+    }
+    for (int i = 0; i < 2; ++i)  // (A^T m) A
+        for (int64_t l = 0; l < kLanes; ++l) {
+            v[i][0][l] = s[i][0][l] + s[i][1][l] + s[i][2][l];
+            v[i][1][l] = s[i][1][l] - s[i][2][l] - s[i][3][l];
+        }
+}
+
 // V[(xi*C + c)*ld + col0 + t] = (B^T d B)[xi] for tile t of one image x [C,h,w].
 void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t ld, int64_t col0, Scratch& S) {
     const int64_t stride = C * ld;  // between transform positions
@@ -130,28 +175,7 @@ void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t
             for (int64_t b0 = 0; b0 < P.tw; b0 += kLanes) {
                 float d[4][4][kLanes];
                 load_tiles(plane + 2 * a * S.wp + 2 * b0, S.wp, d);
-                float t[4][4][kLanes];
-                for (int j = 0; j < 4; ++j)
-                    for (int64_t l = 0; l < kLanes; ++l) {
-                        t[0][j][l] = d[0][j][l] - d[2][j][l];
-                        t[1][j][l] = d[1][j][l] + d[2][j][l];
-                        t[2][j][l] = d[2][j][l] - d[1][j][l];
-                        t[3][j][l] = d[1][j][l] - d[3][j][l];
-                    }
-                const int64_t cnt = std::min(kLanes, P.tw - b0);
-                float* out = V + c * ld + col0 + a * P.tw + b0;
-                for (int i = 0; i < 4; ++i) {
-                    float* o0 = out + (i * 4 + 0) * stride;
-                    float* o1 = out + (i * 4 + 1) * stride;
-                    float* o2 = out + (i * 4 + 2) * stride;
-                    float* o3 = out + (i * 4 + 3) * stride;
-                    for (int64_t l = 0; l < cnt; ++l) {
-                        o0[l] = t[i][0][l] - t[i][2][l];
-                        o1[l] = t[i][1][l] + t[i][2][l];
-                        o2[l] = t[i][2][l] - t[i][1][l];
-                        o3[l] = t[i][1][l] - t[i][3][l];
-                    }
-                }
+                input_tiles(d, V + c * ld + col0 + a * P.tw + b0, stride, std::min(kLanes, P.tw - b0));
             }
     }
 }
@@ -166,22 +190,13 @@ void transform_output(const float* M, const Plan& P, int64_t O, int64_t ld, int6
         for (int64_t a = 0; a < P.th; ++a) {
             for (int64_t b0 = 0; b0 < P.tw; b0 += kLanes) {
                 const float* m = M + o * ld + col0 + a * P.tw + b0;
-                float s[2][4][kLanes];
-                for (int j = 0; j < 4; ++j) {
-                    const float* m0 = m + (0 * 4 + j) * stride;
-                    const float* m1 = m + (1 * 4 + j) * stride;
-                    const float* m2 = m + (2 * 4 + j) * stride;
-                    const float* m3 = m + (3 * 4 + j) * stride;
-                    for (int64_t l = 0; l < kLanes; ++l) {
-                        s[0][j][l] = m0[l] + m1[l] + m2[l];
-                        s[1][j][l] = m1[l] - m2[l] - m3[l];
-                    }
-                }
-                for (int i = 0; i < 2; ++i) {
+                float v[2][2][kLanes];
+                output_tiles(m, stride, v);
+                for (int i = 0; i < 2; ++i) {  // the two columns of each tile, interleaved
                     float* r = rows[i] + 2 * b0;
                     for (int64_t l = 0; l < kLanes; ++l) {
-                        r[2 * l] = s[i][0][l] + s[i][1][l] + s[i][2][l];
-                        r[2 * l + 1] = s[i][1][l] - s[i][2][l] - s[i][3][l];
+                        r[2 * l] = v[i][0][l];
+                        r[2 * l + 1] = v[i][1][l];
                     }
                 }
             }
@@ -284,27 +299,7 @@ void transform_input_narrow(const float* x, const Plan& P, int64_t C, int64_t nb
                     const float* base = S.stage.data() + i * S.wp + j;
                     for (int64_t l = 0; l < kLanes; ++l) d[i][j][l] = base[off[l]];
                 }
-            float t[4][4][kLanes];
-            for (int j = 0; j < 4; ++j)
-                for (int64_t l = 0; l < kLanes; ++l) {
-                    t[0][j][l] = d[0][j][l] - d[2][j][l];
-                    t[1][j][l] = d[1][j][l] + d[2][j][l];
-                    t[2][j][l] = d[2][j][l] - d[1][j][l];
-                    t[3][j][l] = d[1][j][l] - d[3][j][l];
-                }
-            float* out = V + c * ld + t0;
-            for (int i = 0; i < 4; ++i) {
-                float* o0 = out + (i * 4 + 0) * stride;
-                float* o1 = out + (i * 4 + 1) * stride;
-                float* o2 = out + (i * 4 + 2) * stride;
-                float* o3 = out + (i * 4 + 3) * stride;
-                for (int64_t l = 0; l < cnt; ++l) {
-                    o0[l] = t[i][0][l] - t[i][2][l];
-                    o1[l] = t[i][1][l] + t[i][2][l];
-                    o2[l] = t[i][2][l] - t[i][1][l];
-                    o3[l] = t[i][1][l] - t[i][3][l];
-                }
-            }
+            input_tiles(d, V + c * ld + t0, stride, cnt);
         }
     }
 }
@@ -316,23 +311,8 @@ void transform_output_narrow(const float* M, const Plan& P, int64_t O, int64_t l
         float* yo = y + o * P.ho * P.wo;
         for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
             const float* m = M + o * ld + t0;
-            float s[2][4][kLanes];
-            for (int j = 0; j < 4; ++j) {
-                const float* m0 = m + j * stride;
-                const float* m1 = m + (4 + j) * stride;
-                const float* m2 = m + (8 + j) * stride;
-                const float* m3 = m + (12 + j) * stride;
-                for (int64_t l = 0; l < kLanes; ++l) {
-                    s[0][j][l] = m0[l] + m1[l] + m2[l];
-                    s[1][j][l] = m1[l] - m2[l] - m3[l];
-                }
-            }
             float v[2][2][kLanes];
-            for (int i = 0; i < 2; ++i)
-                for (int64_t l = 0; l < kLanes; ++l) {
-                    v[i][0][l] = s[i][0][l] + s[i][1][l] + s[i][2][l];
-                    v[i][1][l] = s[i][1][l] - s[i][2][l] - s[i][3][l];
-                }
+            output_tiles(m, stride, v);
             const int64_t cnt = std::min(kLanes, ld - t0);
             for (int64_t l = 0; l < cnt; ++l) {
                 float* q = yo + S.out_off[static_cast<size_t>(t0 + l)];
