@@ -7,6 +7,10 @@
 // small (7x7 at 224 px, 2x2 at 64 px); one image per chunk when Ho*Wo is already large, and
 // then 1x1 stride-1 unpadded convolutions skip im2col (the input is the column matrix).
 // Depthwise convolutions (groups == Cin == Cout) use a direct loop: their GEMMs would be 1xK.
+// Output planes of at most 256 positions build their columns through index tables into a
+// zero-bordered copy of each channel (im2col_padded). 3x3 stride-1 layers run their forward and
+// backward-data passes as Winograd F(2x2,3x3) under ConvAlgorithm::Auto (winograd.cpp,
+// use_winograd below says where).
 // Gradient rule: outputs are written (=); dW accumulates over the batch inside this file only.
 #include <omp.h>
 
