@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <limits>
+
 #include "helpers.hpp"
 
 using namespace fsad;
@@ -225,5 +228,29 @@ TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {
         CAPTURE(msg);
         if (cuda_built()) CHECK(msg.find("no CUDA device is available") != std::string::npos);
         else CHECK(msg.find("no CUDA backend") != std::string::npos);
+    }
+}
+
+TEST_CASE("maxpool2d forward matches a direct window maximum (padding, strides, rectangular windows)") {
+    const std::vector<ops::Pool2dParams> params = {
+        {3, 3, 2, 2, 1, 1}, {2, 2, 2, 2, 0, 0}, {3, 2, 1, 2, 1, 0}, {1, 1, 1, 1, 0, 0}, {4, 3, 3, 2, 2, 1}};
+    Tensor x = test::randn(Shape{2, 3, 11, 13}, 77);
+    for (int64_t i = 0; i < x.numel(); i += 5) x.data()[i] = std::max(x.data()[i], 0.0f);  // some ties
+    for (const auto& p : params) {
+        Tensor y = ops::maxpool2d_forward(x, p);
+        const int64_t h = 11, w = 13, ho = y.dim(2), wo = y.dim(3);
+        std::vector<float> want;
+        for (int64_t k = 0; k < 6; ++k)
+            for (int64_t oh = 0; oh < ho; ++oh)
+                for (int64_t ow = 0; ow < wo; ++ow) {
+                    float best = -std::numeric_limits<float>::infinity();
+                    for (int64_t i = 0; i < p.kh; ++i)
+                        for (int64_t j = 0; j < p.kw; ++j) {
+                            const int64_t ih = oh * p.stride_h - p.pad_h + i, iw = ow * p.stride_w - p.pad_w + j;
+                            if (ih >= 0 && ih < h && iw >= 0 && iw < w) best = std::max(best, x.data()[(k * h + ih) * w + iw]);
+                        }
+                    want.push_back(best);
+                }
+        CHECK(y.to_vector() == want);
     }
 }

@@ -3,6 +3,7 @@
 // Gradient rule: outputs written (=).
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "kernels.hpp"
 
@@ -16,22 +17,33 @@ inline void window(int64_t o, int stride, int pad, int k, int64_t size, int64_t&
 }
 }  // namespace
 
+// Per output row: the maximum over the window's rows for every input column first (contiguous,
+// vectorised), then the maximum over each window's columns of that one row.
 void maxpool2d_forward(const Tensor& x, const Pool2dParams& p, const Tensor& y) {
     const int64_t nc = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), ho = y.dim(2), wo = y.dim(3);
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < nc; ++k) {
-        const float* xc = x.data() + k * h * w;
-        float* yc = y.data() + k * ho * wo;
-        for (int64_t oh = 0; oh < ho; ++oh) {
-            int64_t h0, h1;
-            window(oh, p.stride_h, p.pad_h, p.kh, h, h0, h1);
-            for (int64_t ow = 0; ow < wo; ++ow) {
-                int64_t w0, w1;
-                window(ow, p.stride_w, p.pad_w, p.kw, w, w0, w1);
-                float best = -std::numeric_limits<float>::infinity();
-                for (int64_t ih = h0; ih < h1; ++ih)
-                    for (int64_t iw = w0; iw < w1; ++iw) best = std::max(best, xc[ih * w + iw]);
-                yc[oh * wo + ow] = best;
+#pragma omp parallel
+    {
+        std::vector<float> rowmax(static_cast<size_t>(w));
+        float* m = rowmax.data();
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < nc; ++k) {
+            const float* xc = x.data() + k * h * w;
+            float* yc = y.data() + k * ho * wo;
+            for (int64_t oh = 0; oh < ho; ++oh) {
+                int64_t h0, h1;
+                window(oh, p.stride_h, p.pad_h, p.kh, h, h0, h1);
+                std::fill(m, m + w, -std::numeric_limits<float>::infinity());
+                for (int64_t ih = h0; ih < h1; ++ih) {
+                    const float* xr = xc + ih * w;
+                    for (int64_t iw = 0; iw < w; ++iw) m[iw] = std::max(m[iw], xr[iw]);
+                }
+                for (int64_t ow = 0; ow < wo; ++ow) {
+                    int64_t w0, w1;
+                    window(ow, p.stride_w, p.pad_w, p.kw, w, w0, w1);
+                    float best = -std::numeric_limits<float>::infinity();
+                    for (int64_t iw = w0; iw < w1; ++iw) best = std::max(best, m[iw]);
+                    yc[oh * wo + ow] = best;
+                }
             }
         }
     }
