@@ -67,7 +67,7 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const T
     float* mp = m.data();
     float* vp = v.data();
     const int64_t n = param.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)  // separate buffers: Adam's flat parameters, gradients, moments
     for (int64_t i = 0; i < n; ++i) math::adam_update(p[i], g[i], mp[i], vp[i], s);
 }
 
