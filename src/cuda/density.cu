@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "fsad/method/density.hpp"
 #include "kernels.hpp"
 
 namespace fsad::cuda {
@@ -154,13 +155,7 @@ DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double 
     const double tr = h[0], fro = h[1], beta_ = h[2], target = tr / static_cast<double>(d);
     double s = 0.0, scale = 1.0, diag = ridge;
     if (ledoit_wolf) {  // scikit-learn's ledoit_wolf_shrinkage, as the CPU path
-        if (d > 1 && n > 1) {
-            const double nn = static_cast<double>(n), dd = static_cast<double>(d);
-            double b = (beta_ / nn - fro) / (dd * nn);
-            const double delta = (fro - 2.0 * target * tr + dd * target * target) / dd;
-            b = std::min(b, delta);
-            s = b == 0.0 ? 0.0 : b / delta;
-        }
+        s = method::ledoit_wolf_from_moments(tr, fro, beta_, n, d);
         scale = 1.0 - s;
         diag = s * target;
     }

@@ -62,7 +62,6 @@ double ledoit_wolf_shrinkage(const std::vector<double>& X0, int64_t n, int64_t d
     double trace = 0;
     for (double v : X2) trace += v;
     const double emp_trace = trace / static_cast<double>(n);  // sum of emp_cov_trace
-    const double mu = emp_trace / static_cast<double>(d);
     // sum of the entries of X2^T X2 = sum_i (sum_a X2[i,a])^2; sum((X^T X)^2) = sum((X X^T)^2),
     // the n x n Gram being much smaller than d x d.
     double beta_ = 0, delta_ = 0;
@@ -76,11 +75,16 @@ double ledoit_wolf_shrinkage(const std::vector<double>& X0, int64_t n, int64_t d
                 1.0, X.data(), static_cast<int>(d), X.data(), static_cast<int>(d), 0.0, H.data(), static_cast<int>(n));
     for (double h : H) delta_ += h * h;
     const double nn = static_cast<double>(n);
-    delta_ /= nn * nn;
-    double beta = (beta_ / nn - delta_) / (static_cast<double>(d) * nn);
-    double delta = (delta_ - 2.0 * mu * emp_trace + static_cast<double>(d) * mu * mu) / static_cast<double>(d);
-    beta = std::min(beta, delta);
-    return beta == 0.0 ? 0.0 : beta / delta;
+    return ledoit_wolf_from_moments(emp_trace, delta_ / (nn * nn), beta_, n, d);
+}
+
+double ledoit_wolf_from_moments(double trace, double frobenius, double row_power, int64_t n, int64_t d) {
+    if (d == 1 || n <= 1) return 0.0;
+    const double nn = static_cast<double>(n), dd = static_cast<double>(d), mu = trace / dd;
+    const double beta = (row_power / nn - frobenius) / (dd * nn);
+    const double delta = (frobenius - 2.0 * mu * trace + dd * mu * mu) / dd;
+    const double b = std::min(beta, delta);
+    return b == 0.0 ? 0.0 : b / delta;
 }
 
 namespace {
@@ -160,7 +164,7 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
     const double target = tr / static_cast<double>(d);
     double s = 0, alpha, beta;  // Sigma = alpha I + beta Xc^T Xc
     if (opt.shrinkage == Shrinkage::LedoitWolf) {
-        // scikit-learn's ledoit_wolf_shrinkage (see ledoit_wolf_shrinkage below), with
+        // scikit-learn's ledoit_wolf_shrinkage (ledoit_wolf_from_moments), with
         // sum((X^T X)^2)/n^2 = |S|_F^2 taken from S instead of a second product
         double fro = 0;
         for (int64_t i = 0; i < d; ++i)
@@ -174,13 +178,7 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
             for (int64_t a = 0; a < d; ++a) r += Xc[static_cast<size_t>(i * d + a)] * Xc[static_cast<size_t>(i * d + a)];
             beta_ += r * r;
         }
-        if (d > 1 && n > 1) {
-            const double nn = static_cast<double>(n), dd = static_cast<double>(d);
-            double b = (beta_ / nn - fro) / (dd * nn);
-            const double delta = (fro - 2.0 * target * tr + dd * target * target) / dd;
-            b = std::min(b, delta);
-            s = b == 0.0 ? 0.0 : b / delta;
-        }
+        s = ledoit_wolf_from_moments(tr, fro, beta_, n, d);
         for (int64_t i = 0; i < d; ++i)
             for (int64_t j = 0; j <= i; ++j) S[static_cast<size_t>(i * d + j)] *= (1.0 - s);
         for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += s * target;

@@ -77,4 +77,10 @@ private:
 /// ledoit_wolf_shrinkage(X, assume_centered=False).
 double ledoit_wolf_shrinkage(const std::vector<double>& X, int64_t n, int64_t d);
 
+/// The same shrinkage from the moments of the centred samples Xc [n, d] (the one place its formula
+/// is written; the CPU and CUDA fits compute the moments their own way): trace = tr(S),
+/// frobenius = |S|_F^2 with S = Xc^T Xc / n, row_power = sum_i (sum_a Xc[i,a]^2)^2.
+/// 0 when d == 1 or n <= 1.
+double ledoit_wolf_from_moments(double trace, double frobenius, double row_power, int64_t n, int64_t d);
+
 }  // namespace fsad::method
