@@ -52,6 +52,10 @@ BENCHMARK_CAPTURE(run, conv2d_forward_winograd, false, ops::ConvAlgorithm::Winog
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, conv2d_backward_winograd, true, ops::ConvAlgorithm::Winograd)
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, conv2d_forward_winograd4, false, ops::ConvAlgorithm::Winograd4)
+    ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(run, conv2d_backward_winograd4, true, ops::ConvAlgorithm::Winograd4)
+    ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
 // The default (Auto): Winograd backward data, im2col + GEMM filter gradient
 BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -139,11 +139,14 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
         {{2, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd: one tile per image
         {{2, 16, 5, 6}, {16, 16, 3, 3}, {1, 1, 2, 2, 1, 1, 1}},  // Winograd: padding 2
         {{3, 16, 33, 35}, {8, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}}, // Winograd: rows of 16+ tiles (row transforms)
+        {{2, 16, 10, 70}, {8, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}}, // Winograd 4x4: 16+ tiles per row, ragged both ways
+        {{3, 16, 7, 13}, {9, 16, 3, 3}, {1, 1, 0, 0, 1, 1, 1}},  // Winograd 4x4: 5x11 outputs, narrow
         {{4, 3, 20, 21}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // chunks of large planes: general im2col
         {{5, 3, 19, 18}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},   // 7x7 stride 2 (the stem), small-plane tables
         {{6, 4, 7, 6}, {6, 4, 3, 2}, {2, 1, 2, 1, 2, 1, 1}},     // small planes: mixed strides, padding, dilation
     };
-    for (auto algo : {ops::ConvAlgorithm::Auto, ops::ConvAlgorithm::Gemm, ops::ConvAlgorithm::Winograd}) {
+    for (auto algo : {ops::ConvAlgorithm::Auto, ops::ConvAlgorithm::Gemm, ops::ConvAlgorithm::Winograd,
+                      ops::ConvAlgorithm::Winograd4}) {
         ops::set_conv_algorithm(algo);
         for (int threads : {1, 2, 3}) {
             set_num_threads(threads);
@@ -201,20 +204,26 @@ TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {
     };
     for (const Case& c : {Case{{3, 20, 7, 9}, {17, 20, 3, 3}, 1}, Case{{4, 16, 8, 8}, {32, 16, 3, 3}, 1},
                           Case{{2, 16, 5, 6}, {16, 16, 3, 3}, 2}, Case{{5, 16, 4, 4}, {16, 16, 3, 3}, 0},
-                          Case{{3, 16, 33, 35}, {8, 16, 3, 3}, 1}, Case{{4, 16, 2, 2}, {32, 16, 3, 3}, 1}}) {
+                          Case{{3, 16, 33, 35}, {8, 16, 3, 3}, 1}, Case{{4, 16, 2, 2}, {32, 16, 3, 3}, 1},
+                          Case{{2, 16, 10, 70}, {8, 16, 3, 3}, 1}}) {
         ops::Conv2dParams p;
         p.pad_h = p.pad_w = c.pad;
         Tensor x = test::randn(c.x, 1), w = test::randn(c.w, 2, 0.2f);
         Tensor y = ops::conv2d_forward(x, w, nullptr, p);
         Tensor dy = test::randn(y.shape(), 3);
-        Tensor dx1, dw1, dx2, dw2;
+        Tensor dx1, dw1;
         ops::set_conv_algorithm(ops::ConvAlgorithm::Gemm);
         ops::conv2d_backward(x, w, dy, p, &dx1, &dw1, nullptr);
-        ops::set_conv_algorithm(ops::ConvAlgorithm::Winograd);
-        ops::conv2d_backward(x, w, dy, p, &dx2, &dw2, nullptr);
+        // Winograd: F(2x2) for all three passes; Winograd4: F(4x4) data gradient, GEMM filter gradient
+        for (auto algo : {ops::ConvAlgorithm::Winograd, ops::ConvAlgorithm::Winograd4}) {
+            Tensor dx2, dw2;
+            ops::set_conv_algorithm(algo);
+            ops::conv2d_backward(x, w, dy, p, &dx2, &dw2, nullptr);
+            const std::string tag = std::to_string(static_cast<int>(algo)) + " " + c.x.str();
+            FSAD_CHECK_CLOSE("winograd dx " + tag, dx2.to_vector(), dx1.to_vector(), 1e-4, 1e-4);
+            FSAD_CHECK_CLOSE("winograd dw " + tag, dw2.to_vector(), dw1.to_vector(), 1e-3, 1e-4);
+        }
         ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
-        FSAD_CHECK_CLOSE("winograd dx " + c.x.str(), dx2.to_vector(), dx1.to_vector(), 1e-4, 1e-4);
-        FSAD_CHECK_CLOSE("winograd dw " + c.x.str(), dw2.to_vector(), dw1.to_vector(), 1e-3, 1e-4);
     }
 }
 

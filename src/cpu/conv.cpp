@@ -10,7 +10,7 @@
 // Output planes of at most 256 positions build their columns through index tables into a
 // zero-bordered copy of each channel (im2col_padded). 3x3 stride-1 layers run their forward and
 // backward-data passes as Winograd F(2x2,3x3) under ConvAlgorithm::Auto (winograd.cpp,
-// use_winograd below says where).
+// winograd_tile below says where).
 // Gradient rule: outputs are written (=); dW accumulates over the batch inside this file only.
 #include <omp.h>
 
@@ -299,17 +299,23 @@ namespace {
 // Winograd for the forward and backward-data passes: always when asked for, and under Auto where
 // it measured faster than im2col + GEMM (ResNet18 training and inference steps at 64 and 224 px):
 // outputs at least 4 columns wide (on 2x2 outputs, one tile per image, it gained nothing),
-// channel counts that give the 16 GEMMs some depth, and at least one image per thread (it splits
+// channel counts that give the GEMMs some depth, and at least one image per thread (it splits
 // work by image; at batch 1 the filter transform would cost more than the products it saves).
-bool use_winograd(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-    if (!winograd::applicable(x, w, p)) return false;
+// Tile size: F(4x4,3x3) from 28 output columns up (ResNet18 at 224 px, layers 1-2: inference
+// batch 32 -10%, training step -4.5%, interleaved runs); F(2x2,3x3) below, where 4x4 tiles pad
+// more (14x14 -> 16x16), the transformed filters are 2.25x larger and the GEMMs get fewer
+// columns (layers 3-4 and 64 px images measured slower or no faster with 4x4 tiles).
+int winograd_tile(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+    if (!winograd::applicable(x, w, p)) return 0;
     switch (ops::conv_algorithm()) {
-    case ops::ConvAlgorithm::Winograd: return true;
-    case ops::ConvAlgorithm::Gemm: return false;
+    case ops::ConvAlgorithm::Winograd: return 2;
+    case ops::ConvAlgorithm::Winograd4: return 4;
+    case ops::ConvAlgorithm::Gemm: return 0;
     case ops::ConvAlgorithm::Auto: break;
     }
     const int64_t wo = x.dim(3) + 2 * p.pad_w - 2;
-    return wo >= 4 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
+    const bool use = wo >= 4 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
+    return use ? (wo >= 28 ? 4 : 2) : 0;
 }
 // Filter gradients only on request: the Winograd filter gradient returns rounding noise (~1e-6)
 // where the true gradient is exactly zero (a tap that only meets zeros), which Adam would turn
@@ -332,8 +338,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
         depthwise_forward(xp, wp, bp, g, p, yp);
         return;
     }
-    if (use_winograd(x, w, p)) {
-        winograd::conv2d_forward(x, w, bias, p, y);
+    if (const int tile = winograd_tile(x, w, p)) {
+        winograd::conv2d_forward(x, w, bias, p, y, tile);
         return;
     }
     const int64_t hw = g.ho * g.wo;
@@ -451,8 +457,8 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
         depthwise_backward(xp, wp, dyp, g, p, dx ? dx->data() : nullptr, dw ? dw->data() : nullptr);
         return;
     }
-    if (dx && use_winograd(x, w, p)) {
-        winograd::conv2d_backward_data(w, dy, p, *dx);
+    if (const int tile = dx ? winograd_tile(x, w, p) : 0) {
+        winograd::conv2d_backward_data(w, dy, p, *dx, tile);
         dx = nullptr;  // done
     }
     if (dw && use_winograd_filter(x, w, p)) {

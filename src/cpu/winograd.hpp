@@ -1,4 +1,4 @@
-// Winograd F(2x2,3x3) convolution on the CPU (see winograd.cpp for the transforms).
+// Winograd F(2x2,3x3) and F(4x4,3x3) convolution on the CPU (see winograd.cpp for the transforms).
 #pragma once
 #include "fsad/core/ops.hpp"
 
@@ -6,8 +6,11 @@ namespace fsad::cpu::winograd {
 
 /// 3x3, stride 1, no dilation, one group, equal padding <= 2.
 bool applicable(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p);
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::Conv2dParams& p, const Tensor& y);
-void conv2d_backward_data(const Tensor& w, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dx);
+/// tile: output tile size m, 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)).
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::Conv2dParams& p, const Tensor& y,
+                    int tile);
+void conv2d_backward_data(const Tensor& w, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dx, int tile);
+/// F(2x2,3x3) only.
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dw);
 
 }  // namespace fsad::cpu::winograd

@@ -47,13 +47,15 @@ private:
 
 // ---------------------------------------------------------------- convolution
 /// How CPU convolutions are computed. Gemm: im2col + GEMM. Winograd: F(2x2,3x3) for 3x3 stride-1
-/// ungrouped convolutions (GEMM elsewhere), all three passes. Auto (default): Winograd for the
-/// forward and backward-data passes of 3x3 stride-1 layers with wide enough rows and a batch
-/// (src/cpu/conv.cpp says where it measured faster), im2col + GEMM for everything else and for
+/// ungrouped convolutions (GEMM elsewhere), all three passes. Winograd4: F(4x4,3x3) for the
+/// forward and backward-data passes of those layers, im2col + GEMM filter gradients. Auto
+/// (default): Winograd for the forward and backward-data passes of 3x3 stride-1 layers with wide
+/// enough rows and a batch, 4x4 tiles on planes at least 28 wide and 2x2 tiles below
+/// (src/cpu/conv.cpp says where each measured faster), im2col + GEMM for everything else and for
 /// every filter gradient: where a true filter gradient is exactly zero (a tap that only meets
 /// ReLU zeros) Winograd yields rounding noise of ~1e-6 instead of 0, which Adam turns into
 /// lr-sized steps. Process-wide.
-enum class ConvAlgorithm { Auto, Gemm, Winograd };
+enum class ConvAlgorithm { Auto, Gemm, Winograd, Winograd4 };
 void set_conv_algorithm(ConvAlgorithm a);
 ConvAlgorithm conv_algorithm();
 
