@@ -297,14 +297,16 @@ void chunk_layout(float* t, float* m, const Geometry& g, int64_t n0, int64_t b, 
 
 namespace {
 // Winograd for the forward and backward-data passes: always when asked for, and under Auto where
-// it measured faster than im2col + GEMM (ResNet18 training and inference steps at 64 and 224 px):
-// outputs at least 4 columns wide (on 2x2 outputs, one tile per image, it gained nothing),
-// channel counts that give the GEMMs some depth, and at least one image per thread (it splits
-// work by image; at batch 1 the filter transform would cost more than the products it saves).
-// Tile size: F(4x4,3x3) from 28 output columns up (ResNet18 at 224 px, layers 1-2: inference
-// batch 32 -10%, training step -4.5%, interleaved runs); F(2x2,3x3) below, where 4x4 tiles pad
-// more (14x14 -> 16x16), the transformed filters are 2.25x larger and the GEMMs get fewer
-// columns (layers 3-4 and 64 px images measured slower or no faster with 4x4 tiles).
+// it measured faster than im2col + GEMM (ResNet18 training and inference steps at 64 and 224 px),
+// outputs at least 4 columns wide (on 2x2 outputs, one tile per image, it gained nothing) and
+// channel counts that give the GEMMs some depth:
+// - F(4x4,3x3) from 28 output columns up, at any batch (ResNet18 at 224 px, layers 1-2:
+//   inference batch 32 -10%, training step -4.5%; batch 1, the tiles split across threads,
+//   -11%; interleaved runs);
+// - F(2x2,3x3) below, with at least one image per thread. 4x4 tiles pad more there (14x14 ->
+//   16x16), their transformed filters are 2.25x larger and the GEMMs get fewer columns (layers
+//   3-4 and 64 px images measured slower or no faster); at batch 1 the filter transform of these
+//   deep layers costs more than the products it saves (measured slower at 14 columns).
 int winograd_tile(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     if (!winograd::applicable(x, w, p)) return 0;
     switch (ops::conv_algorithm()) {
@@ -314,8 +316,9 @@ int winograd_tile(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     case ops::ConvAlgorithm::Auto: break;
     }
     const int64_t wo = x.dim(3) + 2 * p.pad_w - 2;
-    const bool use = wo >= 4 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
-    return use ? (wo >= 28 ? 4 : 2) : 0;
+    if (wo < 4 || x.dim(1) < 16 || w.dim(0) < 16) return 0;
+    if (wo >= 28) return 4;
+    return x.dim(0) >= omp_get_max_threads() ? 2 : 0;
 }
 // Filter gradients only on request: the Winograd filter gradient returns rounding noise (~1e-6)
 // where the true gradient is exactly zero (a tap that only meets zeros), which Adam would turn

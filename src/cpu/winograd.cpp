@@ -273,44 +273,50 @@ void transform_grad_output(const float* dy, const Plan& P, int64_t O, float* Mdy
     }
 }
 
-// Staged input planes and tile tables of one chunk: each input channel of the chunk's images is
-// copied into zero-bordered planes; lane l of a block reads its tile at stage + in_off[t] (the same
-// offsets for every channel), outputs go back through out_off[t] with the border tiles' missing
-// rows and columns skipped.
+// Staged input planes and tile tables of one chunk. A chunk is a range [t0, t1) of the GEMM
+// columns of the whole batch (image t / tiles, tile t % tiles, row-major over the tile grid):
+// whole images when there are enough of them, parts of an image otherwise. Each input channel of
+// the images the chunk touches is copied into zero-bordered planes; lane l of a block reads its
+// tile at stage + in_off[t - t0] (the same offsets for every channel), outputs go back through
+// out_off[t - t0] with the border tiles' missing rows and columns skipped.
 struct TileScratch {
     int64_t hp = 0, wp = 0;
-    std::vector<float> stage;        // [nb][hp][wp], border zero
+    int64_t i0 = 0, nimg = 0;        // the chunk's first image and how many it touches
+    std::vector<float> stage;        // [nimg][hp][wp], border zero
     std::vector<int64_t> in_off;     // per chunk column: tile's top-left in stage
-    std::vector<int64_t> out_off;    // per chunk column: tile's top-left in y (from the chunk's first image)
+    std::vector<int64_t> out_off;    // per chunk column: tile's top-left in y (from image i0)
     std::vector<uint8_t> out_rows, out_cols;  // per chunk column: rows / columns of the tile inside y
-    TileScratch(const Plan& P, int64_t nb_max, int64_t O) {
+    TileScratch(const Plan& P, int64_t max_cols) {
         hp = P.m * P.th + 2;
         wp = P.m * P.tw + 2;
-        stage.assign(static_cast<size_t>(nb_max * hp * wp), 0.0f);
-        const size_t cols = static_cast<size_t>(nb_max * P.tiles);
-        in_off.resize(cols);
-        out_off.resize(cols);
-        out_rows.resize(cols);
-        out_cols.resize(cols);
-        for (size_t t = 0; t < cols; ++t) {
-            const int64_t i = static_cast<int64_t>(t) / P.tiles, r = static_cast<int64_t>(t) % P.tiles;
-            const int64_t a = r / P.tw, b = r % P.tw;
-            in_off[t] = i * hp * wp + P.m * a * wp + P.m * b;
-            out_off[t] = i * O * P.ho * P.wo + P.m * a * P.wo + P.m * b;
-            out_rows[t] = static_cast<uint8_t>(std::min(P.m, P.ho - P.m * a));
-            out_cols[t] = static_cast<uint8_t>(std::min(P.m, P.wo - P.m * b));
+        const int64_t max_images = std::min(P.n, (max_cols + P.tiles - 1) / P.tiles + 1);
+        stage.assign(static_cast<size_t>(max_images * hp * wp), 0.0f);
+        in_off.resize(static_cast<size_t>(max_cols));
+        out_off.resize(static_cast<size_t>(max_cols));
+        out_rows.resize(static_cast<size_t>(max_cols));
+        out_cols.resize(static_cast<size_t>(max_cols));
+    }
+    void prepare(const Plan& P, int64_t t0, int64_t t1, int64_t O) {
+        i0 = t0 / P.tiles;
+        nimg = (t1 - 1) / P.tiles - i0 + 1;
+        for (int64_t t = t0; t < t1; ++t) {
+            const size_t k = static_cast<size_t>(t - t0);
+            const int64_t i = t / P.tiles - i0, r = t % P.tiles, a = r / P.tw, b = r % P.tw;
+            in_off[k] = i * hp * wp + P.m * a * wp + P.m * b;
+            out_off[k] = i * O * P.ho * P.wo + P.m * a * P.wo + P.m * b;
+            out_rows[k] = static_cast<uint8_t>(std::min(P.m, P.ho - P.m * a));
+            out_cols[k] = static_cast<uint8_t>(std::min(P.m, P.wo - P.m * b));
         }
     }
 };
 
-// V[(xi*C + c)*ld + t] for the ld = nb * tiles columns of images x [nb][C][h][w].
+// V[(xi*C + c)*ld + t - t0] for the ld = t1 - t0 columns of the prepared chunk; x [n][C][h][w].
 template <int M>
-void transform_input(const float* x, const Plan& P, int64_t C, int64_t nb, float* V, int64_t ld,
-                            TileScratch& S) {
+void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t ld, TileScratch& S) {
     const int64_t stride = C * ld;
     for (int64_t c = 0; c < C; ++c) {
-        for (int64_t i = 0; i < nb; ++i) {
-            const float* xc = x + (i * C + c) * P.h * P.w;
+        for (int64_t i = 0; i < S.nimg; ++i) {
+            const float* xc = x + ((S.i0 + i) * C + c) * P.h * P.w;
             float* st = S.stage.data() + i * S.hp * S.wp;
             for (int64_t r = 0; r < P.h; ++r)
                 std::copy(xc + r * P.w, xc + (r + 1) * P.w, st + (r + P.pad) * S.wp + P.pad);
@@ -330,12 +336,13 @@ void transform_input(const float* x, const Plan& P, int64_t C, int64_t nb, float
     }
 }
 
-// y [nb][O][ho][wo] from M[(xi*O + o)*ld + t] (kLanes readable floats past the last column).
+// The prepared chunk's tiles of y [n][O][ho][wo] from M[(xi*O + o)*ld + t - t0] (kLanes readable
+// floats past the last column).
 template <int M>
 void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, float* y, const TileScratch& S) {
     const int64_t stride = O * ld;
     for (int64_t o = 0; o < O; ++o) {
-        float* yo = y + o * P.ho * P.wo;
+        float* yo = y + (S.i0 * O + o) * P.ho * P.wo;
         for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
             float v[M][M][kLanes];
             output_tiles<M>(Mt + o * ld + t0, stride, v);
@@ -357,26 +364,40 @@ void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, flo
 }
 
 // Forward on prepared filter transforms U [a*a][O][C]: y [n][O][ho][wo] from x [n][C][h][w].
+// Threads take whole chunks (own buffers, single-threaded GEMMs). With at least one image per
+// thread a chunk is a few whole images; with fewer images (inference on one image) each image's
+// tiles are split so that every thread gets an equal share of ranges of at most ~8 MiB of buffers.
 template <int M>
 void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y) {
     constexpr int A2 = (M + 2) * (M + 2);
     const int nt = omp_get_max_threads();
-    const int64_t b = chunk_images(P, nt), chunks = (P.n + b - 1) / b;
+    const int64_t T = P.n * P.tiles;
+    int64_t cols;
+    if (P.n >= nt) {
+        cols = chunk_images(P, nt) * P.tiles;
+    } else {
+        const int64_t cap = std::max<int64_t>(kLanes, (int64_t(2) << 20) / (A2 * (C + O)));
+        int64_t k = (T + cap - 1) / cap;
+        k = (k + nt - 1) / nt * nt;  // a multiple of the thread count
+        cols = std::max<int64_t>(1, (T + k - 1) / k);
+    }
+    const int64_t chunks = (T + cols - 1) / cols;
 #pragma omp parallel
     {
-        Tensor V = Tensor::empty(Shape{A2 * C * b * P.tiles});
+        Tensor V = Tensor::empty(Shape{A2 * C * cols});
         // + lanes read past the last tile (computed, never stored; zeroed per chunk so they stay finite)
-        Tensor Mt = Tensor::empty(Shape{A2 * O * b * P.tiles + kLanes});
-        TileScratch TS(P, b, O);
+        Tensor Mt = Tensor::empty(Shape{A2 * O * cols + kLanes});
+        TileScratch TS(P, cols);
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < chunks; ++ch) {
-            const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
-            transform_input<M>(x + n0 * C * P.h * P.w, P, C, nb, V.data(), ld, TS);
+            const int64_t t0 = ch * cols, t1 = std::min(T, t0 + cols), ld = t1 - t0;
+            TS.prepare(P, t0, t1, O);
+            transform_input<M>(x, P, C, V.data(), ld, TS);
             for (int xi = 0; xi < A2; ++xi)
                 sgemm(false, false, O, ld, C, 1.0f, U.data() + xi * O * C, C, V.data() + xi * C * ld, ld, 0.0f,
                       Mt.data() + xi * O * ld, ld);
             std::fill(Mt.data() + A2 * O * ld, Mt.data() + A2 * O * ld + kLanes, 0.0f);
-            transform_output<M>(Mt.data(), P, O, ld, y + n0 * O * P.ho * P.wo, TS);
+            transform_output<M>(Mt.data(), P, O, ld, y, TS);
         }
     }
 }
@@ -436,14 +457,15 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const ops::Conv2d
         Tensor V = Tensor::empty(Shape{16 * P.cin * b * P.tiles});
         Tensor Md = Tensor::empty(Shape{16 * P.cout * b * P.tiles});
         Scratch S(P);
-        TileScratch TS(P, b, P.cout);
+        TileScratch TS(P, b * P.tiles);
         bool first = true;
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < chunks; ++ch) {
             if (first) partial[static_cast<size_t>(t)] = Tensor::empty(Shape{usize});
             float* dU = partial[static_cast<size_t>(t)].data();
             const int64_t n0 = ch * b, nb = std::min(b, P.n - n0), ld = nb * P.tiles;
-            transform_input<2>(x.data() + n0 * P.cin * P.h * P.w, P, P.cin, nb, V.data(), ld, TS);
+            TS.prepare(P, n0 * P.tiles, (n0 + nb) * P.tiles, P.cout);
+            transform_input<2>(x.data(), P, P.cin, V.data(), ld, TS);
             for (int64_t i = 0; i < nb; ++i)
                 transform_grad_output(dy.data() + (n0 + i) * P.cout * P.ho * P.wo, P, P.cout, Md.data(), ld,
                                       i * P.tiles, S);
