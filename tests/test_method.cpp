@@ -58,6 +58,56 @@ TEST_CASE("method: Ledoit-Wolf Gaussian and Mahalanobis scores match scikit-lear
     }
 }
 
+TEST_CASE("method: the blocked, threaded covariance and Cholesky factor reproduce the shrunk covariance") {
+    // d = 300 > one 128-wide block; n = 400 >= d/2 (full factor); 1-3 threads split the products
+    const int64_t n = 400, d = 300;
+    Rng rng(12);
+    Tensor x = rng.normal_tensor(Shape{n, d}, 0.2f, 1);
+    for (int64_t k = 0; k < d; ++k) x.data()[k * 7 % (n * d)] *= 3.0f;  // uneven variances
+    // reference in double: L2-normalised rows, mean, S = Xc^T Xc / n, Sigma = (1-s) S + s tr(S)/d I
+    std::vector<double> X(static_cast<size_t>(n * d)), mu(static_cast<size_t>(d), 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+        double nrm = 0;
+        for (int64_t k = 0; k < d; ++k) nrm += double(x.data()[i * d + k]) * x.data()[i * d + k];
+        for (int64_t k = 0; k < d; ++k) X[size_t(i * d + k)] = x.data()[i * d + k] / std::sqrt(nrm);
+        for (int64_t k = 0; k < d; ++k) mu[size_t(k)] += X[size_t(i * d + k)] / double(n);
+    }
+    std::vector<double> S(static_cast<size_t>(d * d), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t a = 0; a < d; ++a)
+            for (int64_t b = 0; b <= a; ++b)
+                S[size_t(a * d + b)] += (X[size_t(i * d + a)] - mu[size_t(a)]) * (X[size_t(i * d + b)] - mu[size_t(b)]) / double(n);
+    double tr = 0;
+    for (int64_t a = 0; a < d; ++a) tr += S[size_t(a * d + a)];
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        method::GaussianDensity g;
+        g.fit(x);
+        const double s = g.shrinkage();
+        CHECK(s > 0.0);
+        CHECK(s < 1.0);
+        const std::vector<float> L = g.cholesky().to_vector();
+        double worst = 0, scale = 0;
+        for (int64_t a = 0; a < d; ++a)
+            for (int64_t b = 0; b <= a; ++b) {
+                const double want = (1 - s) * S[size_t(a * d + b)] + (a == b ? s * tr / double(d) : 0.0);
+                double got = 0;
+                for (int64_t k = 0; k <= b; ++k) got += double(L[size_t(a * d + k)]) * L[size_t(b * d + k)];
+                worst = std::max(worst, std::abs(got - want));
+                scale = std::max(scale, std::abs(want));
+            }
+        INFO("threads " << threads << ": max |L L^T - Sigma| = " << worst << " of max |Sigma| = " << scale);
+        CHECK(worst <= 1e-5 * scale);
+        for (int64_t a = 0; a < d; ++a)
+            for (int64_t b = a + 1; b < d; ++b) REQUIRE(L[size_t(a * d + b)] == 0.0f);
+        const std::vector<float> sc = g.score(x).to_vector();
+        if (first.empty()) first = sc;
+        else FSAD_CHECK_CLOSE("scores, threads " + std::to_string(threads), sc, first, 1e-5, 1e-5);
+    }
+    set_num_threads(2);
+}
+
 TEST_CASE("method: the density handles one shot, the ridge option, and refuses bad input") {
     Rng rng(4);
     Tensor one = rng.normal_tensor(Shape{1, 32}, 0, 1);

@@ -152,14 +152,20 @@ Tensor transform_filter(const float* w, int64_t cout, int64_t cin, bool rotate_s
                 Tf<M>::filter(x, y);
                 for (int k = 0; k < A; ++k) u[k][j][l] = y[k];
             }
-        for (int i = 0; i < A; ++i) {  // (G g) G^T
-            float* r[A];
-            for (int k = 0; k < A; ++k) r[k] = U + ((i * A + k) * O + o) * C + c0;
-            for (int64_t l = 0; l < cnt; ++l) {
+        float v[A * A][L];  // (G g) G^T on all lanes, then stored
+        for (int i = 0; i < A; ++i)
+            for (int64_t l = 0; l < L; ++l) {
                 float x[3] = {u[i][0][l], u[i][1][l], u[i][2][l]}, y[A];
                 Tf<M>::filter(x, y);
-                for (int k = 0; k < A; ++k) r[k][l] = y[k];
+                for (int k = 0; k < A; ++k) v[i * A + k][l] = y[k];
             }
+        float* dst = U + o * C + c0;  // + xi * O * C
+        if (cnt == L) {
+            for (int xi = 0; xi < A * A; ++xi)
+                for (int64_t l = 0; l < L; ++l) dst[xi * O * C + l] = v[xi][l];
+        } else {
+            for (int xi = 0; xi < A * A; ++xi)
+                for (int64_t l = 0; l < cnt; ++l) dst[xi * O * C + l] = v[xi][l];
         }
     }
     return Ut;

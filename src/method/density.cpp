@@ -3,11 +3,13 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "fsad/core/allocator.hpp"
 #include "fsad/core/error.hpp"
 #if FSAD_WITH_CUDA
 #include "../cuda/kernels.hpp"
@@ -17,31 +19,6 @@ extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* ld
 extern "C" void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
 
 namespace fsad::method {
-namespace {
-
-std::vector<double> rows_as_double(const Tensor& f, bool l2, const char* what) {
-    FSAD_CHECK(f.defined() && f.ndim() == 2, what, ": features must be [n, d], got ",
-               f.defined() ? f.shape().str() : std::string("undefined"));
-    const Tensor h = f.device().is_cpu() ? f : f.to(Device::cpu());
-    const int64_t n = h.dim(0), d = h.dim(1);
-    std::vector<double> X(static_cast<size_t>(n * d));
-    for (int64_t i = 0; i < n; ++i) {
-        double nrm = 0;
-        for (int64_t k = 0; k < d; ++k) {
-            const double v = h.data()[i * d + k];
-            FSAD_CHECK(std::isfinite(v), what, ": feature row ", i, " has a non-finite value");
-            X[static_cast<size_t>(i * d + k)] = v;
-            nrm += v * v;
-        }
-        if (l2) {
-            nrm = std::max(std::sqrt(nrm), 1e-12);  // as F.normalize
-            for (int64_t k = 0; k < d; ++k) X[static_cast<size_t>(i * d + k)] /= nrm;
-        }
-    }
-    return X;
-}
-
-}  // namespace
 
 double ledoit_wolf_shrinkage(const std::vector<double>& X0, int64_t n, int64_t d) {
     if (d == 1 || n <= 1) return 0.0;
@@ -88,22 +65,113 @@ double ledoit_wolf_from_moments(double trace, double frobenius, double row_power
 }
 
 namespace {
-// OpenBLAS runs single-threaded inside fsad (src/cpu/gemm.hpp); the density's double-precision
-// BLAS/LAPACK calls run outside any parallel region and may use all threads for their duration.
-struct BlasThreads {
-    explicit BlasThreads(int n) { openblas_set_num_threads(n); }
-    ~BlasThreads() { openblas_set_num_threads(1); }
+// The density's products and factorisations split their work across fsad's OpenMP threads and
+// call OpenBLAS/LAPACK single-threaded inside (as everywhere in fsad, src/cpu/gemm.hpp):
+// OpenBLAS's own threads, woken per call, measured slower (they yield-spin beside fsad's pool).
+
+// Row-block edges 0 = r_0 < ... < r_k = d that split the lower triangle of a d x d matrix into k
+// parts of equal area: r_i = d sqrt(i / k).
+std::vector<int64_t> triangle_edges(int64_t d, int k) {
+    std::vector<int64_t> e(static_cast<size_t>(k) + 1);
+    for (int i = 0; i <= k; ++i)
+        e[static_cast<size_t>(i)] = static_cast<int64_t>(std::lround(static_cast<double>(d) * std::sqrt(static_cast<double>(i) / k)));
+    return e;
+}
+
+int blocks_for(int64_t rows) { return static_cast<int>(std::clamp<int64_t>(rows / 64, 1, omp_get_max_threads())); }
+
+// C[r, c] += alpha * sum_k P[r, k] Q[c, k] for rows r and columns c <= r (lower triangle) of the
+// row-major C [m, m] (leading dimension ldc) from P, Q [m, kk] (leading dimensions ldp, ldq; the
+// same matrix for a SYRK); beta scales the old C. Row blocks of equal area, one GEMM left of the
+// diagonal and one SYRK on it per block.
+void lower_product(int64_t m, int64_t kk, double alpha, const double* P, int64_t ldp, double beta, double* C,
+                   int64_t ldc) {
+    const int nb = blocks_for(m);
+    const std::vector<int64_t> e = triangle_edges(m, nb);
+#pragma omp parallel for num_threads(nb) schedule(static, 1)
+    for (int b = 0; b < nb; ++b) {
+        const int64_t r0 = e[static_cast<size_t>(b)], r1 = e[static_cast<size_t>(b) + 1];
+        if (r1 <= r0) continue;
+        if (r0 > 0)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0), static_cast<int>(r0),
+                        static_cast<int>(kk), alpha, P + r0 * ldp, static_cast<int>(ldp), P, static_cast<int>(ldp), beta,
+                        C + r0 * ldc, static_cast<int>(ldc));
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, static_cast<int>(r1 - r0), static_cast<int>(kk), alpha,
+                    P + r0 * ldp, static_cast<int>(ldp), beta, C + r0 * ldc + r0, static_cast<int>(ldc));
+    }
+}
+
+// Double-precision scratch from the CPU caching allocator: a refit reuses cached blocks instead
+// of faulting in fresh pages (a 512-d fit touches ~4 MB of scratch).
+class HostScratch {
+public:
+    explicit HostScratch(int64_t count) : bytes_(static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(double)) {
+        p_ = static_cast<double*>(device_malloc(Device::cpu(), bytes_));
+    }
+    ~HostScratch() { device_free(Device::cpu(), p_, bytes_); }
+    HostScratch(const HostScratch&) = delete;
+    HostScratch& operator=(const HostScratch&) = delete;
+    double* data() { return p_; }
+
+private:
+    size_t bytes_;
+    double* p_ = nullptr;
 };
 
+// T[k * n + i] = x_i[k] - mu[k] for the n features x_i (each L2-normalised first when l2, as
+// F.normalize), transposed to d x n so that the covariance product reads rows; mu = their mean.
+void centred_transposed(const Tensor& f, bool l2, double* T, std::vector<double>& mu) {
+    const Tensor h = f.device().is_cpu() ? f : f.to(Device::cpu());
+    const int64_t n = h.dim(0), d = h.dim(1);
+    for (int64_t i = 0; i < n; ++i) {
+        const float* x = h.data() + i * d;
+        double nrm = 0;
+        for (int64_t k = 0; k < d; ++k) nrm += static_cast<double>(x[k]) * x[k];
+        FSAD_CHECK(std::isfinite(nrm), "GaussianDensity::fit: feature row ", i, " has a non-finite value");
+        const double scale = l2 ? 1.0 / std::max(std::sqrt(nrm), 1e-12) : 1.0;
+        for (int64_t k = 0; k < d; ++k) T[k * n + i] = static_cast<double>(x[k]) * scale;
+    }
+    for (int64_t k = 0; k < d; ++k) {
+        double* t = T + k * n;
+        double m = 0;
+        for (int64_t i = 0; i < n; ++i) m += t[i];
+        m /= static_cast<double>(n);
+        mu[static_cast<size_t>(k)] = m;
+        for (int64_t i = 0; i < n; ++i) t[i] -= m;
+    }
+}
+
 // Lower Cholesky factor (row-major) of the SPD matrix A [d, d] (lower triangle used), in place;
-// returns LAPACK's info (0 on success).
-int cholesky_lower(std::vector<double>& A, int64_t d) {
-    const int dn = static_cast<int>(d);
-    int info = 0;
-    dpotrf_("U", &dn, A.data(), &dn, &info);  // row-major lower == column-major upper
+// returns LAPACK's info (0 on success; k > 0: the leading minor of order k is not positive).
+// Right-looking blocked: per block column, LAPACK's potrf on the diagonal block, a triangular
+// solve of the panel below (row blocks across threads), and the trailing update (lower_product).
+int cholesky_lower(double* A, int64_t d) {
+    constexpr int64_t kBlock = 128;
+    for (int64_t k0 = 0; k0 < d; k0 += kBlock) {
+        const int64_t kb = std::min(kBlock, d - k0), rest = d - k0 - kb;
+        double* A11 = A + k0 * d + k0;
+        const int kbi = static_cast<int>(kb), di = static_cast<int>(d);
+        int info = 0;
+        dpotrf_("U", &kbi, A11, &di, &info);  // row-major lower == column-major upper
+        if (info != 0) return static_cast<int>(k0) + info;
+        if (rest == 0) break;
+        double* A21 = A + (k0 + kb) * d + k0;
+        // L21 = A21 L11^-T, rows split across threads
+        const int nb = blocks_for(rest);
+        const int64_t per = (rest + nb - 1) / nb;
+#pragma omp parallel for num_threads(nb) schedule(static, 1)
+        for (int b = 0; b < nb; ++b) {
+            const int64_t r0 = b * per, rows = std::min(per, rest - r0);
+            if (rows > 0)
+                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows), kbi, 1.0,
+                            A11, di, A21 + r0 * d, di);
+        }
+        // A22 -= L21 L21^T (lower triangle)
+        lower_product(rest, kb, -1.0, A21, d, 1.0, A + (k0 + kb) * d + k0 + kb, d);
+    }
     for (int64_t i = 0; i < d; ++i)
-        for (int64_t j = i + 1; j < d; ++j) A[static_cast<size_t>(i * d + j)] = 0.0;
-    return info;
+        for (int64_t j = i + 1; j < d; ++j) A[i * d + j] = 0.0;
+    return 0;
 }
 
 // L^-1 of a lower-triangular row-major L [d, d] with a positive diagonal (LAPACK dtrtri).
@@ -141,26 +209,19 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
         return;
     }
 #endif
-    std::vector<double> X = rows_as_double(features, opt.l2_normalize, "GaussianDensity::fit");
+    FSAD_CHECK(features.ndim() == 2, "GaussianDensity::fit: features must be [n, d], got ", features.shape().str());
     const int64_t n = features.dim(0), d = features.dim(1);
     FSAD_CHECK(n >= 1 && d >= 1, "GaussianDensity::fit: need at least one sample of dimension >= 1, got ",
                features.shape().str());
     FSAD_CHECK(opt.ridge >= 0, "GaussianDensity::fit: ridge must be >= 0, got ", opt.ridge);
-    std::vector<double> mu(static_cast<size_t>(d), 0.0);
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < d; ++k) mu[static_cast<size_t>(k)] += X[static_cast<size_t>(i * d + k)];
-    for (auto& m : mu) m /= static_cast<double>(n);
-    std::vector<double> Xc(X.size());
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < d; ++k)
-            Xc[static_cast<size_t>(i * d + k)] = X[static_cast<size_t>(i * d + k)] - mu[static_cast<size_t>(k)];
-    BlasThreads threads(omp_get_max_threads());
-    // S = Xc^T Xc / n (maximum likelihood), lower triangle
-    std::vector<double> S(static_cast<size_t>(d * d), 0.0);
-    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, static_cast<int>(d), static_cast<int>(n), 1.0 / static_cast<double>(n),
-                Xc.data(), static_cast<int>(d), 0.0, S.data(), static_cast<int>(d));
+    HostScratch T(n * d), Sbuf(d * d);
+    std::vector<double> mu(static_cast<size_t>(d));
+    centred_transposed(features, opt.l2_normalize, T.data(), mu);
+    // S = Xc^T Xc / n = T T^T / n (maximum likelihood), lower triangle
+    double* S = Sbuf.data();
+    lower_product(d, n, 1.0 / static_cast<double>(n), T.data(), n, 0.0, S, d);
     double tr = 0;
-    for (int64_t k = 0; k < d; ++k) tr += S[static_cast<size_t>(k * d + k)];
+    for (int64_t k = 0; k < d; ++k) tr += S[k * d + k];
     const double target = tr / static_cast<double>(d);
     double s = 0, alpha, beta;  // Sigma = alpha I + beta Xc^T Xc
     if (opt.shrinkage == Shrinkage::LedoitWolf) {
@@ -169,23 +230,22 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
         double fro = 0;
         for (int64_t i = 0; i < d; ++i)
             for (int64_t j = 0; j <= i; ++j) {
-                const double v = S[static_cast<size_t>(i * d + j)];
+                const double v = S[i * d + j];
                 fro += (i == j ? 1.0 : 2.0) * v * v;
             }
+        std::vector<double> r(static_cast<size_t>(n), 0.0);  // squared norms of the centred rows
+        for (int64_t a = 0; a < d; ++a)
+            for (int64_t i = 0; i < n; ++i) r[static_cast<size_t>(i)] += T.data()[a * n + i] * T.data()[a * n + i];
         double beta_ = 0;
-        for (int64_t i = 0; i < n; ++i) {
-            double r = 0;
-            for (int64_t a = 0; a < d; ++a) r += Xc[static_cast<size_t>(i * d + a)] * Xc[static_cast<size_t>(i * d + a)];
-            beta_ += r * r;
-        }
+        for (double v : r) beta_ += v * v;
         s = ledoit_wolf_from_moments(tr, fro, beta_, n, d);
         for (int64_t i = 0; i < d; ++i)
-            for (int64_t j = 0; j <= i; ++j) S[static_cast<size_t>(i * d + j)] *= (1.0 - s);
-        for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += s * target;
+            for (int64_t j = 0; j <= i; ++j) S[i * d + j] *= (1.0 - s);
+        for (int64_t k = 0; k < d; ++k) S[k * d + k] += s * target;
         alpha = s * target;
         beta = (1.0 - s) / static_cast<double>(n);
     } else {
-        for (int64_t k = 0; k < d; ++k) S[static_cast<size_t>(k * d + k)] += opt.ridge;
+        for (int64_t k = 0; k < d; ++k) S[k * d + k] += opt.ridge;
         alpha = opt.ridge;
         beta = 1.0 / static_cast<double>(n);
     }
@@ -200,18 +260,19 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
     dim_ = d;
     shrinkage_ = s;
     mu_ = std::move(mu);
-    L_ = std::move(S);
+    L_.assign(S, S + d * d);
     // Few samples (n < d/2): Sigma = alpha I + beta Xc^T Xc has a cheaper inverse (Woodbury):
     //   Sigma^-1 = (I - Xc^T K^-1 Xc) / alpha,  K = (alpha/beta) I_n + Xc Xc^T,
     //   d(z)^2 = (|w|^2 - |Lk^-1 Xc w|^2) / alpha,  w = z - mu, K = Lk Lk^T,
     // O(n d) per scored feature instead of O(d^2).
     low_rank_ = 0;
     if (alpha > 0 && beta > 0 && 2 * n < d) {
-        std::vector<double> K(static_cast<size_t>(n * n), 0.0);
-        cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, static_cast<int>(n), static_cast<int>(d), 1.0, Xc.data(),
-                    static_cast<int>(d), 0.0, K.data(), static_cast<int>(n));
+        std::vector<double> Xc(static_cast<size_t>(n * d)), K(static_cast<size_t>(n * n), 0.0);
+        for (int64_t k = 0; k < d; ++k)
+            for (int64_t i = 0; i < n; ++i) Xc[static_cast<size_t>(i * d + k)] = T.data()[k * n + i];
+        lower_product(n, d, 1.0, Xc.data(), d, 0.0, K.data(), n);
         for (int64_t i = 0; i < n; ++i) K[static_cast<size_t>(i * n + i)] += alpha / beta;
-        if (cholesky_lower(K, n) == 0) {
+        if (cholesky_lower(K.data(), n) == 0) {
             low_rank_ = n;
             alpha_ = alpha;
             Xc_ = std::move(Xc);
