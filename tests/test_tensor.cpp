@@ -214,8 +214,9 @@ TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {
         Tensor dx1, dw1;
         ops::set_conv_algorithm(ops::ConvAlgorithm::Gemm);
         ops::conv2d_backward(x, w, dy, p, &dx1, &dw1, nullptr);
-        // Winograd: F(2x2) for all three passes; Winograd4: F(4x4) data gradient, GEMM filter gradient
-        for (auto algo : {ops::ConvAlgorithm::Winograd, ops::ConvAlgorithm::Winograd4}) {
+        // Winograd: F(2x2) for all three passes; Winograd4: F(4x4) data gradient, GEMM filter gradient;
+        // Auto: its own mix (the 8x8 case takes the F(2x2) filter gradient)
+        for (auto algo : {ops::ConvAlgorithm::Winograd, ops::ConvAlgorithm::Winograd4, ops::ConvAlgorithm::Auto}) {
             Tensor dx2, dw2;
             ops::set_conv_algorithm(algo);
             ops::conv2d_backward(x, w, dy, p, &dx2, &dw2, nullptr);

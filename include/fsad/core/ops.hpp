@@ -49,12 +49,13 @@ private:
 /// How CPU convolutions are computed. Gemm: im2col + GEMM. Winograd: F(2x2,3x3) for 3x3 stride-1
 /// ungrouped convolutions (GEMM elsewhere), all three passes. Winograd4: F(4x4,3x3) for the
 /// forward and backward-data passes of those layers, im2col + GEMM filter gradients. Auto
-/// (default): Winograd for the forward and backward-data passes of 3x3 stride-1 layers with wide
-/// enough rows and a batch, 4x4 tiles on planes at least 28 wide and 2x2 tiles below
-/// (src/cpu/conv.cpp says where each measured faster), im2col + GEMM for everything else and for
-/// every filter gradient: where a true filter gradient is exactly zero (a tap that only meets
-/// ReLU zeros) Winograd yields rounding noise of ~1e-6 instead of 0, which Adam turns into
-/// lr-sized steps. Process-wide.
+/// (default): for 3x3 stride-1 layers with wide enough rows, Winograd forward and backward-data
+/// passes (4x4 tiles on planes at least 28 wide, 2x2 tiles below) and F(2x2,3x3) filter
+/// gradients on planes at least 8 wide with a batch; im2col + GEMM for everything else
+/// (src/cpu/conv.cpp says where each measured faster). Filter gradients of tiny planes stay on
+/// GEMM: where a true filter gradient is exactly zero (a tap that only meets zeros) Winograd
+/// yields rounding noise of ~1e-6 instead of 0, which Adam turns into lr-sized steps.
+/// Process-wide.
 enum class ConvAlgorithm { Auto, Gemm, Winograd, Winograd4 };
 void set_conv_algorithm(ConvAlgorithm a);
 ConvAlgorithm conv_algorithm();
