@@ -56,6 +56,12 @@ BENCHMARK_CAPTURE(run, conv2d_forward_winograd4, false, ops::ConvAlgorithm::Wino
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(run, conv2d_backward_winograd4, true, ops::ConvAlgorithm::Winograd4)
     ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
-// The default (Auto): Winograd backward data, im2col + GEMM filter gradient
-BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)
-    ->Args({1, 16})->Args({4, 16})->Args({7, 16})->Args({10, 16})->Unit(benchmark::kMillisecond)->UseRealTime();
+// The default (Auto: Winograd where src/cpu/conv.cpp says, im2col + GEMM elsewhere), every layer,
+// batch 16 and (forward) batch 1
+void auto_args(benchmark::internal::Benchmark* b) {
+    for (int n : {1, 16})
+        for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, n});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(run, conv2d_forward_auto, false, ops::ConvAlgorithm::Auto)->Apply(auto_args);
+BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)->Apply(conv_args);
