@@ -28,6 +28,18 @@
 
 #include "gemm.hpp"
 
+#if defined(__AVX512F__) && !defined(FSAD_NO_AVX512)
+// GCC 12 flags its own _mm512_undefined_ps() placeholders in the unpack/shuffle intrinsics as
+// uninitialised (a false positive); the warning is attributed to the header's lines.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define FSAD_WINOGRAD_AVX512 1
+#else
+#define FSAD_WINOGRAD_AVX512 0
+#endif
+
 namespace fsad::cpu::winograd {
 namespace {
 
@@ -316,6 +328,65 @@ struct TileScratch {
     }
 };
 
+#if FSAD_WINOGRAD_AVX512
+// F(2x2,3x3) input tiles of 16 lanes kept in registers (AVX-512): the portable loop above reads
+// every tile element into a stack array and the compiler's transpose then stalls on
+// store-to-load forwarding. Here each lane's 4x4 tile (four 4-float rows) becomes one vector, a
+// 16x16 transpose turns them into one vector per tile position, B^T d B runs on those and the
+// 16 rows of V are stored (the first cnt lanes).
+inline void transpose16(__m512 (&r)[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j) {
+            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
+            t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; ++j) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
+inline void input_tiles_2x2_avx512(const float* stage, const int64_t* off, int64_t wp, float* out, int64_t stride,
+                                   int64_t cnt) {
+    __m512 d[16];  // d[l]: lane l's tile, rows in order; after the transpose d[i*4 + j] = d_ij of all lanes
+    for (int l = 0; l < 16; ++l) {
+        const float* p = stage + off[l];
+        __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(p));
+        v = _mm512_insertf32x4(v, _mm_loadu_ps(p + wp), 1);
+        v = _mm512_insertf32x4(v, _mm_loadu_ps(p + 2 * wp), 2);
+        d[l] = _mm512_insertf32x4(v, _mm_loadu_ps(p + 3 * wp), 3);
+    }
+    transpose16(d);
+    __m512 t[4][4];  // B^T d
+    for (int j = 0; j < 4; ++j) {
+        t[0][j] = _mm512_sub_ps(d[j], d[8 + j]);
+        t[1][j] = _mm512_add_ps(d[4 + j], d[8 + j]);
+        t[2][j] = _mm512_sub_ps(d[8 + j], d[4 + j]);
+        t[3][j] = _mm512_sub_ps(d[4 + j], d[12 + j]);
+    }
+    const __mmask16 m = cnt >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << cnt) - 1);
+    for (int i = 0; i < 4; ++i) {  // (B^T d) B
+        _mm512_mask_storeu_ps(out + (i * 4 + 0) * stride, m, _mm512_sub_ps(t[i][0], t[i][2]));
+        _mm512_mask_storeu_ps(out + (i * 4 + 1) * stride, m, _mm512_add_ps(t[i][1], t[i][2]));
+        _mm512_mask_storeu_ps(out + (i * 4 + 2) * stride, m, _mm512_sub_ps(t[i][2], t[i][1]));
+        _mm512_mask_storeu_ps(out + (i * 4 + 3) * stride, m, _mm512_sub_ps(t[i][1], t[i][3]));
+    }
+}
+#endif
+
 // V[(xi*C + c)*ld + t - t0] for the ld = t1 - t0 columns of the prepared chunk; x [n][C][h][w].
 template <int M>
 void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t ld, TileScratch& S) {
@@ -331,6 +402,12 @@ void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t
             const int64_t cnt = std::min(kLanes, ld - t0);
             int64_t off[kLanes];
             for (int64_t l = 0; l < kLanes; ++l) off[l] = S.in_off[static_cast<size_t>(t0 + std::min(l, cnt - 1))];
+#if FSAD_WINOGRAD_AVX512
+            if constexpr (M == 2) {
+                input_tiles_2x2_avx512(S.stage.data(), off, S.wp, V + c * ld + t0, stride, cnt);
+                continue;
+            }
+#endif
             float d[M + 2][M + 2][kLanes];
             for (int i = 0; i < M + 2; ++i)
                 for (int j = 0; j < M + 2; ++j) {
