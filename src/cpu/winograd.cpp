@@ -50,7 +50,8 @@ struct Tf;
 template <>
 struct Tf<2> {
     static constexpr int A = 4;
-    static void input(const float (&d)[4], float (&t)[4]) {  // B^T
+    template <class T>  // float, or a vector of floats
+    static void input(const T (&d)[4], T (&t)[4]) {  // B^T
         t[0] = d[0] - d[2];
         t[1] = d[1] + d[2];
         t[2] = d[2] - d[1];
@@ -71,9 +72,10 @@ struct Tf<2> {
 template <>
 struct Tf<4> {
     static constexpr int A = 6;
-    static void input(const float (&d)[6], float (&t)[6]) {  // B^T
-        const float a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1];  // shared terms
-        const float c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
+    template <class T>  // float, or a vector of floats
+    static void input(const T (&d)[6], T (&t)[6]) {  // B^T
+        const T a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1];  // shared terms
+        const T c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
         t[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
         t[1] = a + b;
         t[2] = a - b;
@@ -308,7 +310,8 @@ struct TileScratch {
         hp = P.m * P.th + 2;
         wp = P.m * P.tw + 2;
         const int64_t max_images = std::min(P.n, (max_cols + P.tiles - 1) / P.tiles + 1);
-        stage.assign(static_cast<size_t>(max_images * hp * wp), 0.0f);
+        // + 8: the AVX-512 6x6 loads read 8-float rows, 2 floats past the last tile's
+        stage.assign(static_cast<size_t>(max_images * hp * wp + 8), 0.0f);
         in_off.resize(static_cast<size_t>(max_cols));
         out_off.resize(static_cast<size_t>(max_cols));
         out_rows.resize(static_cast<size_t>(max_cols));
@@ -329,11 +332,11 @@ struct TileScratch {
 };
 
 #if FSAD_WINOGRAD_AVX512
-// F(2x2,3x3) input tiles of 16 lanes kept in registers (AVX-512): the portable loop above reads
-// every tile element into a stack array and the compiler's transpose then stalls on
-// store-to-load forwarding. Here each lane's 4x4 tile (four 4-float rows) becomes one vector, a
-// 16x16 transpose turns them into one vector per tile position, B^T d B runs on those and the
-// 16 rows of V are stored (the first cnt lanes).
+// Input tiles of 16 lanes kept in registers (AVX-512): the portable loop below reads every tile
+// element into a stack array and the compiler's transpose then stalls on store-to-load
+// forwarding. Here each lane's tile rows become vectors (a 4x4 tile is one vector; a 6x6 tile is
+// three, two 8-float rows each), 16x16 transposes turn them into one vector per tile position,
+// B^T d B runs on those (Tf on vectors) and the rows of V are stored (the first cnt lanes).
 inline void transpose16(__m512 (&r)[16]) {
     __m512 t[16];
     for (int i = 0; i < 8; ++i) {
@@ -359,30 +362,49 @@ inline void transpose16(__m512 (&r)[16]) {
     }
 }
 
-inline void input_tiles_2x2_avx512(const float* stage, const int64_t* off, int64_t wp, float* out, int64_t stride,
-                                   int64_t cnt) {
-    __m512 d[16];  // d[l]: lane l's tile, rows in order; after the transpose d[i*4 + j] = d_ij of all lanes
-    for (int l = 0; l < 16; ++l) {
-        const float* p = stage + off[l];
-        __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(p));
-        v = _mm512_insertf32x4(v, _mm_loadu_ps(p + wp), 1);
-        v = _mm512_insertf32x4(v, _mm_loadu_ps(p + 2 * wp), 2);
-        d[l] = _mm512_insertf32x4(v, _mm_loadu_ps(p + 3 * wp), 3);
+template <int M>
+inline void input_tiles_avx512(const float* stage, const int64_t* off, int64_t wp, float* out, int64_t stride,
+                               int64_t cnt) {
+    constexpr int A = M + 2;
+    __m512 d[A][A];  // d[i][j]: tile element (i, j) of the 16 lanes
+    __m512 r[16];
+    if constexpr (M == 2) {  // lane l's 4x4 tile, four 4-float rows, is one vector
+        for (int l = 0; l < 16; ++l) {
+            const float* p = stage + off[l];
+            __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(p));
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(p + wp), 1);
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(p + 2 * wp), 2);
+            r[l] = _mm512_insertf32x4(v, _mm_loadu_ps(p + 3 * wp), 3);
+        }
+        transpose16(r);
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) d[i][j] = r[i * 4 + j];
+    } else {  // 6x6 tiles: per pair of rows, 8 floats of each row (2 past the tile) make one vector
+        for (int q = 0; q < 3; ++q) {
+            for (int l = 0; l < 16; ++l) {
+                const float* p = stage + off[l] + 2 * q * wp;
+                const __m512d lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(p)));
+                r[l] = _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(p + wp)), 1));
+            }
+            transpose16(r);
+            for (int j = 0; j < 6; ++j) {
+                d[2 * q][j] = r[j];
+                d[2 * q + 1][j] = r[8 + j];
+            }
+        }
     }
-    transpose16(d);
-    __m512 t[4][4];  // B^T d
-    for (int j = 0; j < 4; ++j) {
-        t[0][j] = _mm512_sub_ps(d[j], d[8 + j]);
-        t[1][j] = _mm512_add_ps(d[4 + j], d[8 + j]);
-        t[2][j] = _mm512_sub_ps(d[8 + j], d[4 + j]);
-        t[3][j] = _mm512_sub_ps(d[4 + j], d[12 + j]);
+    __m512 t[A][A];  // B^T d
+    for (int j = 0; j < A; ++j) {
+        __m512 x[A], y[A];
+        for (int i = 0; i < A; ++i) x[i] = d[i][j];
+        Tf<M>::input(x, y);
+        for (int k = 0; k < A; ++k) t[k][j] = y[k];
     }
     const __mmask16 m = cnt >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << cnt) - 1);
-    for (int i = 0; i < 4; ++i) {  // (B^T d) B
-        _mm512_mask_storeu_ps(out + (i * 4 + 0) * stride, m, _mm512_sub_ps(t[i][0], t[i][2]));
-        _mm512_mask_storeu_ps(out + (i * 4 + 1) * stride, m, _mm512_add_ps(t[i][1], t[i][2]));
-        _mm512_mask_storeu_ps(out + (i * 4 + 2) * stride, m, _mm512_sub_ps(t[i][2], t[i][1]));
-        _mm512_mask_storeu_ps(out + (i * 4 + 3) * stride, m, _mm512_sub_ps(t[i][1], t[i][3]));
+    for (int i = 0; i < A; ++i) {  // (B^T d) B, stored
+        __m512 y[A];
+        Tf<M>::input(t[i], y);
+        for (int k = 0; k < A; ++k) _mm512_mask_storeu_ps(out + (i * A + k) * stride, m, y[k]);
     }
 }
 #endif
@@ -403,11 +425,8 @@ void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t
             int64_t off[kLanes];
             for (int64_t l = 0; l < kLanes; ++l) off[l] = S.in_off[static_cast<size_t>(t0 + std::min(l, cnt - 1))];
 #if FSAD_WINOGRAD_AVX512
-            if constexpr (M == 2) {
-                input_tiles_2x2_avx512(S.stage.data(), off, S.wp, V + c * ld + t0, stride, cnt);
-                continue;
-            }
-#endif
+            input_tiles_avx512<M>(S.stage.data(), off, S.wp, V + c * ld + t0, stride, cnt);
+#else
             float d[M + 2][M + 2][kLanes];
             for (int i = 0; i < M + 2; ++i)
                 for (int j = 0; j < M + 2; ++j) {
@@ -415,6 +434,7 @@ void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t
                     for (int64_t l = 0; l < kLanes; ++l) d[i][j][l] = base[off[l]];
                 }
             input_tiles<M>(d, V + c * ld + t0, stride, cnt);
+#endif
         }
     }
 }
