@@ -328,6 +328,7 @@ Tensor GaussianDensity::score(const Tensor& features) const {
                 const float* f = h.data() + (r0 + i) * d;
                 double* zi = z.data() + i * d;
                 double nrm = 0;
+#pragma omp simd reduction(+ : nrm)
                 for (int64_t k = 0; k < d; ++k) {
                     zi[k] = f[k];
                     nrm += zi[k] * zi[k];
@@ -350,9 +351,13 @@ Tensor GaussianDensity::score(const Tensor& features) const {
                 cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
                             static_cast<int>(n), 1.0, Lk_.data(), static_cast<int>(n), v.data(), static_cast<int>(n));
                 for (int64_t i = 0; i < rows; ++i) {
+                    const double* wi = z.data() + i * d;
+                    const double* ui = v.data() + i * n;
                     double w2 = 0, u2 = 0;
-                    for (int64_t k = 0; k < d; ++k) w2 += z[static_cast<size_t>(i * d + k)] * z[static_cast<size_t>(i * d + k)];
-                    for (int64_t k = 0; k < n; ++k) u2 += v[static_cast<size_t>(i * n + k)] * v[static_cast<size_t>(i * n + k)];
+#pragma omp simd reduction(+ : w2)
+                    for (int64_t k = 0; k < d; ++k) w2 += wi[k] * wi[k];
+#pragma omp simd reduction(+ : u2)
+                    for (int64_t k = 0; k < n; ++k) u2 += ui[k] * ui[k];
                     out.data()[r0 + i] = static_cast<float>(std::sqrt(std::max(0.0, (w2 - u2) / alpha_)));
                 }
             } else {
@@ -361,8 +366,10 @@ Tensor GaussianDensity::score(const Tensor& features) const {
                 cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, static_cast<int>(rows),
                             static_cast<int>(d), 1.0, Linv, static_cast<int>(d), z.data(), static_cast<int>(d));
                 for (int64_t i = 0; i < rows; ++i) {
+                    const double* yi = z.data() + i * d;
                     double s2 = 0;
-                    for (int64_t k = 0; k < d; ++k) s2 += z[static_cast<size_t>(i * d + k)] * z[static_cast<size_t>(i * d + k)];
+#pragma omp simd reduction(+ : s2)
+                    for (int64_t k = 0; k < d; ++k) s2 += yi[k] * yi[k];
                     out.data()[r0 + i] = static_cast<float>(std::sqrt(s2));
                 }
             }
