@@ -9,8 +9,9 @@
 // Depthwise convolutions (groups == Cin == Cout) use a direct loop: their GEMMs would be 1xK.
 // Output planes of at most 256 positions build their columns through index tables into a
 // zero-bordered copy of each channel (im2col_padded). 3x3 stride-1 layers run their forward and
-// backward-data passes as Winograd F(2x2,3x3) under ConvAlgorithm::Auto (winograd.cpp,
-// winograd_tile below says where).
+// backward-data passes as Winograd F(4x4,3x3) or F(2x2,3x3), and on wide enough planes their
+// filter gradients as F(2x2,3x3), under ConvAlgorithm::Auto (winograd.cpp; winograd_tile and
+// use_winograd_filter below say where).
 // Gradient rule: outputs are written (=); dW accumulates over the batch inside this file only.
 #include <omp.h>
 
