@@ -80,10 +80,9 @@ std::vector<int64_t> triangle_edges(int64_t d, int k) {
 
 int blocks_for(int64_t rows) { return static_cast<int>(std::clamp<int64_t>(rows / 64, 1, omp_get_max_threads())); }
 
-// C[r, c] += alpha * sum_k P[r, k] Q[c, k] for rows r and columns c <= r (lower triangle) of the
-// row-major C [m, m] (leading dimension ldc) from P, Q [m, kk] (leading dimensions ldp, ldq; the
-// same matrix for a SYRK); beta scales the old C. Row blocks of equal area, one GEMM left of the
-// diagonal and one SYRK on it per block.
+// C[r, c] = alpha * sum_k P[r, k] P[c, k] + beta * C[r, c] for rows r and columns c <= r (the
+// lower triangle) of the row-major C [m, m] (leading dimension ldc), P [m, kk] (leading dimension
+// ldp). Row blocks of equal area, one GEMM left of the diagonal and one SYRK on it per block.
 void lower_product(int64_t m, int64_t kk, double alpha, const double* P, int64_t ldp, double beta, double* C,
                    int64_t ldc) {
     const int nb = blocks_for(m);
@@ -126,6 +125,7 @@ void centred_transposed(const Tensor& f, bool l2, double* T, std::vector<double>
     for (int64_t i = 0; i < n; ++i) {
         const float* x = h.data() + i * d;
         double nrm = 0;
+#pragma omp simd reduction(+ : nrm)
         for (int64_t k = 0; k < d; ++k) nrm += static_cast<double>(x[k]) * x[k];
         FSAD_CHECK(std::isfinite(nrm), "GaussianDensity::fit: feature row ", i, " has a non-finite value");
         const double scale = l2 ? 1.0 / std::max(std::sqrt(nrm), 1e-12) : 1.0;
@@ -134,6 +134,7 @@ void centred_transposed(const Tensor& f, bool l2, double* T, std::vector<double>
     for (int64_t k = 0; k < d; ++k) {
         double* t = T + k * n;
         double m = 0;
+#pragma omp simd reduction(+ : m)
         for (int64_t i = 0; i < n; ++i) m += t[i];
         m /= static_cast<double>(n);
         mu[static_cast<size_t>(k)] = m;
@@ -209,7 +210,8 @@ void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
         return;
     }
 #endif
-    FSAD_CHECK(features.ndim() == 2, "GaussianDensity::fit: features must be [n, d], got ", features.shape().str());
+    FSAD_CHECK(features.defined() && features.ndim() == 2, "GaussianDensity::fit: features must be [n, d], got ",
+               features.defined() ? features.shape().str() : std::string("undefined"));
     const int64_t n = features.dim(0), d = features.dim(1);
     FSAD_CHECK(n >= 1 && d >= 1, "GaussianDensity::fit: need at least one sample of dimension >= 1, got ",
                features.shape().str());
