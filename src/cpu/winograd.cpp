@@ -135,6 +135,18 @@ constexpr int64_t kLanes = 16;
 
 int64_t round_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
+// dst[xi * stride + l] = v[xi][l] for the first cnt lanes (all kLanes: a fixed-length loop).
+template <int N>
+inline void store_lanes(const float (&v)[N][kLanes], float* dst, int64_t stride, int64_t cnt) {
+    if (cnt == kLanes) {
+        for (int xi = 0; xi < N; ++xi)
+            for (int64_t l = 0; l < kLanes; ++l) dst[xi * stride + l] = v[xi][l];
+    } else {
+        for (int xi = 0; xi < N; ++xi)
+            for (int64_t l = 0; l < cnt; ++l) dst[xi * stride + l] = v[xi][l];
+    }
+}
+
 // U[(xi*O + o)*C + c] = (G g G^T)[xi], g = w[o][c] (3x3), O = cout, C = cin; or, with
 // rotate_swap (backward data), g = rot180(w[c][o]) with O = cin, C = cout. Sixteen consecutive c
 // of one row o at a time: the taps are read into lanes (stride 9 floats, or cin*9 when swapped),
@@ -173,20 +185,13 @@ Tensor transform_filter(const float* w, int64_t cout, int64_t cin, bool rotate_s
                 Tf<M>::filter(x, y);
                 for (int k = 0; k < A; ++k) v[i * A + k][l] = y[k];
             }
-        float* dst = U + o * C + c0;  // + xi * O * C
-        if (cnt == L) {
-            for (int xi = 0; xi < A * A; ++xi)
-                for (int64_t l = 0; l < L; ++l) dst[xi * O * C + l] = v[xi][l];
-        } else {
-            for (int xi = 0; xi < A * A; ++xi)
-                for (int64_t l = 0; l < cnt; ++l) dst[xi * O * C + l] = v[xi][l];
-        }
+        store_lanes(v, U + o * C + c0, O * C, cnt);
     }
     return Ut;
 }
 
-// d[i][j][l] = row_i[m l + j]: the a x a input tiles of kLanes consecutive tiles of a tile row.
-// out[xi * stride + l] = (B^T d_l B)[xi] for the first cnt lanes l (shared by both layouts).
+// out[xi * stride + l] = (B^T d_l B)[xi] for the first cnt lanes l, d[i][j][l] = element (i, j) of
+// lane l's a x a input tile (the portable path; AVX-512 builds use input_tiles_avx512).
 template <int M>
 inline void input_tiles(const float (&d)[M + 2][M + 2][kLanes], float* out, int64_t stride, int64_t cnt) {
     constexpr int A = M + 2;
@@ -206,13 +211,7 @@ inline void input_tiles(const float (&d)[M + 2][M + 2][kLanes], float* out, int6
             Tf<M>::input(x, y);
             for (int k = 0; k < A; ++k) v[i * A + k][l] = y[k];
         }
-    if (cnt == kLanes) {
-        for (int xi = 0; xi < A * A; ++xi)
-            for (int64_t l = 0; l < kLanes; ++l) out[xi * stride + l] = v[xi][l];
-    } else {
-        for (int xi = 0; xi < A * A; ++xi)
-            for (int64_t l = 0; l < cnt; ++l) out[xi * stride + l] = v[xi][l];
-    }
+    store_lanes(v, out, stride, cnt);
 }
 
 // v = A^T m_l A (m x m) for the kLanes lanes l of m[xi * stride + l].
