@@ -76,3 +76,44 @@ TEST_CASE("byol: batches use every shot before repeating one; divergence names t
     std::vector<Tensor> shots{Rng(1).uniform_tensor(Shape{3, 40, 40}, 0, 1), Rng(2).uniform_tensor(Shape{3, 40, 40}, 0, 1)};
     CHECK_THROWS_WITH_AS(for (int i = 0; i < 5; ++i) tr.step(shots), doctest::Contains("diverged at step"), Error);
 }
+
+TEST_CASE("byol: frozen stages stay as loaded in the online and the target network") {
+    method::ByolOptions o;
+    o.batch = 4;
+    o.hidden = 16;
+    o.projection = 8;
+    o.augment.size = 32;
+    o.frozen_stages = 3;
+    nn::BackboneConfig cfg{nn::BackboneKind::MobileNetV2, 0.25f};
+    auto backbone = nn::make_backbone(cfg, 0);
+    const auto before = backbone->state_dict();
+    std::map<std::string, std::vector<float>> b0;
+    for (auto& [k, v] : before) b0[k] = v.to_vector();
+    method::ByolTrainer tr(backbone, [&] { return nn::make_backbone(cfg, 1); }, o);
+    std::vector<Tensor> shots{Rng(1).uniform_tensor(Shape{3, 40, 40}, 0, 1), Rng(2).uniform_tensor(Shape{3, 40, 40}, 0, 1)};
+    for (int i = 0; i < 2; ++i) tr.step(shots);
+    // stages 1-3 of MobileNetV2 end at features.6 (rows 1, 2, 3 have 1, 2, 3 blocks)
+    auto frozen = [](const std::string& k) {
+        for (int i = 0; i <= 6; ++i)
+            if (k.rfind("features." + std::to_string(i) + ".", 0) == 0) return true;
+        return false;
+    };
+    int n_frozen = 0, n_moved = 0;
+    for (auto* net : {&tr.online().backbone, &tr.target().backbone}) {
+        for (auto& [k, v] : (*net)->state_dict()) {
+            const std::vector<float> now = v.to_vector();
+            INFO(k);
+            if (frozen(k)) {
+                CHECK(now == b0.at(k));
+                ++n_frozen;
+            } else if (k.find("weight") != std::string::npos) {
+                n_moved += now != b0.at(k);
+            }
+        }
+    }
+    CHECK(n_frozen > 0);
+    CHECK(n_moved > 20);  // the later stages were fine-tuned
+    o.frozen_stages = 9;
+    CHECK_THROWS_WITH_AS(method::ByolTrainer(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o),
+                         doctest::Contains("frozen_stages must lie in [0, 8]"), Error);
+}

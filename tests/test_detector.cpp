@@ -30,6 +30,7 @@ DetectorConfig tiny() {
     c.byol.hidden = 16;
     c.byol.projection = 8;
     c.byol.negative = method::Negative::CutPaste;
+    c.byol.frozen_stages = 1;  // a non-default value the model file must carry
     c.seed = 3;
     return c;
 }
@@ -55,6 +56,7 @@ TEST_CASE("detector: fit, score, save, load, same scores; deterministic per seed
     CHECK(l.config().byol.steps == a.config().byol.steps);
     CHECK(l.config().byol.negative == method::Negative::CutPaste);
     CHECK(l.config().byol.ema == a.config().byol.ema);
+    CHECK(l.config().byol.frozen_stages == 1);
     CHECK(l.config().resolution == 32);
     FSAD_CHECK_CLOSE("loaded scores", l.score(test), sa, 1e-3, 1e-4);
     CHECK(l.is_anomalous(test[1]) == a.is_anomalous(test[1]));

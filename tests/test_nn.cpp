@@ -112,3 +112,55 @@ TEST_CASE("nn: to(device) keeps a flattened module flattened; to its own device 
     CHECK(net->device() == Device::cpu());
     if (!cuda_available()) CHECK_THROWS_AS(net->to(Device::cuda(0)), Error);
 }
+
+TEST_CASE("nn: freeze_stages stops gradients, keeps eval mode and survives flattening into a parent") {
+    auto b = nn::make_backbone({nn::BackboneKind::ResNet18, 0.125f}, 4);
+    CHECK(b->num_stages() == 4);
+    CHECK_THROWS_WITH_AS(b->freeze_stages(5), doctest::Contains("k must lie in [0, 4], got 5"), Error);
+    CHECK(nn::make_backbone({nn::BackboneKind::MobileNetV2, 0.25f}, 4)->num_stages() == 8);
+    b->freeze_stages(2);
+    // a parent that flattens the frozen backbone into its own buffers keeps the flags
+    struct Parent : nn::Module {
+        explicit Parent(std::shared_ptr<nn::Backbone> bb) : net(register_module("net", std::move(bb))) { flatten(); }
+        std::shared_ptr<nn::Backbone> net;
+    } parent(b);
+    parent.train();
+    for (auto& [name, p] : parent.named_parameters()) {
+        const bool frozen = name.rfind("net.conv1.", 0) == 0 || name.rfind("net.bn1.", 0) == 0 ||
+                            name.rfind("net.layer1.", 0) == 0 || name.rfind("net.layer2.", 0) == 0;
+        INFO(name);
+        CHECK(p->requires_grad() == !frozen);
+    }
+    const std::vector<float> p0 = parent.flat_params().to_vector(), b0 = parent.flat_buffers().to_vector();
+    parent.zero_grad();
+    ag::sum(b->forward(Var(test::randn(Shape{4, 3, 32, 32}, 5)))).backward();
+    nn::Adam opt(parent, {1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f});  // weight decay must not touch frozen ones
+    opt.step();
+    const std::vector<float> p1 = parent.flat_params().to_vector(), b1 = parent.flat_buffers().to_vector();
+    const std::vector<float> g = parent.flat_grads().to_vector();
+    int64_t off = 0;
+    for (auto& [name, p] : parent.named_parameters()) {
+        const int64_t n = p->value().numel();
+        bool same = true, zero_grad = true;
+        for (int64_t i = off; i < off + n; ++i) {
+            same = same && p1[static_cast<size_t>(i)] == p0[static_cast<size_t>(i)];
+            zero_grad = zero_grad && g[static_cast<size_t>(i)] == 0.0f;
+        }
+        INFO(name);
+        CHECK(same == !p->requires_grad());  // frozen: bit-identical; trained: moved
+        if (!p->requires_grad()) CHECK(zero_grad);
+        off += n;
+    }
+    // frozen stages ran BatchNorm in eval mode (running statistics untouched), the others trained
+    off = 0;
+    for (auto& [name, t] : parent.named_buffers()) {
+        const int64_t n = t->numel();
+        bool same = true;
+        for (int64_t i = off; i < off + n; ++i) same = same && b1[static_cast<size_t>(i)] == b0[static_cast<size_t>(i)];
+        const bool frozen = name.rfind("net.bn1.", 0) == 0 || name.rfind("net.layer1.", 0) == 0 ||
+                            name.rfind("net.layer2.", 0) == 0;
+        INFO(name);
+        if (name.find("running_") != std::string::npos) CHECK(same == frozen);
+        off += n;
+    }
+}

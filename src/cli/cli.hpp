@@ -24,7 +24,7 @@ struct DetectorFlags {
     std::string weights;  ///< empty = look up (nn::find_weights); "none" = random initialisation
     float width = 1.0f;
     std::string negatives = "none";
-    int64_t steps = 200, batch = 64, res = 224, resize_short = 0, n_augment = 10;
+    int64_t steps = 200, batch = 64, res = 224, resize_short = 0, n_augment = 10, freeze_stages = 0;
     float lr = 3e-4f;
     bool no_adapt = false, freeze_bn = false, no_colour = false;
     double quantile = 0.99;

@@ -82,6 +82,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.byol.lr = f.lr;
     c.byol.negative = method::parse_negative(f.negatives);
     c.byol.freeze_backbone_bn = f.freeze_bn;
+    c.byol.frozen_stages = f.freeze_stages;
     c.byol.augment.colour = !f.no_colour;
     return c;
 }

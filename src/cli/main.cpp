@@ -43,6 +43,9 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
     c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the Gaussian (N_A)")->check(CLI::Range(0, 1000));
     c->add_flag("--no-adapt", f.no_adapt, "no contrastive fine-tuning: ImageNet features only");
     c->add_flag("--freeze-bn", f.freeze_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
+    c->add_option("--freeze-stages", f.freeze_stages,
+                  "fine-tune only the later stages: the stem and this many stages stay as loaded (ResNet: 0-4, MobileNetV2: 0-8)")
+        ->check(CLI::Range(0, 64));
     c->add_flag("--no-colour", f.no_colour, "affine augmentation only (no colour jitter, grayscale, blur)");
     c->add_option("--quantile", f.quantile, "decision threshold: this quantile of held-out normal scores")->check(CLI::Range(0.5, 1.0));
     c->add_option("--device", f.device, "cpu | cuda[:N]")->check(kDevice);

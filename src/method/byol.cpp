@@ -46,9 +46,14 @@ ByolTrainer::ByolTrainer(std::shared_ptr<nn::Backbone> backbone,
     : opt_(opt), rng_(opt.seed) {
     FSAD_CHECK(opt.steps >= 0 && opt.batch >= 2, "ByolTrainer: steps >= 0 and batch >= 2 required (batch norm needs 2)");
     FSAD_CHECK(opt.ema >= 0.0f && opt.ema <= 1.0f, "ByolTrainer: ema must lie in [0, 1], got ", opt.ema);
+    FSAD_CHECK(opt.frozen_stages >= 0 && opt.frozen_stages <= backbone->num_stages(),
+               "ByolTrainer: frozen_stages must lie in [0, ", backbone->num_stages(), "] for this backbone, got ",
+               opt.frozen_stages);
     Rng init(opt.seed + 0x9e3779b97f4a7c15ULL);
     online_ = std::make_shared<OnlineNetwork>(std::move(backbone), opt.hidden, opt.projection, init);
     target_ = std::make_shared<TargetNetwork>(make_target(), opt.hidden, opt.projection, init);
+    online_->backbone->freeze_stages(opt.frozen_stages);
+    target_->backbone->freeze_stages(opt.frozen_stages);
     online_->to(opt.device);
     target_->to(opt.device);
     sync_target();

@@ -34,7 +34,8 @@ json config_json(const DetectorConfig& c) {
                        : b.pair == method::PairLoss::FixedCentre ? "fixed-centre"
                                                                  : "none"},
               {"lambda_pp", b.lambda_pp}, {"negative", method::to_string(b.negative)}, {"lambda_np", b.lambda_np},
-              {"hidden", b.hidden}, {"projection", b.projection}, {"freeze_backbone_bn", b.freeze_backbone_bn}}}};
+              {"hidden", b.hidden}, {"projection", b.projection}, {"freeze_backbone_bn", b.freeze_backbone_bn},
+              {"frozen_stages", b.frozen_stages}}}};
 }
 
 DetectorConfig config_from_json(const json& j) {
@@ -63,6 +64,7 @@ DetectorConfig config_from_json(const json& j) {
     c.byol.lambda_pp = b.at("lambda_pp").get<float>();
     c.byol.lambda_np = b.at("lambda_np").get<float>();
     c.byol.freeze_backbone_bn = b.value("freeze_backbone_bn", false);
+    c.byol.frozen_stages = b.value("frozen_stages", int64_t{0});
     c.byol.contrastive = b.at("contrastive").get<bool>();
     const std::string pair = b.at("pair").get<std::string>();
     c.byol.pair = pair == "cross-instance" ? method::PairLoss::CrossInstance

@@ -129,6 +129,14 @@ public:
         return out;
     }
     int64_t feature_dim() const override { return dim_; }
+    int64_t num_stages() const override { return static_cast<int64_t>(layers_.size()); }
+    void freeze_stages(int64_t k) override {
+        FSAD_CHECK(k >= 0 && k <= num_stages(), "ResNet::freeze_stages: k must lie in [0, ", num_stages(), "], got ", k);
+        if (k == 0) return;
+        conv1_->freeze();
+        bn1_->freeze();
+        for (int64_t s = 0; s < k; ++s) layers_[static_cast<size_t>(s)]->freeze();
+    }
 
 private:
     std::shared_ptr<Conv2d> conv1_;
@@ -206,6 +214,14 @@ public:
         return out;
     }
     int64_t feature_dim() const override { return dim_; }
+    int64_t num_stages() const override { return static_cast<int64_t>(stage_ends_.size()) + 1; }
+    void freeze_stages(int64_t k) override {
+        FSAD_CHECK(k >= 0 && k <= num_stages(), "MobileNetV2::freeze_stages: k must lie in [0, ", num_stages(), "], got ", k);
+        if (k == 0) return;
+        // the stem (features.0) goes with the first stage; the last stage is the final 1x1 conv
+        const size_t end = k < num_stages() ? stage_ends_[static_cast<size_t>(k - 1)] + 1 : features_->size();
+        for (size_t i = 0; i < end; ++i) (*features_)[i].freeze();
+    }
 
 private:
     std::shared_ptr<Sequential> features_;

@@ -9,8 +9,15 @@ namespace fsad::nn {
 Var Module::forward(const Var&) { throw Error("Module::forward: this module has no single-input forward"); }
 
 void Module::train(bool on) {
-    training_ = on;
+    training_ = on && !frozen_;
     for (auto& c : children_) c.second->train(on);
+}
+
+void Module::freeze() {
+    frozen_ = true;
+    training_ = false;
+    for (auto& p : params_) p.second->node()->requires_grad = false;
+    for (auto& c : children_) c.second->freeze();
 }
 
 Var& Module::register_parameter(const std::string& name, Tensor value) {
@@ -113,7 +120,7 @@ void Module::flatten() {
         Tensor view = flat_params_.slice(off, off + v.numel()).reshape(v.shape());
         view.copy_from(v);
         Tensor gview = flat_grads_.slice(off, off + v.numel()).reshape(v.shape());
-        *p.second = Var(view, true);
+        *p.second = Var(view, p.second->requires_grad());
         p.second->bind_grad(gview);
         off += v.numel();
     }
@@ -141,7 +148,7 @@ void Module::flatten() {
 void Module::to(Device dev) {
     const bool was_flat = flattened();
     for (auto& p : named_parameters())
-        if (!(p.second->value().device() == dev)) *p.second = Var(p.second->value().to(dev), true);
+        if (!(p.second->value().device() == dev)) *p.second = Var(p.second->value().to(dev), p.second->requires_grad());
     for (auto& b : named_buffers())
         if (!(b.second->device() == dev)) *b.second = b.second->to(dev);
     if (was_flat && !(flat_params_.device() == dev)) {

@@ -32,6 +32,9 @@ struct ByolOptions {
     /// frozen, affine parameters still trained). Not the paper's setting (METHOD.md: training
     /// mode); an option for few-shot data whose batch statistics are unrepresentative.
     bool freeze_backbone_bn = false;
+    /// Backbone stages kept as they are (nn::Backbone::freeze_stages: the stem and the first k
+    /// stages, parameters and BatchNorm statistics); 0 = the paper's setting, all adapted.
+    int64_t frozen_stages = 0;
     uint64_t seed = 0;
     /// Where the networks live and the steps run (Device::cuda(i) with the CUDA backend). The
     /// augmentations run on the CPU; each step's batch is copied over.

@@ -38,6 +38,12 @@ public:
     virtual Output forward_features(const Var& x, bool keep_stages = false) = 0;
     Var forward(const Var& x) override { return forward_features(x).feature; }
     virtual int64_t feature_dim() const = 0;
+    /// The stages of forward_features' list (ResNet: layer1..layer4; MobileNetV2: one per row of
+    /// inverted_residual_setting, then the final 1x1 convolution).
+    virtual int64_t num_stages() const = 0;
+    /// Freezes (Module::freeze) the stem and the first k stages: fine-tuning then adapts only
+    /// the later ones. k = 0 freezes nothing, k = num_stages() everything.
+    virtual void freeze_stages(int64_t k) = 0;
     const BackboneConfig& config() const { return cfg_; }
 
 protected:

@@ -27,9 +27,16 @@ public:
     /// Single-input forward; modules with other signatures provide their own.
     virtual Var forward(const Var& x);
 
+    /// Training or evaluation mode for this module and its children. A frozen module stays in
+    /// evaluation mode whatever it is told.
     void train(bool on = true);
     void eval() { train(false); }
     bool is_training() const { return training_; }
+    /// Freezes this module and its children for fine-tuning: their parameters stop requiring
+    /// gradients (no gradient is computed for them, Adam leaves them untouched) and they stay in
+    /// evaluation mode (BatchNorm uses and keeps its running statistics). Not undone.
+    void freeze();
+    bool frozen() const { return frozen_; }
 
     std::vector<std::pair<std::string, Var*>> named_parameters(const std::string& prefix = "");
     std::vector<std::pair<std::string, Tensor*>> named_buffers(const std::string& prefix = "");
@@ -66,6 +73,7 @@ protected:
 
 private:
     bool training_ = true;
+    bool frozen_ = false;
     std::vector<std::pair<std::string, std::unique_ptr<Var>>> params_;
     std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;

@@ -7,7 +7,8 @@
 
 namespace fsad::nn {
 
-/// Adam (PyTorch's torch.optim.Adam semantics, L2 weight decay) as one pass over the flat buffer.
+/// Adam (PyTorch's torch.optim.Adam semantics, L2 weight decay) as one pass over the flat buffer
+/// (one per run of trainable parameters when some are frozen).
 class Adam {
 public:
     struct Options {
@@ -26,7 +27,24 @@ public:
         math::AdamStep s{o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
                          1.0f - static_cast<float>(std::pow(static_cast<double>(o_.beta1), t_)),
                          static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(o_.beta2), t_)))};
-        ops::adam_step(model_.flat_params(), model_.flat_grads(), m_, v_, s);
+        // One pass over the flat buffer, or one per run of trainable parameters when some are
+        // frozen (Module::freeze): a frozen parameter is not touched, not even by weight decay.
+        int64_t off = 0, run = -1;
+        auto flush = [&](int64_t end) {
+            if (run >= 0 && end > run)
+                ops::adam_step(model_.flat_params().slice(run, end), model_.flat_grads().slice(run, end),
+                               m_.slice(run, end), v_.slice(run, end), s);
+            run = -1;
+        };
+        for (Var* p : model_.parameters()) {
+            if (p->requires_grad()) {
+                if (run < 0) run = off;
+            } else {
+                flush(off);
+            }
+            off += p->value().numel();
+        }
+        flush(off);
     }
     void zero_grad() { model_.zero_grad(); }
     int64_t steps() const { return t_; }
