@@ -7,10 +7,26 @@ namespace {
 using bench::ConvShape;
 using bench::kResNet18;
 
+// ResNet18's 3x3 stride-1 layers at 64 px (the training step at 64 px): planes of 16, 8, 4, 2
+const ConvShape kResNet18At64[] = {
+    {"64px.layer1", 64, 64, 16, 3, 1, 1},
+    {"64px.layer2", 128, 128, 8, 3, 1, 1},
+    {"64px.layer3", 256, 256, 4, 3, 1, 1},
+    {"64px.layer4", 512, 512, 2, 3, 1, 1},
+};
+
+void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::ConvAlgorithm algo);
+
 void run(benchmark::State& st, bool backward, ops::ConvAlgorithm algo = ops::ConvAlgorithm::Gemm) {
+    run_shape(st, kResNet18[st.range(0)], backward, algo);
+}
+void run64(benchmark::State& st, bool backward, ops::ConvAlgorithm algo) {
+    run_shape(st, kResNet18At64[st.range(0)], backward, algo);
+}
+
+void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::ConvAlgorithm algo) {
     bench::set_threads_once();
     ops::set_conv_algorithm(algo);
-    const ConvShape& s = kResNet18[st.range(0)];
     const int64_t n = st.range(1);
     ops::Conv2dParams p;
     p.stride_h = p.stride_w = s.stride;
@@ -65,3 +81,13 @@ void auto_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK_CAPTURE(run, conv2d_forward_auto, false, ops::ConvAlgorithm::Auto)->Apply(auto_args);
 BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)->Apply(conv_args);
+// 64 px shapes, batch 64: Auto (Winograd, and the dense matrix on 2x2 planes) against im2col + GEMM
+void args64(benchmark::internal::Benchmark* b) {
+    for (int i = 0; i < static_cast<int>(std::size(kResNet18At64)); ++i) b->Args({i, 64});
+    b->Args({3, 8})->Args({3, 16});  // where the dense matrix starts to pay (conv.cpp: kDenseMinBatch)
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(run64, conv2d_forward_64px_auto, false, ops::ConvAlgorithm::Auto)->Apply(args64);
+BENCHMARK_CAPTURE(run64, conv2d_backward_64px_auto, true, ops::ConvAlgorithm::Auto)->Apply(args64);
+BENCHMARK_CAPTURE(run64, conv2d_forward_64px_gemm, false, ops::ConvAlgorithm::Gemm)->Apply(args64);
+BENCHMARK_CAPTURE(run64, conv2d_backward_64px_gemm, true, ops::ConvAlgorithm::Gemm)->Apply(args64);

@@ -144,6 +144,10 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
         {{4, 3, 20, 21}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // chunks of large planes: general im2col
         {{5, 3, 19, 18}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},   // 7x7 stride 2 (the stem), small-plane tables
         {{6, 4, 7, 6}, {6, 4, 3, 2}, {2, 1, 2, 1, 2, 1, 1}},     // small planes: mixed strides, padding, dilation
+        {{9, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // dense matrix (Auto): 2x2 planes
+        {{8, 8, 1, 1}, {6, 8, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},     // dense: 1x1 planes (centre tap only)
+        {{8, 6, 2, 2}, {5, 6, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},     // dense: stride 2, 2x2 -> 1x1
+        {{10, 4, 2, 1}, {3, 4, 3, 3}, {1, 1, 2, 2, 2, 2, 1}},    // dense: 2x1 planes, dilation 2
     };
     for (auto algo : {ops::ConvAlgorithm::Auto, ops::ConvAlgorithm::Gemm, ops::ConvAlgorithm::Winograd,
                       ops::ConvAlgorithm::Winograd4}) {
@@ -226,6 +230,53 @@ TEST_CASE("conv2d backward: Winograd agrees with im2col+GEMM") {
         }
         ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
     }
+}
+
+TEST_CASE("conv2d on tiny planes as a dense matrix agrees with im2col+GEMM; exact zeros stay exact") {
+    struct Case {
+        Shape x, w;
+        ops::Conv2dParams p;
+    };
+    const std::vector<Case> cases = {
+        {{9, 40, 2, 2}, {70, 40, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // blocks of 32 channels, ragged last block
+        {{8, 8, 1, 1}, {6, 8, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},
+        {{8, 6, 2, 2}, {5, 6, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},
+        {{10, 4, 2, 1}, {3, 4, 3, 3}, {1, 1, 2, 2, 2, 2, 1}},
+    };
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        for (size_t i = 0; i < cases.size(); ++i) {
+            const Case& c = cases[i];
+            Tensor x = test::randn(c.x, 600 + i), w = test::randn(c.w, 700 + i, 0.2f), b = test::randn(Shape{c.w[0]}, 800 + i);
+            // zero input pixel (0, 0) everywhere: the taps that read only it get no gradient
+            for (int64_t n = 0; n < c.x[0]; ++n)
+                for (int64_t ch = 0; ch < c.x[1]; ++ch) x.data()[(n * c.x[1] + ch) * c.x[2] * c.x[3]] = 0.0f;
+            ops::set_conv_algorithm(ops::ConvAlgorithm::Gemm);
+            Tensor y1 = ops::conv2d_forward(x, w, &b, c.p);
+            Tensor dy = test::randn(y1.shape(), 900 + i);
+            Tensor dx1, dw1, db1;
+            ops::conv2d_backward(x, w, dy, c.p, &dx1, &dw1, &db1);
+            ops::set_conv_algorithm(ops::ConvAlgorithm::Auto);
+            Tensor y2 = ops::conv2d_forward(x, w, &b, c.p);
+            Tensor dx2, dw2, db2;
+            ops::conv2d_backward(x, w, dy, c.p, &dx2, &dw2, &db2);
+            const std::string tag = "case " + std::to_string(i) + " threads " + std::to_string(threads);
+            FSAD_CHECK_CLOSE("dense y " + tag, y2.to_vector(), y1.to_vector(), 1e-4, 1e-4);
+            FSAD_CHECK_CLOSE("dense dx " + tag, dx2.to_vector(), dx1.to_vector(), 1e-4, 1e-4);
+            FSAD_CHECK_CLOSE("dense dw " + tag, dw2.to_vector(), dw1.to_vector(), 1e-4, 1e-4);
+            CHECK(db2.to_vector() == db1.to_vector());
+            // wherever im2col + GEMM gives an exact zero (a tap that met only the zeroed pixel or
+            // padding), the dense path does too
+            int zeros = 0;
+            for (int64_t k = 0; k < dw1.numel(); ++k)
+                if (dw1.data()[k] == 0.0f) {
+                    ++zeros;
+                    CHECK(dw2.data()[k] == 0.0f);
+                }
+            if (i == 0) CHECK(zeros == c.w[0] * c.w[1]);  // tap (0, 0) of every filter
+        }
+    }
+    set_num_threads(2);
 }
 
 TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {

@@ -11,7 +11,8 @@
 // zero-bordered copy of each channel (im2col_padded). 3x3 stride-1 layers run their forward and
 // backward-data passes as Winograd F(4x4,3x3) or F(2x2,3x3), and on wide enough planes their
 // filter gradients as F(2x2,3x3), under ConvAlgorithm::Auto (winograd.cpp; winograd_tile and
-// use_winograd_filter below say where).
+// use_winograd_filter below say where). Planes of 2x2 and smaller under a 3x3 kernel run all three
+// passes as one dense matrix per layer (dense_conv.cpp; use_dense).
 // Gradient rule: outputs are written (=); dW accumulates over the batch inside this file only.
 #include <omp.h>
 
@@ -20,6 +21,7 @@
 
 #include "gemm.hpp"
 #include "kernels.hpp"
+#include "dense_conv.hpp"
 #include "winograd.hpp"
 
 namespace fsad::cpu {
@@ -341,6 +343,15 @@ bool use_winograd_filter(const Tensor& x, const Tensor& w, const Conv2dParams& p
     const int64_t wo = x.dim(3) + 2 * p.pad_w - 2;
     return wo >= 8 && x.dim(1) >= 16 && w.dim(0) >= 16 && x.dim(0) >= omp_get_max_threads();
 }
+// Tiny input planes (2x2 and smaller under a 3x3 kernel: ResNet18's layer4 at 64 px) as one
+// dense matrix per layer (dense_conv.cpp): 4 products per output instead of im2col's 9, exact
+// zeros kept in the filter gradient. Under Auto, from kDenseMinBatch images up (the matrix is
+// rebuilt on every call; a few images do not pay for it).
+constexpr int64_t kDenseMinBatch = 8;
+bool use_dense(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+    return ops::conv_algorithm() == ops::ConvAlgorithm::Auto && x.dim(0) >= kDenseMinBatch &&
+           dense_conv::applicable(x, w, p);
+}
 }  // namespace
 
 // Threading: with at least as many images as threads, each thread takes whole chunks (its own
@@ -354,6 +365,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     float* yp = y.data();
     if (g.depthwise && g.cin_g == 1) {
         depthwise_forward(xp, wp, bp, g, p, yp);
+        return;
+    }
+    if (use_dense(x, w, p)) {
+        dense_conv::conv2d_forward(x, w, bias, p, y);
         return;
     }
     if (const int tile = winograd_tile(x, w, p)) {
@@ -473,6 +488,10 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     if (dw && g.n == 0) fill(dw->data(), dw->numel(), 0.0f);
     if (g.depthwise && g.cin_g == 1) {
         depthwise_backward(xp, wp, dyp, g, p, dx ? dx->data() : nullptr, dw ? dw->data() : nullptr);
+        return;
+    }
+    if (use_dense(x, w, p)) {
+        dense_conv::conv2d_backward(x, w, dy, p, dx, dw);
         return;
     }
     if (const int tile = dx ? winograd_tile(x, w, p) : 0) {

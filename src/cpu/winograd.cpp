@@ -580,27 +580,40 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const ops::Conv2d
     std::vector<const float*> parts;
     for (const Tensor& t : partial)
         if (t.defined()) parts.push_back(t.data());
-    // dg = G^T (sum of partial dU) G, per (o, c)
+    // dg = G^T (sum of partial dU) G, per (o, c), 16 (o, c) pairs at a time: the partial sums are
+    // read as contiguous vectors (16 streams, one per Winograd position) instead of one float
+    // from each of 16 far-apart rows per pair
+    const int64_t cc = P.cout * P.cin;
 #pragma omp parallel for schedule(static)
-    for (int64_t oc = 0; oc < P.cout * P.cin; ++oc) {
-        float u[4][4];
+    for (int64_t b0 = 0; b0 < cc; b0 += 16) {
+        const int64_t lanes = std::min<int64_t>(16, cc - b0);
+        float u[16][16];  // [Winograd position][lane]
         for (int xi = 0; xi < 16; ++xi) {
-            float s = 0.0f;
-            for (const float* q : parts) s += q[xi * P.cout * P.cin + oc];
-            u[xi / 4][xi % 4] = s;
+            for (int l = 0; l < 16; ++l) u[xi][l] = 0.0f;
+            for (const float* q : parts) {
+                const float* r = q + xi * cc + b0;
+                if (lanes == 16)
+                    for (int l = 0; l < 16; ++l) u[xi][l] += r[l];
+                else
+                    for (int64_t l = 0; l < lanes; ++l) u[xi][l] += r[l];
+            }
         }
-        float q3[3][4];
-        for (int j = 0; j < 4; ++j) {
-            q3[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
-            q3[1][j] = 0.5f * (u[1][j] - u[2][j]);
-            q3[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
-        }
-        float* g = dw.data() + oc * 9;
-        for (int i = 0; i < 3; ++i) {
-            g[i * 3 + 0] = q3[i][0] + 0.5f * (q3[i][1] + q3[i][2]);
-            g[i * 3 + 1] = 0.5f * (q3[i][1] - q3[i][2]);
-            g[i * 3 + 2] = 0.5f * (q3[i][1] + q3[i][2]) + q3[i][3];
-        }
+        float q3[3][4][16], g[9][16];
+        for (int j = 0; j < 4; ++j)
+            for (int l = 0; l < 16; ++l) {
+                q3[0][j][l] = u[j][l] + 0.5f * (u[4 + j][l] + u[8 + j][l]);
+                q3[1][j][l] = 0.5f * (u[4 + j][l] - u[8 + j][l]);
+                q3[2][j][l] = 0.5f * (u[4 + j][l] + u[8 + j][l]) + u[12 + j][l];
+            }
+        for (int i = 0; i < 3; ++i)
+            for (int l = 0; l < 16; ++l) {
+                g[i * 3 + 0][l] = q3[i][0][l] + 0.5f * (q3[i][1][l] + q3[i][2][l]);
+                g[i * 3 + 1][l] = 0.5f * (q3[i][1][l] - q3[i][2][l]);
+                g[i * 3 + 2][l] = 0.5f * (q3[i][1][l] + q3[i][2][l]) + q3[i][3][l];
+            }
+        float* out = dw.data() + b0 * 9;
+        for (int64_t l = 0; l < lanes; ++l)
+            for (int k = 0; k < 9; ++k) out[l * 9 + k] = g[k][l];
     }
     if (parts.empty()) std::fill(dw.data(), dw.data() + dw.numel(), 0.0f);
 }
