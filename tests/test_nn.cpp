@@ -164,3 +164,24 @@ TEST_CASE("nn: freeze_stages stops gradients, keeps eval mode and survives flatt
         off += n;
     }
 }
+
+TEST_CASE("nn: inference fuses conv + batch norm; the features equal the recorded (unfused) forward") {
+    for (auto kind : {nn::BackboneKind::ResNet18, nn::BackboneKind::ResNet50, nn::BackboneKind::MobileNetV2}) {
+        auto b = nn::make_backbone({kind, 0.25f}, 11);
+        // non-trivial running statistics, so the folded scale and shift matter
+        for (auto& [name, t] : b->named_buffers())
+            if (name.find("running_var") != std::string::npos) t->copy_from(Rng(3).uniform_tensor(t->shape(), 0.5f, 2.0f));
+            else if (name.find("running_mean") != std::string::npos) t->copy_from(test::randn(t->shape(), 4, 0.1f));
+        b->eval();
+        Tensor x = test::randn(Shape{2, 3, 40, 40}, 12);
+        Tensor fused;
+        {
+            NoGradGuard ng;
+            fused = b->forward(Var(x)).value();
+        }
+        Var xg(x, true);  // a graph is recorded: every conv and batch norm runs as its own op
+        Tensor unfused = b->forward(xg).value();
+        FSAD_CHECK_CLOSE("fused vs unfused features " + nn::to_string(kind), fused.to_vector(), unfused.to_vector(), 1e-5,
+                         1e-4);
+    }
+}

@@ -279,6 +279,47 @@ TEST_CASE("conv2d on tiny planes as a dense matrix agrees with im2col+GEMM; exac
     set_num_threads(2);
 }
 
+TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode batch norm on every path") {
+    struct Case {
+        Shape x, w;
+        ops::Conv2dParams p;
+    };
+    const std::vector<Case> cases = {
+        {{1, 3, 17, 13}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},    // one image, few positions: channels split
+        {{1, 4, 30, 30}, {5, 4, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},    // one image, many positions: columns split
+        {{9, 8, 5, 5}, {6, 8, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},      // chunks of images
+        {{3, 16, 40, 40}, {8, 16, 1, 1}, {1, 1, 0, 0, 1, 1, 1}},  // pointwise
+        {{4, 6, 9, 9}, {6, 1, 3, 3}, {2, 2, 1, 1, 1, 1, 6}},      // depthwise
+        {{4, 6, 9, 9}, {4, 3, 3, 3}, {1, 1, 2, 2, 2, 2, 2}},      // groups + dilation
+        {{3, 20, 7, 9}, {17, 20, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // Winograd F(2x2)
+        {{1, 16, 30, 30}, {8, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd F(4x4), one image split
+        {{9, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // dense matrix
+    };
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        for (size_t i = 0; i < cases.size(); ++i) {
+            const Case& c = cases[i];
+            const int64_t co = c.w[0];
+            Tensor x = test::randn(c.x, 1000 + i), w = test::randn(c.w, 1100 + i, 0.3f);
+            Tensor gamma = test::randn(Shape{co}, 1200 + i), beta = test::randn(Shape{co}, 1300 + i);
+            Tensor mean = test::randn(Shape{co}, 1400 + i), var = Rng(1500 + i).uniform_tensor(Shape{co}, 0.2f, 2.0f);
+            for (auto act : {math::Activation::Identity, math::Activation::ReLU, math::Activation::ReLU6}) {
+                Tensor want = ops::batchnorm_forward_eval(ops::conv2d_forward(x, w, nullptr, c.p), gamma, beta, mean, var,
+                                                          1e-5f, act);
+                Tensor got = ops::conv2d_bn_eval_forward(x, w, gamma, beta, mean, var, 1e-5f, c.p, act);
+                FSAD_CHECK_CLOSE("fused case " + std::to_string(i) + " act " + std::to_string(static_cast<int>(act)) +
+                                     " threads " + std::to_string(threads),
+                                 got.to_vector(), want.to_vector(), 1e-5, 1e-5);
+            }
+        }
+    }
+    set_num_threads(2);
+    Tensor x = test::randn(Shape{2, 4, 8, 8}, 1), w = test::randn(Shape{6, 4, 3, 3}, 2);
+    CHECK_THROWS_WITH_AS(ops::conv2d_bn_eval_forward(x, w, Tensor::zeros(Shape{5}), Tensor::zeros(Shape{6}),
+                                                     Tensor::zeros(Shape{6}), Tensor::zeros(Shape{6}), 1e-5f, {}),
+                         doctest::Contains("conv2d_bn_eval_forward"), Error);
+}
+
 TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {
     if (cuda_available()) return;  // the parity suite (tests/test_cuda.cpp) covers a GPU machine
     try {

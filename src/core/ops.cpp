@@ -127,6 +127,26 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, cons
     return y;
 }
 
+Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
+                              math::Activation act) {
+    const char* op = "conv2d_bn_eval_forward";
+    Shape ys = conv_out_shape(x, w, p, op);
+    const Shape c{w.dim(0)};
+    need_shape(gamma, c, op, "gamma");
+    need_shape(beta, c, op, "beta");
+    need_shape(running_mean, c, op, "running_mean");
+    need_shape(running_var, c, op, "running_var");
+    need_same_device(x, gamma, op, "input", "gamma");
+    need_same_device(x, beta, op, "input", "beta");
+    need_same_device(x, running_mean, op, "input", "running_mean");
+    need_same_device(x, running_var, op, "input", "running_var");
+    Tensor y = Tensor::empty(ys, x.device());
+    count_macs(static_cast<double>(y.numel()) * static_cast<double>(w.numel() / w.dim(0)));
+    FSAD_DISPATCH(x.device(), conv2d_bn_eval_forward, x, w, gamma, beta, running_mean, running_var, eps, p, act, y);
+    return y;
+}
+
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, Tensor* dx,
                      Tensor* dw, Tensor* db) {
     Shape ys = conv_out_shape(x, w, p, "conv2d_backward");

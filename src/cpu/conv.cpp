@@ -17,11 +17,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gemm.hpp"
 #include "kernels.hpp"
 #include "dense_conv.hpp"
+#include "epilogue.hpp"
 #include "winograd.hpp"
 
 namespace fsad::cpu {
@@ -190,15 +192,17 @@ void col2im_padded(const float* col, int64_t ld, const Geometry& g, const Conv2d
     }
 }
 
-void depthwise_forward(const float* x, const float* w, const float* b, const Geometry& g, const Conv2dParams& p,
+// The bias (as a plain shift) starts each sum; any other epilogue is applied to the finished plane.
+void depthwise_forward(const float* x, const float* w, const Epilogue& e, const Geometry& g, const Conv2dParams& p,
                        float* y) {
+    const bool bias_only = !e.scale && e.act == math::Activation::Identity;
 #pragma omp parallel for schedule(static)
     for (int64_t nc = 0; nc < g.n * g.cin; ++nc) {
         int64_t c = nc % g.cin;
         const float* xc = x + nc * g.h * g.w;
         const float* wc = w + c * g.kh * g.kw;
         float* yc = y + nc * g.ho * g.wo;
-        float bias = b ? b[c] : 0.0f;
+        const float bias = bias_only && e.shift ? e.shift[c] : 0.0f;
         for (int64_t oh = 0; oh < g.ho; ++oh)
             for (int64_t ow = 0; ow < g.wo; ++ow) {
                 float acc = bias;
@@ -212,6 +216,7 @@ void depthwise_forward(const float* x, const float* w, const float* b, const Geo
                 }
                 yc[oh * g.wo + ow] = acc;
             }
+        if (!bias_only) e.apply(yc, g.ho * g.wo, c);
     }
 }
 
@@ -357,33 +362,31 @@ bool use_dense(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
 // Threading: with at least as many images as threads, each thread takes whole chunks (its own
 // buffers, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
 // (inference on one image) the output positions of each image are split across threads.
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
+namespace {
+// Every forward path; `e` is applied to each output as it is written (bias, or BatchNorm + act).
+void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dParams& p, const Tensor& y) {
     const Geometry g = geometry(x, w, y, p);
     const float* xp = x.data();
     const float* wp = w.data();
-    const float* bp = bias ? bias->data() : nullptr;
     float* yp = y.data();
     if (g.depthwise && g.cin_g == 1) {
-        depthwise_forward(xp, wp, bp, g, p, yp);
+        depthwise_forward(xp, wp, e, g, p, yp);
         return;
     }
     if (use_dense(x, w, p)) {
-        dense_conv::conv2d_forward(x, w, bias, p, y);
+        dense_conv::conv2d_forward(x, w, e, p, y);
         return;
     }
     if (const int tile = winograd_tile(x, w, p)) {
-        winograd::conv2d_forward(x, w, bias, p, y, tile);
+        winograd::conv2d_forward(x, w, e, p, y, tile);
         return;
     }
     const int64_t hw = g.ho * g.wo;
     const int nt = omp_get_max_threads();
     auto add_bias = [&](int64_t n, int64_t gr, int64_t q0, int64_t q1) {
-        if (!bp) return;
-        for (int64_t o = 0; o < g.cout_g; ++o) {
-            const float b = bp[gr * g.cout_g + o];
-            float* yr = yp + (n * g.cout + gr * g.cout_g + o) * hw;
-            for (int64_t q = q0; q < q1; ++q) yr[q] += b;
-        }
+        if (e.none()) return;
+        for (int64_t o = 0; o < g.cout_g; ++o)
+            e.apply(yp + (n * g.cout + gr * g.cout_g + o) * hw + q0, q1 - q0, gr * g.cout_g + o);
     };
     if (g.n >= nt) {
         const int64_t b = chunk_images(g, nt), chunks = (g.n + b - 1) / b;
@@ -463,6 +466,25 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
                 add_bias(n, gr, 0, hw);
             }
     }
+}
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
+    forward(x, w, Epilogue{nullptr, bias ? bias->data() : nullptr, math::Activation::Identity}, p, y);
+}
+
+void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                            const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
+                            math::Activation act, const Tensor& y) {
+    // the scale and shift of batchnorm_forward_eval, per output channel
+    const int64_t c = w.dim(0);
+    std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+    for (int64_t i = 0; i < c; ++i) {
+        const float is = 1.0f / std::sqrt(running_var.data()[i] + eps);
+        scale[static_cast<size_t>(i)] = gamma.data()[i] * is;
+        shift[static_cast<size_t>(i)] = beta.data()[i] - running_mean.data()[i] * scale[static_cast<size_t>(i)];
+    }
+    forward(x, w, Epilogue{scale.data(), shift.data(), act}, p, y);
 }
 
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,

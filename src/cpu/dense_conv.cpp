@@ -99,11 +99,10 @@ bool applicable(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p) {
     return p.groups == 1 && kk > 1 && x.dim(2) * x.dim(3) * 2 <= kk;
 }
 
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::Conv2dParams& p, const Tensor& y) {
+void conv2d_forward(const Tensor& x, const Tensor& w, const Epilogue& e, const ops::Conv2dParams& p, const Tensor& y) {
     const Map m = make_map(x, w, p);
     const float* xp = x.data();
     const float* wp = w.data();
-    const float* bp = bias ? bias->data() : nullptr;
     float* yp = y.data();
     // each block of output channels: fill its rows of A, Y[:, rows] = X * A_rows^T
 #pragma omp parallel
@@ -115,10 +114,9 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
                           nr = (co1 - co0) * m.pout;
             fill_block(m, wp, co0, co1, 0, m.cin, a.data(), m.cols);
             sgemm(false, true, m.n, nr, m.cols, 1.0f, xp, m.cols, a.data(), m.cols, 0.0f, yp + r0, m.rows);
-            if (bp)
+            if (!e.none())
                 for (int64_t i = 0; i < m.n; ++i)
-                    for (int64_t co = co0; co < co1; ++co)
-                        for (int64_t q = 0; q < m.pout; ++q) yp[i * m.rows + co * m.pout + q] += bp[co];
+                    for (int64_t co = co0; co < co1; ++co) e.apply(yp + i * m.rows + co * m.pout, m.pout, co);
         }
     }
 }

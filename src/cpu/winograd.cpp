@@ -441,13 +441,18 @@ void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t
 // The prepared chunk's tiles of y [n][O][ho][wo] from M[(xi*O + o)*ld + t - t0] (kLanes readable
 // floats past the last column).
 template <int M>
-void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, float* y, const TileScratch& S) {
+void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, float* y, const TileScratch& S,
+                      const Epilogue& e) {
     const int64_t stride = O * ld;
     for (int64_t o = 0; o < O; ++o) {
         float* yo = y + (S.i0 * O + o) * P.ho * P.wo;
         for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
             float v[M][M][kLanes];
             output_tiles<M>(Mt + o * ld + t0, stride, v);
+            if (!e.none())
+                for (int i = 0; i < M; ++i)
+                    for (int c = 0; c < M; ++c)
+                        for (int l = 0; l < kLanes; ++l) v[i][c][l] = e(v[i][c][l], o);
             const int64_t cnt = std::min(kLanes, ld - t0);
             for (int64_t l = 0; l < cnt; ++l) {
                 const size_t t = static_cast<size_t>(t0 + l);
@@ -470,7 +475,7 @@ void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, flo
 // thread a chunk is a few whole images; with fewer images (inference on one image) each image's
 // tiles are split so that every thread gets an equal share of ranges of at most ~8 MiB of buffers.
 template <int M>
-void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y) {
+void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y, const Epilogue& e) {
     constexpr int A2 = (M + 2) * (M + 2);
     const int nt = omp_get_max_threads();
     const int64_t T = P.n * P.tiles;
@@ -499,16 +504,16 @@ void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int
                 sgemm(false, false, O, ld, C, 1.0f, U.data() + xi * O * C, C, V.data() + xi * C * ld, ld, 0.0f,
                       Mt.data() + xi * O * ld, ld);
             std::fill(Mt.data() + A2 * O * ld, Mt.data() + A2 * O * ld + kLanes, 0.0f);
-            transform_output<M>(Mt.data(), P, O, ld, y, TS);
+            transform_output<M>(Mt.data(), P, O, ld, y, TS, e);
         }
     }
 }
 
 template <int M>
-void forward_tile(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p, const Tensor& y) {
+void forward_tile(const Tensor& x, const Tensor& w, const Epilogue& e, const ops::Conv2dParams& p, const Tensor& y) {
     const Plan P = plan(x.dim(0), x.dim(1), w.dim(0), x.dim(2), x.dim(3), p.pad_h, M);
     const Tensor U = transform_filter<M>(w.data(), P.cout, P.cin, false);
-    forward_with<M>(U, x.data(), P, P.cin, P.cout, y.data());
+    forward_with<M>(U, x.data(), P, P.cin, P.cout, y.data(), e);
 }
 
 template <int M>
@@ -516,7 +521,7 @@ void backward_data_tile(const Tensor& w, const Tensor& dy, const ops::Conv2dPara
     // dx = conv(dy, rot180(w) with channels swapped), padding 2 - p: output size h again.
     const Plan P = plan(dy.dim(0), dy.dim(1), w.dim(1), dy.dim(2), dy.dim(3), 2 - p.pad_h, M);
     const Tensor U = transform_filter<M>(w.data(), w.dim(0), w.dim(1), true);
-    forward_with<M>(U, dy.data(), P, P.cin, P.cout, dx.data());
+    forward_with<M>(U, dy.data(), P, P.cin, P.cout, dx.data(), Epilogue{});
 }
 
 }  // namespace
@@ -527,19 +532,10 @@ bool applicable(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p) {
            x.dim(3) + 2 * p.pad_w >= 4;
 }
 
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::Conv2dParams& p, const Tensor& y,
+void conv2d_forward(const Tensor& x, const Tensor& w, const Epilogue& e, const ops::Conv2dParams& p, const Tensor& y,
                     int tile) {
-    if (tile == 4) forward_tile<4>(x, w, p, y);
-    else forward_tile<2>(x, w, p, y);
-    if (bias) {
-        const int64_t hw = y.dim(2) * y.dim(3), cout = y.dim(1);
-#pragma omp parallel for schedule(static)
-        for (int64_t nc = 0; nc < y.dim(0) * cout; ++nc) {
-            const float bv = bias->data()[nc % cout];
-            float* yc = y.data() + nc * hw;
-            for (int64_t i = 0; i < hw; ++i) yc[i] += bv;
-        }
-    }
+    if (tile == 4) forward_tile<4>(x, w, e, p, y);
+    else forward_tile<2>(x, w, e, p, y);
 }
 
 void conv2d_backward_data(const Tensor& w, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dx, int tile) {

@@ -43,8 +43,8 @@ public:
         }
     }
     Var forward(const Var& x) override {
-        Var h = bn1_->forward_act(conv1_->forward(x), Act::ReLU);
-        h = bn2_->forward(conv2_->forward(h));
+        Var h = bn1_->conv_forward_act(*conv1_, x, Act::ReLU);
+        h = bn2_->conv_forward_act(*conv2_, h, Act::Identity);
         return ag::relu(ag::add(h, down_ ? down_->forward(x) : x));
     }
 
@@ -72,9 +72,9 @@ public:
         }
     }
     Var forward(const Var& x) override {
-        Var h = bn1_->forward_act(conv1_->forward(x), Act::ReLU);
-        h = bn2_->forward_act(conv2_->forward(h), Act::ReLU);
-        h = bn3_->forward(conv3_->forward(h));
+        Var h = bn1_->conv_forward_act(*conv1_, x, Act::ReLU);
+        h = bn2_->conv_forward_act(*conv2_, h, Act::ReLU);
+        h = bn3_->conv_forward_act(*conv3_, h, Act::Identity);
         return ag::relu(ag::add(h, down_ ? down_->forward(x) : x));
     }
 
@@ -119,7 +119,7 @@ public:
     }
     Output forward_features(const Var& x, bool keep_stages) override {
         Output out;
-        Var h = bn1_->forward_act(conv1_->forward(x), Act::ReLU);
+        Var h = bn1_->conv_forward_act(*conv1_, x, Act::ReLU);
         h = ag::maxpool2d(h, ops::Pool2dParams{3, 3, 2, 2, 1, 1});
         for (auto& l : layers_) {
             h = l->forward(h);

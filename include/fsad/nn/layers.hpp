@@ -32,6 +32,7 @@ public:
     }
     Var forward(const Var& x) override { return ag::conv2d(x, *weight_, bias_, p_); }
     Var& weight() { return *weight_; }
+    bool has_bias() const { return bias_ != nullptr; }
     const Options& options() const { return o_; }
     ops::Conv2dParams& params() { return p_; }
 
@@ -58,6 +59,16 @@ public:
         if (is_training())
             return ag::batchnorm_train(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_, act);
         return ag::batchnorm_eval(x, *weight_, *bias_, *running_mean_, *running_var_, eps_, act);
+    }
+    /// forward_act(conv.forward(x), act). In evaluation mode, when no gradient is being recorded
+    /// (inference: a NoGradGuard, or nothing requiring one), as one fused op that normalises the
+    /// convolution's outputs as they are written (ops::conv2d_bn_eval_forward).
+    Var conv_forward_act(Conv2d& conv, const Var& x, math::Activation act) {
+        const bool record = grad_enabled() && (x.requires_grad() || conv.weight().requires_grad() ||
+                                               weight_->requires_grad() || bias_->requires_grad());
+        if (is_training() || record || conv.has_bias()) return forward_act(conv.forward(x), act);
+        return Var(ops::conv2d_bn_eval_forward(x.value(), conv.weight().value(), weight_->value(), bias_->value(),
+                                               *running_mean_, *running_var_, eps_, conv.params(), act));
     }
     float eps() const { return eps_; }
 
@@ -104,9 +115,19 @@ public:
         layers_.push_back(m);
         return register_module(std::to_string(layers_.size() - 1), m);
     }
+    /// A Conv2d followed by a BatchNorm runs as BatchNorm::conv_forward_act (fused in inference).
     Var forward(const Var& x) override {
         Var h = x;
-        for (auto& l : layers_) h = l->forward(h);
+        for (size_t i = 0; i < layers_.size(); ++i) {
+            auto* conv = dynamic_cast<Conv2d*>(layers_[i].get());
+            auto* bn = i + 1 < layers_.size() ? dynamic_cast<BatchNorm*>(layers_[i + 1].get()) : nullptr;
+            if (conv && bn) {
+                h = bn->conv_forward_act(*conv, h, math::Activation::Identity);
+                ++i;
+            } else {
+                h = layers_[i]->forward(h);
+            }
+        }
         return h;
     }
     size_t size() const { return layers_.size(); }
@@ -144,7 +165,7 @@ public:
         bn_ = add(std::move(bn));
         add(std::make_shared<Activation>(a));
     }
-    Var forward(const Var& x) override { return bn_->forward_act(conv_->forward(x), a_); }
+    Var forward(const Var& x) override { return bn_->conv_forward_act(*conv_, x, a_); }
 
 private:
     math::Activation a_;
