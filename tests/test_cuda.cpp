@@ -126,6 +126,20 @@ TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
     }
 }
 
+TEST_CASE("cuda: the fused inference convolution + batch norm matches the CPU") {
+    ops::Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    for (auto act : {math::Activation::Identity, math::Activation::ReLU, math::Activation::ReLU6}) {
+        Tensor x = rnd(Shape{3, 16, 12, 12}, 21), w = rnd(Shape{8, 16, 3, 3}, 22, -0.3f, 0.3f);
+        Tensor gamma = rnd(Shape{8}, 23, 0.5f, 2.0f), beta = rnd(Shape{8}, 24), rm = rnd(Shape{8}, 25);
+        Tensor rv = rnd(Shape{8}, 26, 0.5f, 1.5f);
+        Tensor y = ops::conv2d_bn_eval_forward(x, w, gamma, beta, rm, rv, 1e-5f, p, act);
+        Tensor yg = ops::conv2d_bn_eval_forward(gpu(x), gpu(w), gpu(gamma), gpu(beta), gpu(rm), gpu(rv), 1e-5f, p, act);
+        CAPTURE(static_cast<int>(act));
+        close(y, yg, "fused conv + bn");
+    }
+}
+
 TEST_CASE("cuda: activations, pooling and element-wise ops match the CPU") {
     Tensor x = rnd(Shape{2, 3, 9, 11}, 12, -8.0f, 8.0f), dyx = rnd(Shape{2, 3, 9, 11}, 13);
     for (auto a : {math::Activation::ReLU, math::Activation::ReLU6}) {

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     c_eval->add_option("--root", ev.root, "dataset root folder")->required();
     c_eval->add_option("--category", ev.categories, "only these categories (repeatable)");
     c_eval->add_option("--shots", ev.shots, "shot counts, comma separated")->delimiter(',')->check(CLI::Range(1, 100000));
-    c_eval->add_option("--seeds", ev.seeds, "seeds per setting (0, 1, ...)")->check(CLI::Range(1, 1000));
+    c_eval->add_option("--seeds", ev.seeds, "seeds per setting (--seed, --seed + 1, ...)")->check(CLI::Range(1, 1000));
     c_eval->add_option("--method", ev.method,
                        "ours (L_con + L_pp) | ours-np (+ L_np) | no-adapt | contrastive (L_con only) | fixed-centre")
         ->check(CLI::IsMember({"ours", "ours-np", "no-adapt", "contrastive", "fixed-centre"}));

@@ -262,6 +262,7 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
     po.detector = cfg;
     po.shots = a.shots;
     po.seeds = a.seeds;
+    po.first_seed = static_cast<int>(a.det.seed);
     po.test_normals = a.test_normals;
     po.test_anomalies = a.test_anomalies;
     eval::EvalResult res = run_with_progress(ds, po, quiet);
