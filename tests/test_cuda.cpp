@@ -137,6 +137,10 @@ TEST_CASE("cuda: the fused inference convolution + batch norm matches the CPU") 
         Tensor yg = ops::conv2d_bn_eval_forward(gpu(x), gpu(w), gpu(gamma), gpu(beta), gpu(rm), gpu(rv), 1e-5f, p, act);
         CAPTURE(static_cast<int>(act));
         close(y, yg, "fused conv + bn");
+        Tensor r = rnd(y.shape(), 27), rg = gpu(r);
+        close(ops::conv2d_bn_eval_forward(x, w, gamma, beta, rm, rv, 1e-5f, p, act, &r),
+              ops::conv2d_bn_eval_forward(gpu(x), gpu(w), gpu(gamma), gpu(beta), gpu(rm), gpu(rv), 1e-5f, p, act, &rg),
+              "fused conv + bn + residual");
     }
 }
 

@@ -310,6 +310,18 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
                 FSAD_CHECK_CLOSE("fused case " + std::to_string(i) + " act " + std::to_string(static_cast<int>(act)) +
                                      " threads " + std::to_string(threads),
                                  got.to_vector(), want.to_vector(), 1e-5, 1e-5);
+                // with a residual added before the activation (a ResNet block's end)
+                Tensor r = test::randn(want.shape(), 1600 + i);
+                Tensor want_r = ops::activation_forward(
+                    ops::axpby(1.0f,
+                               ops::batchnorm_forward_eval(ops::conv2d_forward(x, w, nullptr, c.p), gamma, beta, mean, var,
+                                                           1e-5f, math::Activation::Identity),
+                               1.0f, r),
+                    act);
+                Tensor got_r = ops::conv2d_bn_eval_forward(x, w, gamma, beta, mean, var, 1e-5f, c.p, act, &r);
+                FSAD_CHECK_CLOSE("fused + residual case " + std::to_string(i) + " act " +
+                                     std::to_string(static_cast<int>(act)) + " threads " + std::to_string(threads),
+                                 got_r.to_vector(), want_r.to_vector(), 1e-5, 1e-5);
             }
         }
     }
@@ -318,6 +330,11 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
     CHECK_THROWS_WITH_AS(ops::conv2d_bn_eval_forward(x, w, Tensor::zeros(Shape{5}), Tensor::zeros(Shape{6}),
                                                      Tensor::zeros(Shape{6}), Tensor::zeros(Shape{6}), 1e-5f, {}),
                          doctest::Contains("conv2d_bn_eval_forward"), Error);
+    Tensor bad_r = Tensor::zeros(Shape{2, 6, 5, 5});
+    CHECK_THROWS_WITH_AS(ops::conv2d_bn_eval_forward(x, w, Tensor::zeros(Shape{6}), Tensor::zeros(Shape{6}),
+                                                     Tensor::zeros(Shape{6}), Tensor::full(Shape{6}, 1.0f), 1e-5f, {},
+                                                     math::Activation::ReLU, &bad_r),
+                         doctest::Contains("residual"), Error);
 }
 
 TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {

@@ -129,7 +129,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, cons
 
 Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                               const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                              math::Activation act) {
+                              math::Activation act, const Tensor* residual) {
     const char* op = "conv2d_bn_eval_forward";
     Shape ys = conv_out_shape(x, w, p, op);
     const Shape c{w.dim(0)};
@@ -141,9 +141,14 @@ Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& ga
     need_same_device(x, beta, op, "input", "beta");
     need_same_device(x, running_mean, op, "input", "running_mean");
     need_same_device(x, running_var, op, "input", "running_var");
+    if (residual) {
+        need_shape(*residual, ys, op, "residual");
+        need_same_device(x, *residual, op, "input", "residual");
+    }
     Tensor y = Tensor::empty(ys, x.device());
     count_macs(static_cast<double>(y.numel()) * static_cast<double>(w.numel() / w.dim(0)));
-    FSAD_DISPATCH(x.device(), conv2d_bn_eval_forward, x, w, gamma, beta, running_mean, running_var, eps, p, act, y);
+    FSAD_DISPATCH(x.device(), conv2d_bn_eval_forward, x, w, gamma, beta, running_mean, running_var, eps, p, act, residual,
+                  y);
     return y;
 }
 

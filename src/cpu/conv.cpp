@@ -195,7 +195,7 @@ void col2im_padded(const float* col, int64_t ld, const Geometry& g, const Conv2d
 // The bias (as a plain shift) starts each sum; any other epilogue is applied to the finished plane.
 void depthwise_forward(const float* x, const float* w, const Epilogue& e, const Geometry& g, const Conv2dParams& p,
                        float* y) {
-    const bool bias_only = !e.scale && e.act == math::Activation::Identity;
+    const bool bias_only = !e.scale && e.act == math::Activation::Identity && !e.residual;
 #pragma omp parallel for schedule(static)
     for (int64_t nc = 0; nc < g.n * g.cin; ++nc) {
         int64_t c = nc % g.cin;
@@ -475,7 +475,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
 
 void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                            math::Activation act, const Tensor& y) {
+                            math::Activation act, const Tensor* residual, const Tensor& y) {
     // the scale and shift of batchnorm_forward_eval, per output channel
     const int64_t c = w.dim(0);
     std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
@@ -484,7 +484,7 @@ void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamm
         scale[static_cast<size_t>(i)] = gamma.data()[i] * is;
         shift[static_cast<size_t>(i)] = beta.data()[i] - running_mean.data()[i] * scale[static_cast<size_t>(i)];
     }
-    forward(x, w, Epilogue{scale.data(), shift.data(), act}, p, y);
+    forward(x, w, Epilogue{scale.data(), shift.data(), act, residual ? residual->data() : nullptr, y.data()}, p, y);
 }
 
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,

@@ -449,16 +449,19 @@ void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, flo
         for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
             float v[M][M][kLanes];
             output_tiles<M>(Mt + o * ld + t0, stride, v);
-            if (!e.none())
+            if (!e.none() && !e.residual)  // (a residual is added below, where the addresses are known)
                 for (int i = 0; i < M; ++i)
                     for (int c = 0; c < M; ++c)
-                        for (int l = 0; l < kLanes; ++l) v[i][c][l] = e(v[i][c][l], o);
+                        for (int l = 0; l < kLanes; ++l) v[i][c][l] = e(v[i][c][l], o, nullptr);
             const int64_t cnt = std::min(kLanes, ld - t0);
             for (int64_t l = 0; l < cnt; ++l) {
                 const size_t t = static_cast<size_t>(t0 + l);
                 float* q = yo + S.out_off[t];
                 const int nr = S.out_rows[t], nc = S.out_cols[t];
-                if (nr == M && nc == M) {
+                if (e.residual) {
+                    for (int i = 0; i < nr; ++i)
+                        for (int c = 0; c < nc; ++c) q[i * P.wo + c] = e(v[i][c][l], o, q + i * P.wo + c);
+                } else if (nr == M && nc == M) {
                     for (int i = 0; i < M; ++i)
                         for (int c = 0; c < M; ++c) q[i * P.wo + c] = v[i][c][l];
                 } else {

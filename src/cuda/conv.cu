@@ -144,10 +144,17 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
 
 void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                            math::Activation act, const Tensor& y) {
-    // cuDNN's convolution, then the batch-norm kernel in place (no fused epilogue on the GPU yet)
+                            math::Activation act, const Tensor* residual, const Tensor& y) {
+    // cuDNN's convolution, then the batch-norm, residual and activation kernels in place (no fused
+    // epilogue on the GPU yet)
     conv2d_forward(x, w, nullptr, p, y);
-    batchnorm_forward_eval(y, gamma, beta, running_mean, running_var, eps, y, act);
+    if (!residual) {
+        batchnorm_forward_eval(y, gamma, beta, running_mean, running_var, eps, y, act);
+        return;
+    }
+    batchnorm_forward_eval(y, gamma, beta, running_mean, running_var, eps, y, math::Activation::Identity);
+    axpby(1.0f, y, 1.0f, *residual, y);
+    if (act != math::Activation::Identity) activation_forward(y, act, y);
 }
 
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,

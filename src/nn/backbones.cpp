@@ -44,8 +44,8 @@ public:
     }
     Var forward(const Var& x) override {
         Var h = bn1_->conv_forward_act(*conv1_, x, Act::ReLU);
-        h = bn2_->conv_forward_act(*conv2_, h, Act::Identity);
-        return ag::relu(ag::add(h, down_ ? down_->forward(x) : x));
+        const Var shortcut = down_ ? down_->forward(x) : x;
+        return bn2_->conv_forward_act(*conv2_, h, Act::ReLU, &shortcut);  // relu(bn2(conv2(h)) + shortcut)
     }
 
 private:
@@ -74,8 +74,8 @@ public:
     Var forward(const Var& x) override {
         Var h = bn1_->conv_forward_act(*conv1_, x, Act::ReLU);
         h = bn2_->conv_forward_act(*conv2_, h, Act::ReLU);
-        h = bn3_->conv_forward_act(*conv3_, h, Act::Identity);
-        return ag::relu(ag::add(h, down_ ? down_->forward(x) : x));
+        const Var shortcut = down_ ? down_->forward(x) : x;
+        return bn3_->conv_forward_act(*conv3_, h, Act::ReLU, &shortcut);  // relu(bn3(conv3(h)) + shortcut)
     }
 
 private:

@@ -63,13 +63,14 @@ ConvAlgorithm conv_algorithm();
 /// requires x [N,Cin,H,W], w [Cout,Cin/groups,KH,KW], bias null or [Cout], Cin and Cout divisible by groups.
 /// ensures  y [N,Cout,Ho,Wo] = cross-correlation as PyTorch's conv2d.
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p);
-/// Inference only (no backward): act(batchnorm_forward_eval(conv2d_forward(x, w, null, p), ...)) in
-/// one op. On the CPU the normalisation and activation are applied as the convolution writes its
-/// outputs (no second pass over them); nn's Conv2d + BatchNorm pairs use it in evaluation mode
-/// when no gradient is being recorded.
+/// Inference only (no backward): act(batchnorm_forward_eval(conv2d_forward(x, w, null, p), ...) +
+/// residual) in one op (residual optional, of the output's shape: a ResNet block's shortcut). On
+/// the CPU the normalisation, the residual and the activation are applied as the convolution
+/// writes its outputs (no further passes over them); nn's Conv2d + BatchNorm pairs use it in
+/// evaluation mode when no gradient is being recorded.
 Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                               const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                              math::Activation act = math::Activation::Identity);
+                              math::Activation act = math::Activation::Identity, const Tensor* residual = nullptr);
 /// requires dy [N,Cout,Ho,Wo] matching conv2d_forward(x, w, ., p).
 /// ensures  *dx = dL/dx, *dw = dL/dw, *db = dL/db (each optional).
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, Tensor* dx,

@@ -60,15 +60,22 @@ public:
             return ag::batchnorm_train(x, *weight_, *bias_, *running_mean_, *running_var_, momentum_, eps_, act);
         return ag::batchnorm_eval(x, *weight_, *bias_, *running_mean_, *running_var_, eps_, act);
     }
-    /// forward_act(conv.forward(x), act). In evaluation mode, when no gradient is being recorded
-    /// (inference: a NoGradGuard, or nothing requiring one), as one fused op that normalises the
-    /// convolution's outputs as they are written (ops::conv2d_bn_eval_forward).
-    Var conv_forward_act(Conv2d& conv, const Var& x, math::Activation act) {
+    /// act(this(conv(x)) + residual), residual optional (a ResNet block's shortcut). In evaluation
+    /// mode, when no gradient is being recorded (inference: a NoGradGuard, or nothing requiring
+    /// one), as one fused op that normalises, adds and activates the convolution's outputs as they
+    /// are written (ops::conv2d_bn_eval_forward); otherwise as the separate differentiable ops.
+    Var conv_forward_act(Conv2d& conv, const Var& x, math::Activation act, const Var* residual = nullptr) {
         const bool record = grad_enabled() && (x.requires_grad() || conv.weight().requires_grad() ||
-                                               weight_->requires_grad() || bias_->requires_grad());
-        if (is_training() || record || conv.has_bias()) return forward_act(conv.forward(x), act);
+                                               weight_->requires_grad() || bias_->requires_grad() ||
+                                               (residual && residual->requires_grad()));
+        if (is_training() || record || conv.has_bias()) {
+            if (!residual) return forward_act(conv.forward(x), act);
+            Var s = ag::add(forward_act(conv.forward(x), math::Activation::Identity), *residual);
+            return act == math::Activation::Identity ? s : ag::activation(s, act);
+        }
         return Var(ops::conv2d_bn_eval_forward(x.value(), conv.weight().value(), weight_->value(), bias_->value(),
-                                               *running_mean_, *running_var_, eps_, conv.params(), act));
+                                               *running_mean_, *running_var_, eps_, conv.params(), act,
+                                               residual ? &residual->value() : nullptr));
     }
     float eps() const { return eps_; }
 
