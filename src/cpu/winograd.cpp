@@ -301,6 +301,8 @@ void transform_grad_output(const float* dy, const Plan& P, int64_t O, float* Mdy
 struct TileScratch {
     int64_t hp = 0, wp = 0;
     int64_t i0 = 0, nimg = 0;        // the chunk's first image and how many it touches
+    int64_t first_row = 0, last_row = 0;  // stage rows the chunk's tiles read: [first_row, hp) of its
+                                          // first image, [0, last_row) of its last
     std::vector<float> stage;        // [nimg][hp][wp], border zero
     std::vector<int64_t> in_off;     // per chunk column: tile's top-left in stage
     std::vector<int64_t> out_off;    // per chunk column: tile's top-left in y (from image i0)
@@ -319,6 +321,8 @@ struct TileScratch {
     void prepare(const Plan& P, int64_t t0, int64_t t1, int64_t O) {
         i0 = t0 / P.tiles;
         nimg = (t1 - 1) / P.tiles - i0 + 1;
+        first_row = P.m * ((t0 % P.tiles) / P.tw);
+        last_row = P.m * (((t1 - 1) % P.tiles) / P.tw) + P.m + 2;
         for (int64_t t = t0; t < t1; ++t) {
             const size_t k = static_cast<size_t>(t - t0);
             const int64_t i = t / P.tiles - i0, r = t % P.tiles, a = r / P.tw, b = r % P.tw;
@@ -414,9 +418,12 @@ void transform_input(const float* x, const Plan& P, int64_t C, float* V, int64_t
     const int64_t stride = C * ld;
     for (int64_t c = 0; c < C; ++c) {
         for (int64_t i = 0; i < S.nimg; ++i) {
+            // only the rows the chunk's tiles read (at batch 1 the threads share an image's tiles);
+            // rows outside stay stale or zero and are not read
+            const int64_t lo = i == 0 ? S.first_row : 0, hi = i == S.nimg - 1 ? S.last_row : S.hp;
             const float* xc = x + ((S.i0 + i) * C + c) * P.h * P.w;
             float* st = S.stage.data() + i * S.hp * S.wp;
-            for (int64_t r = 0; r < P.h; ++r)
+            for (int64_t r = std::max<int64_t>(0, lo - P.pad); r < std::min<int64_t>(P.h, hi - P.pad); ++r)
                 std::copy(xc + r * P.w, xc + (r + 1) * P.w, st + (r + P.pad) * S.wp + P.pad);
         }
         for (int64_t t0 = 0; t0 < ld; t0 += kLanes) {
