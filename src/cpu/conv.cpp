@@ -20,10 +20,10 @@
 #include <cmath>
 #include <vector>
 
-#include "gemm.hpp"
-#include "kernels.hpp"
 #include "dense_conv.hpp"
 #include "epilogue.hpp"
+#include "gemm.hpp"
+#include "kernels.hpp"
 #include "winograd.hpp"
 
 namespace fsad::cpu {
@@ -359,11 +359,11 @@ bool use_dense(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
 }
 }  // namespace
 
+namespace {
+// Every forward path; `e` is applied to each output as it is written (bias, or BatchNorm + act).
 // Threading: with at least as many images as threads, each thread takes whole chunks (its own
 // buffers, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
 // (inference on one image) the output positions of each image are split across threads.
-namespace {
-// Every forward path; `e` is applied to each output as it is written (bias, or BatchNorm + act).
 void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dParams& p, const Tensor& y) {
     const Geometry g = geometry(x, w, y, p);
     const float* xp = x.data();
@@ -383,9 +383,10 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
     }
     const int64_t hw = g.ho * g.wo;
     const int nt = omp_get_max_threads();
-    auto add_bias = [&](int64_t n, int64_t gr, int64_t q0, int64_t q1) {
+    // the epilogue on output channels [o0, o1) of group gr, positions [q0, q1) of image n
+    auto finish = [&](int64_t n, int64_t gr, int64_t o0, int64_t o1, int64_t q0, int64_t q1) {
         if (e.none()) return;
-        for (int64_t o = 0; o < g.cout_g; ++o)
+        for (int64_t o = o0; o < o1; ++o)
             e.apply(yp + (n * g.cout + gr * g.cout_g + o) * hw + q0, q1 - q0, gr * g.cout_g + o);
     };
     if (g.n >= nt) {
@@ -405,7 +406,7 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
                     float* ym = b == 1 ? yp + (n0 * g.cout + gr * g.cout_g) * hw : out.data();
                     sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ld, 0.0f, ym, ld);
                     if (b != 1) chunk_layout(yp, out.data(), g, n0, nb, gr, false);
-                    for (int64_t i = 0; i < nb; ++i) add_bias(n0 + i, gr, 0, hw);
+                    for (int64_t i = 0; i < nb; ++i) finish(n0 + i, gr, 0, g.cout_g, 0, hw);
                 }
             }
         }
@@ -431,7 +432,7 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
                         float* yg = yp + (n * g.cout + gr * g.cout_g) * hw + q0;
                         sgemm(false, false, g.cout_g, q1 - q0, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ldc, 0.0f,
                               yg, hw);
-                        add_bias(n, gr, q0, q1);
+                        finish(n, gr, 0, g.cout_g, q0, q1);
                     }
         }
     } else {
@@ -459,11 +460,12 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
                     const int t = omp_get_thread_num(), T = omp_get_num_threads();
                     const int64_t rows = (g.cout_g + T - 1) / T;
                     const int64_t r0 = std::min<int64_t>(g.cout_g, t * rows), r1 = std::min<int64_t>(g.cout_g, r0 + rows);
-                    if (r1 > r0)
+                    if (r1 > r0) {
                         sgemm(false, false, r1 - r0, hw, g.k, 1.0f, wp + (gr * g.cout_g + r0) * g.k, g.k, cm, hw, 0.0f,
                               yg + r0 * hw, hw);
+                        finish(n, gr, r0, r1, 0, hw);
+                    }
                 }
-                add_bias(n, gr, 0, hw);
             }
     }
 }
