@@ -43,8 +43,10 @@ FSAD_HD void adam_update(float& p, float g, float& m, float& v, const AdamStep& 
     p -= (s.lr / s.bias_c1) * m / denom;
 }
 
-/// EMA target update (BYOL): t <- beta * t + (1 - beta) * o.
-FSAD_HD float ema(float t, float o, float beta) { return beta * t + (1.0f - beta) * o; }
+/// EMA target update (BYOL): t <- beta * t + (1 - beta) * o, computed as t + (1 - beta)(o - t)
+/// (torch.lerp's form) so that a target equal to the online value (a frozen layer) stays exactly
+/// as it is with or without FMA contraction.
+FSAD_HD float ema(float t, float o, float beta) { return t + (1.0f - beta) * (o - t); }
 
 /// Batch-norm normalisation of one value with saved statistics.
 FSAD_HD float bn_apply(float x, float mean, float invstd, float gamma, float beta) {
