@@ -24,9 +24,10 @@
 namespace fsad::cpu::dense_conv {
 namespace {
 
-// Channels per block of A (2x2 planes: 64 rows or columns, 512 KB at 2048 columns: inside a
-// 1 MB L2 with the GEMM's packing; 8 and 32 measured slower on ResNet18's layer4 at 64 px)
-constexpr int64_t kBlock = 16;
+// Channels per block of A (2x2 planes: 128 rows or columns, 1 MB at 2048 columns). Blocks of 8
+// and 16 channels measured slower on the ResNet18 training and BYOL steps at 64 px (interleaved
+// runs: 16 was 1-5% slower than 32).
+constexpr int64_t kBlock = 32;
 
 struct Map {
     int64_t n, cin, cout, kk, pin, pout, rows, cols;
