@@ -144,6 +144,8 @@ TEST_CASE("conv2d forward matches a direct convolution on every kernel path and 
         {{4, 3, 20, 21}, {5, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // chunks of large planes: general im2col
         {{5, 3, 19, 18}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},   // 7x7 stride 2 (the stem), small-plane tables
         {{6, 4, 7, 6}, {6, 4, 3, 2}, {2, 1, 2, 1, 2, 1, 1}},     // small planes: mixed strides, padding, dilation
+        {{1, 3, 40, 40}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}},   // stride-2 rows of 20: vector + tail copies
+        {{3, 3, 70, 71}, {5, 3, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},   // stride 2 on large planes (general im2col)
         {{9, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // dense matrix (Auto): 2x2 planes
         {{8, 8, 1, 1}, {6, 8, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},     // dense: 1x1 planes (centre tap only)
         {{8, 6, 2, 2}, {5, 6, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},     // dense: stride 2, 2x2 -> 1x1

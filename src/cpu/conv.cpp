@@ -26,8 +26,34 @@
 #include "kernels.hpp"
 #include "winograd.hpp"
 
+#if defined(__AVX512F__) && !defined(FSAD_NO_AVX512)
+// GCC 12 flags its own placeholders in some intrinsics as uninitialised (as in winograd.cpp)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define FSAD_CONV_AVX512 1
+#else
+#define FSAD_CONV_AVX512 0
+#endif
+
 namespace fsad::cpu {
 namespace {
+
+// out[i] = in[2 i] for i in [0, n): the stride-2 rows of im2col (the 7x7 stem, stride-2 3x3s).
+// With AVX-512, 16 outputs from two loads and one two-source permute; the vector loop stops
+// while its second load still ends inside [in, in + 2n - 1).
+inline void copy_stride2(const float* in, float* out, int64_t n) {
+    int64_t i = 0;
+#if FSAD_CONV_AVX512
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (; i + 16 < n; i += 16) {
+        const __m512 a = _mm512_loadu_ps(in + 2 * i), b = _mm512_loadu_ps(in + 2 * i + 16);
+        _mm512_storeu_ps(out + i, _mm512_permutex2var_ps(a, even, b));
+    }
+#endif
+    for (; i < n; ++i) out[i] = in[2 * i];
+}
 
 struct Geometry {
     int64_t n, cin, h, w, cout, kh, kw, ho, wo, groups, cin_g, cout_g, k;
@@ -91,6 +117,8 @@ void im2col(const float* x, const Geometry& g, const Conv2dParams& p, float* col
                 for (int64_t ow = a; ow < l; ++ow) out[ow] = 0.0f;
                 if (sw == 1)
                     for (int64_t ow = l; ow < h; ++ow) out[ow] = xr[ow];
+                else if (sw == 2)
+                    copy_stride2(xr + 2 * l, out + l, h - l);
                 else
                     for (int64_t ow = l; ow < h; ++ow) out[ow] = xr[ow * sw];
                 for (int64_t ow = h; ow < b; ++ow) out[ow] = 0.0f;
