@@ -83,9 +83,10 @@ void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& 
     const Layout L = layout(x);
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < L.c; ++c) {
-        const float is = 1.0f / std::sqrt(running_var.data()[c] + eps);
-        const float scale = gamma.data()[c] * is;
-        normalize(x.data(), y.data(), L, c, scale, beta.data()[c] - running_mean.data()[c] * scale, act);
+        float scale, shift;
+        math::bn_eval_affine(gamma.data()[c], beta.data()[c], running_mean.data()[c], running_var.data()[c], eps, scale,
+                             shift);
+        normalize(x.data(), y.data(), L, c, scale, shift, act);
     }
 }
 

@@ -17,7 +17,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "dense_conv.hpp"
@@ -509,11 +508,9 @@ void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamm
     // the scale and shift of batchnorm_forward_eval, per output channel
     const int64_t c = w.dim(0);
     std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
-    for (int64_t i = 0; i < c; ++i) {
-        const float is = 1.0f / std::sqrt(running_var.data()[i] + eps);
-        scale[static_cast<size_t>(i)] = gamma.data()[i] * is;
-        shift[static_cast<size_t>(i)] = beta.data()[i] - running_mean.data()[i] * scale[static_cast<size_t>(i)];
-    }
+    for (int64_t i = 0; i < c; ++i)
+        math::bn_eval_affine(gamma.data()[i], beta.data()[i], running_mean.data()[i], running_var.data()[i], eps,
+                             scale[static_cast<size_t>(i)], shift[static_cast<size_t>(i)]);
     forward(x, w, Epilogue{scale.data(), shift.data(), act, residual ? residual->data() : nullptr, y.data()}, p, y);
 }
 

@@ -65,11 +65,7 @@ __global__ void bn_finish_stats_k(const float* x, const double* part, int64_t n,
 
 __global__ void bn_eval_coeffs_k(const float* gamma, const float* beta, const float* rm, const float* rv, float eps,
                                  int64_t c_count, float* scale, float* shift) {
-    FSAD_GRID_LOOP(c, c_count) {
-        const float is = 1.0f / sqrtf(rv[c] + eps);
-        scale[c] = gamma[c] * is;
-        shift[c] = beta[c] - rm[c] * gamma[c] * is;
-    }
+    FSAD_GRID_LOOP(c, c_count) { math::bn_eval_affine(gamma[c], beta[c], rm[c], rv[c], eps, scale[c], shift[c]); }
 }
 
 __global__ void bn_apply_k(const float* x, float* y, int64_t total, int64_t c_count, int64_t hw, const float* scale,

@@ -48,6 +48,14 @@ FSAD_HD void adam_update(float& p, float g, float& m, float& v, const AdamStep& 
 /// as it is with or without FMA contraction.
 FSAD_HD float ema(float t, float o, float beta) { return t + (1.0f - beta) * (o - t); }
 
+/// Evaluation-mode batch norm as y = x * scale + shift: the per-channel coefficients, shared by the
+/// CPU and CUDA batch-norm kernels and the fused convolution (so that fused and separate agree).
+FSAD_HD void bn_eval_affine(float gamma, float beta, float mean, float var, float eps, float& scale, float& shift) {
+    const float is = 1.0f / sqrtf(var + eps);
+    scale = gamma * is;
+    shift = beta - mean * scale;
+}
+
 /// Batch-norm normalisation of one value with saved statistics.
 FSAD_HD float bn_apply(float x, float mean, float invstd, float gamma, float beta) {
     return (x - mean) * invstd * gamma + beta;
