@@ -80,6 +80,14 @@ void auto_args(benchmark::internal::Benchmark* b) {
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 BENCHMARK_CAPTURE(run, conv2d_forward_auto, false, ops::ConvAlgorithm::Auto)->Apply(auto_args);
+// The 3x3 stride-1 layers at batch 1 under each algorithm (what Auto chooses between at batch 1)
+void batch1_args(benchmark::internal::Benchmark* b) {
+    for (int i : {1, 4, 7, 10}) b->Args({i, 1});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(run, conv2d_forward_b1_gemm, false, ops::ConvAlgorithm::Gemm)->Apply(batch1_args);
+BENCHMARK_CAPTURE(run, conv2d_forward_b1_winograd, false, ops::ConvAlgorithm::Winograd)->Apply(batch1_args);
+BENCHMARK_CAPTURE(run, conv2d_forward_b1_winograd4, false, ops::ConvAlgorithm::Winograd4)->Apply(batch1_args);
 BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)->Apply(conv_args);
 // 64 px shapes, batch 64: Auto (Winograd, and the dense matrix on 2x2 planes) against im2col + GEMM
 void args64(benchmark::internal::Benchmark* b) {

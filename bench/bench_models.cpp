@@ -6,11 +6,14 @@
 using namespace fsad;
 
 namespace {
-void infer(benchmark::State& st, nn::BackboneKind kind) {
+// `prepared`: the weights prepared once for inference (nn::Module::prepare_inference, what
+// fsad::Detector does after fitting) instead of repacked on every call.
+void infer_with(benchmark::State& st, nn::BackboneKind kind, bool prepared) {
     bench::set_threads_once();
     const int64_t res = st.range(0), batch = st.range(1);
     auto net = nn::make_backbone({kind}, 0);
     net->eval();
+    if (prepared) net->prepare_inference();
     Tensor x = Rng(1).normal_tensor(Shape{batch, 3, res, res}, 0, 1);
     {
         NoGradGuard ng;
@@ -24,6 +27,9 @@ void infer(benchmark::State& st, nn::BackboneKind kind) {
     bench::rate(st, "img/s", static_cast<double>(batch));
     bench::rate(st, "GFLOP/s", 2e-9 * bench::forward_macs_per_image(*net, res) * static_cast<double>(batch));
 }
+
+void infer(benchmark::State& st, nn::BackboneKind kind) { infer_with(st, kind, false); }
+void infer_prepared(benchmark::State& st, nn::BackboneKind kind) { infer_with(st, kind, true); }
 
 void train_step(benchmark::State& st) {
     bench::set_threads_once();
@@ -60,5 +66,9 @@ void train_step(benchmark::State& st) {
 BENCHMARK_CAPTURE(infer, resnet18, nn::BackboneKind::ResNet18)
     ->Args({224, 1})->Args({224, 32})->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(infer, mobilenetv2, nn::BackboneKind::MobileNetV2)
+    ->Args({224, 1})->Args({224, 32})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(infer_prepared, resnet18, nn::BackboneKind::ResNet18)
+    ->Args({224, 1})->Args({224, 32})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(infer_prepared, mobilenetv2, nn::BackboneKind::MobileNetV2)
     ->Args({224, 1})->Args({224, 32})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(train_step)->Args({224, 16})->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -24,7 +24,11 @@ BENCH = os.environ.get("FSAD_BENCH_BIN", os.path.join(ROOT, "build", "bench", "f
 # name -> (fsad benchmark regex, peer mode, res, batch, extra peer flags)
 CASES = {
     "infer224x1": ("^infer/resnet18/224/1/", "infer", 224, 1, []),
+    # fsad with its weights prepared once (nn::Module::prepare_inference, what fsad::Detector runs
+    # with) against the same eager peer: the peer script has no prepacked-weights mode
+    "infer224x1p": ("^infer_prepared/resnet18/224/1/", "infer", 224, 1, []),
     "infer224x32": ("^infer/resnet18/224/32/", "infer", 224, 32, []),
+    "infer224x32p": ("^infer_prepared/resnet18/224/32/", "infer", 224, 32, ["--channels-last"]),
     "infer224x32cl": ("^infer/resnet18/224/32/", "infer", 224, 32, ["--channels-last"]),
     "train224x16": ("^train_step/224/16/", "train", 224, 16, []),
     "train64x64": ("^train_step/64/64/", "train", 64, 64, []),

@@ -185,3 +185,52 @@ TEST_CASE("nn: inference fuses conv + batch norm; the features equal the recorde
                          1e-4);
     }
 }
+
+TEST_CASE("nn: prepare_inference gives the same features, and is dropped when weights may change") {
+    for (auto kind : {nn::BackboneKind::ResNet18, nn::BackboneKind::MobileNetV2}) {
+        auto net = nn::make_backbone({kind, 0.5f}, 5);
+        Tensor x = test::randn(Shape{1, 3, 64, 64}, 6), xb = test::randn(Shape{4, 3, 48, 48}, 7);
+        net->eval();
+        NoGradGuard ng;
+        const Tensor want = net->forward(Var(x)).value(), want_b = net->forward(Var(xb)).value();
+        net->prepare_inference();
+        for (int call = 0; call < 2; ++call) {
+            FSAD_CHECK_CLOSE("prepared batch 1", net->forward(Var(x)).value().to_vector(), want.to_vector(), 1e-5, 1e-4);
+            FSAD_CHECK_CLOSE("prepared batch 4", net->forward(Var(xb)).value().to_vector(), want_b.to_vector(), 1e-5,
+                             1e-4);
+        }
+        // a write the model does not know of: refused (the first weight is always sampled)
+        Tensor w0 = net->named_parameters()[0].second->value();
+        w0.data()[0] += 0.5f;
+        CHECK_THROWS_WITH_AS(net->forward(Var(x)), doctest::Contains("changed after they were prepared"), Error);
+        net->prepare_inference();
+        CHECK_NOTHROW(net->forward(Var(x)));
+        // train(true), load_state_dict and an Adam step drop the preparation: the new weights are used
+        net->train();
+        net->eval();
+        w0.data()[0] -= 0.5f;
+        FSAD_CHECK_CLOSE("after train()", net->forward(Var(x)).value().to_vector(), want.to_vector(), 1e-5, 1e-4);
+        net->prepare_inference();
+        auto other = nn::make_backbone({kind, 0.5f}, 8);
+        other->eval();
+        const Tensor want_other = other->forward(Var(x)).value();
+        net->load_state_dict(other->state_dict());
+        FSAD_CHECK_CLOSE("after load_state_dict", net->forward(Var(x)).value().to_vector(), want_other.to_vector(),
+                         1e-5, 1e-4);
+    }
+    auto net = nn::make_backbone({nn::BackboneKind::ResNet18, 0.25f}, 9);
+    nn::Adam opt(*net, {});
+    net->eval();
+    net->prepare_inference();
+    Tensor x = test::randn(Shape{2, 3, 32, 32}, 10);
+    Tensor before;
+    {
+        NoGradGuard ng;
+        before = net->forward(Var(x)).value();
+    }
+    ag::mean(net->forward(Var(x))).backward();  // eval-mode BN, gradients recorded: the unfused path
+    opt.step();
+    NoGradGuard ng;
+    const Tensor after = net->forward(Var(x)).value();  // no throw: the step dropped the preparation
+    CHECK(test::compare(after.to_vector(), before.to_vector(), 0, 0).max_abs > 0);
+}

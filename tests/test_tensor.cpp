@@ -296,6 +296,12 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
         {{3, 20, 7, 9}, {17, 20, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // Winograd F(2x2)
         {{1, 16, 30, 30}, {8, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd F(4x4), one image split
         {{9, 16, 2, 2}, {24, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},   // dense matrix
+        // depth >= 128: with prepared weights, the packed GEMM (rows not a multiple of its 32-row panels)
+        {{1, 32, 9, 9}, {40, 32, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},      // few positions: panels or columns split
+        {{1, 16, 60, 60}, {37, 16, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},    // many positions: columns split
+        {{5, 64, 6, 6}, {33, 64, 3, 3}, {2, 2, 1, 1, 1, 1, 1}},      // chunks of images
+        {{1, 128, 7, 7}, {70, 128, 1, 1}, {1, 1, 0, 0, 1, 1, 1}},    // pointwise, no im2col
+        {{2, 256, 5, 5}, {64, 128, 1, 1}, {1, 1, 0, 0, 1, 1, 2}},    // grouped: not packed
     };
     for (int threads : {1, 2, 3}) {
         set_num_threads(threads);
@@ -324,6 +330,19 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
                 FSAD_CHECK_CLOSE("fused + residual case " + std::to_string(i) + " act " +
                                      std::to_string(static_cast<int>(act)) + " threads " + std::to_string(threads),
                                  got_r.to_vector(), want_r.to_vector(), 1e-5, 1e-5);
+                // with prepared weights (packed GEMM panels, Winograd filters): built on the first
+                // call, reused on the second
+                ops::PreparedConv prep(w, c.p);
+                for (int call = 0; call < 2; ++call) {
+                    Tensor got_p = ops::conv2d_bn_eval_forward(x, w, gamma, beta, mean, var, 1e-5f, c.p, act, &r, &prep);
+                    FSAD_CHECK_CLOSE("prepared case " + std::to_string(i) + " act " +
+                                         std::to_string(static_cast<int>(act)) + " threads " +
+                                         std::to_string(threads) + " call " + std::to_string(call),
+                                     got_p.to_vector(), want_r.to_vector(), 1e-5, 1e-5);
+                }
+                const bool winograd = i == 6 || i == 7, packed = i >= 9 && i <= 12 && ops::conv_packing_available();
+                CHECK_MESSAGE((prep.bytes() > 0) == (winograd || packed), "case ", i, " prepared ", prep.bytes(),
+                              " bytes");
             }
         }
     }
@@ -337,6 +356,36 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
                                                      Tensor::zeros(Shape{6}), Tensor::full(Shape{6}, 1.0f), 1e-5f, {},
                                                      math::Activation::ReLU, &bad_r),
                          doctest::Contains("residual"), Error);
+}
+
+TEST_CASE("prepared convolution weights: used only for the weights they were made from, unchanged") {
+    const ops::Conv2dParams p{1, 1, 1, 1, 1, 1, 1};
+    Tensor x = test::randn(Shape{1, 32, 6, 6}, 1), w = test::randn(Shape{40, 32, 3, 3}, 2, 0.2f);
+    Tensor gamma = Tensor::full(Shape{40}, 1.0f), beta = Tensor::zeros(Shape{40}), mean = Tensor::zeros(Shape{40}),
+           var = Tensor::full(Shape{40}, 1.0f);
+    auto run = [&](const Tensor& wt, const ops::Conv2dParams& pp, const ops::PreparedConv& prep) {
+        return ops::conv2d_bn_eval_forward(x, wt, gamma, beta, mean, var, 1e-5f, pp, math::Activation::Identity,
+                                           nullptr, &prep);
+    };
+    ops::PreparedConv prep(w, p);
+    Tensor before = run(w, p, prep);
+    // the same values in another tensor, or other convolution parameters: another convolution
+    CHECK_THROWS_WITH_AS(run(w.clone(), p, prep), doctest::Contains("another convolution"), Error);
+    ops::Conv2dParams p2 = p;
+    p2.pad_h = p2.pad_w = 0;
+    CHECK_THROWS_WITH_AS(run(w, p2, prep), doctest::Contains("another convolution"), Error);
+    // a changed weight (the first is always sampled): refused, not silently stale
+    const float w0 = w.data()[0];
+    w.data()[0] = w0 + 1.0f;
+    CHECK_THROWS_WITH_AS(run(w, p, prep), doctest::Contains("changed after they were prepared"), Error);
+    w.data()[0] = w0;
+    FSAD_CHECK_CLOSE("restored weights", run(w, p, prep).to_vector(), before.to_vector(), 0, 0);
+    // prepared again after the change: the new weights are used
+    w.data()[0] = w0 + 1.0f;
+    ops::PreparedConv again(w, p);
+    FSAD_CHECK_CLOSE("re-prepared", run(w, p, again).to_vector(),
+                     ops::conv2d_bn_eval_forward(x, w, gamma, beta, mean, var, 1e-5f, p).to_vector(), 1e-5, 1e-5);
+    CHECK_THROWS_WITH_AS(ops::PreparedConv(Tensor::zeros(Shape{4, 4}), p), doctest::Contains("conv2d_prepare"), Error);
 }
 
 TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {

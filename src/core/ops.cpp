@@ -1,7 +1,9 @@
 // Front end of the ops: argument checks, output allocation, dispatch by device.
 #include "fsad/core/ops.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <string>
 
 #include "../cpu/kernels.hpp"
@@ -127,11 +129,56 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, cons
     return y;
 }
 
+namespace {
+constexpr int kSamples = 64;
+// the values of w at kSamples positions spread over it (all of it when smaller); CPU only
+std::vector<float> sample_values(const Tensor& w) {
+    std::vector<float> s;
+    if (!w.device().is_cpu() || w.numel() == 0) return s;
+    const int64_t n = w.numel(), count = std::min<int64_t>(n, kSamples);
+    for (int64_t i = 0; i < count; ++i) s.push_back(w.data()[count == 1 ? 0 : i * (n - 1) / (count - 1)]);
+    return s;
+}
+bool same_params(const Conv2dParams& a, const Conv2dParams& b) {
+    return a.stride_h == b.stride_h && a.stride_w == b.stride_w && a.pad_h == b.pad_h && a.pad_w == b.pad_w &&
+           a.dil_h == b.dil_h && a.dil_w == b.dil_w && a.groups == b.groups;
+}
+}  // namespace
+
+PreparedConv::PreparedConv(const Tensor& w, const Conv2dParams& p) : w_(w), p_(p), sample_(sample_values(w)) {
+    need_defined(w, "conv2d_prepare", "weight");
+    need(w.ndim() == 4, "conv2d_prepare", "weight must be [Cout, Cin/groups, KH, KW], got " + w.shape().str());
+}
+
+void PreparedConv::check(const Tensor& w, const Conv2dParams& p, const char* op) const {
+    need(w.data() == w_.data() && w.shape() == w_.shape() && w.device() == w_.device() && same_params(p, p_), op,
+         "prepared weights belong to another convolution (prepared " + w_.shape().str() + " on " + w_.device().str() +
+             ", called with " + w.shape().str() + " on " + w.device().str() + ")");
+    // bitwise, so that a NaN written over a NaN still compares equal
+    const std::vector<float> now = sample_values(w);
+    need(now.size() == sample_.size() &&
+             (now.empty() || std::memcmp(now.data(), sample_.data(), now.size() * sizeof(float)) == 0),
+         op,
+         "the weights " + w.shape().str() +
+             " changed after they were prepared for inference; prepare them again "
+             "(nn::Module::prepare_inference) after changing them");
+}
+
+bool conv_packing_available() { return cpu::conv_packing_available(); }
+
+size_t PreparedConv::bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t b = 0;
+    for (const auto& f : forms_) b += f.second.bytes();
+    return b;
+}
+
 Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                               const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                              math::Activation act, const Tensor* residual) {
+                              math::Activation act, const Tensor* residual, const PreparedConv* prepared) {
     const char* op = "conv2d_bn_eval_forward";
     Shape ys = conv_out_shape(x, w, p, op);
+    if (prepared) prepared->check(w, p, op);
     const Shape c{w.dim(0)};
     need_shape(gamma, c, op, "gamma");
     need_shape(beta, c, op, "beta");
@@ -148,7 +195,7 @@ Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& ga
     Tensor y = Tensor::empty(ys, x.device());
     count_macs(static_cast<double>(y.numel()) * static_cast<double>(w.numel() / w.dim(0)));
     FSAD_DISPATCH(x.device(), conv2d_bn_eval_forward, x, w, gamma, beta, running_mean, running_var, eps, p, act, residual,
-                  y);
+                  prepared, y);
     return y;
 }
 

@@ -23,6 +23,7 @@
 #include "epilogue.hpp"
 #include "gemm.hpp"
 #include "kernels.hpp"
+#include "packed_gemm.hpp"
 #include "winograd.hpp"
 
 #if defined(__AVX512F__) && !defined(FSAD_NO_AVX512)
@@ -387,11 +388,18 @@ bool use_dense(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
 }  // namespace
 
 namespace {
+// The forms of an ops::PreparedConv on the CPU: Winograd-transformed filters under their tile
+// size (2, 4: winograd.cpp), and the weights packed for packed_gemm under kPackedForm.
+constexpr int kPackedForm = 0;
+
 // Every forward path; `e` is applied to each output as it is written (bias, or BatchNorm + act).
 // Threading: with at least as many images as threads, each thread takes whole chunks (its own
 // buffers, single-threaded GEMMs: no synchronisation, cache-friendly). With fewer images
 // (inference on one image) the output positions of each image are split across threads.
-void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dParams& p, const Tensor& y) {
+// With prepared weights (`prep`), ungrouped convolutions multiply by the packed weights
+// (packed_gemm, where the build has it) instead of OpenBLAS's sgemm, which repacks them per call.
+void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dParams& p, const Tensor& y,
+             const ops::PreparedConv* prep) {
     const Geometry g = geometry(x, w, y, p);
     const float* xp = x.data();
     const float* wp = w.data();
@@ -405,9 +413,21 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
         return;
     }
     if (const int tile = winograd_tile(x, w, p)) {
-        winograd::conv2d_forward(x, w, e, p, y, tile);
+        winograd::conv2d_forward(x, w, e, p, y, tile, prep);
         return;
     }
+    // the packed weights, or null: sgemm. Not below depth 128: the packed kernel's per-block
+    // write-out then weighs (MobileNetV2's 1x1 convolutions of depth 16-96 at 112x112 measured
+    // slower; from 128 up every shape measured faster, by 5-45%)
+    const float* ap = nullptr;
+    if (prep && g.groups == 1 && g.k >= 128 && packed_gemm::available())
+        ap = prep->form(kPackedForm, [&] { return packed_gemm::pack(wp, g.cout, g.k, g.k); }).data();
+    const int64_t panels = (g.cout + packed_gemm::kPanel - 1) / packed_gemm::kPanel;
+    // ym [cout_g, ld] = weights of group gr * cm [k, ld] (leading dimensions ldb, ldc)
+    auto multiply = [&](int64_t gr, const float* cm, int64_t ld, int64_t ldb, float* ym, int64_t ldc) {
+        if (ap) packed_gemm::multiply(ap, g.cout, g.k, 0, panels, cm, ld, ldb, ym, ldc);
+        else sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ldb, 0.0f, ym, ldc);
+    };
     const int64_t hw = g.ho * g.wo;
     const int nt = omp_get_max_threads();
     // the epilogue on output channels [o0, o1) of group gr, positions [q0, q1) of image n
@@ -431,35 +451,39 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
                 for (int64_t gr = 0; gr < g.groups; ++gr) {
                     const float* cm = chunk_columns(xp, g, p, n0, nb, gr, direct, col, plan, padded.data());
                     float* ym = b == 1 ? yp + (n0 * g.cout + gr * g.cout_g) * hw : out.data();
-                    sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ld, 0.0f, ym, ld);
+                    multiply(gr, cm, ld, ld, ym, ld);
                     if (b != 1) chunk_layout(yp, out.data(), g, n0, nb, gr, false);
                     for (int64_t i = 0; i < nb; ++i) finish(n0 + i, gr, 0, g.cout_g, 0, hw);
                 }
             }
         }
     } else if (hw >= 256 * nt) {
-        // few images, many positions: each thread takes a range of output positions
+        // few images, many positions: each thread takes a range of output positions. With packed
+        // weights (which need no packing of the columns either) in steps of ~256 KiB of columns,
+        // so that im2col writes and the product reads them in the level-2 cache (the 7x7 stem at
+        // batch 1: 7 MiB of columns otherwise)
 #pragma omp parallel
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
             const int64_t chunk = ((hw + T - 1) / T + 15) / 16 * 16;
             const int64_t q0 = std::min<int64_t>(hw, t * chunk), q1 = std::min<int64_t>(hw, q0 + chunk);
-            Tensor col = g.pointwise || q1 <= q0 ? Tensor() : Tensor::empty(Shape{g.k * (q1 - q0)});
-            if (q1 > q0)
-                for (int64_t n = 0; n < g.n; ++n)
-                    for (int64_t gr = 0; gr < g.groups; ++gr) {
+            const int64_t step = ap ? std::max<int64_t>(16, (int64_t(64) << 10) / g.k / 16 * 16) : q1 - q0;
+            Tensor col = g.pointwise || q1 <= q0 ? Tensor() : Tensor::empty(Shape{g.k * std::min(step, q1 - q0)});
+            for (int64_t n = 0; n < g.n; ++n)
+                for (int64_t gr = 0; gr < g.groups; ++gr)
+                    for (int64_t qa = q0; qa < q1; qa += step) {
+                        const int64_t qb = std::min(q1, qa + step);
                         const float* xg = xp + (n * g.cin + gr * g.cin_g) * g.h * g.w;
-                        const float* cm = xg + q0;
+                        const float* cm = xg + qa;
                         int64_t ldc = hw;
                         if (!g.pointwise) {
-                            im2col(xg, g, p, col.data(), q0, q1, q1 - q0);
+                            im2col(xg, g, p, col.data(), qa, qb, qb - qa);
                             cm = col.data();
-                            ldc = q1 - q0;
+                            ldc = qb - qa;
                         }
-                        float* yg = yp + (n * g.cout + gr * g.cout_g) * hw + q0;
-                        sgemm(false, false, g.cout_g, q1 - q0, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ldc, 0.0f,
-                              yg, hw);
-                        finish(n, gr, 0, g.cout_g, q0, q1);
+                        float* yg = yp + (n * g.cout + gr * g.cout_g) * hw + qa;
+                        multiply(gr, cm, qb - qa, ldc, yg, hw);
+                        finish(n, gr, 0, g.cout_g, qa, qb);
                     }
         }
     } else {
@@ -485,12 +509,30 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
 #pragma omp parallel
                 {
                     const int t = omp_get_thread_num(), T = omp_get_num_threads();
-                    const int64_t rows = (g.cout_g + T - 1) / T;
-                    const int64_t r0 = std::min<int64_t>(g.cout_g, t * rows), r1 = std::min<int64_t>(g.cout_g, r0 + rows);
-                    if (r1 > r0) {
-                        sgemm(false, false, r1 - r0, hw, g.k, 1.0f, wp + (gr * g.cout_g + r0) * g.k, g.k, cm, hw, 0.0f,
-                              yg + r0 * hw, hw);
+                    if (ap && panels >= T) {  // whole panels of packed rows per thread
+                        const int64_t per = (panels + T - 1) / T;
+                        const int64_t p0 = std::min(panels, t * per), p1 = std::min(panels, p0 + per);
+                        const int64_t r0 = std::min(g.cout, p0 * packed_gemm::kPanel),
+                                      r1 = std::min(g.cout, p1 * packed_gemm::kPanel);
+                        if (p1 > p0) packed_gemm::multiply(ap, g.cout, g.k, p0, p1, cm, hw, hw, yg, hw);
                         finish(n, gr, r0, r1, 0, hw);
+                    } else if (ap) {  // fewer panels than threads: ranges of columns
+                        const int64_t chunk = (hw + T - 1) / T;
+                        const int64_t q0 = std::min(hw, t * chunk), q1 = std::min(hw, q0 + chunk);
+                        if (q1 > q0) packed_gemm::multiply(ap, g.cout, g.k, 0, panels, cm + q0, q1 - q0, hw, yg + q0, hw);
+#pragma omp barrier
+                        const int64_t rows = (g.cout + T - 1) / T;
+                        const int64_t r0 = std::min(g.cout, t * rows), r1 = std::min(g.cout, r0 + rows);
+                        finish(n, gr, r0, r1, 0, hw);
+                    } else {
+                        const int64_t rows = (g.cout_g + T - 1) / T;
+                        const int64_t r0 = std::min<int64_t>(g.cout_g, t * rows),
+                                      r1 = std::min<int64_t>(g.cout_g, r0 + rows);
+                        if (r1 > r0) {
+                            sgemm(false, false, r1 - r0, hw, g.k, 1.0f, wp + (gr * g.cout_g + r0) * g.k, g.k, cm, hw,
+                                  0.0f, yg + r0 * hw, hw);
+                            finish(n, gr, r0, r1, 0, hw);
+                        }
                     }
                 }
             }
@@ -498,20 +540,24 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
 }
 }  // namespace
 
+bool conv_packing_available() { return packed_gemm::available(); }
+
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
-    forward(x, w, Epilogue{nullptr, bias ? bias->data() : nullptr, math::Activation::Identity}, p, y);
+    forward(x, w, Epilogue{nullptr, bias ? bias->data() : nullptr, math::Activation::Identity}, p, y, nullptr);
 }
 
 void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                            math::Activation act, const Tensor* residual, const Tensor& y) {
+                            math::Activation act, const Tensor* residual, const PreparedConv* prepared,
+                            const Tensor& y) {
     // the scale and shift of batchnorm_forward_eval, per output channel
     const int64_t c = w.dim(0);
     std::vector<float> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
     for (int64_t i = 0; i < c; ++i)
         math::bn_eval_affine(gamma.data()[i], beta.data()[i], running_mean.data()[i], running_var.data()[i], eps,
                              scale[static_cast<size_t>(i)], shift[static_cast<size_t>(i)]);
-    forward(x, w, Epilogue{scale.data(), shift.data(), act, residual ? residual->data() : nullptr, y.data()}, p, y);
+    forward(x, w, Epilogue{scale.data(), shift.data(), act, residual ? residual->data() : nullptr, y.data()}, p, y,
+            prepared);
 }
 
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,

@@ -8,9 +8,11 @@
 namespace fsad::cpu {
 using ops::BatchNormSaved;
 using ops::Conv2dParams;
+using ops::PreparedConv;
 using ops::Pool2dParams;
 
 void fill(float* p, int64_t n, float v);
+bool conv_packing_available();
 
 #include "../core/kernel_decls.inc"
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "simd_avx512.hpp"
 
 #if defined(__AVX512F__) && !defined(FSAD_NO_AVX512)
 // GCC 12 flags its own _mm512_undefined_ps() placeholders in the unpack/shuffle intrinsics as
@@ -340,31 +341,6 @@ struct TileScratch {
 // forwarding. Here each lane's tile rows become vectors (a 4x4 tile is one vector; a 6x6 tile is
 // three, two 8-float rows each), 16x16 transposes turn them into one vector per tile position,
 // B^T d B runs on those (Tf on vectors) and the rows of V are stored (the first cnt lanes).
-inline void transpose16(__m512 (&r)[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {
-        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 4; ++j) {
-            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
-            t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
-        }
-    for (int j = 0; j < 8; ++j) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
-
 template <int M>
 inline void input_tiles_avx512(const float* stage, const int64_t* off, int64_t wp, float* out, int64_t stride,
                                int64_t cnt) {
@@ -520,10 +496,15 @@ void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int
 }
 
 template <int M>
-void forward_tile(const Tensor& x, const Tensor& w, const Epilogue& e, const ops::Conv2dParams& p, const Tensor& y) {
+void forward_tile(const Tensor& x, const Tensor& w, const Epilogue& e, const ops::Conv2dParams& p, const Tensor& y,
+                  const ops::PreparedConv* prepared) {
     const Plan P = plan(x.dim(0), x.dim(1), w.dim(0), x.dim(2), x.dim(3), p.pad_h, M);
-    const Tensor U = transform_filter<M>(w.data(), P.cout, P.cin, false);
-    forward_with<M>(U, x.data(), P, P.cin, P.cout, y.data(), e);
+    auto make = [&] { return transform_filter<M>(w.data(), P.cout, P.cin, false); };
+    if (prepared) {
+        forward_with<M>(prepared->form(M, make), x.data(), P, P.cin, P.cout, y.data(), e);
+        return;
+    }
+    forward_with<M>(make(), x.data(), P, P.cin, P.cout, y.data(), e);
 }
 
 template <int M>
@@ -543,9 +524,9 @@ bool applicable(const Tensor& x, const Tensor& w, const ops::Conv2dParams& p) {
 }
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Epilogue& e, const ops::Conv2dParams& p, const Tensor& y,
-                    int tile) {
-    if (tile == 4) forward_tile<4>(x, w, e, p, y);
-    else forward_tile<2>(x, w, e, p, y);
+                    int tile, const ops::PreparedConv* prepared) {
+    if (tile == 4) forward_tile<4>(x, w, e, p, y, prepared);
+    else forward_tile<2>(x, w, e, p, y, prepared);
 }
 
 void conv2d_backward_data(const Tensor& w, const Tensor& dy, const ops::Conv2dParams& p, const Tensor& dx, int tile) {

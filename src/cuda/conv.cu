@@ -144,9 +144,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
 
 void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                            math::Activation act, const Tensor* residual, const Tensor& y) {
+                            math::Activation act, const Tensor* residual, const PreparedConv* /*prepared*/,
+                            const Tensor& y) {
     // cuDNN's convolution, then the batch-norm, residual and activation kernels in place (no fused
-    // epilogue on the GPU yet)
+    // epilogue on the GPU yet; nothing prepared: cuDNN reads w as it is)
     conv2d_forward(x, w, nullptr, p, y);
     if (!residual) {
         batchnorm_forward_eval(y, gamma, beta, running_mean, running_var, eps, y, act);

@@ -12,6 +12,7 @@
 namespace fsad::cuda {
 using ops::BatchNormSaved;
 using ops::Conv2dParams;
+using ops::PreparedConv;
 using ops::Pool2dParams;
 
 // ------------------------------------------------------------------ runtime (runtime.cu)

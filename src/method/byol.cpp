@@ -173,6 +173,7 @@ StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, cons
         beta = 1.0f - (1.0f - opt_.ema) *
                           static_cast<float>((std::cos(std::numbers::pi * static_cast<double>(step_) /
                                                        static_cast<double>(opt_.steps)) + 1.0) / 2.0);
+    target_->unprepare();  // (prepared inference weights would go stale)
     ops::ema_update(target_->flat_params(), online_->flat_params().slice(0, target_->flat_params().numel()), beta);
     ops::ema_update(target_->flat_buffers(), online_->flat_buffers().slice(0, target_->flat_buffers().numel()), beta);
     ++step_;

@@ -157,6 +157,7 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
         });
     }
     backbone_->eval();
+    backbone_->prepare_inference();  // the weights are final: packed once for every image scored
     // N_A augmented copies of every shot (regular t), backbone in eval mode
     const int64_t n = static_cast<int64_t>(normal.size()), A = cfg_.n_augment;
     std::vector<Tensor> copies(static_cast<size_t>(n * A));
@@ -288,6 +289,7 @@ Detector Detector::load(const std::string& path, Device device) {
         throw FormatError(path + ": " + e.what());
     }
     d.backbone_->eval();
+    d.backbone_->prepare_inference();
     auto need = [&](const char* k) -> const Tensor& {
         auto it = st.tensors.find(k);
         if (it == st.tensors.end()) throw FormatError(path + ": tensor '" + std::string(k) + "' missing");

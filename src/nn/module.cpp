@@ -10,7 +10,18 @@ Var Module::forward(const Var&) { throw Error("Module::forward: this module has 
 
 void Module::train(bool on) {
     training_ = on && !frozen_;
+    if (on) prepare_own(false);
     for (auto& c : children_) c.second->train(on);
+}
+
+void Module::prepare_inference() {
+    prepare_own(true);
+    for (auto& c : children_) c.second->prepare_inference();
+}
+
+void Module::unprepare() {
+    prepare_own(false);
+    for (auto& c : children_) c.second->unprepare();
 }
 
 void Module::freeze() {
@@ -70,6 +81,7 @@ std::map<std::string, Tensor> Module::state_dict() {
 }
 
 void Module::load_state_dict(const std::map<std::string, Tensor>& sd, bool strict) {
+    unprepare();
     std::set<std::string> used;
     std::vector<std::string> missing;
     auto load = [&](const std::string& name, const Tensor& dst) {
@@ -105,6 +117,7 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& sd, bool stric
 
 void Module::flatten() {
     if (flattened()) return;
+    unprepare();
     auto params = named_parameters();
     auto buffers = named_buffers();
     int64_t np = 0, nb = 0;
@@ -146,6 +159,7 @@ void Module::flatten() {
 }
 
 void Module::to(Device dev) {
+    unprepare();
     const bool was_flat = flattened();
     for (auto& p : named_parameters())
         if (!(p.second->value().device() == dev)) *p.second = Var(p.second->value().to(dev), p.second->requires_grad());

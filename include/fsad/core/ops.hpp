@@ -7,6 +7,8 @@
 // (include/fsad/autograd/variable.hpp). A null output pointer means "not needed".
 #pragma once
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "fsad/core/math.hpp"
@@ -63,14 +65,56 @@ ConvAlgorithm conv_algorithm();
 /// requires x [N,Cin,H,W], w [Cout,Cin/groups,KH,KW], bias null or [Cout], Cin and Cout divisible by groups.
 /// ensures  y [N,Cout,Ho,Wo] = cross-correlation as PyTorch's conv2d.
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p);
+/// A convolution's weights prepared for repeated inference: the layouts the CPU kernels would
+/// otherwise rebuild from w on every call (GEMM panels packed once, Winograd-transformed
+/// filters), each built on its first use (the input size decides which is used) and then kept.
+/// Worth it where the same weights run many times: batch-1 inference spends about a fifth of its
+/// time repacking weights otherwise. Costs memory: up to a few times the weights' size.
+/// Tied to the weights as they were when prepared: every call checks that w is the same tensor
+/// (storage, shape, convolution parameters) and that 64 sampled values are unchanged, and throws
+/// fsad::Error otherwise. A write that changes none of the sampled values is not detected: after
+/// changing weights, prepare them again (nn::Module::prepare_inference does this for a model).
+/// On CUDA nothing is prepared (cuDNN keeps no such copies); the checks still apply. Thread-safe.
+class PreparedConv {
+public:
+    PreparedConv(const Tensor& w, const Conv2dParams& p);
+    PreparedConv(const PreparedConv&) = delete;
+    PreparedConv& operator=(const PreparedConv&) = delete;
+    /// Throws fsad::Error naming `op` unless (w, p) is what this was prepared from (see above).
+    void check(const Tensor& w, const Conv2dParams& p, const char* op) const;
+    /// The backend's form number `key`, made by `make` on the first request.
+    template <class Make>
+    const Tensor& form(int key, Make&& make) const {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = forms_.find(key);
+        if (it == forms_.end()) it = forms_.emplace(key, make()).first;
+        return it->second;
+    }
+    /// Bytes held by the forms built so far.
+    size_t bytes() const;
+
+private:
+    Tensor w_;
+    Conv2dParams p_;
+    std::vector<float> sample_;
+    mutable std::mutex mu_;
+    mutable std::map<int, Tensor> forms_;
+};
+
+/// Whether this build's CPU backend has the packed-weights GEMM that prepared ungrouped
+/// convolutions of depth Cin*kh*kw >= 128 use (AVX-512 builds); without it only Winograd
+/// layers gain from preparing.
+bool conv_packing_available();
+
 /// Inference only (no backward): act(batchnorm_forward_eval(conv2d_forward(x, w, null, p), ...) +
 /// residual) in one op (residual optional, of the output's shape: a ResNet block's shortcut). On
 /// the CPU the normalisation, the residual and the activation are applied as the convolution
 /// writes its outputs (no further passes over them); nn's Conv2d + BatchNorm pairs use it in
-/// evaluation mode when no gradient is being recorded.
+/// evaluation mode when no gradient is being recorded. `prepared` (optional): w's prepared forms.
 Tensor conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                               const Tensor& running_mean, const Tensor& running_var, float eps, const Conv2dParams& p,
-                              math::Activation act = math::Activation::Identity, const Tensor* residual = nullptr);
+                              math::Activation act = math::Activation::Identity, const Tensor* residual = nullptr,
+                              const PreparedConv* prepared = nullptr);
 /// requires dy [N,Cout,Ho,Wo] matching conv2d_forward(x, w, ., p).
 /// ensures  *dx = dL/dx, *dw = dL/dw, *db = dL/db (each optional).
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, Tensor* dx,

@@ -65,6 +65,8 @@ public:
     bool fitted() const { return density_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
     const method::GaussianDensity& density() const { return density_; }
+    /// The backbone; after fit and load its weights are prepared for inference
+    /// (nn::Module::prepare_inference): call that again after changing them.
     nn::Backbone& backbone() const { return *backbone_; }
 
     static constexpr const char* kFormat = "fsad-detector";

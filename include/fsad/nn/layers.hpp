@@ -35,8 +35,17 @@ public:
     bool has_bias() const { return bias_ != nullptr; }
     const Options& options() const { return o_; }
     ops::Conv2dParams& params() { return p_; }
+    /// The weights prepared by prepare_inference() (null when not prepared).
+    const ops::PreparedConv* prepared() const { return prepared_.get(); }
+
+protected:
+    void prepare_own(bool on) override {
+        prepared_.reset();
+        if (on) prepared_ = std::make_shared<ops::PreparedConv>(weight_->value(), p_);
+    }
 
 private:
+    std::shared_ptr<ops::PreparedConv> prepared_;
     Options o_;
     ops::Conv2dParams p_;
     Var* weight_ = nullptr;
@@ -75,7 +84,7 @@ public:
         }
         return Var(ops::conv2d_bn_eval_forward(x.value(), conv.weight().value(), weight_->value(), bias_->value(),
                                                *running_mean_, *running_var_, eps_, conv.params(), act,
-                                               residual ? &residual->value() : nullptr));
+                                               residual ? &residual->value() : nullptr, conv.prepared()));
     }
     float eps() const { return eps_; }
 

@@ -62,7 +62,22 @@ public:
     /// The device of the parameters (the CPU for a module without any).
     Device device();
 
+    /// Prepares this module and its children for repeated inference with their current weights
+    /// (ops::PreparedConv for every convolution: on the CPU the weights are packed once instead of
+    /// on every call; batch-1 inference gains most). Used by the fused inference path (evaluation
+    /// mode, no gradient recorded). Dropped by train(true), load_state_dict, to, flatten, Adam::step
+    /// and nn::ema_update (on the target). After changing weights any other way (through data(),
+    /// or ops on the flat buffers), call it again: a prepared convolution whose sampled weights
+    /// changed throws fsad::Error rather than use its stale copy, but a change that misses every
+    /// sample goes unnoticed.
+    void prepare_inference();
+    /// Drops what prepare_inference() built (memory: up to a few times the weights).
+    void unprepare();
+
 protected:
+    /// This module's own share of prepare_inference (on) and unprepare (off); children are visited
+    /// by the caller.
+    virtual void prepare_own(bool on) { (void)on; }
     Var& register_parameter(const std::string& name, Tensor value);
     Tensor& register_buffer(const std::string& name, Tensor value);
     template <class M>

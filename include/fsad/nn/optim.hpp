@@ -22,8 +22,11 @@ public:
         m_ = Tensor::zeros(model.flat_params().shape(), model.flat_params().device());
         v_ = Tensor::zeros(model.flat_params().shape(), model.flat_params().device());
     }
+    /// One step; drops the model's inference preparation (Module::prepare_inference), whose
+    /// copies of the weights it makes stale.
     void step() {
         ++t_;
+        model_.unprepare();
         math::AdamStep s{o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
                          1.0f - static_cast<float>(std::pow(static_cast<double>(o_.beta1), t_)),
                          static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(o_.beta2), t_)))};
@@ -61,6 +64,7 @@ private:
 /// statistics). requires both flattened and of the same architecture.
 inline void ema_update(Module& target, Module& online, float beta) {
     FSAD_CHECK(target.flattened() && online.flattened(), "ema_update: both models must be flattened");
+    target.unprepare();  // its prepared weights (Module::prepare_inference) go stale
     ops::ema_update(target.flat_params(), online.flat_params(), beta);
     ops::ema_update(target.flat_buffers(), online.flat_buffers(), beta);
 }

@@ -1,0 +1,27 @@
+// GEMM with the left matrix packed once and kept: C[M,N] = A[M,K] * B[K,N], row-major, for
+// convolution weights (A, [Cout, Cin*kh*kw]) that stay fixed over many inference calls.
+// OpenBLAS repacks A on every call, and on the deep layers of a batch-1 inference (ResNet18's
+// layers 3-4: 2-9 MiB of weights against 49-196 columns) reading, writing and rereading that copy
+// costs about as much as the products (sgemm_oncopy: 10% of a batch-1 ResNet18 inference).
+// Packed layout: panels of 32 rows, Ap[panel][k][32] (rows past M zero), so the kernel streams A
+// once, sequentially, two vectors per k, and broadcasts B's elements (B needs no packing: its rows
+// are read 12 columns at a time). AVX-512 only (available() says); elsewhere the caller uses sgemm.
+#pragma once
+#include <cstdint>
+
+#include "fsad/core/tensor.hpp"
+
+namespace fsad::cpu::packed_gemm {
+
+constexpr int64_t kPanel = 32;
+
+/// Whether this build has the kernel (AVX-512).
+bool available();
+/// A [m, k] (leading dimension lda) packed into panels: a tensor of ceil(m/32)*32*k floats.
+Tensor pack(const float* a, int64_t m, int64_t k, int64_t lda);
+/// C rows [p0*32, min(m, p1*32)), columns [0, n): C = Ap * B, on the calling thread.
+/// requires available(); ap from pack(., m, k, .); b [k, n] with leading dimension ldb.
+void multiply(const float* ap, int64_t m, int64_t k, int64_t p0, int64_t p1, const float* b, int64_t n, int64_t ldb,
+              float* c, int64_t ldc);
+
+}  // namespace fsad::cpu::packed_gemm
