@@ -15,7 +15,7 @@ const ConvShape kResNet18At64[] = {
     {"64px.layer4", 512, 512, 2, 3, 1, 1},
 };
 
-void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::ConvAlgorithm algo);
+void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::ConvAlgorithm algo, bool prepared = false);
 
 void run(benchmark::State& st, bool backward, ops::ConvAlgorithm algo = ops::ConvAlgorithm::Gemm) {
     run_shape(st, kResNet18[st.range(0)], backward, algo);
@@ -24,7 +24,7 @@ void run64(benchmark::State& st, bool backward, ops::ConvAlgorithm algo) {
     run_shape(st, kResNet18At64[st.range(0)], backward, algo);
 }
 
-void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::ConvAlgorithm algo) {
+void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::ConvAlgorithm algo, bool prepared) {
     bench::set_threads_once();
     ops::set_conv_algorithm(algo);
     const int64_t n = st.range(1);
@@ -37,8 +37,16 @@ void run_shape(benchmark::State& st, const ConvShape& s, bool backward, ops::Con
     Tensor y = ops::conv2d_forward(x, w, nullptr, p);
     Tensor dy = rng.normal_tensor(y.shape(), 0, 1);
     const double macs = static_cast<double>(y.numel()) * static_cast<double>(s.cin * s.k * s.k);
+    // prepared: the inference op with weights prepared once (ops::PreparedConv) and an identity
+    // batch norm, as a prepared model runs its convolutions
+    const Tensor ones = Tensor::full(Shape{s.cout}, 1.0f), zeros = Tensor::zeros(Shape{s.cout});
+    const ops::PreparedConv prep(w, p);
     for (auto _ : st) {
-        if (backward) {
+        if (prepared) {
+            Tensor out = ops::conv2d_bn_eval_forward(x, w, ones, zeros, zeros, ones, 0.0f, p, math::Activation::Identity,
+                                                     nullptr, &prep);
+            benchmark::DoNotOptimize(out.data());
+        } else if (backward) {
             Tensor dx, dw;
             ops::conv2d_backward(x, w, dy, p, &dx, &dw, nullptr);
             benchmark::DoNotOptimize(dw.data());
@@ -85,7 +93,19 @@ void batch1_args(benchmark::internal::Benchmark* b) {
     for (int i : {1, 4, 7, 10}) b->Args({i, 1});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
+void run_prepared(benchmark::State& st, ops::ConvAlgorithm algo) {
+    run_shape(st, kResNet18[st.range(0)], false, algo, true);
+}
 BENCHMARK_CAPTURE(run, conv2d_forward_b1_gemm, false, ops::ConvAlgorithm::Gemm)->Apply(batch1_args);
+// every layer at batch 1 with prepared weights (what a prepared model runs), under Auto and GEMM
+void prepared_args(benchmark::internal::Benchmark* b) {
+    for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, 1});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(run_prepared, conv2d_forward_prepared_auto, ops::ConvAlgorithm::Auto)->Apply(prepared_args);
+BENCHMARK_CAPTURE(run_prepared, conv2d_forward_prepared_gemm, ops::ConvAlgorithm::Gemm)->Apply(prepared_args);
+BENCHMARK_CAPTURE(run_prepared, conv2d_forward_prepared_winograd, ops::ConvAlgorithm::Winograd)->Apply(batch1_args);
+BENCHMARK_CAPTURE(run_prepared, conv2d_forward_prepared_winograd4, ops::ConvAlgorithm::Winograd4)->Apply(batch1_args);
 BENCHMARK_CAPTURE(run, conv2d_forward_b1_winograd, false, ops::ConvAlgorithm::Winograd)->Apply(batch1_args);
 BENCHMARK_CAPTURE(run, conv2d_forward_b1_winograd4, false, ops::ConvAlgorithm::Winograd4)->Apply(batch1_args);
 BENCHMARK_CAPTURE(run, conv2d_backward_auto, true, ops::ConvAlgorithm::Auto)->Apply(conv_args);

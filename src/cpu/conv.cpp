@@ -342,7 +342,10 @@ namespace {
 // - F(2x2,3x3) below, with at least one image per thread. 4x4 tiles pad more there (14x14 ->
 //   16x16), their transformed filters are 2.25x larger and the GEMMs get fewer columns (layers
 //   3-4 and 64 px images measured slower or no faster); at batch 1 the filter transform of these
-//   deep layers costs more than the products it saves (measured slower at 14 columns).
+//   deep layers costs more than the products it saves (measured slower at 14 columns). With
+//   prepared weights (transformed once) F(2x2) on ResNet18's layer3 at batch 1 wins alone (0.49
+//   ms against 0.58 with the packed GEMM, weights hot in cache) but loses in the whole network
+//   (+10%, interleaved runs): its filters are 1.8x the weights' bytes, read cold, by both threads.
 int winograd_tile(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     if (!winograd::applicable(x, w, p)) return 0;
     switch (ops::conv_algorithm()) {
