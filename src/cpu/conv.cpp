@@ -394,6 +394,7 @@ namespace {
 // The forms of an ops::PreparedConv on the CPU: Winograd-transformed filters under their tile
 // size (2, 4: winograd.cpp), and the weights packed for packed_gemm under kPackedForm.
 constexpr int kPackedForm = 0;
+constexpr int64_t kPackMinColumns = 128;
 
 // Every forward path; `e` is applied to each output as it is written (bias, or BatchNorm + act).
 // Threading: with at least as many images as threads, each thread takes whole chunks (its own
@@ -419,20 +420,33 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
         winograd::conv2d_forward(x, w, e, p, y, tile, prep);
         return;
     }
+    const int64_t hw = g.ho * g.wo;
+    const int nt = omp_get_max_threads();
     // the packed weights, or null: sgemm. Not below depth 128: the packed kernel's per-block
     // write-out then weighs (MobileNetV2's 1x1 convolutions of depth 16-96 at 112x112 measured
-    // slower; from 128 up every shape measured faster, by 5-45%)
+    // slower; from 128 up every shape measured faster, by 5-45%). Prepared weights are packed
+    // once; otherwise they are packed here, for this call, where each product has at least
+    // kPackMinColumns columns (what the three paths below give it): packing costs as much as
+    // OpenBLAS's own, and the kernel gains ~20% on wide products but on ResNet18's layer4 at
+    // batch 1 (49 columns) packing + product measured slower than sgemm.
     const float* ap = nullptr;
-    if (prep && g.groups == 1 && g.k >= 128 && packed_gemm::available())
-        ap = prep->form(kPackedForm, [&] { return packed_gemm::pack(wp, g.cout, g.k, g.k); }).data();
+    Tensor packed_now;
+    if (g.groups == 1 && g.k >= 128 && packed_gemm::available()) {
+        auto pack = [&] { return packed_gemm::pack(wp, g.cout, g.k, g.k); };
+        const int64_t columns = g.n >= nt ? chunk_images(g, nt) * hw : hw >= 256 * nt ? 256 : hw;
+        if (prep) {
+            ap = prep->form(kPackedForm, pack).data();
+        } else if (columns >= kPackMinColumns) {
+            packed_now = pack();
+            ap = packed_now.data();
+        }
+    }
     const int64_t panels = (g.cout + packed_gemm::kPanel - 1) / packed_gemm::kPanel;
     // ym [cout_g, ld] = weights of group gr * cm [k, ld] (leading dimensions ldb, ldc)
     auto multiply = [&](int64_t gr, const float* cm, int64_t ld, int64_t ldb, float* ym, int64_t ldc) {
         if (ap) packed_gemm::multiply(ap, g.cout, g.k, 0, panels, cm, ld, ldb, ym, ldc);
         else sgemm(false, false, g.cout_g, ld, g.k, 1.0f, wp + gr * g.cout_g * g.k, g.k, cm, ldb, 0.0f, ym, ldc);
     };
-    const int64_t hw = g.ho * g.wo;
-    const int nt = omp_get_max_threads();
     // the epilogue on output channels [o0, o1) of group gr, positions [q0, q1) of image n
     auto finish = [&](int64_t n, int64_t gr, int64_t o0, int64_t o1, int64_t q0, int64_t q1) {
         if (e.none()) return;

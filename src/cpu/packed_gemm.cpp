@@ -26,14 +26,28 @@ Tensor pack(const float* a, int64_t m, int64_t k, int64_t lda) {
     const int64_t panels = (m + kPanel - 1) / kPanel;
     Tensor t = Tensor::empty(Shape{panels * kPanel * k});
     float* out = t.data();
-    for (int64_t p = 0; p < panels; ++p)
-        for (int64_t kk = 0; kk < k; ++kk) {
-            float* dst = out + (p * k + kk) * kPanel;
-            for (int64_t i = 0; i < kPanel; ++i) {
-                const int64_t row = p * kPanel + i;
-                dst[i] = row < m ? a[row * lda + kk] : 0.0f;
-            }
+    // threads take panels; with AVX-512 each 16 x 16 block of a full 16-row half is read as 16
+    // row vectors and transposed in registers (the panel stores column k's 32 rows together)
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < panels; ++p) {
+        float* panel = out + p * k * kPanel;
+        for (int64_t h = 0; h < kPanel; h += 16) {
+            const int64_t r0 = p * kPanel + h;
+            int64_t kk = 0;
+#if FSAD_PACKED_AVX512
+            if (r0 + 16 <= m)
+                for (; kk + 16 <= k; kk += 16) {
+                    __m512 r[16];
+                    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(a + (r0 + i) * lda + kk);
+                    transpose16(r);
+                    for (int j = 0; j < 16; ++j) _mm512_storeu_ps(panel + (kk + j) * kPanel + h, r[j]);
+                }
+#endif
+            for (; kk < k; ++kk)
+                for (int64_t i = 0; i < 16; ++i)
+                    panel[kk * kPanel + h + i] = r0 + i < m ? a[(r0 + i) * lda + kk] : 0.0f;
         }
+    }
     return t;
 }
 
