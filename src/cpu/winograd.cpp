@@ -58,7 +58,8 @@ struct Tf<2> {
         t[2] = d[2] - d[1];
         t[3] = d[1] - d[3];
     }
-    static void filter(const float (&g)[3], float (&u)[4]) {  // G
+    template <class T>  // float, or a vector of floats
+    static void filter(const T (&g)[3], T (&u)[4]) {  // G
         u[0] = g[0];
         u[1] = 0.5f * (g[0] + g[1] + g[2]);
         u[2] = 0.5f * (g[0] - g[1] + g[2]);
@@ -84,12 +85,13 @@ struct Tf<4> {
         t[4] = c - e;
         t[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
     }
-    static void filter(const float (&g)[3], float (&u)[6]) {  // G
-        const float s = g[0] + g[2];
+    template <class T>  // float, or a vector of floats
+    static void filter(const T (&g)[3], T (&u)[6]) {  // G
+        const T s = g[0] + g[2];
         u[0] = 0.25f * g[0];
         u[1] = (-1.0f / 6.0f) * (s + g[1]);
         u[2] = (-1.0f / 6.0f) * (s - g[1]);
-        const float p = (1.0f / 24.0f) * g[0] + (1.0f / 6.0f) * g[2], q = (1.0f / 12.0f) * g[1];
+        const T p = (1.0f / 24.0f) * g[0] + (1.0f / 6.0f) * g[2], q = (1.0f / 12.0f) * g[1];
         u[3] = p + q;
         u[4] = p - q;
         u[5] = g[2];
@@ -167,6 +169,29 @@ Tensor transform_filter(const float* w, int64_t cout, int64_t cin, bool rotate_s
         // lane l holds the pair (o, c0 + l): its taps start at src + l * lane_stride
         const float* src = rotate_swap ? w + (c0 * cin + o) * 9 : w + (o * cin + c0) * 9;
         const int64_t lane_stride = rotate_swap ? cin * 9 : 9;
+#if FSAD_WINOGRAD_AVX512
+        if (!rotate_swap && cnt == L) {
+            // the 16 lanes' filters are 144 consecutive floats: nine per lane, loaded masked as 16
+            // rows and transposed in registers, so that vector t holds tap t of every lane
+            __m512 r[16];
+            for (int l = 0; l < 16; ++l) r[l] = _mm512_maskz_loadu_ps(0x1ff, src + l * 9);
+            transpose16(r);
+            __m512 u[A][3];  // G g
+            for (int j = 0; j < 3; ++j) {
+                const __m512 x[3] = {r[j], r[3 + j], r[6 + j]};
+                __m512 y[A];
+                Tf<M>::filter(x, y);
+                for (int k = 0; k < A; ++k) u[k][j] = y[k];
+            }
+            for (int i = 0; i < A; ++i) {  // (G g) G^T, stored
+                const __m512 x[3] = {u[i][0], u[i][1], u[i][2]};
+                __m512 y[A];
+                Tf<M>::filter(x, y);
+                for (int k = 0; k < A; ++k) _mm512_storeu_ps(U + (i * A + k) * O * C + o * C + c0, y[k]);
+            }
+            continue;
+        }
+#endif
         float g[3][3][L] = {};
         for (int64_t l = 0; l < cnt; ++l)
             for (int i = 0; i < 3; ++i)
