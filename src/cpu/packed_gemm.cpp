@@ -23,9 +23,13 @@ namespace fsad::cpu::packed_gemm {
 bool available() { return FSAD_PACKED_AVX512 != 0; }
 
 Tensor pack(const float* a, int64_t m, int64_t k, int64_t lda) {
+    Tensor t = Tensor::empty(Shape{packed_size(m, k)});
+    pack_into(a, m, k, lda, t.data());
+    return t;
+}
+
+void pack_into(const float* a, int64_t m, int64_t k, int64_t lda, float* out) {
     const int64_t panels = (m + kPanel - 1) / kPanel;
-    Tensor t = Tensor::empty(Shape{panels * kPanel * k});
-    float* out = t.data();
     // threads take panels; with AVX-512 each 16 x 16 block of a full 16-row half is read as 16
     // row vectors and transposed in registers (the panel stores column k's 32 rows together)
 #pragma omp parallel for schedule(static)
@@ -48,7 +52,6 @@ Tensor pack(const float* a, int64_t m, int64_t k, int64_t lda) {
                     panel[kk * kPanel + h + i] = r0 + i < m ? a[(r0 + i) * lda + kk] : 0.0f;
         }
     }
-    return t;
 }
 
 #if FSAD_PACKED_AVX512

@@ -17,7 +17,12 @@ constexpr int64_t kPanel = 32;
 
 /// Whether this build has the kernel (AVX-512).
 bool available();
-/// A [m, k] (leading dimension lda) packed into panels: a tensor of ceil(m/32)*32*k floats.
+/// Floats of A [m, k] packed into panels: ceil(m/32)*32*k.
+inline int64_t packed_size(int64_t m, int64_t k) { return (m + kPanel - 1) / kPanel * kPanel * k; }
+/// A [m, k] (leading dimension lda) packed into panels at out (packed_size(m, k) floats); threads
+/// take panels when called outside a parallel region.
+void pack_into(const float* a, int64_t m, int64_t k, int64_t lda, float* out);
+/// The same into a new tensor.
 Tensor pack(const float* a, int64_t m, int64_t k, int64_t lda);
 /// C rows [p0*32, min(m, p1*32)), columns [0, n): C = Ap * B, on the calling thread.
 /// requires available(); ap from pack(., m, k, .); b [k, n] with leading dimension ldb.
