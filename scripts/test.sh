@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs dependencies, builds, runs the whole test suite,
-# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then the
-# safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
+# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (portable, and the
+# convolution and model tests tuned for this CPU), then the safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --tests
@@ -24,6 +24,14 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFSAD_SANITIZE=ON -DFSAD_BUIL
 cmake --build build-asan -j"$jobs" --target fsad_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/tests/fsad_tests
 
+echo "== convolution and model tests under ASan + UBSan, tuned for this CPU (its AVX-512 kernels)"
+# the portable build above does not compile src/cpu's AVX-512 paths (packed GEMM, transforms)
+cmake -S . -B build-asan-native -DCMAKE_BUILD_TYPE=Debug -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=OFF \
+      -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=ON -DFSAD_CUDA=OFF >/dev/null
+cmake --build build-asan-native -j"$jobs" --target fsad_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan-native/tests/fsad_tests \
+  -tc="conv2d*,*prepare*,nn:*,golden*,detector:*"
+
 echo "== fuzz: safetensors reader (${FSAD_FUZZ_SECONDS:-60} s)"
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_FUZZ=ON \
       -DFSAD_BUILD_TESTS=OFF -DFSAD_BUILD_BENCH=OFF -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF -DFSAD_CUDA=OFF >/dev/null
@@ -32,6 +40,6 @@ mkdir -p build-fuzz/corpus
 build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="${FSAD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
   build-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 3
 echo "== all tests passed"
-# one closing line for CI: ctest's tests (a skipped one counts as skipped), the sanitizer run of the
-# unit suite, and the fuzzer run
-echo "summary: $((ctest_total - ctest_skipped + 2)) passed, 0 failed, ${ctest_skipped} skipped"
+# one closing line for CI: ctest's tests (a skipped one counts as skipped), the two sanitizer runs,
+# and the fuzzer run
+echo "summary: $((ctest_total - ctest_skipped + 3)) passed, 0 failed, ${ctest_skipped} skipped"
