@@ -359,6 +359,10 @@ int run_info(const InfoArgs& a) {
         }
     std::cout << "cpu: " << cpu << ", " << std::thread::hardware_concurrency() << " hardware threads; fsad uses "
               << get_num_threads() << " thread(s) (--threads, OMP_NUM_THREADS)\n";
+    std::cout << "cpu kernels: "
+              << (ops::conv_packing_available() ? "AVX-512 (fsad's packed GEMM for deep convolutions)"
+                                                : "portable (OpenBLAS for every convolution product)")
+              << "\n";
     std::cout << "devices: cpu";
     for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i << " " << cuda_device_name(i);
     std::cout << "\ncuda backend: " << (cuda_built() ? "built (" + std::to_string(cuda_device_count()) + " GPU(s) visible)" : "not built")

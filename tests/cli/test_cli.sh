@@ -37,6 +37,7 @@ expect 105 "bad choice is refused" "$FSAD" fit --normal x -o y --backbone vgg16
 contains "$W/err" "vgg16" "the bad value is named"
 expect 0 "fsad info" "$FSAD" info
 contains "$W/out" "weights" "info lists where weights are looked for"
+contains "$W/out" "cpu kernels:" "info says which CPU kernels this build has"
 
 expect 0 "fsad bench" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2
 contains "$W/out" "images/s" "bench reports scoring speed"
