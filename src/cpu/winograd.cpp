@@ -28,15 +28,9 @@
 
 #include "gemm.hpp"
 #include "packed_gemm.hpp"
-#include "simd_avx512.hpp"
+#include "simd_avx512.hpp"  // <immintrin.h> with GCC 12's false uninitialised warnings silenced
 
 #if defined(__AVX512F__) && !defined(FSAD_NO_AVX512)
-// GCC 12 flags its own _mm512_undefined_ps() placeholders in the unpack/shuffle intrinsics as
-// uninitialised (a false positive); the warning is attributed to the header's lines.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 #define FSAD_WINOGRAD_AVX512 1
 #else
 #define FSAD_WINOGRAD_AVX512 0
