@@ -321,6 +321,7 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
         {{1, 128, 7, 7}, {70, 128, 1, 1}, {1, 1, 0, 0, 1, 1, 1}},    // pointwise, no im2col
         {{2, 256, 5, 5}, {64, 128, 1, 1}, {1, 1, 0, 0, 1, 1, 2}},    // grouped: not packed
         {{1, 16, 30, 30}, {16, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},    // Winograd F(4x4), one image split
+        {{8, 128, 12, 12}, {40, 128, 3, 3}, {1, 1, 1, 1, 1, 1, 1}},  // Winograd F(2x2), products by the packed kernel
     };
     for (int threads : {1, 2, 3}) {
         set_num_threads(threads);
@@ -359,10 +360,10 @@ TEST_CASE("conv2d_bn_eval_forward equals the convolution followed by eval-mode b
                                          std::to_string(threads) + " call " + std::to_string(call),
                                      got_p.to_vector(), want_r.to_vector(), 1e-5, 1e-5);
                 }
-                // what gets prepared: Winograd filters where Auto picks Winograd (cases 6, 14; case 9 with
+                // what gets prepared: Winograd filters where Auto picks Winograd (cases 6, 14, 15; case 9 with
                 // one thread, batch 1 >= threads: F(2x2)), packed panels for ungrouped depth >= 128
                 // (cases 7 and 9-12; 7 is too narrow for Winograd under Auto: 8 output channels)
-                const bool winograd = i == 6 || i == 14 || (i == 9 && threads == 1),
+                const bool winograd = i == 6 || i == 14 || i == 15 || (i == 9 && threads == 1),
                            packed = (i == 7 || (i >= 9 && i <= 12)) && ops::conv_packing_available();
                 CHECK_MESSAGE((prep.bytes() > 0) == (winograd || packed), "case ", i, " prepared ", prep.bytes(),
                               " bytes");

@@ -391,8 +391,9 @@ bool use_dense(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
 }  // namespace
 
 namespace {
-// The forms of an ops::PreparedConv on the CPU: Winograd-transformed filters under their tile
-// size (2, 4: winograd.cpp), and the weights packed for packed_gemm under kPackedForm.
+// The forms of an ops::PreparedConv on the CPU: the weights packed for packed_gemm under
+// kPackedForm, Winograd's (transformed filters, and those packed) under the numbers winograd.cpp
+// gives them (2, 4, 102, 104).
 constexpr int kPackedForm = 0;
 constexpr int64_t kPackMinColumns = 128;
 

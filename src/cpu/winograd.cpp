@@ -131,6 +131,10 @@ int64_t chunk_images(const Plan& P, int nt) {
 // at every ResNet18 width, 7 to 56 outputs: its output rows had to be re-interleaved and copied.)
 constexpr int64_t kLanes = 16;
 
+// Forms of an ops::PreparedConv kept here: the transformed filters U under their tile size M (2,
+// 4), and U packed for packed_gemm under kPackedWinograd + M.
+constexpr int kPackedWinograd = 100;
+
 int64_t round_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 // dst[xi * stride + l] = v[xi][l] for the first cnt lanes (all kLanes: a fixed-length loop).
@@ -487,7 +491,8 @@ void transform_output(const float* Mt, const Plan& P, int64_t O, int64_t ld, flo
 // tile as a column (ResNet18 at batch 1, layers 1-2). Larger planes: each image's tiles are split
 // so that every thread gets an equal share of ranges of at most ~8 MiB of buffers.
 template <int M>
-void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y, const Epilogue& e) {
+void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int64_t O, float* y, const Epilogue& e,
+                  const ops::PreparedConv* prepared = nullptr) {
     constexpr int A2 = (M + 2) * (M + 2);
     const int nt = omp_get_max_threads();
     const int64_t T = P.n * P.tiles;
@@ -525,15 +530,19 @@ void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int
     }
     const int64_t chunks = (T + cols - 1) / cols;
     // Products of depth >= 128 and >= 128 columns by fsad's packed kernel (packed_gemm.hpp): U
-    // packed once per call here (OpenBLAS would pack it per chunk). ResNet18 training step at
-    // 224 px -3.5%, batch-32 inference -4% (interleaved runs); from depth 64 up (layer1) it was
-    // slower at 64 px (+3%)
+    // packed once per call here (OpenBLAS would pack it per chunk), or once for good with prepared
+    // weights (their form kPackedWinograd + M). ResNet18 training step at 224 px -3.5%, batch-32
+    // inference -4% (interleaved runs); from depth 64 up (layer1) it was slower at 64 px (+3%)
     Tensor Up;
     const int64_t usize = packed_gemm::packed_size(O, C), panels = (O + packed_gemm::kPanel - 1) / packed_gemm::kPanel;
     if (packed_gemm::available() && C >= 128 && cols >= 128) {
-        Up = Tensor::empty(Shape{A2 * usize});
+        auto pack = [&] {
+            Tensor t = Tensor::empty(Shape{A2 * usize});
 #pragma omp parallel for schedule(static)
-        for (int xi = 0; xi < A2; ++xi) packed_gemm::pack_into(U.data() + xi * O * C, O, C, C, Up.data() + xi * usize);
+            for (int xi = 0; xi < A2; ++xi) packed_gemm::pack_into(U.data() + xi * O * C, O, C, C, t.data() + xi * usize);
+            return t;
+        };
+        Up = prepared ? prepared->form(kPackedWinograd + M, pack) : pack();
     }
 #pragma omp parallel
     {
@@ -566,7 +575,7 @@ void forward_tile(const Tensor& x, const Tensor& w, const Epilogue& e, const ops
     const Plan P = plan(x.dim(0), x.dim(1), w.dim(0), x.dim(2), x.dim(3), p.pad_h, M);
     auto make = [&] { return transform_filter<M>(w.data(), P.cout, P.cin, false); };
     if (prepared) {
-        forward_with<M>(prepared->form(M, make), x.data(), P, P.cin, P.cout, y.data(), e);
+        forward_with<M>(prepared->form(M, make), x.data(), P, P.cin, P.cout, y.data(), e, prepared);
         return;
     }
     forward_with<M>(make(), x.data(), P, P.cin, P.cout, y.data(), e);
