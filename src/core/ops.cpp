@@ -131,12 +131,16 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, cons
 
 namespace {
 constexpr int kSamples = 64;
-// the values of w at kSamples positions spread over it (all of it when smaller); CPU only
+// how many values of w are sampled (all of them when fewer than kSamples; none off the CPU), and
+// the position of sample i: spread over w, first and last included
+int64_t sample_count(const Tensor& w) { return w.device().is_cpu() ? std::min<int64_t>(w.numel(), kSamples) : 0; }
+int64_t sample_at(const Tensor& w, int64_t i, int64_t count) {
+    return count == 1 ? 0 : i * (w.numel() - 1) / (count - 1);
+}
 std::vector<float> sample_values(const Tensor& w) {
-    std::vector<float> s;
-    if (!w.device().is_cpu() || w.numel() == 0) return s;
-    const int64_t n = w.numel(), count = std::min<int64_t>(n, kSamples);
-    for (int64_t i = 0; i < count; ++i) s.push_back(w.data()[count == 1 ? 0 : i * (n - 1) / (count - 1)]);
+    const int64_t count = sample_count(w);
+    std::vector<float> s(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) s[static_cast<size_t>(i)] = w.data()[sample_at(w, i, count)];
     return s;
 }
 bool same_params(const Conv2dParams& a, const Conv2dParams& b) {
@@ -154,11 +158,12 @@ void PreparedConv::check(const Tensor& w, const Conv2dParams& p, const char* op)
     need(w.data() == w_.data() && w.shape() == w_.shape() && w.device() == w_.device() && same_params(p, p_), op,
          "prepared weights belong to another convolution (prepared " + w_.shape().str() + " on " + w_.device().str() +
              ", called with " + w.shape().str() + " on " + w.device().str() + ")");
-    // bitwise, so that a NaN written over a NaN still compares equal
-    const std::vector<float> now = sample_values(w);
-    need(now.size() == sample_.size() &&
-             (now.empty() || std::memcmp(now.data(), sample_.data(), now.size() * sizeof(float)) == 0),
-         op,
+    // bitwise, so that a NaN written over a NaN still compares equal (no allocation: every call)
+    const int64_t count = sample_count(w);
+    bool same = count == static_cast<int64_t>(sample_.size());
+    for (int64_t i = 0; same && i < count; ++i)
+        same = std::memcmp(w.data() + sample_at(w, i, count), &sample_[static_cast<size_t>(i)], sizeof(float)) == 0;
+    need(same, op,
          "the weights " + w.shape().str() +
              " changed after they were prepared for inference; prepare them again "
              "(nn::Module::prepare_inference) after changing them");

@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "simd_avx512.hpp"  // first: <immintrin.h> with GCC 12's false uninitialised warnings silenced
+//
 #include "dense_conv.hpp"
 #include "epilogue.hpp"
 #include "gemm.hpp"
@@ -27,11 +29,6 @@
 #include "winograd.hpp"
 
 #if defined(__AVX512F__) && !defined(FSAD_NO_AVX512)
-// GCC 12 flags its own placeholders in some intrinsics as uninitialised (as in winograd.cpp)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 #define FSAD_CONV_AVX512 1
 #else
 #define FSAD_CONV_AVX512 0
@@ -442,7 +439,7 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
             ap = packed_now.data();
         }
     }
-    const int64_t panels = (g.cout + packed_gemm::kPanel - 1) / packed_gemm::kPanel;
+    const int64_t panels = packed_gemm::panel_count(g.cout);
     // ym [cout_g, ld] = weights of group gr * cm [k, ld] (leading dimensions ldb, ldc)
     auto multiply = [&](int64_t gr, const float* cm, int64_t ld, int64_t ldb, float* ym, int64_t ldc) {
         if (ap) packed_gemm::multiply(ap, g.cout, g.k, 0, panels, cm, ld, ldb, ym, ldc);

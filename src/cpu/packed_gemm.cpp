@@ -3,8 +3,8 @@
 // loads of the panel (32 rows of column k of A) and NR broadcasts of B[k][j], 2*NR FMAs. No
 // blocking over K: a panel of 32 x K floats (at most 576 KiB in ResNet18) is streamed from the
 // level-2 cache for the second and later column blocks, and at two vectors per 24 FMAs the
-// kernel asks far less of that cache than it delivers. The finished block is stored column by
-// transposed in registers (16 x 16) and written to C row by row.
+// kernel asks far less of that cache than it delivers. The finished block is transposed in
+// registers (16 x 16) and written to C row by row.
 #include "simd_avx512.hpp"  // first: its warning suppression must see <immintrin.h> parsed
 //
 #include "packed_gemm.hpp"
@@ -29,7 +29,7 @@ Tensor pack(const float* a, int64_t m, int64_t k, int64_t lda) {
 }
 
 void pack_into(const float* a, int64_t m, int64_t k, int64_t lda, float* out) {
-    const int64_t panels = (m + kPanel - 1) / kPanel;
+    const int64_t panels = panel_count(m);
     // threads take panels; with AVX-512 each 16 x 16 block of a full 16-row half is read as 16
     // row vectors and transposed in registers (the panel stores column k's 32 rows together)
 #pragma omp parallel for schedule(static)

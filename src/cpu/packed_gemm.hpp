@@ -17,8 +17,10 @@ constexpr int64_t kPanel = 32;
 
 /// Whether this build has the kernel (AVX-512).
 bool available();
+/// Panels of 32 rows that hold m rows.
+inline int64_t panel_count(int64_t m) { return (m + kPanel - 1) / kPanel; }
 /// Floats of A [m, k] packed into panels: ceil(m/32)*32*k.
-inline int64_t packed_size(int64_t m, int64_t k) { return (m + kPanel - 1) / kPanel * kPanel * k; }
+inline int64_t packed_size(int64_t m, int64_t k) { return panel_count(m) * kPanel * k; }
 /// A [m, k] (leading dimension lda) packed into panels at out (packed_size(m, k) floats); threads
 /// take panels when called outside a parallel region.
 void pack_into(const float* a, int64_t m, int64_t k, int64_t lda, float* out);

@@ -534,7 +534,7 @@ void forward_with(const Tensor& U, const float* x, const Plan& P, int64_t C, int
     // weights (their form kPackedWinograd + M). ResNet18 training step at 224 px -3.5%, batch-32
     // inference -4% (interleaved runs); from depth 64 up (layer1) it was slower at 64 px (+3%)
     Tensor Up;
-    const int64_t usize = packed_gemm::packed_size(O, C), panels = (O + packed_gemm::kPanel - 1) / packed_gemm::kPanel;
+    const int64_t usize = packed_gemm::packed_size(O, C), panels = packed_gemm::panel_count(O);
     if (packed_gemm::available() && C >= 128 && cols >= 128) {
         auto pack = [&] {
             Tensor t = Tensor::empty(Shape{A2 * usize});
