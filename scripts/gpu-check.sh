@@ -1,31 +1,130 @@
 #!/usr/bin/env bash
-# One prepared run on a GPU machine (fits in 8 minutes on an H200): builds fsad with the CUDA
-# backend for sm_90 only, runs the CPU-vs-CUDA parity tests, the GPU benchmarks and the PyTorch
-# GPU peer on the same shapes. Output goes to stdout and to $OUT (or ./gpu-check) as files.
-# Needs the CUDA toolkit with cuDNN, cmake, a C++ compiler, and the Debian packages of
-# scripts/bootstrap.sh (already present on the project's machines; no network needed).
+# One prepared run on a GPU machine (fits in 8 minutes on an H200): the CPU-vs-CUDA parity tests,
+# the GPU benchmarks beside the PyTorch GPU peer on the same shapes, then the CPU suite and the
+# CLI test in the CUDA build (with a GPU present) and fsad's kernels under compute-sanitizer.
+# Results go to stdout and to $OUT (or ./gpu-check), at most 8 files: log.txt, cuda-tests.txt,
+# bench_cuda.json, bench_cuda.txt, torch_gpu.txt, compare.md, unit-tests.txt.
+#
+# Binaries: those of scripts/gpu-bundle.sh when .gpu/fsad-gpu.tar.gz is present, was built from
+# these very sources and can run here (their libraries found); otherwise fsad is built here with
+# CUDA for sm_90 (FSAD_CUDA_ARCHITECTURES), taking OpenBLAS, doctest, Google Benchmark and the
+# rest from the bundle's deps/ when the machine lacks the Debian packages. FSAD_GPU_BUILD=1
+# forces the build, FSAD_GPU_DEPS=1 the use of deps/ even where the packages are installed.
+# Needs nvcc and cuDNN on the GPU machine (found in the toolkit or in Python's nvidia-*
+# packages), no network.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 OUTDIR=${OUT:-gpu-check}
 mkdir -p "$OUTDIR"
-ARCH=${FSAD_CUDA_ARCHITECTURES:-90}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUTDIR/nvidia-smi.txt"
-echo "== build (CUDA, sm_$ARCH)"
+LOG="$OUTDIR/log.txt"
+: >"$LOG"
+say() { echo "$@" | tee -a "$LOG"; }
 t0=$(date +%s)
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DFSAD_CUDA=ON -DFSAD_CUDA_ARCHITECTURES="$ARCH" \
-      -DFSAD_BUILD_EXAMPLES=OFF >"$OUTDIR/configure.log" 2>&1 || { tail -n 30 "$OUTDIR/configure.log"; exit 1; }
-cmake --build build-gpu -j"$(nproc)" --target fsad_cuda_tests fsad_tests fsad_bench_cuda >"$OUTDIR/build.log" 2>&1 \
-  || { grep -E "error" -A3 "$OUTDIR/build.log" | head -n 60; exit 1; }
-echo "built in $(( $(date +%s) - t0 )) s"
-echo "== CPU-vs-CUDA parity tests"
-timeout 300 build-gpu/tests/fsad_cuda_tests 2>&1 | tee "$OUTDIR/cuda-tests.txt" | tail -n 40
-echo "== unit tests (the CPU suite, in the CUDA build)"
-timeout 300 build-gpu/tests/fsad_tests 2>&1 | tail -n 3 | tee "$OUTDIR/unit-tests.txt"
-echo "== GPU benchmarks (fsad)"
-timeout 200 build-gpu/bench/fsad_bench_cuda --benchmark_min_time=0.2 --benchmark_format=console \
-  --benchmark_out="$OUTDIR/bench_cuda.json" --benchmark_out_format=json 2>&1 | tee "$OUTDIR/bench_cuda.txt" | tail -n 60
-echo "== GPU peer (PyTorch)"
-timeout 150 python3 bench/torch_gpu_bench.py 2>&1 | tee "$OUTDIR/torch_gpu.txt"
-echo "== side by side"
-python3 bench/compare_gpu.py "$OUTDIR/bench_cuda.json" "$OUTDIR/torch_gpu.txt" 2>&1 | tee "$OUTDIR/compare.md"
-echo "== done in $(( $(date +%s) - t0 )) s"
+elapsed() { echo "$(( $(date +%s) - t0 )) s"; }
+ARCH=${FSAD_CUDA_ARCHITECTURES:-90}
+BUNDLE=/tmp/fsad-gpu
+export FSAD_TEST_DATA="$ROOT/tests/data"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee -a "$LOG"
+say "machine: $(nproc) CPUs, $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}"), $(uname -r)"
+
+# ---- CUDA libraries of this machine: the toolkit's, else Python's nvidia-* packages
+find_lib_dir() {
+    local so=$1 d
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+        [[ -e "$d/$so" ]] && { echo "$d"; return 0; }
+    done
+    d=$(find /usr/local /opt /usr/lib /root -name "$so" 2>/dev/null | head -n1)
+    [[ -n "$d" ]] && dirname "$d"
+}
+cuda_dirs=""
+for so in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcusolver.so.12 libcusparse.so.12 libnvJitLink.so.13 \
+          libcudnn.so.9 libcudnn_cnn.so.9 libcudnn_ops.so.9 libcudnn_graph.so.9 libcudnn_engines_precompiled.so.9; do
+    d=$(find_lib_dir "$so")
+    if [[ -z "$d" ]]; then say "CUDA library $so: not found"; continue; fi
+    [[ ":$cuda_dirs:" == *":$d:"* ]] || cuda_dirs="${cuda_dirs:+$cuda_dirs:}$d"
+done
+say "CUDA library folders: ${cuda_dirs:-none}"
+export LD_LIBRARY_PATH="$BUNDLE/lib:${cuda_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+BIN=""
+if [[ -f .gpu/fsad-gpu.tar.gz ]]; then
+    rm -rf "$BUNDLE" && mkdir -p "$BUNDLE" && tar -C "$BUNDLE" -xzf .gpu/fsad-gpu.tar.gz
+    say "bundle: $(tr '\n' ';' <"$BUNDLE/BUILT")"
+    if [[ -n "${FSAD_GPU_BUILD:-}" ]]; then
+        say "bundle: FSAD_GPU_BUILD set, building here"
+    elif [[ "$(cat "$BUNDLE/SOURCE")" != "$(scripts/gpu-source-digest.sh)" ]]; then
+        say "bundle: built from other sources than these (scripts/gpu-bundle.sh was not rerun): building here"
+    elif missing=$(ldd "$BUNDLE"/bin/* 2>&1 | grep "not found" | sort -u) && [[ -n "$missing" ]]; then
+        say "bundle: libraries not found here: $missing; building here"
+    elif ! "$BUNDLE/bin/fsad" info >>"$LOG" 2>&1; then
+        say "bundle: its fsad does not run here (log above); building here"
+    else
+        BIN="$BUNDLE/bin"
+        say "bundle: using the carried binaries ($(elapsed))"
+    fi
+fi
+
+if [[ -z "$BIN" ]]; then
+    say "== build (CUDA, sm_$ARCH)"
+    hints=()
+    D="$BUNDLE/deps/usr"
+    if [[ -d "$D" && ( -n "${FSAD_GPU_DEPS:-}" || ! -e /usr/include/doctest/doctest.h ) ]]; then  # no Debian packages here
+        hints=(-DFSAD_OPENBLAS_INCLUDE="$D/include/x86_64-linux-gnu/openblas-pthread"
+               -DFSAD_OPENBLAS_LIB="$D/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so"
+               -DFSAD_STB_INCLUDE="$D/include/stb" -DFSAD_STB_LIB="$D/lib/x86_64-linux-gnu/libstb.so"
+               -Ddoctest_DIR="$D/lib/cmake/doctest" -Dbenchmark_DIR="$D/lib/x86_64-linux-gnu/cmake/benchmark"
+               -Dnlohmann_json_DIR="$D/share/cmake/nlohmann_json" -DCLI11_DIR="$D/share/cmake/CLI11")
+        say "build: dependencies from the bundle's deps/"
+    fi
+    gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+    cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DFSAD_CUDA=ON -DFSAD_CUDA_ARCHITECTURES="$ARCH" \
+          -DFSAD_NATIVE=OFF "${hints[@]}" >/tmp/fsad-configure.log 2>&1 \
+        || { tail -n 40 /tmp/fsad-configure.log | tee -a "$LOG"; exit 1; }
+    cmake --build build-gpu -j"$(nproc)" --target fsad_cuda_tests fsad_tests fsad_bench_cuda fsad_cli >/tmp/fsad-build.log 2>&1 \
+        || { grep -E "error|Error" -A3 /tmp/fsad-build.log | head -n 80 | tee -a "$LOG"; exit 1; }
+    mkdir -p build-gpu/bin
+    ln -sf ../tests/fsad_cuda_tests ../tests/fsad_tests ../bench/fsad_bench_cuda ../src/cli/fsad build-gpu/bin/
+    BIN="$ROOT/build-gpu/bin"
+    say "built in $(elapsed)"
+    "$BIN/fsad" info 2>&1 | tee -a "$LOG"
+fi
+
+say "== CPU-vs-CUDA parity tests ($(elapsed))"
+timeout 180 "$BIN/fsad_cuda_tests" --duration=true 2>&1 | tee "$OUTDIR/cuda-tests.txt" | grep -v "^[0-9.]* s: " | tail -n 40
+say "parity tests: exit ${PIPESTATUS[0]}; slowest cases:"
+grep "^[0-9.]* s: " "$OUTDIR/cuda-tests.txt" | sort -rn | head -n 5 | tee -a "$LOG"
+
+say "== GPU benchmarks, fsad ($(elapsed))"
+timeout 150 "$BIN/fsad_bench_cuda" --benchmark_min_time=0.2 --benchmark_format=console \
+    --benchmark_out="$OUTDIR/bench_cuda.json" --benchmark_out_format=json 2>&1 | tee "$OUTDIR/bench_cuda.txt" | tail -n 60
+say "fsad benchmarks: exit ${PIPESTATUS[0]}"
+
+say "== GPU peer, PyTorch ($(elapsed))"
+PYTHONUNBUFFERED=1 timeout 120 python3 bench/torch_gpu_bench.py 2>&1 | tee "$OUTDIR/torch_gpu.txt"
+
+say "== CPU suite and CLI test in the CUDA build, GPU present ($(elapsed))"
+timeout 90 "$BIN/fsad_tests" --test-case-exclude='*[shared]*' 2>&1 | tail -n 25 >"$OUTDIR/unit-tests.txt"
+say "unit tests: exit ${PIPESTATUS[0]}: $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/unit-tests.txt" | tr '\n' ' ')"
+timeout 60 tests/cli/test_cli.sh "$BIN/fsad" "$ROOT/tests/data" /tmp/fsad-cli-test >/tmp/fsad-cli.log 2>&1
+rc=$?
+tail -n 15 /tmp/fsad-cli.log >>"$LOG"
+say "cli test: exit $rc"
+
+# fsad's own kernels under compute-sanitizer's memcheck (works on Firecracker machines, not on
+# gVisor); the cuDNN convolution cases are left out (slow under the tool)
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [[ -n "$SAN" ]]; then
+    say "== memcheck of fsad's kernels ($(elapsed))"
+    timeout 90 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/fsad_cuda_tests" \
+        -tc='*move between*,*batch norm (train*,*activations, pooling*,*linear (cuBLAS)*,*Adam and EMA*,*Gaussian density*' \
+        >/tmp/fsad-memcheck.log 2>&1
+    rc=$?
+    grep -E "ERROR SUMMARY|Invalid|out of bounds|test cases" /tmp/fsad-memcheck.log | head -n 20 | tee -a "$LOG"
+    say "memcheck: exit $rc (0 clean, 9 errors found, 124 timed out)"
+fi
+
+say "== side by side ($(elapsed))"
+python3 bench/compare_gpu.py "$OUTDIR/bench_cuda.json" "$OUTDIR/torch_gpu.txt" 2>&1 | tee "$OUTDIR/compare.md" | tee -a "$LOG"
+say "== done in $(elapsed)"

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,6 +13,13 @@
 #include "fsad/fsad.hpp"
 
 namespace fsad::test {
+
+/// tests/data of the source tree the suite was built from, or $FSAD_TEST_DATA when set (binaries
+/// run away from their source tree, e.g. carried to a GPU machine by scripts/gpu-bundle.sh).
+inline std::string data_dir() {
+    const char* env = std::getenv("FSAD_TEST_DATA");
+    return env && *env ? std::string(env) : std::string(FSAD_TEST_DATA_DIR);
+}
 
 inline Tensor randn(const Shape& s, uint64_t seed, float std = 1.0f) { return Rng(seed).normal_tensor(s, 0.0f, std); }
 inline Tensor randu(const Shape& s, uint64_t seed, float lo, float hi) { return Rng(seed).uniform_tensor(s, lo, hi); }

@@ -7,7 +7,7 @@ using namespace fsad;
 using namespace fsad::test;
 
 TEST_CASE("golden: two BYOL + L_pp + L_np steps against PyTorch") {
-    auto fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/golden_byol.safetensors");
+    auto fx = io::read_safetensors(test::data_dir() + "/golden_byol.safetensors");
     auto meta = [&](const char* k) { return std::stof(fx.metadata.at(k)); };
     method::ByolOptions o;
     o.batch = static_cast<int64_t>(meta("batch"));

@@ -293,8 +293,8 @@ TEST_CASE("dataset loaders read generated layouts") {
 }
 
 TEST_CASE("materialize names the file that fails") {
-    const std::string bad = std::string(FSAD_TEST_DATA) + "/images/truncated.png";
-    std::vector<data::Sample> s = {data::file_sample(std::string(FSAD_TEST_DATA) + "/images/rgb8.png"), data::file_sample(bad)};
+    const std::string bad = test::data_dir() + "/images/truncated.png";
+    std::vector<data::Sample> s = {data::file_sample(test::data_dir() + "/images/rgb8.png"), data::file_sample(bad)};
     CHECK_THROWS_WITH_AS(data::materialize(s), doctest::Contains("truncated.png"), IOError);
 }
 

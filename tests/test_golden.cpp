@@ -11,7 +11,7 @@ namespace {
 /// Returns the largest error ratio (error / PyTorch's float32 deviation) after the Adam steps.
 double run_golden(const std::string& file, nn::Adam::Options adam = {0.0f, 0.9f, 0.99f, 1e-8f, 0.0f}) {
     g_worst_ratio = 0;
-    auto fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/" + file);
+    auto fx = io::read_safetensors(test::data_dir() + "/" + file);
     nn::BackboneConfig cfg{nn::parse_backbone_kind(fx.metadata.at("backbone")), std::stof(fx.metadata.at("width"))};
     auto net = nn::make_backbone(cfg, 0);
     std::map<std::string, Tensor> sd;

@@ -3,7 +3,7 @@
 using namespace fsad;
 
 namespace {
-std::string img(const char* n) { return std::string(FSAD_TEST_DATA) + "/images/" + n; }
+std::string img(const char* n) { return test::data_dir() + "/images/" + n; }
 const std::vector<float> kGray = {0.0f, 0.2f, 0.4f, 0.6f, 0.8f, 1.0f};
 }  // namespace
 

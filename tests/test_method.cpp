@@ -9,7 +9,7 @@ using namespace fsad;
 
 namespace {
 const io::SafeTensors& fixture() {
-    static io::SafeTensors fx = io::read_safetensors(std::string(FSAD_TEST_DATA) + "/golden_method.safetensors");
+    static io::SafeTensors fx = io::read_safetensors(test::data_dir() + "/golden_method.safetensors");
     return fx;
 }
 const Tensor& T(const std::string& k) { return fixture().tensors.at(k); }
