@@ -130,31 +130,39 @@ StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, cons
     StepStats st;
     st.step = step_;
     Var total;
+    Tensor con, pair, negl;  // the losses' values, read once the backward pass is queued
     auto add = [&](const Var& l, float w) { total = total.defined() ? ag::add(total, ag::affine(l, w)) : ag::affine(l, w); };
     if (opt_.contrastive) {
         Var p1 = on.predictor->forward(on.projector->forward(f1));
         Var p2 = on.predictor->forward(on.projector->forward(f2));
         Var l = contrastive_loss(p1, zh2, p2, zh1);
-        st.con = l.value().item();
+        con = l.value();
         add(l, 1.0f);
     }
     if (opt_.pair == PairLoss::CrossInstance) {
         Var l = positive_pair_loss(f1, fh1, perm);
-        st.pair = l.value().item();
+        pair = l.value();
         add(l, opt_.lambda_pp);
     } else if (opt_.pair == PairLoss::FixedCentre) {
         if (!centre_.defined()) centre_ = ops::affine(ops::sum_dim(f1.value(), 0), 1.0f / static_cast<float>(B), 0.0f);
         Var l = fixed_centre_loss(f1, centre_);
-        st.pair = l.value().item();
+        pair = l.value();
         add(l, opt_.lambda_pp);
     }
     if (neg) {
         Var fn = on.backbone->forward(Var(*xn));
         Var l = negative_pair_loss(fh1, fn);
-        st.neg = l.value().item();
+        negl = l.value();
         add(l, opt_.lambda_np);
     }
     FSAD_CHECK(total.defined(), "ByolTrainer: every loss is switched off (contrastive, pair and negative)");
+    // The backward pass is queued before any value is read back: on a GPU every read waits for
+    // the device, and reading the losses mid-forward (as before) left it idle at each one. A
+    // diverged step is still refused before the optimiser changes any weight.
+    total.backward();
+    if (con.defined()) st.con = con.item();
+    if (pair.defined()) st.pair = pair.item();
+    if (negl.defined()) st.neg = negl.item();
     st.loss = total.value().item();
     auto finite = [](const Tensor& t) {
         for (float v : t.to_vector())
@@ -165,7 +173,6 @@ StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, cons
         throw Error("BYOL fine-tuning diverged at step " + std::to_string(step_) + ": loss " + std::to_string(st.loss) +
                     " or the backbone features are not finite; lower the learning rate (now " +
                     std::to_string(opt_.lr) + ") or check the input images");
-    total.backward();
     adam_->step();
     // EMA of parameters and BatchNorm statistics (the target's share of the online buffers)
     float beta = opt_.ema;
