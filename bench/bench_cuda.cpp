@@ -120,6 +120,42 @@ void detector_score(benchmark::State& st) {
     bench::rate(st, "img/s", static_cast<double>(n));
 }
 
+// The backbone alone on device-resident images (what the peer's "resnet18 features" line times):
+// with detector_score beside it, the share of the detector's pipeline spent off the GPU
+// (preprocessing, normalisation, the host-to-device copy) shows.
+void infer_cuda(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const int64_t res = st.range(0), batch = st.range(1);
+    auto net = nn::make_backbone({nn::BackboneKind::ResNet18}, 0);
+    net->to(kGpu);
+    net->eval();
+    Tensor x = Rng(1).normal_tensor(Shape{batch, 3, res, res}, 0, 1).to(kGpu);
+    {
+        NoGradGuard ng;
+        net->forward(Var(x));  // algorithm search, allocator warm-up
+    }
+    synchronize(kGpu);
+    for (auto _ : st) {
+        NoGradGuard ng;
+        Tensor f = net->forward(Var(x)).value();
+        synchronize(kGpu);
+    }
+    bench::rate(st, "img/s", static_cast<double>(batch));
+}
+
+// Host-to-device copy of a batch of 224 px images from ordinary (pageable) memory, as the
+// detector's features() does it.
+void copy_to_gpu(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    Tensor h = Tensor::full(Shape{st.range(0), 3, 224, 224}, 0.5f);
+    Tensor d = h.to(kGpu);
+    for (auto _ : st) {
+        d = h.to(kGpu);
+        synchronize(kGpu);
+    }
+    bench::rate(st, "GB/s", static_cast<double>(h.bytes()) * 1e-9);
+}
+
 void conv_args(benchmark::internal::Benchmark* b) {
     for (int tf32 : {0, 1})
         for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, 64, tf32});
@@ -132,4 +168,6 @@ BENCHMARK_CAPTURE(conv, cuda_conv2d_backward, true)->Apply(conv_args);
 BENCHMARK(batchnorm_relu)->Args({64, 64, 112})->Args({64, 256, 14})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(byol_step)->Args({224, 64})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(detector_score)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(infer_cuda)->Args({224, 512})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(copy_to_gpu)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(linear)->Args({128, 512, 4096})->Args({128, 4096, 256})->Unit(benchmark::kMicrosecond)->UseRealTime();

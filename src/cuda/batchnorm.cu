@@ -68,11 +68,13 @@ __global__ void bn_eval_coeffs_k(const float* gamma, const float* beta, const fl
     FSAD_GRID_LOOP(c, c_count) { math::bn_eval_affine(gamma[c], beta[c], rm[c], rv[c], eps, scale[c], shift[c]); }
 }
 
-__global__ void bn_apply_k(const float* x, float* y, int64_t total, int64_t c_count, int64_t hw, const float* scale,
-                           const float* shift, math::Activation act) {
+// y = act(x * scale[c] + shift[c] (+ r)): r, a residual of x's shape, or null
+__global__ void bn_apply_k(const float* x, const float* r, float* y, int64_t total, int64_t c_count, int64_t hw,
+                           const float* scale, const float* shift, math::Activation act) {
     FSAD_GRID_LOOP(i, total) {
         const int64_t c = (i / hw) % c_count;
-        y[i] = math::activation(x[i] * scale[c] + shift[c], act);
+        const float v = x[i] * scale[c] + shift[c];
+        y[i] = math::activation(r ? v + r[i] : v, act);
     }
 }
 
@@ -161,13 +163,20 @@ void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor&
                                                            mean.data(), invstd.data(), coeff, coeff + L.c);
     FSAD_CUDA_LAUNCH_CHECK();
     release(dev, part, part_bytes);
-    bn_apply_k<<<blocks_for(x.numel()), kThreads, 0, s>>>(x.data(), y.data(), x.numel(), L.c, L.hw, coeff, coeff + L.c, act);
+    bn_apply_k<<<blocks_for(x.numel()), kThreads, 0, s>>>(x.data(), nullptr, y.data(), x.numel(), L.c, L.hw, coeff,
+                                                          coeff + L.c, act);
     FSAD_CUDA_LAUNCH_CHECK();
     release(dev, coeff, 2 * L.c * sizeof(float));
 }
 
 void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                             const Tensor& running_var, float eps, const Tensor& y, math::Activation act) {
+    batchnorm_eval_residual(x, gamma, beta, running_mean, running_var, eps, nullptr, act, y);
+}
+
+void batchnorm_eval_residual(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                             const Tensor& running_var, float eps, const Tensor* residual, math::Activation act,
+                             const Tensor& y) {
     const Layout L = layout(x);
     if (x.numel() == 0) return;
     const int dev = x.device().index;
@@ -176,7 +185,8 @@ void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& 
     bn_eval_coeffs_k<<<blocks_for(L.c), kThreads, 0, s>>>(gamma.data(), beta.data(), running_mean.data(), running_var.data(),
                                                           eps, L.c, coeff, coeff + L.c);
     FSAD_CUDA_LAUNCH_CHECK();
-    bn_apply_k<<<blocks_for(x.numel()), kThreads, 0, s>>>(x.data(), y.data(), x.numel(), L.c, L.hw, coeff, coeff + L.c, act);
+    bn_apply_k<<<blocks_for(x.numel()), kThreads, 0, s>>>(x.data(), residual ? residual->data() : nullptr, y.data(),
+                                                          x.numel(), L.c, L.hw, coeff, coeff + L.c, act);
     FSAD_CUDA_LAUNCH_CHECK();
     release(dev, coeff, 2 * L.c * sizeof(float));
 }

@@ -32,6 +32,13 @@ void fill(const Tensor& t, float v);
 
 #include "../core/kernel_decls.inc"
 
+// ------------------------------------------------------------------ within the backend
+/// y = act(batchnorm_eval(x) + residual) in one pass (residual may be null; y may be x): the
+/// epilogue of the inference convolution (conv.cu).
+void batchnorm_eval_residual(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                             const Tensor& running_var, float eps, const Tensor* residual, math::Activation act,
+                             const Tensor& y);
+
 // ------------------------------------------------------------------ Gaussian density (density.cu)
 struct DensityFitResult {
     std::vector<double> mu, L;  ///< mean [d]; Cholesky factor, row-major lower [d*d]
