@@ -97,6 +97,7 @@ void byol_step(benchmark::State& st) {
         tr.train_step(v1, v2, &vn, perm);
         synchronize(kGpu);
     }
+    bench::profile_if_asked("byol_step cuda 224/" + std::to_string(batch), [&] { tr.train_step(v1, v2, &vn, perm); });
     bench::rate(st, "steps/s", 1.0);
     bench::rate(st, "img/s", static_cast<double>(batch));
 }
@@ -117,6 +118,7 @@ void detector_score(benchmark::State& st) {
     for (int64_t i = 0; i < n; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, 224, 224}, 0, 1));
     det.score(imgs);
     for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
+    bench::profile_if_asked("detector score cuda 224/" + std::to_string(n), [&] { det.score(imgs); }, 1);
     bench::rate(st, "img/s", static_cast<double>(n));
 }
 
@@ -140,6 +142,10 @@ void infer_cuda(benchmark::State& st) {
         Tensor f = net->forward(Var(x)).value();
         synchronize(kGpu);
     }
+    bench::profile_if_asked("infer cuda resnet18 224/" + std::to_string(batch), [&] {
+        NoGradGuard ng;
+        net->forward(Var(x));
+    });
     bench::rate(st, "img/s", static_cast<double>(batch));
 }
 

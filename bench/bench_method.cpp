@@ -58,6 +58,8 @@ void byol_step(benchmark::State& st) {
     for (int64_t i = 0; i < batch; ++i) perm[static_cast<size_t>(i)] = (i + 1) % batch;
     tr.train_step(x1, x2, &xn, perm);  // warm-up
     for (auto _ : st) benchmark::DoNotOptimize(tr.train_step(x1, x2, &xn, perm).loss);
+    bench::profile_if_asked("byol_step cpu " + std::to_string(res) + "/" + std::to_string(batch),
+                            [&] { tr.train_step(x1, x2, &xn, perm); });
     bench::rate(st, "base_img/s", static_cast<double>(batch));
     bench::rate(st, "steps/s", 1.0);
 }

@@ -56,6 +56,7 @@ void train_step(benchmark::State& st) {
     step();  // warm-up: first-touch page faults and cache fills are not part of a step
     reset_peak_stats(Device::cpu());
     for (auto _ : st) step();
+    bench::profile_if_asked("train_step cpu " + std::to_string(res) + "/" + std::to_string(batch), step);
     const double macs = bench::forward_macs_per_image(*net, res) + 512.0 * 1000.0;
     bench::rate(st, "img/s", static_cast<double>(batch));
     bench::rate(st, "GFLOP/s", 3 * 2e-9 * macs * static_cast<double>(batch));

@@ -5,6 +5,9 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
 
 #include "fsad/fsad.hpp"
 
@@ -48,6 +51,21 @@ inline double forward_macs_per_image(nn::Module& net, int64_t res) {
     net.forward(Var(Tensor::zeros(Shape{1, 3, res, res})));
     net.train(was_training);
     return mc.macs();
+}
+
+/// With FSAD_BENCH_PROFILE=<file>: runs `step` `reps` more times under an ops::Profiler and
+/// appends its per-op table, headed by `label`, to the file (once per label: Google Benchmark
+/// calls a benchmark several times). Outside the timed loop; costs nothing when unset.
+template <class F>
+void profile_if_asked(const std::string& label, F&& step, int reps = 3) {
+    const char* path = std::getenv("FSAD_BENCH_PROFILE");
+    static std::set<std::string> done;
+    if (!path || !*path || !done.insert(label).second) return;
+    ops::Profiler prof;
+    for (int i = 0; i < reps; ++i) step();
+    const std::string table = prof.table();
+    std::ofstream f(path, std::ios::app);
+    f << "== " << label << ": ops over " << reps << " iterations\n" << table << "\n";
 }
 
 inline void rate(benchmark::State& st, const char* name, double per_iteration) {

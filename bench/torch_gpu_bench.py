@@ -71,6 +71,22 @@ def byol_step_bench(res, batch, reps):
 
     ms = timed(step, reps)
     print(f"torch byol_step res {res} batch {batch}: {ms:8.2f} ms/step  {1000.0 / ms:7.2f} steps/s")
+    return step
+
+
+def profile_step(step, reps=3):
+    """Where the peer's step spends GPU time (torch.profiler, CUDA kernels by name), beside
+    fsad's per-op table (FSAD_BENCH_PROFILE)."""
+    try:
+        from torch.profiler import profile, ProfilerActivity
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                step()
+            torch.cuda.synchronize()
+        print(f"# torch byol_step profile over {reps} steps (self CUDA time)")
+        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=60))
+    except Exception as e:  # the profiler needs CUPTI; the timings above stand without it
+        print(f"# torch profiler unavailable: {e}")
 
 
 def infer_bench(res, batch, reps):
@@ -89,13 +105,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of the BYOL step")
     a = p.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
     print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    byol_step_bench(224, 64, 10)
+    step = byol_step_bench(224, 64, 10)
     infer_bench(224, 512, 10)
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
@@ -113,6 +130,10 @@ def main():
             tag = "tf32" if tf32 else "fp32"
             print(f"torch forward  {name:15s} {tag}  {f:8.3f} ms  {2 * macs / f * 1e-9:7.2f} TFLOP/s")
             print(f"torch backward {name:15s} {tag}  {b:8.3f} ms  {4 * macs / b * 1e-9:7.2f} TFLOP/s")
+    if a.profile:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        profile_step(step)
 
 
 if __name__ == "__main__":

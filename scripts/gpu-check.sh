@@ -3,7 +3,9 @@
 # the GPU benchmarks beside the PyTorch GPU peer on the same shapes, then the CPU suite and the
 # CLI test in the CUDA build (with a GPU present) and fsad's kernels under compute-sanitizer.
 # Results go to stdout and to $OUT (or ./gpu-check), at most 8 files: log.txt, cuda-tests.txt,
-# bench_cuda.json, bench_cuda.txt, torch_gpu.txt, compare.md, unit-tests.txt.
+# bench_cuda.json, bench_cuda.txt, profile.txt (fsad's per-op GPU time in the step, inference
+# and scoring: ops::Profiler), torch_gpu.txt (with torch.profiler's table of its step),
+# compare.md.
 #
 # Binaries: those of scripts/gpu-bundle.sh when .gpu/fsad-gpu.tar.gz is present, was built from
 # these very sources and can run here (their libraries found); otherwise fsad is built here with
@@ -97,16 +99,17 @@ say "parity tests: exit ${PIPESTATUS[0]}; slowest cases:"
 grep "^[0-9.]* s: " "$OUTDIR/cuda-tests.txt" | sort -rn | head -n 5 | tee -a "$LOG"
 
 say "== GPU benchmarks, fsad ($(elapsed))"
-timeout 150 "$BIN/fsad_bench_cuda" --benchmark_min_time=0.2 --benchmark_format=console \
+FSAD_BENCH_PROFILE="$OUTDIR/profile.txt" timeout 150 "$BIN/fsad_bench_cuda" --benchmark_min_time=0.2 --benchmark_format=console \
     --benchmark_out="$OUTDIR/bench_cuda.json" --benchmark_out_format=json 2>&1 | tee "$OUTDIR/bench_cuda.txt" | tail -n 60
 say "fsad benchmarks: exit ${PIPESTATUS[0]}"
 
 say "== GPU peer, PyTorch ($(elapsed))"
-PYTHONUNBUFFERED=1 timeout 120 python3 bench/torch_gpu_bench.py 2>&1 | tee "$OUTDIR/torch_gpu.txt"
+PYTHONUNBUFFERED=1 timeout 120 python3 bench/torch_gpu_bench.py --profile 2>&1 | tee "$OUTDIR/torch_gpu.txt"
 
 say "== CPU suite and CLI test in the CUDA build, GPU present ($(elapsed))"
-timeout 90 "$BIN/fsad_tests" --test-case-exclude='*[shared]*' 2>&1 | tail -n 25 >"$OUTDIR/unit-tests.txt"
-say "unit tests: exit ${PIPESTATUS[0]}: $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/unit-tests.txt" | tr '\n' ' ')"
+timeout 90 "$BIN/fsad_tests" --test-case-exclude='*[shared]*' >/tmp/fsad-unit.log 2>&1
+say "unit tests: exit $?: $(grep -E '^\[doctest\] (test cases|assertions)' /tmp/fsad-unit.log | tr '\n' ' ')"
+grep -E "ERROR|FATAL|Status: FAILURE" /tmp/fsad-unit.log | head -n 30 >>"$LOG"
 timeout 60 tests/cli/test_cli.sh "$BIN/fsad" "$ROOT/tests/data" /tmp/fsad-cli-test >/tmp/fsad-cli.log 2>&1
 rc=$?
 tail -n 15 /tmp/fsad-cli.log >>"$LOG"

@@ -344,3 +344,21 @@ TEST_CASE("cuda: the Gaussian density fit (cuSOLVER) and scores (cuBLAS) match t
     method::GaussianDensity g;
     CHECK_THROWS_WITH_AS(g.fit(gpu(bad)), doctest::Contains("row 5"), Error);
 }
+
+TEST_CASE("cuda: the profiler times GPU ops with events on the device's stream") {
+    Tensor x = gpu(rnd(Shape{4, 16, 32, 32}, 91)), w = gpu(rnd(Shape{32, 16, 3, 3}, 92));
+    ops::Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    ops::conv2d_forward(x, w, nullptr, p);  // algorithm search outside the profile
+    ops::Profiler prof;
+    for (int i = 0; i < 3; ++i) ops::activation_forward(ops::conv2d_forward(x, w, nullptr, p), math::Activation::ReLU);
+    const auto rows = prof.report();
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].op == "conv2d_forward");  // the larger of the two
+    CHECK(rows[0].device == kGpu);
+    CHECK(rows[0].calls == 3);
+    CHECK(rows[0].ms > 0);
+    CHECK(rows[1].op == "activation_forward");
+    CHECK(rows[1].calls == 3);
+    CHECK(prof.table().find("cuda:0") != std::string::npos);
+}

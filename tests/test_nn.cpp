@@ -234,3 +234,46 @@ TEST_CASE("nn: prepare_inference gives the same features, and is dropped when we
     const Tensor after = net->forward(Var(x)).value();  // no throw: the step dropped the preparation
     CHECK(test::compare(after.to_vector(), before.to_vector(), 0, 0).max_abs > 0);
 }
+
+TEST_CASE("ops: the profiler counts every op once, by device, only while it is alive") {
+    auto net = nn::make_backbone({nn::BackboneKind::ResNet18, 0.125f}, 5);
+    net->eval();
+    const Tensor x = test::randn(Shape{2, 3, 32, 32}, 6);
+    auto row = [](const std::vector<ops::Profiler::Row>& rows, const std::string& op) {
+        for (const auto& r : rows)
+            if (r.op == op) return r;
+        return ops::Profiler::Row{};
+    };
+    {
+        NoGradGuard ng;
+        net->forward(Var(x));  // not profiled
+    }
+    {
+        ops::Profiler prof;
+        CHECK_THROWS_WITH_AS(ops::Profiler(), doctest::Contains("already has a profiler"), Error);
+        {
+            NoGradGuard ng;
+            net->forward(Var(x));  // inference: every conv fused with its batch norm
+        }
+        const auto rows = prof.report();
+        const auto conv = row(rows, "conv2d_bn_eval_forward");
+        CHECK(conv.calls == 20);  // stem, 16 in the blocks, 3 downsampling
+        CHECK(conv.device == Device::cpu());
+        CHECK(conv.ms > 0);
+        CHECK(row(rows, "maxpool2d_forward").calls == 1);
+        CHECK(row(rows, "conv2d_forward").calls == 0);
+        for (size_t i = 1; i < rows.size(); ++i) CHECK(rows[i - 1].ms >= rows[i].ms);  // largest first
+        const std::string t = prof.table();
+        CHECK(t.find("conv2d_bn_eval_forward") != std::string::npos);
+        CHECK(t.find("all ops") != std::string::npos);
+    }
+    ops::Profiler prof;  // a new one starts empty: training forward and backward
+    net->train();
+    Var xv(x);
+    ag::mean(net->forward(xv)).backward();
+    const auto rows = prof.report();
+    CHECK(row(rows, "conv2d_bn_eval_forward").calls == 0);
+    CHECK(row(rows, "conv2d_forward").calls == 20);
+    CHECK(row(rows, "conv2d_backward").calls == 20);
+    CHECK(row(rows, "batchnorm_forward_train").calls == 20);
+}

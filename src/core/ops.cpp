@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -17,23 +19,117 @@ namespace {
 // Every op runs on the device of its inputs: src/cpu or src/cuda, the same signatures. In a build
 // without the CUDA backend a CUDA tensor cannot be created (device_malloc refuses), so the CUDA
 // branch is unreachable there.
+// Every dispatch is timed when this thread has a Profiler (OpTimer, below).
 #if FSAD_WITH_CUDA
-#define FSAD_DISPATCH(dev, op, ...)     \
-    do {                                \
-        if ((dev).is_cuda())            \
-            cuda::op(__VA_ARGS__);      \
-        else                            \
-            cpu::op(__VA_ARGS__);       \
+#define FSAD_DISPATCH(dev, op, ...)       \
+    do {                                  \
+        const OpTimer fsad_timer_(#op, dev); \
+        if ((dev).is_cuda())              \
+            cuda::op(__VA_ARGS__);        \
+        else                              \
+            cpu::op(__VA_ARGS__);         \
     } while (0)
 #else
 #define FSAD_DISPATCH(dev, op, ...)                                                            \
     do {                                                                                       \
         if ((dev).is_cuda()) throw Error(std::string(#op) + ": no CUDA backend in this build"); \
+        const OpTimer fsad_timer_(#op, dev);                                                   \
         cpu::op(__VA_ARGS__);                                                                  \
     } while (0)
 #endif
 
 std::atomic<bool> g_allow_tf32{false};
+
+thread_local Profiler::Impl* t_profiler = nullptr;
+}  // namespace
+
+struct Profiler::Impl {
+    struct Pending {  // a GPU op whose events are not read yet
+        const char* op;
+        int device;
+        void* start;
+        void* stop;
+    };
+    std::map<std::pair<std::string, int>, Row> rows;  // (op, device index or -1 for the CPU)
+    std::vector<Pending> pending;
+    int depth = 0;  // ops within ops count once
+
+    void add(const char* op, Device dev, double ms) {
+        Row& r = rows[{op, dev.is_cuda() ? dev.index : -1}];
+        if (r.calls == 0) {
+            r.op = op;
+            r.device = dev;
+        }
+        ++r.calls;
+        r.ms += ms;
+    }
+    void resolve() {
+#if FSAD_WITH_CUDA
+        while (!pending.empty()) {  // one at a time: a failed read leaves the rest to drop_pending
+            const Pending p = pending.back();
+            const double ms = cuda::event_elapsed_ms(p.start, p.stop);
+            pending.pop_back();
+            cuda::event_destroy(p.start);
+            cuda::event_destroy(p.stop);
+            add(p.op, Device::cuda(p.device), ms);
+        }
+#endif
+    }
+    void drop_pending() noexcept {
+#if FSAD_WITH_CUDA
+        for (const Pending& p : pending) {
+            cuda::event_destroy(p.start);
+            cuda::event_destroy(p.stop);
+        }
+#endif
+        pending.clear();
+    }
+};
+
+namespace {
+class OpTimer {
+public:
+    OpTimer(const char* op, Device dev) : p_(t_profiler) {
+        if (!p_ || p_->depth++ > 0) return;
+        op_ = op;
+        dev_ = dev;
+#if FSAD_WITH_CUDA
+        if (dev.is_cuda()) {
+            try {
+                start_ = cuda::event_record(dev.index);
+            } catch (...) {  // (no GPU, say): the destructor will not run, undo the depth
+                --p_->depth;
+                throw;
+            }
+            return;
+        }
+#endif
+        t0_ = std::chrono::steady_clock::now();
+    }
+    ~OpTimer() {
+        if (!p_ || --p_->depth > 0) return;
+#if FSAD_WITH_CUDA
+        if (dev_.is_cuda()) {
+            try {
+                p_->pending.push_back({op_, dev_.index, start_, cuda::event_record(dev_.index)});
+            } catch (...) {  // a failed record must not throw from a destructor: the op is not counted
+                cuda::event_destroy(start_);
+            }
+            return;
+        }
+#endif
+        p_->add(op_, dev_, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+    }
+    OpTimer(const OpTimer&) = delete;
+    OpTimer& operator=(const OpTimer&) = delete;
+
+private:
+    Profiler::Impl* p_;
+    const char* op_ = nullptr;
+    Device dev_;
+    void* start_ = nullptr;
+    std::chrono::steady_clock::time_point t0_{};
+};
 
 void need(bool cond, const char* op, const std::string& what) {
     if (!cond) throw Error(std::string(op) + ": " + what);
@@ -116,6 +212,42 @@ ConvAlgorithm conv_algorithm() { return static_cast<ConvAlgorithm>(g_conv_algori
 
 MacCounter::MacCounter() { t_mac_counter = &macs_; }
 MacCounter::~MacCounter() { t_mac_counter = nullptr; }
+
+Profiler::Profiler() : impl_(std::make_unique<Impl>()) {
+    if (t_profiler) throw Error("ops::Profiler: this thread already has a profiler (they do not nest)");
+    t_profiler = impl_.get();
+}
+Profiler::~Profiler() {
+    t_profiler = nullptr;
+    impl_->drop_pending();
+}
+
+std::vector<Profiler::Row> Profiler::report() {
+    impl_->resolve();
+    std::vector<Row> out;
+    for (const auto& kv : impl_->rows) out.push_back(kv.second);
+    std::stable_sort(out.begin(), out.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
+    return out;
+}
+
+std::string Profiler::table() {
+    const std::vector<Row> rows = report();
+    double total = 0;
+    for (const Row& r : rows) total += r.ms;
+    std::string s;
+    char line[256];
+    std::snprintf(line, sizeof line, "%-30s %-7s %8s %11s %11s %7s\n", "op", "device", "calls", "total ms", "ms/call",
+                  "share");
+    s += line;
+    for (const Row& r : rows) {
+        std::snprintf(line, sizeof line, "%-30s %-7s %8lld %11.3f %11.4f %6.1f%%\n", r.op.c_str(), r.device.str().c_str(),
+                      static_cast<long long>(r.calls), r.ms, r.ms / static_cast<double>(r.calls),
+                      total > 0 ? 100.0 * r.ms / total : 0.0);
+        s += line;
+    }
+    std::snprintf(line, sizeof line, "%-30s %-7s %8s %11.3f\n", "all ops", "", "", total);
+    return s + line;
+}
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p) {
     Shape ys = conv_out_shape(x, w, p, "conv2d_forward");

@@ -26,6 +26,11 @@ void reset_peak(int device);
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 void synchronize(int device);
 std::string device_name(int device);
+/// Op profiling (ops::Profiler): an event recorded on the device's stream now; the milliseconds
+/// between two recorded events (waits for the second); destroying one (null is ignored).
+void* event_record(int device);
+double event_elapsed_ms(void* start, void* stop);
+void event_destroy(void* event) noexcept;
 
 // ------------------------------------------------------------------ ops
 void fill(const Tensor& t, float v);

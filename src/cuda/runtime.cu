@@ -234,6 +234,29 @@ void synchronize(int device) {
     FSAD_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
 }
 
+void* event_record(int device) {
+    Context& c = context(device);
+    cudaEvent_t e = nullptr;
+    FSAD_CUDA_CHECK(cudaEventCreate(&e));
+    const cudaError_t r = cudaEventRecord(e, c.stream);
+    if (r != cudaSuccess) {
+        cudaEventDestroy(e);
+        FSAD_CUDA_CHECK(r);
+    }
+    return e;
+}
+
+double event_elapsed_ms(void* start, void* stop) {
+    FSAD_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(stop)));
+    float ms = 0;
+    FSAD_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(stop)));
+    return ms;
+}
+
+void event_destroy(void* event) noexcept {
+    if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
 std::string device_name(int device) {
     set_device(device);
     cudaDeviceProp p{};

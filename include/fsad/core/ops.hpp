@@ -8,7 +8,9 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "fsad/core/math.hpp"
@@ -45,6 +47,37 @@ public:
 
 private:
     double macs_ = 0;
+};
+
+/// Time per op of the ops that this thread runs while the profiler is alive, by op and device:
+/// the wall time of the kernel call on the CPU; on a GPU the device time between two events
+/// recorded around the op on the device's stream (recording waits for nothing; report() waits
+/// for the device). Only the ops of this header are timed, once each (an op that calls another
+/// counts as one): allocation, autograd bookkeeping and other host work between ops are the rest
+/// of a step's wall time, and on a GPU that rest shows as device time missing from the total.
+/// Profilers do not nest (a second one on the thread throws). Example:
+///     ops::Profiler prof;  trainer.train_step(...);  std::cout << prof.table();
+class Profiler {
+public:
+    struct Row {
+        std::string op;
+        Device device;
+        int64_t calls = 0;
+        double ms = 0;  ///< summed over the calls
+    };
+    Profiler();
+    ~Profiler();
+    Profiler(const Profiler&) = delete;
+    Profiler& operator=(const Profiler&) = delete;
+    /// The rows so far, largest time first (waits for the GPU work recorded so far).
+    std::vector<Row> report();
+    /// report() as an aligned text table: op, device, calls, total ms, ms per call, share.
+    std::string table();
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
 };
 
 // ---------------------------------------------------------------- convolution
