@@ -428,6 +428,39 @@ TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {
     }
 }
 
+TEST_CASE("maxpool2d backward routes each gradient to the first maximum of its window in row-major order") {
+    const std::vector<ops::Pool2dParams> params = {
+        {3, 3, 2, 2, 1, 1}, {2, 2, 2, 2, 0, 0}, {3, 2, 1, 2, 1, 0}, {1, 1, 1, 1, 0, 0}, {4, 3, 3, 2, 2, 1}};
+    // values from {0, 1, 2}: many windows hold their maximum more than once, in different rows
+    // and columns (the case where a column-first search would pick another element)
+    Tensor x = test::randu(Shape{2, 3, 11, 13}, 78, 0.0f, 3.0f);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = std::floor(x.data()[i]);
+    for (const auto& p : params) {
+        const int64_t h = 11, w = 13;
+        const Tensor y = ops::maxpool2d_forward(x, p);
+        const int64_t ho = y.dim(2), wo = y.dim(3);
+        const Tensor dy = test::randn(y.shape(), 79);
+        const Tensor dx = ops::maxpool2d_backward(x, dy, p);
+        std::vector<float> want(static_cast<size_t>(x.numel()), 0.0f);
+        for (int64_t k = 0; k < 6; ++k)
+            for (int64_t oh = 0; oh < ho; ++oh)
+                for (int64_t ow = 0; ow < wo; ++ow) {
+                    int64_t arg = -1;
+                    for (int64_t i = 0; i < p.kh; ++i)
+                        for (int64_t j = 0; j < p.kw; ++j) {
+                            const int64_t ih = oh * p.stride_h - p.pad_h + i, iw = ow * p.stride_w - p.pad_w + j;
+                            if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                            const int64_t at = (k * h + ih) * w + iw;
+                            if (arg < 0 || x.data()[at] > x.data()[arg]) arg = at;
+                        }
+                    want[static_cast<size_t>(arg)] += dy.data()[(k * ho + oh) * wo + ow];
+                }
+        CAPTURE(p.kh);
+        CAPTURE(p.stride_h);
+        FSAD_CHECK_CLOSE("maxpool backward", dx.to_vector(), want, 1e-6, 0);
+    }
+}
+
 TEST_CASE("maxpool2d forward matches a direct window maximum (padding, strides, rectangular windows)") {
     const std::vector<ops::Pool2dParams> params = {
         {3, 3, 2, 2, 1, 1}, {2, 2, 2, 2, 0, 0}, {3, 2, 1, 2, 1, 0}, {1, 1, 1, 1, 0, 0}, {4, 3, 3, 2, 2, 1}};
