@@ -55,6 +55,13 @@ TEST_CASE("cuda: tensors move between host and device") {
     CHECK(s.to_vector() == a.slice(1, 3).to_vector());
     CHECK(allocator_stats(kGpu).bytes_in_use > 0);
     CHECK_THROWS_AS(Tensor::empty(Shape{4}, Device::cuda(63)), CudaError);
+    // large copies go through the pinned staging buffers (16 MiB each): 40 MiB and 3 floats, so
+    // that both buffers are reused and the last piece is partial; also from an unaligned view
+    Tensor big = rnd(Shape{10 * (1 << 20) + 3}, 2);
+    const std::vector<float> want = big.to_vector();
+    CHECK(gpu(big).to_vector() == want);
+    Tensor part = big.slice(1, big.dim(0));
+    CHECK(gpu(part).to_vector() == part.to_vector());
 }
 
 TEST_CASE("cuda: convolution forward and backward (cuDNN) match the CPU") {

@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -134,8 +135,34 @@ void reset_peak_stats(Device dev) {
     c.stats.peak_bytes_in_use = c.stats.bytes_in_use;
 }
 
+#if FSAD_WITH_CUDA
+namespace {
+// memcpy over the CPU threads in 1 MiB blocks (fills the pinned staging buffers of large
+// host-to-device copies)
+void parallel_memcpy(void* dst, const void* src, size_t bytes) {
+    constexpr size_t kBlock = size_t(1) << 20;
+    const int64_t blocks = static_cast<int64_t>((bytes + kBlock - 1) / kBlock);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+        const size_t off = static_cast<size_t>(b) * kBlock;
+        std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, std::min(kBlock, bytes - off));
+    }
+}
+// From this size on, host-to-device copies go through pinned staging buffers (FSAD_CUDA_STAGED_COPY=0
+// turns that off, for comparison)
+constexpr size_t kStagedCopyMin = size_t(8) << 20;
+bool staged_copies() {
+    const char* e = std::getenv("FSAD_CUDA_STAGED_COPY");
+    return !(e && std::strcmp(e, "0") == 0);
+}
+}  // namespace
+#endif
+
 void device_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
 #if FSAD_WITH_CUDA
+    if (dst_dev.is_cuda() && src_dev.is_cpu() && bytes >= kStagedCopyMin && staged_copies() &&
+        cuda::copy_to_device_staged(dst, dst_dev.index, src, bytes, parallel_memcpy))
+        return;
     if (dst_dev.is_cuda() || src_dev.is_cuda()) return cuda::copy_bytes(dst, dst_dev, src, src_dev, bytes);
 #else
     if (dst_dev.is_cuda() || src_dev.is_cuda())

@@ -24,6 +24,11 @@ AllocatorStats stats(int device);
 void reset_peak(int device);
 /// Any direction; host memory is pageable. Returns after the copy is complete.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+/// Host-to-device copy through two pinned buffers that `fill` (the host's parallel memcpy) fills
+/// in turn while the DMA engine drains the other; returns after the copy is complete, or false
+/// (nothing copied) when no pinned memory could be allocated.
+using HostCopy = void (*)(void* dst, const void* src, size_t bytes);
+bool copy_to_device_staged(void* dst, int device, const void* src, size_t bytes, HostCopy fill);
 void synchronize(int device);
 std::string device_name(int device);
 /// Op profiling (ops::Profiler): an event recorded on the device's stream now; the milliseconds

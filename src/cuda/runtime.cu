@@ -51,6 +51,11 @@ struct DeviceState {
     AllocatorStats st;
     void* ws = nullptr;
     size_t ws_bytes = 0;
+    // staged host-to-device copies: two pinned buffers and the events of their last transfers
+    std::mutex stage_mu;
+    void* stage[2] = {nullptr, nullptr};
+    cudaEvent_t staged[2] = {nullptr, nullptr};
+    bool stage_failed = false;  // no pinned memory to be had: pageable copies from then on
 };
 
 DeviceState& state(int device) {
@@ -227,6 +232,45 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
         FSAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, st));
     }
     FSAD_CUDA_CHECK(cudaStreamSynchronize(st));
+}
+
+// Large copies from pageable host memory: the driver stages them through its own pinned buffers
+// with one thread. Here the caller's host threads fill two pinned buffers of kStageBytes in turn
+// (fill) while the DMA engine drains the other. Returns false (nothing copied) when pinned
+// memory cannot be had; the caller then copies the pageable way.
+bool copy_to_device_staged(void* dst, int device, const void* src, size_t bytes, HostCopy fill) {
+    constexpr size_t kStageBytes = size_t(16) << 20;
+    DeviceState& s = state(device);
+    std::lock_guard<std::mutex> lk(s.stage_mu);
+    if (s.stage_failed) return false;
+    cudaStream_t st = stream(device);
+    set_device(device);
+    if (!s.stage[0]) {
+        for (int b = 0; b < 2; ++b) {
+            if (cudaHostAlloc(&s.stage[b], kStageBytes, cudaHostAllocDefault) != cudaSuccess ||
+                cudaEventCreateWithFlags(&s.staged[b], cudaEventDisableTiming) != cudaSuccess) {
+                cudaGetLastError();
+                for (int k = 0; k < 2; ++k) {
+                    if (s.stage[k]) cudaFreeHost(s.stage[k]);
+                    if (s.staged[k]) cudaEventDestroy(s.staged[k]);
+                    s.stage[k] = nullptr;
+                    s.staged[k] = nullptr;
+                }
+                s.stage_failed = true;
+                return false;
+            }
+        }
+    }
+    size_t i = 0;
+    for (size_t off = 0; off < bytes; off += kStageBytes, ++i) {
+        const size_t b = i & 1, n = std::min(kStageBytes, bytes - off);
+        if (i >= 2) FSAD_CUDA_CHECK(cudaEventSynchronize(s.staged[b]));  // its previous transfer is done
+        fill(s.stage[b], static_cast<const char*>(src) + off, n);
+        FSAD_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.stage[b], n, cudaMemcpyHostToDevice, st));
+        FSAD_CUDA_CHECK(cudaEventRecord(s.staged[b], st));
+    }
+    FSAD_CUDA_CHECK(cudaStreamSynchronize(st));
+    return true;
 }
 
 void synchronize(int device) {
