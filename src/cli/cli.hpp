@@ -26,7 +26,7 @@ struct DetectorFlags {
     std::string negatives = "none";
     int64_t steps = 200, batch = 64, res = 224, resize_short = 0, n_augment = 10, freeze_stages = 0;
     float lr = 3e-4f;
-    bool no_adapt = false, freeze_bn = false, no_colour = false;
+    bool no_adapt = false, freeze_bn = false, no_colour = false, tf32 = false;
     double quantile = 0.99;
     std::string device = "cpu";
     int threads = 0;
@@ -56,6 +56,8 @@ private:
 std::string version_string();              ///< fsad version, compiler, build type
 std::vector<std::pair<std::string, std::string>> versions();  ///< for reports
 std::string cuda_unsupported_reason();  ///< why --device cuda is refused
+/// --tf32: ops::set_allow_tf32 for the run; refused (fsad::Error naming the flag) off CUDA.
+void apply_tf32(bool on, Device dev);
 std::string join(const std::vector<std::string>& v, const std::string& sep);
 
 }  // namespace fsad::cli

@@ -37,6 +37,11 @@ std::string cuda_unsupported_reason() {
     return "this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu";
 }
 
+void apply_tf32(bool on, Device dev) {
+    if (on && !dev.is_cuda()) throw Error("--tf32 applies to --device cuda only (the CPU computes in exact FP32)");
+    ops::set_allow_tf32(on);
+}
+
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
     std::string o;
     for (size_t i = 0; i < v.size(); ++i) o += (i ? sep : "") + v[i];
@@ -51,6 +56,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     if (dev.is_cuda() && !cuda_built())
         throw Error("--device " + f.device + ": " + cuda_unsupported_reason());
     c.device = dev;
+    apply_tf32(f.tf32, dev);
     if (f.weights == "none") {
         c.weights.clear();
         if (note) *note = "random initialisation (--weights none): features are not ImageNet features";

@@ -170,6 +170,7 @@ int run_score(const ScoreArgs& a, bool quiet) {
     apply_threads(a.threads);
     const Device dev = parse_device(a.device);
     if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
+    apply_tf32(a.tf32, dev);
     Detector det = Detector::load(a.model, dev);
     if (a.threshold >= 0) det.set_threshold(a.threshold);
     std::vector<std::string> files;

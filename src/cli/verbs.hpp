@@ -19,7 +19,7 @@ struct FitArgs {
 struct ScoreArgs {
     std::string model, csv, device = "cpu";
     std::vector<std::string> inputs;
-    bool json = false, fail_on_anomaly = false;
+    bool json = false, fail_on_anomaly = false, tf32 = false;
     double threshold = -1;
     int threads = 0;
 };

@@ -73,7 +73,17 @@ if [[ $("$FSAD" info) != *"cuda:0"* ]]; then  # no GPU here (or no CUDA backend)
   expect 1 "fit with --device cuda without a GPU" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device cuda "${TINY[@]}"
   grep -qE "no CUDA backend|no CUDA device" "$W/err" && ok "the device error is clear" || bad "the device error is clear"
   absent "$W/x.fsad" "no model after the refusal"
+else  # a GPU: fit and score on it, in FP32 and in TF32
+  expect 0 "fit on the GPU" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda "${TINY[@]}" -o "$W/mg.fsad"
+  expect 0 "score on the GPU" "$FSAD" score -m "$W/mg.fsad" "$W/ds/metal/test" --device cuda --json
+  contains "$W/out" '"score"' "the GPU scores are printed"
+  expect 0 "fit on the GPU with TF32" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda --tf32 "${TINY[@]}" -o "$W/mt.fsad"
+  expect 0 "score on the GPU with TF32" "$FSAD" score -m "$W/mt.fsad" "$W/ds/metal/test" --device cuda --tf32
 fi
+expect 1 "--tf32 on the CPU is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --tf32 "${TINY[@]}"
+contains "$W/err" "--tf32 applies to --device cuda only" "the TF32 refusal names the flag"
+absent "$W/x.fsad" "no model after the TF32 refusal"
+expect 1 "score --tf32 on the CPU is refused" "$FSAD" score -m "$W/m.fsad" "$W/ds/metal/test" --tf32
 expect 105 "a malformed device is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device tpu "${TINY[@]}"
 expect 1 "fit with a missing weights file" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --weights "$W/none.safetensors" --steps 0
 contains "$W/err" "none.safetensors" "the weights file is named"
