@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run on a GPU machine (fits in 8 minutes on an H200): the CPU-vs-CUDA parity tests,
 # the GPU benchmarks beside the PyTorch GPU peer on the same shapes, then the CPU suite and the
-# CLI test in the CUDA build (with a GPU present) and fsad's kernels under compute-sanitizer.
+# CLI test in the CUDA build (with a GPU present), the demo (the main job) on the CPU, the GPU
+# and the GPU in TF32 with their AUROCs, and fsad's kernels under compute-sanitizer.
 # Results go to stdout and to $OUT (or ./gpu-check), at most 8 files: log.txt, cuda-tests.txt,
 # bench_cuda.json, bench_cuda.txt, profile.txt (fsad's per-op GPU time in the step, inference
 # and scoring: ops::Profiler), torch_gpu.txt (with torch.profiler's table of its step),
@@ -114,6 +115,20 @@ timeout 60 tests/cli/test_cli.sh "$BIN/fsad" "$ROOT/tests/data" /tmp/fsad-cli-te
 rc=$?
 tail -n 15 /tmp/fsad-cli.log >>"$LOG"
 say "cli test: exit $rc"
+
+# the main job end to end (generated textures, fit with fine-tuning, score, AUROC) on the CPU and
+# on the GPU in FP32 and TF32: the AUROC drift of each against the CPU and the wall times
+say "== fsad demo: CPU, GPU FP32, GPU TF32 ($(elapsed))"
+for run in "cpu" "cuda" "cuda --tf32"; do
+    t1=$(date +%s.%N)
+    rm -rf "/tmp/fsad-demo-${run// /}"
+    # shellcheck disable=SC2086
+    timeout 60 "$BIN/fsad" -q demo --products metal,fabric --shots 5 --seeds 1 -o "/tmp/fsad-demo-${run// /}" --device $run \
+        >/tmp/fsad-demo.log 2>&1
+    rc=$?
+    say "demo --device $run: exit $rc, $(python3 -c "import time; print(f'{time.time() - $t1:.1f}')") s: $(grep -E 'seed [0-9]+: AUROC' /tmp/fsad-demo.log | sed 's/  (.*//' | tr '\n' ';')"
+    [[ $rc == 0 ]] || tail -n 5 /tmp/fsad-demo.log | tee -a "$LOG"
+done
 
 # fsad's own kernels under compute-sanitizer's memcheck (works on Firecracker machines, not on
 # gVisor); the cuDNN convolution cases are left out (slow under the tool)
