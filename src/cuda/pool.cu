@@ -22,11 +22,12 @@ __device__ inline void window(int64_t o, int stride, int pad, int k, int64_t siz
     if (hi > size) hi = size;
 }
 
-// range of outputs whose window covers input i: o*s - p <= i < o*s - p + k
+// range of outputs whose window covers input i: o*s - p <= i < o*s - p + k (32-bit: coordinates
+// within one image)
 __device__ inline void covering(int64_t i, int stride, int pad, int k, int64_t out, int64_t& o0, int64_t& o1) {
-    const int64_t num = i + pad - k + 1;
+    const int num = static_cast<int>(i) + pad - k + 1;
     o0 = num <= 0 ? 0 : (num + stride - 1) / stride;
-    o1 = (i + pad) / stride + 1;
+    o1 = (static_cast<int>(i) + pad) / stride + 1;
     if (o1 > out) o1 = out;
 }
 
@@ -45,9 +46,24 @@ __device__ inline int64_t argmax_of(const float* xc, const Geo& g, int64_t oh, i
     return arg;
 }
 
-__global__ void maxpool_fwd_k(const float* x, float* y, Geo g) {
-    FSAD_GRID_LOOP(j, g.nc * g.ho * g.wo) {
-        const int64_t k = j / (g.ho * g.wo), oh = (j / g.wo) % g.ho, ow = j % g.wo;
+// Index of a plane, row and column of the flat index j over planes of rows x cols values. I is
+// uint32_t when every index fits (one 32-bit division each: a 64-bit one costs dozens of
+// instructions per value), int64_t otherwise.
+template <class I>
+__device__ inline void split_index(I j, int64_t rows, int64_t cols, int64_t& k, int64_t& r, int64_t& c) {
+    const I plane = static_cast<I>(rows * cols), q = j / plane, rem = j - q * plane, rq = rem / static_cast<I>(cols);
+    k = q;
+    r = rq;
+    c = rem - rq * static_cast<I>(cols);
+}
+#define FSAD_INDEX_LOOP(I, j, n) \
+    for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < (n); j += static_cast<I>(blockDim.x) * gridDim.x)
+
+template <class I>
+__global__ void maxpool_fwd_k(const float* x, float* y, Geo g, I total) {
+    FSAD_INDEX_LOOP(I, j, total) {
+        int64_t k, oh, ow;
+        split_index(j, g.ho, g.wo, k, oh, ow);
         const float* xc = x + k * g.h * g.w;
         int64_t h0, h1, w0, w1;
         window(oh, g.sh, g.ph, g.kh, g.h, h0, h1);
@@ -64,9 +80,11 @@ __global__ void maxpool_fwd_k(const float* x, float* y, Geo g) {
     }
 }
 
-__global__ void maxpool_bwd_k(const float* x, const float* dy, float* dx, Geo g) {
-    FSAD_GRID_LOOP(j, g.nc * g.h * g.w) {
-        const int64_t k = j / (g.h * g.w), ih = (j / g.w) % g.h, iw = j % g.w;
+template <class I>
+__global__ void maxpool_bwd_k(const float* x, const float* dy, float* dx, Geo g, I total) {
+    FSAD_INDEX_LOOP(I, j, total) {
+        int64_t k, ih, iw;
+        split_index(j, g.h, g.w, k, ih, iw);
         const float* xc = x + k * g.h * g.w;
         const float* dc = dy + k * g.ho * g.wo;
         int64_t oh0, oh1, ow0, ow1;
@@ -80,10 +98,12 @@ __global__ void maxpool_bwd_k(const float* x, const float* dy, float* dx, Geo g)
     }
 }
 
-__global__ void avgpool_fwd_k(const float* x, float* y, Geo g) {
+template <class I>
+__global__ void avgpool_fwd_k(const float* x, float* y, Geo g, I total) {
     const float inv = 1.0f / static_cast<float>(g.kh * g.kw);
-    FSAD_GRID_LOOP(j, g.nc * g.ho * g.wo) {
-        const int64_t k = j / (g.ho * g.wo), oh = (j / g.wo) % g.ho, ow = j % g.wo;
+    FSAD_INDEX_LOOP(I, j, total) {
+        int64_t k, oh, ow;
+        split_index(j, g.ho, g.wo, k, oh, ow);
         const float* xc = x + k * g.h * g.w;
         int64_t h0, h1, w0, w1;
         window(oh, g.sh, g.ph, g.kh, g.h, h0, h1);
@@ -95,10 +115,12 @@ __global__ void avgpool_fwd_k(const float* x, float* y, Geo g) {
     }
 }
 
-__global__ void avgpool_bwd_k(const float* dy, float* dx, Geo g) {
+template <class I>
+__global__ void avgpool_bwd_k(const float* dy, float* dx, Geo g, I total) {
     const float inv = 1.0f / static_cast<float>(g.kh * g.kw);
-    FSAD_GRID_LOOP(j, g.nc * g.h * g.w) {
-        const int64_t k = j / (g.h * g.w), ih = (j / g.w) % g.h, iw = j % g.w;
+    FSAD_INDEX_LOOP(I, j, total) {
+        int64_t k, ih, iw;
+        split_index(j, g.h, g.w, k, ih, iw);
         const float* dc = dy + k * g.ho * g.wo;
         int64_t oh0, oh1, ow0, ow1;
         covering(ih, g.sh, g.ph, g.kh, g.ho, oh0, oh1);
@@ -134,25 +156,31 @@ cudaStream_t st(const Tensor& t) { return context(t.device().index).stream; }
 
 }  // namespace
 
+// launches kernel<uint32_t> when the n indices fit in 31 bits, kernel<int64_t> otherwise
+#define FSAD_LAUNCH_INDEXED(kernel, n, stream, ...)                                                      \
+    do {                                                                                                 \
+        if ((n) < 0x7fffffffLL)                                                                          \
+            kernel<uint32_t><<<blocks_for(n), kThreads, 0, stream>>>(__VA_ARGS__, static_cast<uint32_t>(n)); \
+        else                                                                                             \
+            kernel<int64_t><<<blocks_for(n), kThreads, 0, stream>>>(__VA_ARGS__, static_cast<int64_t>(n));   \
+        FSAD_CUDA_LAUNCH_CHECK();                                                                        \
+    } while (0)
+
 void maxpool2d_forward(const Tensor& x, const Pool2dParams& p, const Tensor& y) {
     if (y.numel() == 0) return;
-    maxpool_fwd_k<<<blocks_for(y.numel()), kThreads, 0, st(x)>>>(x.data(), y.data(), geo(x, y, p));
-    FSAD_CUDA_LAUNCH_CHECK();
+    FSAD_LAUNCH_INDEXED(maxpool_fwd_k, y.numel(), st(x), x.data(), y.data(), geo(x, y, p));
 }
 void maxpool2d_backward(const Tensor& x, const Tensor& dy, const Pool2dParams& p, const Tensor& dx) {
     if (dx.numel() == 0) return;
-    maxpool_bwd_k<<<blocks_for(dx.numel()), kThreads, 0, st(x)>>>(x.data(), dy.data(), dx.data(), geo(x, dy, p));
-    FSAD_CUDA_LAUNCH_CHECK();
+    FSAD_LAUNCH_INDEXED(maxpool_bwd_k, dx.numel(), st(x), x.data(), dy.data(), dx.data(), geo(x, dy, p));
 }
 void avgpool2d_forward(const Tensor& x, const Pool2dParams& p, const Tensor& y) {
     if (y.numel() == 0) return;
-    avgpool_fwd_k<<<blocks_for(y.numel()), kThreads, 0, st(x)>>>(x.data(), y.data(), geo(x, y, p));
-    FSAD_CUDA_LAUNCH_CHECK();
+    FSAD_LAUNCH_INDEXED(avgpool_fwd_k, y.numel(), st(x), x.data(), y.data(), geo(x, y, p));
 }
 void avgpool2d_backward(const Tensor& dy, const Pool2dParams& p, const Tensor& dx) {
     if (dx.numel() == 0) return;
-    avgpool_bwd_k<<<blocks_for(dx.numel()), kThreads, 0, st(dy)>>>(dy.data(), dx.data(), geo(dx, dy, p));
-    FSAD_CUDA_LAUNCH_CHECK();
+    FSAD_LAUNCH_INDEXED(avgpool_bwd_k, dx.numel(), st(dy), dy.data(), dx.data(), geo(dx, dy, p));
 }
 void global_avgpool_forward(const Tensor& x, const Tensor& y) {
     const int64_t nc = x.dim(0) * x.dim(1), hw = x.dim(2) * x.dim(3);
