@@ -170,6 +170,9 @@ TEST_CASE("cuda: activations, pooling and element-wise ops match the CPU") {
         Tensor ya = ops::avgpool2d_forward(x, p), yag = ops::avgpool2d_forward(gpu(x), p);
         close(ya, yag, "avgpool");
         close(ops::avgpool2d_backward(x.shape(), dy, p), ops::avgpool2d_backward(x.shape(), gpu(dy), p), "avgpool grad");
+        Tensor xq = x.clone();  // whole numbers: windows with repeated maxima (the first in row-major order wins)
+        for (int64_t i = 0; i < xq.numel(); ++i) xq.data()[i] = std::floor(xq.data()[i] / 4.0f);
+        close(ops::maxpool2d_backward(xq, dy, p), ops::maxpool2d_backward(gpu(xq), gpu(dy), p), "maxpool grad, ties");
     }
     Tensor yg = ops::global_avgpool_forward(gpu(x));
     close(ops::global_avgpool_forward(x), yg, "global avgpool");
