@@ -49,7 +49,11 @@ for so in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcusolver.so.12 li
     [[ ":$cuda_dirs:" == *":$d:"* ]] || cuda_dirs="${cuda_dirs:+$cuda_dirs:}$d"
 done
 say "CUDA library folders: ${cuda_dirs:-none}"
-export LD_LIBRARY_PATH="$BUNDLE/lib:${cuda_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# fsad's programs find the bundle's libraries and CUDA's; Python (PyTorch) keeps the machine's own
+# (the bundle's gfortran or gomp could shadow newer ones its packages need)
+ORIG_LD="${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$BUNDLE/lib:${cuda_dirs}${ORIG_LD:+:$ORIG_LD}"
+py() { LD_LIBRARY_PATH="$ORIG_LD" python3 "$@"; }
 
 BIN=""
 if [[ -f .gpu/fsad-gpu.tar.gz ]]; then
@@ -105,7 +109,7 @@ FSAD_BENCH_PROFILE="$OUTDIR/profile.txt" timeout 150 "$BIN/fsad_bench_cuda" --be
 say "fsad benchmarks: exit ${PIPESTATUS[0]}"
 
 say "== GPU peer, PyTorch ($(elapsed))"
-PYTHONUNBUFFERED=1 timeout 120 python3 bench/torch_gpu_bench.py --profile 2>&1 | tee "$OUTDIR/torch_gpu.txt"
+PYTHONUNBUFFERED=1 timeout 120 env LD_LIBRARY_PATH="$ORIG_LD" python3 bench/torch_gpu_bench.py --profile 2>&1 | tee "$OUTDIR/torch_gpu.txt"
 
 say "== CPU suite and CLI test in the CUDA build, GPU present ($(elapsed))"
 timeout 90 "$BIN/fsad_tests" --test-case-exclude='*[shared]*' >/tmp/fsad-unit.log 2>&1
@@ -126,7 +130,7 @@ for run in "cpu" "cuda" "cuda --tf32"; do
     timeout 60 "$BIN/fsad" -q demo --products metal,fabric --shots 5 --seeds 1 -o "/tmp/fsad-demo-${run// /}" --device $run \
         >/tmp/fsad-demo.log 2>&1
     rc=$?
-    say "demo --device $run: exit $rc, $(python3 -c "import time; print(f'{time.time() - $t1:.1f}')") s: $(grep -E 'seed [0-9]+: AUROC' /tmp/fsad-demo.log | sed 's/  (.*//' | tr '\n' ';')"
+    say "demo --device $run: exit $rc, $(py -c "import time; print(f'{time.time() - $t1:.1f}')") s: $(grep -E 'seed [0-9]+: AUROC' /tmp/fsad-demo.log | sed 's/  (.*//' | tr '\n' ';')"
     [[ $rc == 0 ]] || tail -n 5 /tmp/fsad-demo.log | tee -a "$LOG"
 done
 
@@ -144,5 +148,5 @@ if [[ -n "$SAN" ]]; then
 fi
 
 say "== side by side ($(elapsed))"
-python3 bench/compare_gpu.py "$OUTDIR/bench_cuda.json" "$OUTDIR/torch_gpu.txt" 2>&1 | tee "$OUTDIR/compare.md" | tee -a "$LOG"
+py bench/compare_gpu.py "$OUTDIR/bench_cuda.json" "$OUTDIR/torch_gpu.txt" 2>&1 | tee "$OUTDIR/compare.md" | tee -a "$LOG"
 say "== done in $(elapsed)"
