@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
     c_bench->add_option("--steps", bench.steps, "timed fine-tuning steps")->check(CLI::Range(1, 1000));
     c_bench->add_option("--device", bench.device, "cpu | cuda[:N]")->check(kDevice);
     c_bench->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+    c_bench->add_flag("--profile", bench.profile, "also print the time per op (fsad::ops::Profiler) of one forward pass and one step");
 
     InfoArgs info;
     auto* c_info = app.add_subcommand("info", "build, devices, threads, versions, where weights are looked for");

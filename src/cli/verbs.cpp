@@ -416,6 +416,19 @@ int run_bench(const BenchArgs& a) {
               << "\n" << a.backbone << " features at " << a.res << " px, batch " << a.batch << ": " << fmt(static_cast<double>(a.batch) / infer, 1)
               << " images/s\nfine-tuning step (BYOL + L_pp + L_np, Adam, EMA) at " << a.res << " px, batch " << a.batch << ": "
               << fmt(step, 3) << " s/step (" << fmt(1.0 / step, 2) << " steps/s)\n";
+    if (a.profile) {  // one more of each, op by op (on a GPU: device time between events)
+        {
+            ops::Profiler prof;
+            {
+                NoGradGuard ng;
+                net->forward(Var(x));
+            }
+            std::cout << "\nops of one forward pass (features):\n" << prof.table();
+        }
+        ops::Profiler prof;
+        tr.train_step(x, x, &x, perm);
+        std::cout << "\nops of one fine-tuning step:\n" << prof.table();
+    }
     return 0;
 }
 

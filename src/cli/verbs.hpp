@@ -43,6 +43,7 @@ struct BenchArgs {
     std::string backbone = "resnet18", device = "cpu";
     int64_t res = 224, batch = 32, steps = 3;
     int threads = 0;
+    bool profile = false;
 };
 struct InfoArgs {
     int threads = 0;

@@ -42,6 +42,10 @@ contains "$W/out" "cpu kernels:" "info says which CPU kernels this build has"
 expect 0 "fsad bench" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2
 contains "$W/out" "images/s" "bench reports scoring speed"
 contains "$W/out" "s/step" "bench reports the fine-tuning step"
+expect 0 "fsad bench --profile" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2 --profile
+contains "$W/out" "ops of one fine-tuning step" "bench --profile prints the step's ops"
+contains "$W/out" "conv2d_backward" "the step's table has the convolution gradients"
+contains "$W/out" "conv2d_bn_eval_forward" "the forward table has the inference convolutions"
 
 # ---- synth: generated layouts
 expect 0 "synth mvtec layout" "$FSAD" synth -o "$W/ds" --size 48 --pool 8 --test 2 --products metal,wood
