@@ -98,8 +98,8 @@ TEST_CASE("cuda: convolution forward and backward (cuDNN) match the CPU") {
 
 TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
     for (auto act : {math::Activation::Identity, math::Activation::ReLU, math::Activation::ReLU6}) {
-        // [N,C]; planes under 32 values (flat passes); small planes, several per block; one plane
-        // per block; planes cut in parts (fewer images than blocks wanted per channel)
+        // [N,C]; planes under 256 values (flat element-wise passes; several planes per statistics
+        // block); planes of a block each; planes cut in parts (fewer images than blocks per channel)
         for (const Shape& s : {Shape{16, 6}, Shape{3, 6, 3, 3}, Shape{4, 6, 5, 7}, Shape{40, 6, 16, 16},
                                Shape{64, 6, 48, 48}, Shape{8, 6, 64, 64}}) {
             CAPTURE(static_cast<int>(act));

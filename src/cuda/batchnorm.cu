@@ -91,7 +91,7 @@ __global__ void bn_eval_coeffs_k(const float* gamma, const float* beta, const fl
 }
 
 // The element-wise passes walk the values of a plane with the channel known: one block per (image,
-// channel) plane (grid [n * C]) for planes of 32 values and more, else a grid-stride loop with a
+// channel) plane (grid [n * C]) for planes of 256 values and more, else a grid-stride loop with a
 // 32-bit division per value (Elementwise::flat).
 struct Elementwise {
     int64_t c_count, hw;
@@ -179,15 +179,16 @@ Cells cells_for(const Layout& L) {
     return {L.n, L.c, L.hw, parts, std::min(want, L.n * parts)};
 }
 
-// The launch of an element-wise pass (for_planes): a block per plane of 32 values and more
-// (threads: the plane rounded up to whole warps, at most 256), else a flat grid-stride loop.
+// The launch of an element-wise pass (for_planes): a block of 256 threads per plane of 256 values
+// and more, else (small planes: a block each would be mostly idle, and many) a flat grid-stride
+// loop with a 32-bit division per value.
 struct Launch {
     Elementwise e;
     unsigned blocks, threads;
 };
 Launch elementwise(const Layout& L) {
     const int64_t total = L.n * L.c * L.hw;
-    if (L.hw < 32 && total < 0x7fffffffLL)
+    if (L.hw < 256 && total < 0x7fffffffLL)
         return {{L.c, L.hw, true, static_cast<uint32_t>(total)}, blocks_for(total), static_cast<unsigned>(kThreads)};
     FSAD_CHECK(L.n * L.c <= 0x7fffffffLL, "batch norm: ", L.n * L.c, " planes exceed the CUDA grid");
     return {{L.c, L.hw, false, 0}, static_cast<unsigned>(L.n * L.c),
