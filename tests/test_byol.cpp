@@ -129,3 +129,47 @@ TEST_CASE("byol: frozen stages stay as loaded in the online and the target netwo
     CHECK_THROWS_WITH_AS(method::ByolTrainer(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o),
                          doctest::Contains("frozen_stages must lie in [0, 8]"), Error);
 }
+
+TEST_CASE("byol: fit with the next views prepared on a second thread gives the same weights") {
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+    std::vector<Tensor> shots;
+    for (uint64_t i = 0; i < 3; ++i) shots.push_back(Rng(10 + i).uniform_tensor(Shape{3, 40, 40}, 0, 1));
+    auto run = [&](method::ByolOptions::Prefetch pf, int64_t steps, int threads) {
+        method::ByolOptions o;
+        o.batch = 4;
+        o.hidden = 16;
+        o.projection = 8;
+        o.augment.size = 32;
+        o.steps = steps;
+        o.negative = method::Negative::CutPaste;
+        o.seed = 7;
+        o.prefetch = pf;
+        const int before = get_num_threads();
+        set_num_threads(threads);
+        method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
+        std::vector<float> losses;
+        tr.fit(shots, [&](const method::StepStats& s) { losses.push_back(s.loss); });
+        set_num_threads(before);
+        CHECK(tr.steps_done() == steps);
+        return std::make_pair(tr.online().flat_params().to_vector(), losses);
+    };
+    const auto off = run(method::ByolOptions::Prefetch::Off, 4, 2);
+    const auto on = run(method::ByolOptions::Prefetch::On, 4, 2);
+    CHECK(on.second == off.second);  // the same views: bitwise the same losses and weights
+    FSAD_CHECK_CLOSE("weights, prefetched vs sequential", on.first, off.first, 0, 0);
+    CHECK(run(method::ByolOptions::Prefetch::On, 1, 1).second.size() == 1);
+    // a callback that throws mid-fit: the prefetching thread is joined, the error comes through
+    method::ByolOptions o;
+    o.batch = 4;
+    o.hidden = 16;
+    o.projection = 8;
+    o.augment.size = 32;
+    o.steps = 5;
+    o.prefetch = method::ByolOptions::Prefetch::On;
+    method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
+    CHECK_THROWS_WITH_AS(tr.fit(shots, [](const method::StepStats& s) {
+        if (s.step == 1) throw Error("stop here");
+    }),
+                         doctest::Contains("stop here"), Error);
+    CHECK(tr.steps_done() == 2);
+}

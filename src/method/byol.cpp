@@ -1,8 +1,10 @@
 #include "fsad/method/byol.hpp"
 
 #include <cmath>
+#include <future>
 #include <numbers>
 
+#include "fsad/core/parallel.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/method/losses.hpp"
 
@@ -75,7 +77,7 @@ void ByolTrainer::sync_target() {
     target_->flat_buffers().copy_from(online_->flat_buffers().slice(0, nb));
 }
 
-StepStats ByolTrainer::step(const std::vector<Tensor>& shots) {
+ByolTrainer::Views ByolTrainer::prepare_views(const std::vector<Tensor>& shots) {
     FSAD_CHECK(!shots.empty(), "ByolTrainer::step: no training images");
     const int64_t B = opt_.batch;
     const std::vector<int64_t> idx = draw_batch(static_cast<int64_t>(shots.size()), B, rng_);
@@ -96,13 +98,23 @@ StepStats ByolTrainer::step(const std::vector<Tensor>& shots) {
             vn[static_cast<size_t>(i)] = negative(augment(x, affine, r), opt_.negative, r);
         }
     }
-    std::vector<int64_t> perm(static_cast<size_t>(B));
-    for (int64_t i = 0; i < B; ++i) perm[static_cast<size_t>(i)] = i;
-    std::shuffle(perm.begin(), perm.end(), rng_.engine());
-    const Device dev = opt_.device;
-    Tensor xn = neg ? normalized_batch(vn).to(dev) : Tensor();
-    return train_step(normalized_batch(v1).to(dev), normalized_batch(v2).to(dev), neg ? &xn : nullptr, perm);
+    Views v;
+    v.perm.resize(static_cast<size_t>(B));
+    for (int64_t i = 0; i < B; ++i) v.perm[static_cast<size_t>(i)] = i;
+    std::shuffle(v.perm.begin(), v.perm.end(), rng_.engine());
+    v.x1 = normalized_batch(v1);
+    v.x2 = normalized_batch(v2);
+    if (neg) v.xn = normalized_batch(vn);
+    return v;
 }
+
+StepStats ByolTrainer::run_views(const Views& v) {
+    const Device dev = opt_.device;
+    const Tensor xn = v.xn.defined() ? v.xn.to(dev) : Tensor();
+    return train_step(v.x1.to(dev), v.x2.to(dev), xn.defined() ? &xn : nullptr, v.perm);
+}
+
+StepStats ByolTrainer::step(const std::vector<Tensor>& shots) { return run_views(prepare_views(shots)); }
 
 StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, const Tensor* xn_in,
                                   const std::vector<int64_t>& perm) {
@@ -188,8 +200,30 @@ StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, cons
 }
 
 void ByolTrainer::fit(const std::vector<Tensor>& shots, const std::function<void(const StepStats&)>& progress) {
+    const bool prefetch = opt_.prefetch == ByolOptions::Prefetch::On ||
+                          (opt_.prefetch == ByolOptions::Prefetch::Auto && opt_.device.is_cuda());
+    if (!prefetch) {
+        while (step_ < opt_.steps) {
+            StepStats s = step(shots);
+            if (progress) progress(s);
+        }
+        return;
+    }
+    // The next step's views are drawn and augmented on a second thread while this step runs: only
+    // that thread touches rng_ (run_views draws nothing), one step at a time, so the draws come in
+    // the sequential order. A future of std::async joins its thread when destroyed, also when a
+    // step or the progress callback throws.
+    const int threads = get_num_threads();  // OpenMP's thread count is per thread: carry it over
+    auto prepare = [&] {
+        set_num_threads(threads);
+        return prepare_views(shots);
+    };
+    std::future<Views> next;
+    if (step_ < opt_.steps) next = std::async(std::launch::async, prepare);
     while (step_ < opt_.steps) {
-        StepStats s = step(shots);
+        const Views v = next.get();
+        if (step_ + 1 < opt_.steps) next = std::async(std::launch::async, prepare);
+        StepStats s = run_views(v);
         if (progress) progress(s);
     }
 }

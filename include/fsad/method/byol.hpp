@@ -39,6 +39,11 @@ struct ByolOptions {
     /// Where the networks live and the steps run (Device::cuda(i) with the CUDA backend). The
     /// augmentations run on the CPU; each step's batch is copied over.
     Device device = Device::cpu();
+    /// fit(): prepare the next step's views (augmentation, normalisation) on a second host thread
+    /// while the current step runs. Auto = on a GPU (the CPU is otherwise idle while the device
+    /// computes), off on the CPU (both would compete for the same cores). The views, and so the
+    /// results, are the same either way: the random draws happen in the same order.
+    enum class Prefetch { Auto, On, Off } prefetch = Prefetch::Auto;
 };
 
 struct StepStats {
@@ -72,7 +77,7 @@ public:
     /// The optimisation step on prepared, ImageNet-normalised views x1, x2 [B,3,S,S], the negative
     /// views xn (or null) and the L_pp permutation `perm` of 0..B-1 (ignored without L_pp).
     StepStats train_step(const Tensor& x1, const Tensor& x2, const Tensor* xn, const std::vector<int64_t>& perm);
-    /// All opt.steps steps; `progress` (optional) is called after each.
+    /// All opt.steps steps; `progress` (optional) is called after each. See ByolOptions::prefetch.
     void fit(const std::vector<Tensor>& shots, const std::function<void(const StepStats&)>& progress = {});
     int64_t steps_done() const { return step_; }
     /// Copies the online backbone + projector into the target (done at construction; call again
@@ -86,6 +91,13 @@ public:
     static std::vector<int64_t> draw_batch(int64_t n, int64_t batch, Rng& rng);
 
 private:
+    struct Views {  // one step's input on the host: normalised views and the L_pp permutation
+        Tensor x1, x2, xn;
+        std::vector<int64_t> perm;
+    };
+    Views prepare_views(const std::vector<Tensor>& shots);  // draws from rng_: call in step order
+    StepStats run_views(const Views& v);
+
     ByolOptions opt_;
     std::shared_ptr<OnlineNetwork> online_;
     std::shared_ptr<TargetNetwork> target_;
