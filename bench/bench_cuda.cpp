@@ -102,6 +102,37 @@ void byol_step(benchmark::State& st) {
     bench::rate(st, "img/s", static_cast<double>(batch));
 }
 
+// Fine-tuning as `fit` runs it: each step's views augmented on the CPU from 10 shots of 256 px and
+// copied over; range(2) = 1: the next step's views prepared while the GPU runs the step
+// (ByolOptions::prefetch), 0: one after the other.
+void byol_fit(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const int64_t res = st.range(0), batch = st.range(1);
+    std::vector<Tensor> shots;
+    for (uint64_t i = 0; i < 10; ++i) shots.push_back(Rng(20 + i).uniform_tensor(Shape{3, 256, 256}, 0, 1));
+    method::ByolOptions o;
+    o.batch = batch;
+    o.augment.size = res;
+    o.negative = method::Negative::CutPaste;
+    o.device = kGpu;
+    o.prefetch = st.range(2) ? method::ByolOptions::Prefetch::On : method::ByolOptions::Prefetch::Off;
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18};
+    int64_t steps = 0;
+    for (auto _ : st) {
+        st.PauseTiming();
+        o.steps = 6;
+        method::ByolTrainer tr(nn::make_backbone(cfg, 1), [&] { return nn::make_backbone(cfg, 2); }, o);
+        tr.step(shots);  // algorithm search, allocator warm-up
+        synchronize(kGpu);
+        st.ResumeTiming();
+        tr.fit(shots);
+        synchronize(kGpu);
+        steps += 5;
+    }
+    st.counters["steps/s"] = benchmark::Counter(static_cast<double>(steps), benchmark::Counter::kIsRate);
+    st.SetLabel(st.range(2) ? "views prefetched" : "views in turn");
+}
+
 // Scoring throughput of a fitted detector (ResNet18, 224 px input images: resize is a no-op copy)
 void detector_score(benchmark::State& st) {
     if (!have_gpu(st)) return;
@@ -177,6 +208,7 @@ BENCHMARK_CAPTURE(conv, cuda_conv2d_forward, false)->Apply(conv_args);
 BENCHMARK_CAPTURE(conv, cuda_conv2d_backward, true)->Apply(conv_args);
 BENCHMARK(batchnorm_relu)->Args({64, 64, 112})->Args({64, 256, 14})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(byol_step)->Args({224, 64})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(byol_fit)->Args({224, 64, 1})->Args({224, 64, 0})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(detector_score)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(infer_cuda)->Args({224, 512})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(copy_to_gpu)->Args({256, 1})->Args({256, 0})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -41,6 +41,9 @@ def main():
             theirs = float(inf.group(1)) if inf else None
             rows.append(("ResNet18 features 224 px batch 512, on-device input", f"{ours:.0f} img/s",
                          f"{theirs:.0f} img/s" if theirs else "-", ours / theirs if theirs else None))
+        if b["name"].startswith("byol_fit") and not b.get("error_occurred"):
+            rows.append((f"fit's fine-tuning 224/64, views augmented on the CPU ({b.get('label', '')})",
+                         f"{b['steps/s']:.2f} steps/s", "-", None))
         if b["name"].startswith("copy_to_gpu") and not b.get("error_occurred"):
             rows.append((f"host-to-device copy, 256 images ({b.get('label', '')})", f"{b['GB/s']:.1f} GB/s", "-", None))
         if b["name"].startswith("detector_score") and not b.get("error_occurred"):
