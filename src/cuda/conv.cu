@@ -66,6 +66,7 @@ using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t, int64_t, int64
 struct Choice {
     int algo;
     size_t workspace;
+    cudnnMathType_t math;  // the math type the search timed the algorithm with (set before each call)
 };
 
 std::mutex g_cache_mu;
@@ -80,7 +81,8 @@ template <class Perf>
 Choice pick(const Perf* perf, int returned, const char* what) {
     for (int i = 0; i < returned; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kWorkspaceLimit)
-            return {static_cast<int>(perf[i].algo), perf[i].memory};
+            // without TF32 the call stays exact FP32 whatever the search reports (as PyTorch does)
+            return {static_cast<int>(perf[i].algo), perf[i].memory, ops::allow_tf32() ? perf[i].mathType : CUDNN_FMA_MATH};
     throw CudaError(std::string("cuDNN found no usable ") + what + " algorithm for this convolution");
 }
 
@@ -131,6 +133,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     Context& c = context(x.device().index);
     Descs d(x, w, y, p);
     const Choice ch = algo_for(Dir::Fwd, c, d, x, w, y, p);
+    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
     FSAD_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, &one, d.x.d, x.data(), d.w.d, w.data(), d.conv.d,
@@ -159,6 +162,7 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     const float one = 1.0f, zero = 0.0f;
     if (dx && dx->numel() > 0) {
         const Choice ch = algo_for(Dir::BwdData, c, d, *dx, w, dy, p);
+        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
         void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
         FSAD_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, &one, d.w.d, w.data(), d.y.d, dy.data(), d.conv.d,
                                                       static_cast<cudnnConvolutionBwdDataAlgo_t>(ch.algo), ws, ch.workspace,
@@ -166,6 +170,7 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     }
     if (dw && dw->numel() > 0) {
         const Choice ch = algo_for(Dir::BwdFilter, c, d, x, *dw, dy, p);
+        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
         void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
         FSAD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, &one, d.x.d, x.data(), d.y.d, dy.data(), d.conv.d,
                                                         static_cast<cudnnConvolutionBwdFilterAlgo_t>(ch.algo), ws,
