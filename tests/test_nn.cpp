@@ -266,6 +266,9 @@ TEST_CASE("ops: the profiler counts every op once, by device, only while it is a
         const std::string t = prof.table();
         CHECK(t.find("conv2d_bn_eval_forward") != std::string::npos);
         CHECK(t.find("all ops") != std::string::npos);
+        double total = 0;
+        for (const auto& r : rows) total += r.ms;
+        CHECK(prof.wall_ms() >= total);  // the ops ran inside the profiled span
     }
     ops::Profiler prof;  // a new one starts empty: training forward and backward
     net->train();

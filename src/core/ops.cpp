@@ -53,6 +53,7 @@ struct Profiler::Impl {
     std::map<std::pair<std::string, int>, Row> rows;  // (op, device index or -1 for the CPU)
     std::vector<Pending> pending;
     int depth = 0;  // ops within ops count once
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), reported = start;
 
     void add(const char* op, Device dev, double ms) {
         Row& r = rows[{op, dev.is_cuda() ? dev.index : -1}];
@@ -224,10 +225,15 @@ Profiler::~Profiler() {
 
 std::vector<Profiler::Row> Profiler::report() {
     impl_->resolve();
+    impl_->reported = std::chrono::steady_clock::now();
     std::vector<Row> out;
     for (const auto& kv : impl_->rows) out.push_back(kv.second);
     std::stable_sort(out.begin(), out.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
     return out;
+}
+
+double Profiler::wall_ms() const {
+    return std::chrono::duration<double, std::milli>(impl_->reported - impl_->start).count();
 }
 
 std::string Profiler::table() {
@@ -246,6 +252,8 @@ std::string Profiler::table() {
         s += line;
     }
     std::snprintf(line, sizeof line, "%-30s %-7s %8s %11.3f\n", "all ops", "", "", total);
+    s += line;
+    std::snprintf(line, sizeof line, "%-30s %-7s %8s %11.3f\n", "wall time", "", "", wall_ms());
     return s + line;
 }
 

@@ -71,7 +71,12 @@ public:
     Profiler& operator=(const Profiler&) = delete;
     /// The rows so far, largest time first (waits for the GPU work recorded so far).
     std::vector<Row> report();
-    /// report() as an aligned text table: op, device, calls, total ms, ms per call, share.
+    /// Wall time from the profiler's start to the end of the last report() (after the GPU work
+    /// recorded by then was done): beside the ops' total, what the rest took or, on a GPU, how
+    /// long the device sat idle.
+    double wall_ms() const;
+    /// report() as an aligned text table: op, device, calls, total ms, ms per call, share, then
+    /// the ops' total and the wall time.
     std::string table();
 
     struct Impl;
