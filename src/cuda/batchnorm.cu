@@ -172,7 +172,7 @@ Layout layout(const Tensor& x) { return {x.dim(0), x.dim(1), x.ndim() == 4 ? x.d
 
 // blocks per channel: enough blocks in all (>= 1024) while each keeps >= 4 values per thread;
 // planes are cut in parts only when there are fewer images than wanted blocks
-Cells cells_for(const Layout& L) {
+Cells cells_for(const Layout& L) {  // L.n * L.hw > 0
     const int64_t m = L.n * L.hw;
     const int64_t want = std::clamp<int64_t>((1024 + L.c - 1) / L.c, 1, std::max<int64_t>(1, m / (4 * kBnThreads)));
     const int64_t parts = std::clamp<int64_t>((want + L.n - 1) / L.n, 1, std::max<int64_t>(1, L.hw / (4 * kBnThreads)));
@@ -250,6 +250,11 @@ void batchnorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean
                         const Tensor* dbeta) {
     const Layout L = layout(x);
     if (L.c == 0) return;
+    if (L.n * L.hw == 0) {  // no values: zero parameter gradients, an empty dx
+        if (dgamma) fill(*dgamma, 0.0f);
+        if (dbeta) fill(*dbeta, 0.0f);
+        return;
+    }
     const int dev = x.device().index;
     cudaStream_t s = context(dev).stream;
     const float* yp = (y && act != math::Activation::Identity) ? y->data() : nullptr;
