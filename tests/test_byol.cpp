@@ -6,6 +6,18 @@
 using namespace fsad;
 using namespace fsad::test;
 
+namespace {
+// BYOL options small enough for a unit test: batch 4, heads of 16 and 8, 32 px views
+method::ByolOptions tiny_options() {
+    method::ByolOptions o;
+    o.batch = 4;
+    o.hidden = 16;
+    o.projection = 8;
+    o.augment.size = 32;
+    return o;
+}
+}  // namespace
+
 TEST_CASE("golden: two BYOL + L_pp + L_np steps against PyTorch") {
     auto fx = io::read_safetensors(test::data_dir() + "/golden_byol.safetensors");
     auto meta = [&](const char* k) { return std::stof(fx.metadata.at(k)); };
@@ -65,11 +77,7 @@ TEST_CASE("byol: batches use every shot before repeating one; divergence names t
     for (size_t i = 5; i < 10; ++i) count[static_cast<size_t>(b[i])]++;
     for (int c : count) CHECK(c == 2);
 
-    method::ByolOptions o;
-    o.batch = 4;
-    o.hidden = 16;
-    o.projection = 8;
-    o.augment.size = 32;
+    method::ByolOptions o = tiny_options();
     o.lr = 1e30f;  // guaranteed to blow up
     nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
     method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
@@ -90,11 +98,7 @@ TEST_CASE("byol: batches use every shot before repeating one; divergence names t
 }
 
 TEST_CASE("byol: frozen stages stay as loaded in the online and the target network") {
-    method::ByolOptions o;
-    o.batch = 4;
-    o.hidden = 16;
-    o.projection = 8;
-    o.augment.size = 32;
+    method::ByolOptions o = tiny_options();
     o.frozen_stages = 3;
     nn::BackboneConfig cfg{nn::BackboneKind::MobileNetV2, 0.25f};
     auto backbone = nn::make_backbone(cfg, 0);
@@ -135,11 +139,7 @@ TEST_CASE("byol: fit with the next views prepared on a second thread gives the s
     std::vector<Tensor> shots;
     for (uint64_t i = 0; i < 3; ++i) shots.push_back(Rng(10 + i).uniform_tensor(Shape{3, 40, 40}, 0, 1));
     auto run = [&](method::ByolOptions::Prefetch pf, int64_t steps, int threads) {
-        method::ByolOptions o;
-        o.batch = 4;
-        o.hidden = 16;
-        o.projection = 8;
-        o.augment.size = 32;
+        method::ByolOptions o = tiny_options();
         o.steps = steps;
         o.negative = method::Negative::CutPaste;
         o.seed = 7;
@@ -159,11 +159,7 @@ TEST_CASE("byol: fit with the next views prepared on a second thread gives the s
     FSAD_CHECK_CLOSE("weights, prefetched vs sequential", on.first, off.first, 0, 0);
     CHECK(run(method::ByolOptions::Prefetch::On, 1, 1).second.size() == 1);
     // a callback that throws mid-fit: the prefetching thread is joined, the error comes through
-    method::ByolOptions o;
-    o.batch = 4;
-    o.hidden = 16;
-    o.projection = 8;
-    o.augment.size = 32;
+    method::ByolOptions o = tiny_options();
     o.steps = 5;
     o.prefetch = method::ByolOptions::Prefetch::On;
     method::ByolTrainer tr(nn::make_backbone(cfg, 0), [&] { return nn::make_backbone(cfg, 1); }, o);
