@@ -49,4 +49,21 @@ TEST_CASE("images: resizing and centre crop") {
     Tensor c = io::resize_short_center_crop(flat, 40, 32, 32);
     CHECK(c.shape() == Shape{3, 32, 32});
     CHECK_THROWS_AS(io::resize_short_center_crop(flat, 20, 32, 32), Error);
+    // to the same size: a copy (the filter at scale 1 is the identity; the shortcut skips it),
+    // not the input's storage
+    Tensor rnd = test::randu(Shape{3, 37, 53}, 5, 0.0f, 1.0f);
+    Tensor copy = io::resize_antialias(rnd, 37, 53);
+    CHECK(copy.to_vector() == rnd.to_vector());
+    CHECK(copy.data() != rnd.data());
+}
+
+TEST_CASE("images: a normalised batch is the images normalised one by one, stacked") {
+    std::vector<Tensor> imgs;
+    for (uint64_t i = 0; i < 5; ++i) imgs.push_back(test::randu(Shape{3, 9, 7}, 40 + i, 0.0f, 1.0f));
+    const Tensor b = method::normalized_batch(imgs);
+    REQUIRE(b.shape() == Shape{5, 3, 9, 7});
+    for (int64_t i = 0; i < 5; ++i)
+        CHECK(b.slice(i, i + 1).to_vector() == io::imagenet_normalize(imgs[static_cast<size_t>(i)]).to_vector());
+    imgs.push_back(test::randu(Shape{3, 9, 8}, 50, 0.0f, 1.0f));
+    CHECK_THROWS_WITH_AS(method::normalized_batch(imgs), doctest::Contains("image 5 is [3, 9, 8]"), Error);
 }

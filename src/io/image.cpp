@@ -126,6 +126,7 @@ Tensor resize_antialias(const Tensor& img, int64_t oh, int64_t ow) {
     FSAD_CHECK(oh > 0 && ow > 0, "resize_antialias: output size must be positive, got ", oh, "x", ow);
     const int64_t c = img.dim(0), h = img.dim(1), w = img.dim(2);
     FSAD_CHECK(h > 0 && w > 0, "resize_antialias: empty input ", img.shape().str());
+    if (oh == h && ow == w) return img.clone();  // the filter at scale 1 is the identity (1 ms at 224 px)
     const Taps tx = taps(w, ow), ty = taps(h, oh);
     Tensor mid = Tensor::empty(Shape{c, h, ow}), out = Tensor::empty(Shape{c, oh, ow});
     for (int64_t k = 0; k < c; ++k)
@@ -167,13 +168,18 @@ Tensor resize_short_center_crop(const Tensor& img, int64_t short_side, int64_t o
     return out;
 }
 
-Tensor imagenet_normalize(const Tensor& img) {
+void imagenet_normalize_into(const Tensor& img, float* dst) {
     FSAD_CHECK(img.ndim() == 3 && img.dim(0) == 3, "imagenet_normalize: expected [3,H,W], got ", img.shape().str());
     static const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
-    Tensor out = Tensor::empty(img.shape());
     const int64_t hw = img.dim(1) * img.dim(2);
+    const float* src = img.data();
     for (int64_t k = 0; k < 3; ++k)
-        for (int64_t i = 0; i < hw; ++i) out.data()[k * hw + i] = (img.data()[k * hw + i] - mean[k]) / stdv[k];
+        for (int64_t i = 0; i < hw; ++i) dst[k * hw + i] = (src[k * hw + i] - mean[k]) / stdv[k];
+}
+
+Tensor imagenet_normalize(const Tensor& img) {
+    Tensor out = Tensor::empty(img.shape());
+    imagenet_normalize_into(img, out.data());
     return out;
 }
 

@@ -25,11 +25,17 @@ TargetNetwork::TargetNetwork(std::shared_ptr<nn::Backbone> b, int64_t hidden, in
 
 Tensor normalized_batch(const std::vector<Tensor>& images) {
     FSAD_CHECK(!images.empty(), "normalized_batch: no images");
-    std::vector<Tensor> n(images.size());
     const Shape s = images[0].shape();
+    FSAD_CHECK(s.ndim() == 3, "normalized_batch: images must be [3,H,W], got ", s.str());
+    for (size_t i = 1; i < images.size(); ++i)
+        FSAD_CHECK(images[i].shape() == s, "normalized_batch: image ", i, " is ", images[i].shape().str(), ", image 0 is ",
+                   s.str());
+    // normalised straight into the batch (no per-image tensors, no concatenation pass)
+    Tensor out = Tensor::empty(Shape{static_cast<int64_t>(images.size()), s[0], s[1], s[2]});
+    const int64_t per = s[0] * s[1] * s[2];
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < images.size(); ++i) n[i] = io::imagenet_normalize(images[i]).reshape(Shape{1, s[0], s[1], s[2]});
-    return ops::concat(n, 0);
+    for (size_t i = 0; i < images.size(); ++i) io::imagenet_normalize_into(images[i], out.data() + static_cast<int64_t>(i) * per);
+    return out;
 }
 
 std::vector<int64_t> ByolTrainer::draw_batch(int64_t n, int64_t batch, Rng& rng) {

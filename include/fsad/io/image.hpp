@@ -17,11 +17,14 @@ Tensor decode_image(const std::string& bytes, const std::string& name);
 Tensor resize_bilinear(const Tensor& img, int64_t out_h, int64_t out_w);
 /// Resize with a triangle (bilinear) filter whose support widens with the downscaling factor,
 /// as Pillow's Image.resize(..., BILINEAR) (anti-aliased; the same as bilinear when enlarging).
+/// To the same size it is the identity (a copy).
 Tensor resize_antialias(const Tensor& img, int64_t out_h, int64_t out_w);
 /// Resizes so that the short side is `short_side`, then crops the centre out_h x out_w.
 Tensor resize_short_center_crop(const Tensor& img, int64_t short_side, int64_t out_h, int64_t out_w);
 /// (x - mean) / std per channel with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 Tensor imagenet_normalize(const Tensor& img);
+/// The same into dst (3*H*W floats), e.g. a slice of a batch.
+void imagenet_normalize_into(const Tensor& img, float* dst);
 /// Writes [3,H,W] (or [1,H,W]) in [0,1] as an 8-bit PNG, atomically.
 void write_png(const std::string& path, const Tensor& img);
 /// Encodes [3,H,W] (or [1,H,W]) in [0,1] as 8-bit PNG / baseline JPEG bytes (quality 1..100).
