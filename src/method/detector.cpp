@@ -125,6 +125,8 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
 }
 
 Tensor Detector::preprocess(const Tensor& img) const {
+    // already at the working size: used as it is (only read from here on)
+    if (cfg_.resize_short == 0 && img.dim(1) == cfg_.resolution && img.dim(2) == cfg_.resolution) return img;
     const Tensor r = cfg_.resize_short > 0 ? io::resize_short_center_crop(img, cfg_.resize_short, cfg_.resolution, cfg_.resolution)
                                            : io::resize_antialias(img, cfg_.resolution, cfg_.resolution);
     return r;
