@@ -416,6 +416,16 @@ TEST_CASE("prepared convolution weights: used only for the weights they were mad
 }
 
 TEST_CASE("CUDA tensors: a clear error when there is no backend or no GPU") {
+    // the library versions need no GPU: what a GPU machine's loader picked up shows in `fsad info`
+    if (cuda_built()) {
+        const std::string v = cuda_versions();
+        CAPTURE(v);
+        CHECK(v.find("CUDA runtime 1") != std::string::npos);
+        CHECK(v.find(", cuDNN 9.") != std::string::npos);
+        CHECK(v.find(", cuBLAS ") != std::string::npos);
+    } else {
+        CHECK(cuda_versions().empty());
+    }
     if (cuda_available()) return;  // the parity suite (tests/test_cuda.cpp) covers a GPU machine
     try {
         Tensor t = Tensor::empty(Shape{4}, Device::cuda(0));

@@ -366,7 +366,9 @@ int run_info(const InfoArgs& a) {
               << "\n";
     std::cout << "devices: cpu";
     for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i << " " << cuda_device_name(i);
-    std::cout << "\ncuda backend: " << (cuda_built() ? "built (" + std::to_string(cuda_device_count()) + " GPU(s) visible)" : "not built")
+    std::cout << "\ncuda backend: "
+              << (cuda_built() ? "built (" + std::to_string(cuda_device_count()) + " GPU(s) visible; " + cuda_versions() + ")"
+                               : "not built")
               << "\n";
     std::cout << "weights (first existing file is used; --weights overrides):\n";
     for (auto k : {nn::BackboneKind::ResNet18, nn::BackboneKind::ResNet34, nn::BackboneKind::ResNet50,

@@ -187,6 +187,7 @@ void synchronize(Device dev) {
     if (dev.is_cuda()) cuda::synchronize(dev.index);
 }
 std::string cuda_device_name(int index) { return cuda::device_name(index); }
+std::string cuda_versions() { return cuda::versions(); }
 bool cuda_available() { return cuda::device_count() > 0; }
 int cuda_device_count() { return cuda::device_count(); }
 bool cuda_built() { return true; }
@@ -195,6 +196,7 @@ void synchronize(Device) {}
 std::string cuda_device_name(int index) {
     throw CudaError("cuda:" + std::to_string(index) + ": this build of fsad has no CUDA backend");
 }
+std::string cuda_versions() { return {}; }
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
 bool cuda_built() { return false; }

@@ -301,6 +301,27 @@ void event_destroy(void* event) noexcept {
     if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
 
+std::string versions() {
+    auto dotted = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+    int rt = 0, drv = 0;
+    if (cudaRuntimeGetVersion(&rt) != cudaSuccess) cudaGetLastError();
+    if (cudaDriverGetVersion(&drv) != cudaSuccess) {
+        cudaGetLastError();
+        drv = 0;
+    }
+    const size_t dnn = cudnnGetVersion();  // major * 10000 + minor * 100 + patch (cuDNN 9)
+    auto lib = [](auto get) {
+        int v[3] = {0, 0, 0};
+        for (int k = 0; k < 3; ++k)
+            if (get(static_cast<libraryPropertyType>(k), &v[k]) != 0) return std::string("?");
+        return std::to_string(v[0]) + "." + std::to_string(v[1]) + "." + std::to_string(v[2]);
+    };
+    return "CUDA runtime " + dotted(rt) + ", driver " + (drv ? dotted(drv) : std::string("none")) + ", cuDNN " +
+           std::to_string(dnn / 10000) + "." + std::to_string(dnn / 100 % 100) + "." + std::to_string(dnn % 100) +
+           ", cuBLAS " + lib([](libraryPropertyType t, int* v) { return static_cast<int>(cublasGetProperty(t, v)); }) +
+           ", cuSOLVER " + lib([](libraryPropertyType t, int* v) { return static_cast<int>(cusolverGetProperty(t, v)); });
+}
+
 std::string device_name(int device) {
     set_device(device);
     cudaDeviceProp p{};

@@ -31,5 +31,9 @@ std::string cuda_device_name(int index);
 /// True when this build contains the CUDA backend (FSAD_CUDA found nvcc and cuDNN).
 bool cuda_built();
 int cuda_device_count();
+/// The CUDA libraries this process loaded and the driver, e.g. "CUDA runtime 13.0, driver 13.0,
+/// cuDNN 9.19.0, cuBLAS 13.0.2, cuSOLVER 12.0.4" ("driver none" without one); empty without
+/// the CUDA backend. Needs no GPU.
+std::string cuda_versions();
 
 }  // namespace fsad
