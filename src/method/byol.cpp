@@ -206,29 +206,24 @@ StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, cons
 }
 
 void ByolTrainer::fit(const std::vector<Tensor>& shots, const std::function<void(const StepStats&)>& progress) {
+    // With prefetching, the next step's views are drawn and augmented on a second thread while
+    // this step runs; without, the same future is deferred and prepared on this thread when taken.
+    // Either way only one thread at a time touches rng_ (run_views draws nothing), one step after
+    // the other, so the draws come in the same order. A future of std::async joins its thread when
+    // destroyed, also when a step or the progress callback throws.
     const bool prefetch = opt_.prefetch == ByolOptions::Prefetch::On ||
                           (opt_.prefetch == ByolOptions::Prefetch::Auto && opt_.device.is_cuda());
-    if (!prefetch) {
-        while (step_ < opt_.steps) {
-            StepStats s = step(shots);
-            if (progress) progress(s);
-        }
-        return;
-    }
-    // The next step's views are drawn and augmented on a second thread while this step runs: only
-    // that thread touches rng_ (run_views draws nothing), one step at a time, so the draws come in
-    // the sequential order. A future of std::async joins its thread when destroyed, also when a
-    // step or the progress callback throws.
+    const auto policy = prefetch ? std::launch::async : std::launch::deferred;
     const int threads = get_num_threads();  // OpenMP's thread count is per thread: carry it over
     auto prepare = [&] {
         set_num_threads(threads);
         return prepare_views(shots);
     };
     std::future<Views> next;
-    if (step_ < opt_.steps) next = std::async(std::launch::async, prepare);
+    if (step_ < opt_.steps) next = std::async(policy, prepare);
     while (step_ < opt_.steps) {
         const Views v = next.get();
-        if (step_ + 1 < opt_.steps) next = std::async(std::launch::async, prepare);
+        if (step_ + 1 < opt_.steps) next = std::async(policy, prepare);
         StepStats s = run_views(v);
         if (progress) progress(s);
     }
