@@ -102,8 +102,7 @@ template <class F>
 __device__ inline void for_planes(const Elementwise& e, F&& f) {  // f(index, channel)
     if (e.flat) {
         const uint32_t hw = static_cast<uint32_t>(e.hw), cc = static_cast<uint32_t>(e.c_count);
-        for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < e.total; i += blockDim.x * gridDim.x)
-            f(static_cast<int64_t>(i), static_cast<int64_t>((i / hw) % cc));
+        FSAD_INDEX_LOOP(uint32_t, i, e.total) f(static_cast<int64_t>(i), static_cast<int64_t>((i / hw) % cc));
         return;
     }
     const int64_t plane = blockIdx.x, at = plane * e.hw, c = plane % e.c_count;

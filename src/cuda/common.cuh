@@ -68,8 +68,13 @@ inline unsigned blocks_for(int64_t n, int threads = kThreads) {
     return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 65535LL * 32));
 }
 
+/// Grid-stride loop over [0, n) with a 64-bit index.
 #define FSAD_GRID_LOOP(i, n) \
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+/// The same with an index of type I: uint32_t where every index fits in 31 bits (index arithmetic
+/// per value in 32 bits: a 64-bit division costs dozens of instructions), int64_t otherwise.
+#define FSAD_INDEX_LOOP(I, j, n) \
+    for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < (n); j += static_cast<I>(blockDim.x) * gridDim.x)
 
 /// Sum over the block (blockDim.x a multiple of 32, at most 1024); the result is valid in thread 0.
 template <class T>

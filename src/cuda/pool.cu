@@ -56,8 +56,6 @@ __device__ inline void split_index(I j, int64_t rows, int64_t cols, int64_t& k, 
     r = rq;
     c = rem - rq * static_cast<I>(cols);
 }
-#define FSAD_INDEX_LOOP(I, j, n) \
-    for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < (n); j += static_cast<I>(blockDim.x) * gridDim.x)
 
 template <class I>
 __global__ void maxpool_fwd_k(const float* x, float* y, Geo g, I total) {
