@@ -1,6 +1,7 @@
 // Shared plumbing of the CUDA backend: typed errors that carry the failing call, its status
 // string, file and line; the per-device stream; per-thread library handles (cuBLAS, cuDNN,
-// cuSOLVER) created lazily; launch-size helpers and block reductions.
+// cuSOLVER) created lazily; the launcher of the kernel headers' sequences (device.cuh has the
+// launch-size helpers, loops and block reductions).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -10,7 +11,9 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "device.cuh"
 #include "fsad/core/error.hpp"
+#include "kernels.hpp"
 
 namespace fsad::cuda {
 
@@ -62,34 +65,28 @@ cudaStream_t stream(int device);
 /// A scratch buffer per device that only grows (cuDNN workspaces, reduction partials).
 void* workspace(int device, size_t bytes);
 
-constexpr int kThreads = 256;
-inline unsigned blocks_for(int64_t n, int threads = kThreads) {
-    const int64_t b = (n + threads - 1) / threads;
-    return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 65535LL * 32));
-}
-
-/// Grid-stride loop over [0, n) with a 64-bit index.
-#define FSAD_GRID_LOOP(i, n) \
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-/// The same with an index of type I: uint32_t where every index fits in 31 bits (index arithmetic
-/// per value in 32 bits: a 64-bit division costs dozens of instructions), int64_t otherwise.
-#define FSAD_INDEX_LOOP(I, j, n) \
-    for (I j = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; j < (n); j += static_cast<I>(blockDim.x) * gridDim.x)
-
-/// Sum over the block (blockDim.x a multiple of 32, at most 1024); the result is valid in thread 0.
+/// Scratch of one call from the caching allocator, returned when it goes out of scope (stream
+/// order makes the reuse by the next op safe).
 template <class T>
-__device__ inline T block_sum(T v) {
-    __shared__ T warp_sums[32];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __syncthreads();  // warp_sums may still be read by a previous call
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    const int nwarps = (blockDim.x + 31) >> 5;
-    v = threadIdx.x < nwarps ? warp_sums[threadIdx.x] : T(0);
-    if (warp == 0)
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    return v;
-}
+struct Scratch {
+    int dev;
+    size_t count;
+    T* p;
+    Scratch(int device, size_t n) : dev(device), count(n), p(static_cast<T*>(alloc(device, n * sizeof(T)))) {}
+    ~Scratch() { release(dev, p, count * sizeof(T)); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+/// The backend's launcher for the kernel headers' sequences (device.cuh): on the device's stream,
+/// a bad launch configuration reported at the launch.
+struct StreamLaunch {
+    cudaStream_t stream;
+    template <class... P, class... A>
+    void operator()(void (*kernel)(P...), dim3 grid, dim3 block, A&&... args) const {
+        kernel<<<grid, block, 0, stream>>>(std::forward<A>(args)...);
+        FSAD_CUDA_LAUNCH_CHECK();
+    }
+};
 
 }  // namespace fsad::cuda
