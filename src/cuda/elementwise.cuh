@@ -105,15 +105,20 @@ __global__ void l2_normalize_backward_k(const float* x, const float* dy, float* 
     for (int64_t k = threadIdx.x; k < d; k += blockDim.x)
         dx[blockIdx.x * d + k] = nx > eps ? static_cast<float>(g[k] / nx - xr[k] * dot / (nx2 * nx)) : static_cast<float>(g[k] / eps);
 }
-__global__ void cosine_k(const float* a, const float* b, float* c, int64_t d, float eps) {
-    const float* ar = a + blockIdx.x * d;
-    const float* br = b + blockIdx.x * d;
-    double aa = 0, bb = 0, ab = 0;
+// this thread's share of |a|^2, |b|^2 and a.b over a row of d values
+__device__ inline void row_dots(const float* ar, const float* br, int64_t d, double& aa, double& bb, double& ab) {
+    aa = bb = ab = 0.0;
     for (int64_t k = threadIdx.x; k < d; k += blockDim.x) {
         aa += static_cast<double>(ar[k]) * ar[k];
         bb += static_cast<double>(br[k]) * br[k];
         ab += static_cast<double>(ar[k]) * br[k];
     }
+}
+__global__ void cosine_k(const float* a, const float* b, float* c, int64_t d, float eps) {
+    const float* ar = a + blockIdx.x * d;
+    const float* br = b + blockIdx.x * d;
+    double aa, bb, ab;
+    row_dots(ar, br, d, aa, bb, ab);
     aa = block_sum(aa);
     bb = block_sum(bb);
     ab = block_sum(ab);
@@ -123,12 +128,8 @@ __global__ void cosine_backward_k(const float* a, const float* b, const float* d
                                   float eps) {
     const float* ar = a + blockIdx.x * d;
     const float* br = b + blockIdx.x * d;
-    double aa = 0, bb = 0, ab = 0;
-    for (int64_t k = threadIdx.x; k < d; k += blockDim.x) {
-        aa += static_cast<double>(ar[k]) * ar[k];
-        bb += static_cast<double>(br[k]) * br[k];
-        ab += static_cast<double>(ar[k]) * br[k];
-    }
+    double aa, bb, ab;
+    row_dots(ar, br, d, aa, bb, ab);
     __shared__ double na2, nb2, nab;
     aa = block_sum(aa);
     if (threadIdx.x == 0) na2 = aa;

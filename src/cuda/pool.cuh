@@ -60,19 +60,42 @@ __device__ inline void split_index(I j, int64_t rows, int64_t cols, int64_t& k, 
     c = rem - rq * static_cast<I>(cols);
 }
 
+// The input window of output j: plane k, rows [h0, h1), columns [w0, w1) (clipped)
+struct Window {
+    int64_t k, h0, h1, w0, w1;
+};
+template <class I>
+__device__ inline Window window_of(I j, const Geo& g) {
+    Window r;
+    int64_t oh, ow;
+    split_index(j, g.ho, g.wo, r.k, oh, ow);
+    window(oh, g.sh, g.ph, g.kh, g.h, r.h0, r.h1);
+    window(ow, g.sw, g.pw, g.kw, g.w, r.w0, r.w1);
+    return r;
+}
+// The outputs whose windows cover input j: plane k, input row ih and column iw, output rows
+// [oh0, oh1) and columns [ow0, ow1)
+struct Cover {
+    int64_t k, ih, iw, oh0, oh1, ow0, ow1;
+};
+template <class I>
+__device__ inline Cover cover_of(I j, const Geo& g) {
+    Cover r;
+    split_index(j, g.h, g.w, r.k, r.ih, r.iw);
+    covering(r.ih, g.sh, g.ph, g.kh, g.ho, r.oh0, r.oh1);
+    covering(r.iw, g.sw, g.pw, g.kw, g.wo, r.ow0, r.ow1);
+    return r;
+}
+
 template <class I>
 __global__ void maxpool_fwd_k(const float* x, float* y, Geo g, I total) {
     FSAD_INDEX_LOOP(I, j, total) {
-        int64_t k, oh, ow;
-        split_index(j, g.ho, g.wo, k, oh, ow);
-        const float* xc = x + k * g.h * g.w;
-        int64_t h0, h1, w0, w1;
-        window(oh, g.sh, g.ph, g.kh, g.h, h0, h1);
-        window(ow, g.sw, g.pw, g.kw, g.w, w0, w1);
+        const Window win = window_of(j, g);
+        const float* xc = x + win.k * g.h * g.w;
         float best = -FLT_MAX;
         bool any = false;
-        for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) {
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) {
                 const float v = xc[ih * g.w + iw];
                 if (!any || v > best) best = v;
                 any = true;
@@ -84,17 +107,13 @@ __global__ void maxpool_fwd_k(const float* x, float* y, Geo g, I total) {
 template <class I>
 __global__ void maxpool_bwd_k(const float* x, const float* dy, float* dx, Geo g, I total) {
     FSAD_INDEX_LOOP(I, j, total) {
-        int64_t k, ih, iw;
-        split_index(j, g.h, g.w, k, ih, iw);
-        const float* xc = x + k * g.h * g.w;
-        const float* dc = dy + k * g.ho * g.wo;
-        int64_t oh0, oh1, ow0, ow1;
-        covering(ih, g.sh, g.ph, g.kh, g.ho, oh0, oh1);
-        covering(iw, g.sw, g.pw, g.kw, g.wo, ow0, ow1);
+        const Cover cv = cover_of(j, g);
+        const float* xc = x + cv.k * g.h * g.w;
+        const float* dc = dy + cv.k * g.ho * g.wo;
         float s = 0.0f;
-        for (int64_t oh = oh0; oh < oh1; ++oh)
-            for (int64_t ow = ow0; ow < ow1; ++ow)
-                if (argmax_of(xc, g, oh, ow) == ih * g.w + iw) s += dc[oh * g.wo + ow];
+        for (int64_t oh = cv.oh0; oh < cv.oh1; ++oh)
+            for (int64_t ow = cv.ow0; ow < cv.ow1; ++ow)
+                if (argmax_of(xc, g, oh, ow) == cv.ih * g.w + cv.iw) s += dc[oh * g.wo + ow];
         dx[j] = s;
     }
 }
@@ -103,15 +122,11 @@ template <class I>
 __global__ void avgpool_fwd_k(const float* x, float* y, Geo g, I total) {
     const float inv = 1.0f / static_cast<float>(g.kh * g.kw);
     FSAD_INDEX_LOOP(I, j, total) {
-        int64_t k, oh, ow;
-        split_index(j, g.ho, g.wo, k, oh, ow);
-        const float* xc = x + k * g.h * g.w;
-        int64_t h0, h1, w0, w1;
-        window(oh, g.sh, g.ph, g.kh, g.h, h0, h1);
-        window(ow, g.sw, g.pw, g.kw, g.w, w0, w1);
+        const Window win = window_of(j, g);
+        const float* xc = x + win.k * g.h * g.w;
         float s = 0.0f;
-        for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) s += xc[ih * g.w + iw];
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) s += xc[ih * g.w + iw];
         y[j] = s * inv;
     }
 }
@@ -120,15 +135,11 @@ template <class I>
 __global__ void avgpool_bwd_k(const float* dy, float* dx, Geo g, I total) {
     const float inv = 1.0f / static_cast<float>(g.kh * g.kw);
     FSAD_INDEX_LOOP(I, j, total) {
-        int64_t k, ih, iw;
-        split_index(j, g.h, g.w, k, ih, iw);
-        const float* dc = dy + k * g.ho * g.wo;
-        int64_t oh0, oh1, ow0, ow1;
-        covering(ih, g.sh, g.ph, g.kh, g.ho, oh0, oh1);
-        covering(iw, g.sw, g.pw, g.kw, g.wo, ow0, ow1);
+        const Cover cv = cover_of(j, g);
+        const float* dc = dy + cv.k * g.ho * g.wo;
         float s = 0.0f;
-        for (int64_t oh = oh0; oh < oh1; ++oh)
-            for (int64_t ow = ow0; ow < ow1; ++ow) s += dc[oh * g.wo + ow];
+        for (int64_t oh = cv.oh0; oh < cv.oh1; ++oh)
+            for (int64_t ow = cv.ow0; ow < cv.ow1; ++ow) s += dc[oh * g.wo + ow];
         dx[j] = s * inv;
     }
 }
