@@ -311,6 +311,31 @@ TEST_CASE("cuda: the full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) match
     close(cpu_tr.target().flat_params(), gpu_tr.target().flat_params(), "target parameters after 2 steps", 1e-2f, 1e-4f);
 }
 
+TEST_CASE("cuda: a fine-tuning step reads back only its losses and the features' finiteness check") {
+    // BatchNorm frozen (the recommended recipe): every BN backward used to read the running
+    // variance back to the host, and every sum's backward its gradient, each draining the GPU
+    for (bool freeze_bn : {false, true}) {
+        CAPTURE(freeze_bn);
+        method::ByolOptions o;
+        o.batch = 4;
+        o.hidden = 64;
+        o.projection = 32;
+        o.negative = method::Negative::CutPaste;
+        o.freeze_backbone_bn = freeze_bn;
+        o.device = kGpu;
+        nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+        auto make = [&] { return nn::make_backbone(cfg, 5); };
+        method::ByolTrainer tr(make(), make, o);
+        Tensor x1 = gpu(rnd(Shape{4, 3, 64, 64}, 70)), x2 = gpu(rnd(Shape{4, 3, 64, 64}, 71)), xn = gpu(rnd(Shape{4, 3, 64, 64}, 72));
+        const std::vector<int64_t> perm = {1, 2, 3, 0};
+        tr.train_step(x1, x2, &xn, perm);  // the first step also searches cuDNN's algorithms
+        const size_t before = allocator_stats(kGpu).reads_to_host;
+        tr.train_step(x1, x2, &xn, perm);
+        // four losses (total, contrastive, pair, negative) and two feature matrices checked finite
+        CHECK(allocator_stats(kGpu).reads_to_host - before <= 6);
+    }
+}
+
 TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
     DetectorConfig c;
     c.width = 0.125f;

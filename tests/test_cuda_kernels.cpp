@@ -203,11 +203,13 @@ TEST_CASE("simt: batch norm kernels (train, eval, residual, backward) match the 
             FSAD_CHECK_CLOSE("eval y", ev[0], vec(ye), kAtol, kRtol);
             FSAD_CHECK_CLOSE("eval y + residual", ev[1], vec(yres), kAtol, kRtol);
 
-            // inference backward (no batch statistics)
+            // inference backward (no batch statistics; invstd from the running variance on the device)
             Tensor edx, edg, edb;
             ops::batchnorm_backward_eval(x, gamma, rm, rv, eps, dy, &edx, &edg, &edb, &ye, act);
-            Vec inv_rv = rvv;
-            for (float& v : inv_rv) v = 1.0f / std::sqrt(v + eps);
+            Vec inv_rv(static_cast<size_t>(c));
+            kc::bn::invstd(launch, rvv.data(), eps, c, inv_rv.data());
+            for (int64_t k = 0; k < c; ++k)
+                REQUIRE(inv_rv[static_cast<size_t>(k)] == 1.0f / std::sqrt(rvv[static_cast<size_t>(k)] + eps));
             const Vec yev = vec(ye);
             const float* yep = act == Activation::Identity ? nullptr : yev.data();
             const auto eb = both_orders([&] {

@@ -204,8 +204,9 @@ Var cosine_similarity(const Var& a, const Var& b, float eps) {
 
 Var sum(const Var& x) {
     Shape xs = x.shape();
+    // the gradient broadcast on the gradient's device (reading it back would stall a GPU)
     return make_result(ops::sum_all(x.value()), "sum", {x.node()}, [xs](Node& s) {
-        in(s, 0)->accumulate_grad(Tensor::full(xs, s.grad.item(), s.grad.device()));
+        in(s, 0)->accumulate_grad(ops::sum_dim_backward(Shape{1, xs.numel()}, s.grad, 1).reshape(xs));
     });
 }
 

@@ -417,10 +417,10 @@ void batchnorm_backward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
     need_shape(running_mean, Shape{c}, op, "running_mean");
     need_shape(running_var, Shape{c}, op, "running_var");
     need_shape(dy, x.shape(), op, "grad_output");
-    // invstd from the running variance: the same small per-channel computation on any device.
-    std::vector<float> rv = running_var.to_vector();
-    for (auto& v : rv) v = 1.0f / std::sqrt(v + eps);
-    Tensor invstd = Tensor::from_vector(Shape{c}, rv, x.device());
+    need_same_device(x, running_var, op, "input", "running_var");
+    // invstd from the running variance, on the statistics' device (no read-back)
+    Tensor invstd = like(running_var);
+    FSAD_DISPATCH(x.device(), batchnorm_invstd, running_var, eps, invstd);
     if (dx) *dx = like(x);
     if (dgamma) *dgamma = like(gamma);
     if (dbeta) *dbeta = like(gamma);

@@ -90,6 +90,12 @@ void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& 
     }
 }
 
+void batchnorm_invstd(const Tensor& var, float eps, const Tensor& invstd) {
+    const float* v = var.data();
+    float* is = invstd.data();
+    for (int64_t c = 0; c < var.numel(); ++c) is[c] = math::bn_invstd(v[c], eps);
+}
+
 namespace {
 template <math::Activation A>
 void bn_backward_channel(const float* xp, const float* dyp, const float* ypp, const Layout& L, int64_t c, float mu,

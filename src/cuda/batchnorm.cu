@@ -41,6 +41,12 @@ void batchnorm_eval_residual(const Tensor& x, const Tensor& gamma, const Tensor&
                      residual ? residual->data() : nullptr, y.data(), act, coeff.p);
 }
 
+void batchnorm_invstd(const Tensor& var, float eps, const Tensor& invstd) {
+    if (var.numel() == 0) return;
+    StreamLaunch launch{context(var.device().index).stream};
+    bn::invstd(launch, var.data(), eps, var.numel(), invstd.data());
+}
+
 void batchnorm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean, const Tensor& invstd, bool batch_stats,
                         const Tensor& dy, const Tensor* y, math::Activation act, const Tensor* dx, const Tensor* dgamma,
                         const Tensor* dbeta) {

@@ -97,6 +97,10 @@ __global__ void bn_eval_coeffs_k(const float* gamma, const float* beta, const fl
     FSAD_GRID_LOOP(c, c_count) { math::bn_eval_affine(gamma[c], beta[c], rm[c], rv[c], eps, scale[c], shift[c]); }
 }
 
+__global__ void bn_invstd_k(const float* var, float eps, int64_t c_count, float* invstd) {
+    FSAD_GRID_LOOP(c, c_count) invstd[c] = math::bn_invstd(var[c], eps);
+}
+
 // The element-wise passes walk the values of a plane with the channel known: one block per (image,
 // channel) plane (grid [n * C]) for planes of 256 values and more, else a grid-stride loop with a
 // 32-bit division per value (Elementwise::flat).
@@ -241,6 +245,12 @@ void forward_eval(Launch& launch, const Plan& p, const float* x, const float* ga
     const Layout& L = p.L;
     launch(bn_eval_coeffs_k, blocks_for(L.c), kThreads, gamma, beta, running_mean, running_var, eps, L.c, coeff, coeff + L.c);
     launch(bn_apply_k, p.pass.blocks, p.pass.threads, x, residual, y, p.pass.e, coeff, coeff + L.c, act);
+}
+
+/// invstd [c_count] = 1 / sqrt(var + eps): the evaluation-mode backward's scale.
+template <class Launch>
+void invstd(Launch& launch, const float* var, float eps, int64_t c_count, float* out) {
+    launch(bn_invstd_k, blocks_for(c_count), kThreads, var, eps, c_count, out);
 }
 
 /// Backward through act(batchnorm(x)): y is the fused output (null when act is Identity); dx,

@@ -223,6 +223,11 @@ void reset_peak(int device) {
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
     if (bytes == 0) return;
     const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
+    if (src_dev.is_cuda() && !dst_dev.is_cuda()) {
+        DeviceState& s = state(src_dev.index);
+        std::lock_guard<std::mutex> lk(s.mu);
+        ++s.st.reads_to_host;
+    }
     cudaStream_t st = stream(dev);
     set_device(dev);
     if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {

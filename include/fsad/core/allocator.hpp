@@ -15,6 +15,9 @@ struct AllocatorStats {
     size_t peak_bytes_in_use = 0;
     size_t allocations = 0;     ///< calls that reached the system allocator
     size_t reuses = 0;          ///< calls served from the cache
+    /// Tensor copies from this (CUDA) device to the host: each waits for the device's queued
+    /// work, so a training step should make as few as possible (its losses, once per step).
+    size_t reads_to_host = 0;
 };
 
 /// Returns a block of at least `bytes` (64-byte aligned) on `dev`. Throws fsad::Error on failure.
