@@ -40,6 +40,7 @@ void conv(benchmark::State& st, bool backward) {
         synchronize(kGpu);
     }
     bench::rate(st, "TFLOP/s", 2.0 * macs * (backward ? 2.0 : 1.0) * 1e-12);
+    st.counters["FP32_peak_TFLOP/s"] = cuda_fp32_peak_tflops(0);
     st.SetLabel(std::string(s.name) + (st.range(2) ? " tf32" : " fp32"));
     ops::set_allow_tf32(false);
 }

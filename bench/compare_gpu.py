@@ -26,7 +26,9 @@ def main():
             layer, prec = b.get("label", "? ?").split()
             ours = b.get("TFLOP/s", 0.0) / 1e12 if b.get("TFLOP/s", 0) > 1e6 else b.get("TFLOP/s", 0.0)
             theirs = peer.get((direction, layer, prec))
-            rows.append((f"conv {direction} {layer} {prec}", f"{ours:.2f} TFLOP/s",
+            peak = b.get("FP32_peak_TFLOP/s", 0.0)
+            of_peak = f" ({100.0 * ours / peak:.0f}% of the FP32 peak {peak:.1f})" if peak > 0 else ""
+            rows.append((f"conv {direction} {layer} {prec}", f"{ours:.2f} TFLOP/s{of_peak}",
                          f"{theirs:.2f} TFLOP/s" if theirs else "-", ours / theirs if theirs else None))
     step = re.search(r"torch byol_step .*?([\d.]+) steps/s", "\n".join(torch_lines))
     inf = re.search(r"torch resnet18 features .*?([\d.]+) img/s", "\n".join(torch_lines))

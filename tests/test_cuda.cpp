@@ -55,6 +55,11 @@ TEST_CASE("cuda: tensors move between host and device") {
     CHECK(s.to_vector() == a.slice(1, 3).to_vector());
     CHECK(allocator_stats(kGpu).bytes_in_use > 0);
     CHECK_THROWS_AS(Tensor::empty(Shape{4}, Device::cuda(63)), CudaError);
+    // the FP32 peak the benchmarks report beside: SMs x lanes x 2 x clock, e.g. 66.9 on an H200
+    MESSAGE(cuda_device_name(0));
+    CHECK(cuda_fp32_peak_tflops(0) > 1.0);
+    CHECK(cuda_fp32_peak_tflops(0) < 1000.0);
+    CHECK(cuda_device_name(0).find("FP32 peak") != std::string::npos);
     // large copies go through the pinned staging buffers (16 MiB each): 40 MiB and 3 floats, so
     // that both buffers are reused and the last piece is partial; also from an unaligned view
     Tensor big = rnd(Shape{10 * (1 << 20) + 3}, 2);

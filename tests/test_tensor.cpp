@@ -33,6 +33,8 @@ TEST_CASE("tensor: bad shapes and devices are clear errors") {
         CHECK_THROWS_AS(Tensor::zeros(Shape{1}).to(Device::cuda()), Error);
     }
     CHECK_THROWS_WITH_AS(Tensor::zeros(Shape{2}, Device::cuda(63)), doctest::Contains("CUDA"), Error);
+    CHECK_THROWS_AS(cuda_device_name(63), CudaError);
+    CHECK_THROWS_AS(cuda_fp32_peak_tflops(63), CudaError);
     CHECK_THROWS_AS(Shape({1, 2, 3, 4, 5, 6, 7}), Error);
     CHECK_THROWS_AS(parse_device("gpu"), Error);
     CHECK(parse_device("cuda:1") == Device::cuda(1));

@@ -187,6 +187,7 @@ void synchronize(Device dev) {
     if (dev.is_cuda()) cuda::synchronize(dev.index);
 }
 std::string cuda_device_name(int index) { return cuda::device_name(index); }
+double cuda_fp32_peak_tflops(int index) { return cuda::fp32_peak_tflops(index); }
 std::string cuda_versions() { return cuda::versions(); }
 bool cuda_available() { return cuda::device_count() > 0; }
 int cuda_device_count() { return cuda::device_count(); }
@@ -194,6 +195,9 @@ bool cuda_built() { return true; }
 #else
 void synchronize(Device) {}
 std::string cuda_device_name(int index) {
+    throw CudaError("cuda:" + std::to_string(index) + ": this build of fsad has no CUDA backend");
+}
+double cuda_fp32_peak_tflops(int index) {
     throw CudaError("cuda:" + std::to_string(index) + ": this build of fsad has no CUDA backend");
 }
 std::string cuda_versions() { return {}; }

@@ -31,6 +31,8 @@ using HostCopy = void (*)(void* dst, const void* src, size_t bytes);
 bool copy_to_device_staged(void* dst, int device, const void* src, size_t bytes, HostCopy fill);
 void synchronize(int device);
 std::string device_name(int device);
+/// SMs x FP32 lanes per SM x 2 x the SM clock: the device's FP32 (non-tensor-core) peak.
+double fp32_peak_tflops(int device);
 std::string versions();  ///< runtime, driver and library versions (no GPU needed)
 /// Op profiling (ops::Profiler): an event recorded on the device's stream now; the milliseconds
 /// between two recorded events (waits for the second); destroying one (null is ignored).

@@ -327,12 +327,30 @@ std::string versions() {
            ", cuSOLVER " + lib([](libraryPropertyType t, int* v) { return static_cast<int>(cusolverGetProperty(t, v)); });
 }
 
+// FP32 lanes per SM (fused multiply-adds per clock; CUDA C++ Programming Guide, arithmetic
+// instruction throughput): 64 on sm_60, sm_70, sm_75 and sm_80; 128 on sm_61 and from sm_86 on
+// (sm_86/87/89, sm_90, sm_100, sm_120).
+double fp32_peak_tflops(int device) {
+    set_device(device);
+    int sms = 0, khz = 0, major = 0, minor = 0;
+    FSAD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    FSAD_CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device));
+    FSAD_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    FSAD_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    const bool half_rate = (major == 6 && minor == 0) || major == 7 || (major == 8 && minor == 0);
+    const double lanes = half_rate ? 64.0 : 128.0;
+    return static_cast<double>(sms) * lanes * 2.0 * static_cast<double>(khz) * 1e3 * 1e-12;
+}
+
 std::string device_name(int device) {
     set_device(device);
     cudaDeviceProp p{};
     FSAD_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+    char peak[32];
+    std::snprintf(peak, sizeof peak, "%.1f", fp32_peak_tflops(device));
     return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
-           std::to_string(p.totalGlobalMem >> 30) + " GiB)";
+           std::to_string(p.totalGlobalMem >> 30) + " GiB, " + std::to_string(p.multiProcessorCount) + " SMs, FP32 peak " +
+           peak + " TFLOP/s)";
 }
 
 }  // namespace fsad::cuda

@@ -26,8 +26,13 @@ bool cuda_available();
 /// Waits until the GPU work queued on `dev` has finished (no-op for the CPU). Benchmarks use it;
 /// reading a tensor back (to, to_vector) synchronises by itself.
 void synchronize(Device dev);
-/// "NVIDIA H200 (sm_90, 139 GiB)"; throws fsad::CudaError without such a device.
+/// "NVIDIA H200 (sm_90, 139 GiB, 132 SMs, FP32 peak 66.9 TFLOP/s)"; throws fsad::CudaError
+/// without such a device.
 std::string cuda_device_name(int index);
+/// The device's FP32 peak (no tensor cores) in TFLOP/s: SMs x FP32 lanes per SM x 2 x its SM
+/// clock (the benchmarks report convolutions beside it); throws fsad::CudaError without such a
+/// device.
+double cuda_fp32_peak_tflops(int index);
 /// True when this build contains the CUDA backend (FSAD_CUDA found nvcc and cuDNN).
 bool cuda_built();
 int cuda_device_count();
