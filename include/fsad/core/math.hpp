@@ -48,10 +48,10 @@ FSAD_HD void adam_update(float& p, float g, float& m, float& v, const AdamStep& 
 /// as it is with or without FMA contraction.
 FSAD_HD float ema(float t, float o, float beta) { return t + (1.0f - beta) * (o - t); }
 
+/// 1 / sqrt(var + eps): the evaluation-mode scale of a channel (its backward's invstd).
+FSAD_HD float bn_invstd(float var, float eps) { return 1.0f / sqrtf(var + eps); }
 /// Evaluation-mode batch norm as y = x * scale + shift: the per-channel coefficients, shared by the
 /// CPU and CUDA batch-norm kernels and the fused convolution (so that fused and separate agree).
-/// 1 / sqrt(var + eps): the evaluation-mode scale of a channel.
-FSAD_HD float bn_invstd(float var, float eps) { return 1.0f / sqrtf(var + eps); }
 FSAD_HD void bn_eval_affine(float gamma, float beta, float mean, float var, float eps, float& scale, float& shift) {
     const float is = bn_invstd(var, eps);
     scale = gamma * is;
