@@ -129,11 +129,9 @@ void scatter_add_rows(const Tensor& dy, const std::vector<int64_t>& index, const
 void sum_all(const Tensor& x, const Tensor& y) {
     const int64_t n = x.numel();
     const int dev = dev_of(x);
-    const size_t bytes = static_cast<size_t>(ew::sum_all_blocks(n)) * sizeof(double);
-    auto* partial = static_cast<double*>(alloc(dev, bytes));
+    Scratch<double> partial(dev, static_cast<size_t>(ew::sum_all_blocks(n)));
     auto launch = launcher(x);
-    ew::sum_all(launch, x.data(), n, y.data(), partial);
-    release(dev, partial, bytes);
+    ew::sum_all(launch, x.data(), n, y.data(), partial.p);
 }
 
 void sum_dim(const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& y) {

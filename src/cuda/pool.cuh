@@ -87,6 +87,14 @@ __device__ inline Cover cover_of(I j, const Geo& g) {
     return r;
 }
 
+// sum of rows [r0, r1) x columns [c0, c1) of a plane with rows of ld values
+__device__ inline float rect_sum(const float* p, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    float s = 0.0f;
+    for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) s += p[r * ld + c];
+    return s;
+}
+
 template <class I>
 __global__ void maxpool_fwd_k(const float* x, float* y, Geo g, I total) {
     FSAD_INDEX_LOOP(I, j, total) {
@@ -123,11 +131,7 @@ __global__ void avgpool_fwd_k(const float* x, float* y, Geo g, I total) {
     const float inv = 1.0f / static_cast<float>(g.kh * g.kw);
     FSAD_INDEX_LOOP(I, j, total) {
         const Window win = window_of(j, g);
-        const float* xc = x + win.k * g.h * g.w;
-        float s = 0.0f;
-        for (int64_t ih = win.h0; ih < win.h1; ++ih)
-            for (int64_t iw = win.w0; iw < win.w1; ++iw) s += xc[ih * g.w + iw];
-        y[j] = s * inv;
+        y[j] = rect_sum(x + win.k * g.h * g.w, g.w, win.h0, win.h1, win.w0, win.w1) * inv;
     }
 }
 
@@ -136,11 +140,7 @@ __global__ void avgpool_bwd_k(const float* dy, float* dx, Geo g, I total) {
     const float inv = 1.0f / static_cast<float>(g.kh * g.kw);
     FSAD_INDEX_LOOP(I, j, total) {
         const Cover cv = cover_of(j, g);
-        const float* dc = dy + cv.k * g.ho * g.wo;
-        float s = 0.0f;
-        for (int64_t oh = cv.oh0; oh < cv.oh1; ++oh)
-            for (int64_t ow = cv.ow0; ow < cv.ow1; ++ow) s += dc[oh * g.wo + ow];
-        dx[j] = s * inv;
+        dx[j] = rect_sum(dy + cv.k * g.ho * g.wo, g.wo, cv.oh0, cv.oh1, cv.ow0, cv.ow1) * inv;
     }
 }
 
