@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs dependencies, builds, runs the whole test suite,
 # then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (portable, and the
-# convolution and model tests tuned for this CPU), then the safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
+# convolution and model tests tuned for this CPU), the CPU-vs-CUDA parity suite on the CUDA
+# emulator (also sanitized), then the safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --tests
@@ -32,6 +33,15 @@ cmake --build build-asan-native -j"$jobs" --target fsad_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan-native/tests/fsad_tests \
   -tc="conv2d*,*prepare*,nn:*,golden*,detector:*"
 
+echo "== CPU-vs-CUDA parity on the CUDA emulator, under ASan + UBSan (no GPU needed)"
+# FSAD_CUDA=EMULATED: the CUDA backend's own sources built against tests/emu (kernels on the SIMT
+# emulator, reference cuDNN/cuBLAS/cuSOLVER, lazy streams, checked device memory), running the
+# parity suite a GPU runs (tests/test_cuda.cpp)
+cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_CUDA=EMULATED -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=OFF \
+      -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF >/dev/null
+cmake --build build-emu -j"$jobs" --target fsad_cuda_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-emu/tests/fsad_cuda_tests
+
 echo "== fuzz: safetensors reader (${FSAD_FUZZ_SECONDS:-60} s)"
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_FUZZ=ON \
       -DFSAD_BUILD_TESTS=OFF -DFSAD_BUILD_BENCH=OFF -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF -DFSAD_CUDA=OFF >/dev/null
@@ -41,5 +51,5 @@ build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="${FSAD_FUZZ_SECONDS:-60}
   build-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 3
 echo "== all tests passed"
 # one closing line for CI: ctest's tests (a skipped one counts as skipped), the two sanitizer runs,
-# and the fuzzer run
-echo "summary: $((ctest_total - ctest_skipped + 3)) passed, 0 failed, ${ctest_skipped} skipped"
+# the emulated parity run and the fuzzer run
+echo "summary: $((ctest_total - ctest_skipped + 4)) passed, 0 failed, ${ctest_skipped} skipped"

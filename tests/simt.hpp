@@ -2,7 +2,7 @@
 // C++ by the host compiler, with CUDA's execution model, so that every CI run (no GPU) checks
 // their indexing, their launch plans, their barriers and warp shuffles against the CPU ops.
 //
-// Model: a launch runs its blocks one after another; the threads of a block are fibers (ucontext)
+// Model: a launch runs its blocks one after another; the threads of a block are fibers
 // on one OS thread, each running until it exits or waits at __syncthreads() or a warp shuffle.
 // Each warp in turn runs as far as it can (its shuffles released as soon as its 32 lanes arrive),
 // up to a __syncthreads() or its end, so one warp may get a whole phase ahead of another, as on a
@@ -23,8 +23,6 @@
 #if defined(__CUDACC__)
 #error "simt.hpp emulates CUDA on the CPU: not for nvcc"
 #endif
-#include <ucontext.h>
-
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
@@ -47,7 +45,50 @@
 #endif
 #endif
 #if defined(FSAD_SIMT_ASAN)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#endif
+
+// Fiber switches: on x86-64 a dozen instructions that save the callee-saved
+// registers and the FP control words on the fiber's stack and swap stack pointers; elsewhere
+// ucontext, whose swapcontext makes a system call per switch (saving the signal mask).
+#if defined(__x86_64__) && !defined(FSAD_SIMT_UCONTEXT)
+#define FSAD_SIMT_FAST_SWITCH 1
+// fsad_simt_switch(&save_sp, load_sp): in a COMDAT section, as an inline function would be, so
+// that every translation unit including this header may emit it
+asm(R"(
+    .section .text.fsad_simt_switch,"axG",@progbits,fsad_simt_switch,comdat
+    .globl fsad_simt_switch
+    .hidden fsad_simt_switch
+    .type fsad_simt_switch,@function
+fsad_simt_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size fsad_simt_switch, .-fsad_simt_switch
+    .text
+)");
+extern "C" void fsad_simt_switch(void** save_sp, void* load_sp);
+#else
+#include <ucontext.h>
 #endif
 
 struct uint3 {
@@ -94,7 +135,11 @@ public:
         enum State { Runnable, AtBarrier, AtShuffle, Done } state = Runnable;
         unsigned char shfl_in[16] = {}, shfl_out[16] = {};
         unsigned shfl_delta = 0;
+#if defined(FSAD_SIMT_FAST_SWITCH)
+        void* sp = nullptr;
+#else
         ucontext_t ctx{};
+#endif
         std::unique_ptr<char[]> stack;
     };
     Thread& self() { return *threads_[current_]; }
@@ -123,7 +168,11 @@ private:
     static constexpr size_t kStack = 256 * 1024;
     std::vector<std::unique_ptr<Thread>> threads_;
     size_t current_ = 0;
+#if defined(FSAD_SIMT_FAST_SWITCH)
+    void* scheduler_sp_ = nullptr;
+#else
     ucontext_t scheduler_{};
+#endif
     std::function<void()> body_;
     std::exception_ptr thrown_;
 #if defined(FSAD_SIMT_ASAN)
@@ -156,10 +205,14 @@ private:
 #if defined(FSAD_SIMT_ASAN)
         void* fake = nullptr;
         __sanitizer_start_switch_fiber(self().state == Thread::Done ? nullptr : &fake, main_bottom_, main_size_);
-        swapcontext(&self().ctx, &scheduler_);
-        __sanitizer_finish_switch_fiber(fake, &main_bottom_, &main_size_);
+#endif
+#if defined(FSAD_SIMT_FAST_SWITCH)
+        fsad_simt_switch(&self().sp, scheduler_sp_);
 #else
         swapcontext(&self().ctx, &scheduler_);
+#endif
+#if defined(FSAD_SIMT_ASAN)
+        __sanitizer_finish_switch_fiber(fake, &main_bottom_, &main_size_);
 #endif
     }
     // from the scheduler into thread i
@@ -167,10 +220,37 @@ private:
         current_ = i;
 #if defined(FSAD_SIMT_ASAN)
         __sanitizer_start_switch_fiber(&fake_stack_, threads_[i]->stack.get(), kStack);
-        swapcontext(&scheduler_, &threads_[i]->ctx);
-        __sanitizer_finish_switch_fiber(fake_stack_, nullptr, nullptr);
+#endif
+#if defined(FSAD_SIMT_FAST_SWITCH)
+        fsad_simt_switch(&scheduler_sp_, threads_[i]->sp);
 #else
         swapcontext(&scheduler_, &threads_[i]->ctx);
+#endif
+#if defined(FSAD_SIMT_ASAN)
+        __sanitizer_finish_switch_fiber(fake_stack_, nullptr, nullptr);
+#endif
+    }
+    // a fresh fiber for t that starts in entry()
+    void start_fiber(Thread& t) {
+#if defined(FSAD_SIMT_FAST_SWITCH)
+        // the frame fsad_simt_switch pops: FP control words (MXCSR, x87), six registers, and the
+        // return address entry(), left 8 bytes off 16-byte alignment as after a call
+#if defined(FSAD_SIMT_ASAN)
+        // the last fiber on this stack never returned: its frames' redzones are still poisoned
+        __asan_unpoison_memory_region(t.stack.get(), kStack);
+#endif
+        auto top = reinterpret_cast<uintptr_t>(t.stack.get() + kStack) & ~uintptr_t(15);
+        auto* f = reinterpret_cast<uint64_t*>(top - 8 - 8 * 8);
+        f[0] = 0x1F80u | (uint64_t{0x037F} << 32);
+        for (int r = 1; r <= 6; ++r) f[r] = 0;
+        f[7] = reinterpret_cast<uint64_t>(&Runtime::entry);
+        t.sp = f;
+#else
+        getcontext(&t.ctx);
+        t.ctx.uc_stack.ss_sp = t.stack.get();
+        t.ctx.uc_stack.ss_size = kStack;
+        t.ctx.uc_link = nullptr;
+        makecontext(&t.ctx, &Runtime::entry, 0);
 #endif
     }
 
@@ -203,11 +283,7 @@ private:
             t.idx = {static_cast<unsigned>(i % block_dim.x), static_cast<unsigned>(i / block_dim.x % block_dim.y),
                      static_cast<unsigned>(i / (size_t{block_dim.x} * block_dim.y))};
             t.state = Thread::Runnable;
-            getcontext(&t.ctx);
-            t.ctx.uc_stack.ss_sp = t.stack.get();
-            t.ctx.uc_stack.ss_size = kStack;
-            t.ctx.uc_link = nullptr;
-            makecontext(&t.ctx, &Runtime::entry, 0);
+            start_fiber(t);
         }
         const size_t warps = (n + 31) / 32;
         for (;;) {

@@ -1,7 +1,12 @@
 // CPU-vs-CUDA parity of every op of the front end, forward and backward, with tolerances per
-// tensor. Built only with the CUDA backend; the executable exits 77 (skipped) when no GPU is
-// visible (tests/main_cuda.cpp).
+// tensor. Built with the CUDA backend, it runs on a GPU and exits 77 (skipped) when none is
+// visible (tests/main_cuda.cpp); built with FSAD_CUDA=EMULATED it runs on the CUDA emulator
+// (tests/emu), as in every CI run. The tolerances are for any summation order (cuDNN's
+// algorithms, the CPU's Winograd and packed GEMM), not for the emulator's reference loops.
 #include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
 
 #include <fsad/fsad.hpp>
 
@@ -19,25 +24,75 @@ Tensor rnd(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
 }
 Tensor gpu(const Tensor& t) { return t.to(kGpu); }
 
-// max |a - b| / (atol + rtol |a|) <= 1 elementwise
-void close(const Tensor& cpu, const Tensor& cuda, const char* what, float rtol = 1e-4f, float atol = 1e-5f) {
-    CAPTURE(what);
+// names the tensor of a flat buffer that holds element i (for the report of a mismatch)
+using Locate = std::function<std::string(size_t)>;
+Locate in_params(nn::Module& m) {
+    return [&m](size_t i) {
+        for (auto& [name, v] : m.named_parameters()) {
+            const auto n = static_cast<size_t>(v->value().numel());
+            if (i < n) return name + " [" + std::to_string(i) + "]";
+            i -= n;
+        }
+        return std::string("?");
+    };
+}
+
+// max |a - b| / (atol + rtol |a|) <= 1 elementwise, except for at most `allowed` elements
+void close(const Tensor& cpu, const Tensor& cuda, const char* what, float rtol = 1e-4f, float atol = 1e-5f,
+           const Locate& locate = {}, size_t allowed = 0) {
+    const std::string tensor(what);
+    CAPTURE(tensor);
     REQUIRE(cuda.device().is_cuda());
     REQUIRE(cpu.shape() == cuda.shape());
     const std::vector<float> a = cpu.to_vector(), b = cuda.to_vector();
     double worst = 0;
-    size_t at = 0;
+    size_t at = 0, outside = 0;  // the worst element; how many are outside the tolerance
     for (size_t i = 0; i < a.size(); ++i) {
-        const double e = std::abs(static_cast<double>(a[i]) - b[i]) / (atol + rtol * std::abs(static_cast<double>(a[i])));
+        const double diff = std::abs(static_cast<double>(a[i]) - b[i]);
+        const double e = diff == 0 ? 0 : diff / (atol + rtol * std::abs(static_cast<double>(a[i])));
+        outside += !(e <= 1.0);
         if (!(e <= worst)) {  // NaN-safe: a NaN makes worst NaN
             worst = e;
             at = i;
         }
     }
+    CAPTURE(outside);
     CAPTURE(at);
+    const std::string where = locate ? locate(at) : std::string();
+    CAPTURE(where);
     CAPTURE(a.empty() ? 0.0f : a[at]);
     CAPTURE(b.empty() ? 0.0f : b[at]);
-    CHECK(worst <= 1.0);
+    if (allowed == 0) {
+        CHECK(worst <= 1.0);
+    } else {
+        CHECK(outside <= allowed);
+    }
+}
+
+// Flat gradients of a module, tensor by tensor: |a - b| <= rtol max|a over the tensor| + atol.
+// A gradient's rounding noise scales with its tensor's largest terms (sums that cancel), so its
+// small elements cannot be held to a tolerance relative to themselves.
+void close_by_tensor(const Tensor& cpu, const Tensor& cuda, nn::Module& m, const char* what, float rtol, float atol) {
+    const std::string tensor(what);
+    CAPTURE(tensor);
+    REQUIRE(cpu.shape() == cuda.shape());
+    const std::vector<float> a = cpu.to_vector(), b = cuda.to_vector();
+    size_t off = 0;
+    for (auto& [name, v] : m.named_parameters()) {
+        const auto n = static_cast<size_t>(v->value().numel());
+        REQUIRE(off + n <= a.size());
+        double amax = 0, dmax = 0;
+        for (size_t i = off; i < off + n; ++i) {
+            amax = std::max(amax, static_cast<double>(std::abs(a[i])));
+            const double d = std::abs(static_cast<double>(a[i]) - b[i]);
+            if (!(d <= dmax)) dmax = d;  // NaN-safe
+        }
+        CAPTURE(name);
+        CAPTURE(amax);
+        CHECK(dmax <= rtol * amax + atol);
+        off += n;
+    }
+    CHECK(off == a.size());
 }
 
 }  // namespace
@@ -134,8 +189,8 @@ TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
             ops::batchnorm_backward_eval(x, gamma, rm, rv, 1e-5f, dy, &dx, &dg, &db, &ye, act);
             ops::batchnorm_backward_eval(gpu(x), gpu(gamma), gpu(rm), gpu(rv), 1e-5f, gpu(dy), &dxg, &dgg, &dbg, &yeg, act);
             close(dx, dxg, "dx eval");
-            close(dg, dgg, "dgamma eval");
-            close(db, dbg, "dbeta eval");
+            close(dg, dgg, "dgamma eval", 1e-3f, 1e-4f);  // sums over up to 147k values
+            close(db, dbg, "dbeta eval", 1e-3f, 1e-4f);
         }
     }
 }
@@ -282,7 +337,9 @@ TEST_CASE("cuda: ResNet18 and MobileNetV2 training steps match the CPU") {
         auto [f, g] = backbone_step(*cpu_net, x, w);
         auto [fg, gg] = backbone_step(*gpu_net, gpu(x), gpu(w));
         close(f, fg, "features", 1e-3f, 1e-4f);
-        close(g, gg, "flat gradients", 2e-3f, 2e-4f);
+        // atol: a convolution bias before a batch norm has a gradient of zero in exact arithmetic,
+        // in float the rounding of sums over the layer's whole gradient (up to 1e-4 here)
+        close_by_tensor(g, gg, *cpu_net, "flat gradients", 5e-4f, 1e-3f);
         close(cpu_net->flat_buffers(), gpu_net->flat_buffers(), "BatchNorm running statistics", 1e-4f, 1e-5f);
         gpu_net->to(Device::cpu());  // and back
         close(cpu_net->flat_params(), gpu_net->flat_params().to(kGpu), "parameters after the round trip", 0, 0);
@@ -312,8 +369,16 @@ TEST_CASE("cuda: the full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) match
         CHECK(b.pair == doctest::Approx(a.pair).epsilon(1e-3));
         CHECK(b.neg == doctest::Approx(a.neg).epsilon(1e-3));
     }
-    close(cpu_tr.online().flat_params(), gpu_tr.online().flat_params(), "online parameters after 2 steps", 1e-2f, 1e-4f);
-    close(cpu_tr.target().flat_params(), gpu_tr.target().flat_params(), "target parameters after 2 steps", 1e-2f, 1e-4f);
+    // Adam's first steps move a parameter by about lr whatever the size of its gradient, so a
+    // gradient within rounding of zero may step either way: a few parameters may differ by up to
+    // 2 lr per step, the rest must agree closely
+    const auto n_online = static_cast<size_t>(cpu_tr.online().flat_params().numel());
+    close(cpu_tr.online().flat_params(), gpu_tr.online().flat_params(), "online parameters after 2 steps", 1e-2f, 1e-4f,
+          in_params(cpu_tr.online()), n_online / 1000);
+    close(cpu_tr.online().flat_params(), gpu_tr.online().flat_params(), "online parameters after 2 steps (Adam's sign)",
+          1e-2f, 5.0f * o.lr, in_params(cpu_tr.online()));
+    close(cpu_tr.target().flat_params(), gpu_tr.target().flat_params(), "target parameters after 2 steps", 1e-2f, 1e-4f,
+          in_params(cpu_tr.target()));
 }
 
 TEST_CASE("cuda: a fine-tuning step reads back only its losses and the features' finiteness check") {
@@ -396,11 +461,14 @@ TEST_CASE("cuda: the profiler times GPU ops with events on the device's stream")
     for (int i = 0; i < 3; ++i) ops::activation_forward(ops::conv2d_forward(x, w, nullptr, p), math::Activation::ReLU);
     const auto rows = prof.report();
     REQUIRE(rows.size() == 2);
-    CHECK(rows[0].op == "conv2d_forward");  // the larger of the two
-    CHECK(rows[0].device == kGpu);
-    CHECK(rows[0].calls == 3);
-    CHECK(rows[0].ms > 0);
-    CHECK(rows[1].op == "activation_forward");
-    CHECK(rows[1].calls == 3);
+    CHECK(rows[0].ms >= rows[1].ms);  // the larger first
+    for (const auto& r : rows) {
+        CAPTURE(r.op);
+        CHECK((r.op == "conv2d_forward" || r.op == "activation_forward"));
+        CHECK(r.device == kGpu);
+        CHECK(r.calls == 3);
+        CHECK(r.ms > 0);
+    }
+    CHECK(rows[0].op != rows[1].op);
     CHECK(prof.table().find("cuda:0") != std::string::npos);
 }

@@ -84,7 +84,11 @@ struct StreamLaunch {
     cudaStream_t stream;
     template <class... P, class... A>
     void operator()(void (*kernel)(P...), dim3 grid, dim3 block, A&&... args) const {
+#if defined(__CUDACC__)
         kernel<<<grid, block, 0, stream>>>(std::forward<A>(args)...);
+#else  // FSAD_CUDA=EMULATED: queued on the stream for the SIMT emulator (tests/emu)
+        fsad_emu::launch(stream, kernel, grid, block, std::forward<A>(args)...);
+#endif
         FSAD_CUDA_LAUNCH_CHECK();
     }
 };

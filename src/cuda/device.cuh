@@ -14,6 +14,9 @@
 
 #if defined(__CUDACC__)
 #define FSAD_KERNEL_ABI gpu
+#elif defined(FSAD_CUDA_EMULATED)  // the backend built against the CUDA emulator (tests/emu)
+#include <cuda_runtime.h>          // the emulator's, which brings tests/simt.hpp
+#define FSAD_KERNEL_ABI emu
 #elif defined(FSAD_SIMT)
 #define FSAD_KERNEL_ABI simt
 #else

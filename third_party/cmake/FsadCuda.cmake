@@ -2,16 +2,28 @@
 #   AUTO  builds it when nvcc, the CUDA toolkit libraries and cuDNN are found, else CPU only
 #   ON    requires them (configuration fails naming what is missing)
 #   OFF   CPU only
+#   EMULATED  for the tests only: the backend's sources built by the host compiler against the
+#         CUDA emulator in tests/emu (kernels on the SIMT emulator, reference cuDNN/cuBLAS/
+#         cuSOLVER), so that the CPU-vs-CUDA parity suite runs without a GPU. Not installable.
 # FSAD_CUDA_ARCHITECTURES: the GPU architectures to compile for (default 80;86;89;90: A100,
 # RTX 30xx/A-series, L4/RTX 40xx, H100/H200); CI builds one to save time.
 # Sets FSAD_WITH_CUDA and, when ON, the imported target fsad_cuda_libs.
 set(FSAD_WITH_CUDA OFF)
+set(FSAD_CUDA_EMULATED OFF)
 set(FSAD_CUDA_ARCHITECTURES "80;86;89;90" CACHE STRING "CUDA architectures of the CUDA backend")
-if(NOT FSAD_CUDA MATCHES "^(AUTO|ON|OFF)$")
-  message(FATAL_ERROR "FSAD_CUDA must be AUTO, ON or OFF (got '${FSAD_CUDA}')")
+if(NOT FSAD_CUDA MATCHES "^(AUTO|ON|OFF|EMULATED)$")
+  message(FATAL_ERROR "FSAD_CUDA must be AUTO, ON, OFF or EMULATED (got '${FSAD_CUDA}')")
 endif()
 
-if(NOT FSAD_CUDA STREQUAL "OFF")
+if(FSAD_CUDA STREQUAL "EMULATED")
+  set(FSAD_WITH_CUDA ON)
+  set(FSAD_CUDA_EMULATED ON)
+  message(STATUS "fsad: CUDA backend EMULATED on the CPU (tests/emu; for the tests, not for use)")
+  add_library(fsad_cuda_libs STATIC ${CMAKE_CURRENT_SOURCE_DIR}/tests/emu/emu.cpp)
+  target_include_directories(fsad_cuda_libs PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/tests/emu>)
+  target_compile_features(fsad_cuda_libs PUBLIC cxx_std_20)
+  set_target_properties(fsad_cuda_libs PROPERTIES POSITION_INDEPENDENT_CODE ON)
+elseif(NOT FSAD_CUDA STREQUAL "OFF")
   set(_fsad_cuda_missing "")
   include(CheckLanguage)
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc AND NOT DEFINED ENV{CUDACXX})
