@@ -36,11 +36,11 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan-native/t
 echo "== CPU-vs-CUDA parity on the CUDA emulator, under ASan + UBSan (no GPU needed)"
 # FSAD_CUDA=EMULATED: the CUDA backend's own sources built against tests/emu (kernels on the SIMT
 # emulator, reference cuDNN/cuBLAS/cuSOLVER, lazy streams, checked device memory), running the
-# parity suite a GPU runs (tests/test_cuda.cpp)
+# parity suite a GPU runs (tests/test_cuda.cpp), with two emulated devices
 cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_CUDA=EMULATED -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=OFF \
       -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF >/dev/null
 cmake --build build-emu -j"$jobs" --target fsad_cuda_tests
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-emu/tests/fsad_cuda_tests
+FSAD_EMU_DEVICES=2 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-emu/tests/fsad_cuda_tests
 
 echo "== fuzz: safetensors reader (${FSAD_FUZZ_SECONDS:-60} s)"
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_FUZZ=ON \

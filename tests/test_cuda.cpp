@@ -312,6 +312,25 @@ TEST_CASE("cuda: mixing devices is refused with both devices named") {
     CHECK_THROWS_WITH_AS(ops::mul(a, b), doctest::Contains("cuda:0"), Error);
 }
 
+TEST_CASE("cuda: two devices: copies between them, ops and convolutions on the second, mixing refused") {
+    if (cuda_device_count() < 2) {
+        MESSAGE("one CUDA device visible: the two-device case is not run (the CUDA emulator runs it with two)");
+        return;
+    }
+    const Device d1 = Device::cuda(1);
+    Tensor a = rnd(Shape{2, 4, 9, 9}, 52), w = rnd(Shape{6, 4, 3, 3}, 53, -0.3f, 0.3f);
+    Tensor a0 = gpu(a), a1 = a0.to(d1);  // device to device
+    CHECK(a1.device() == d1);
+    CHECK(a1.to_vector() == a.to_vector());
+    close(ops::axpby(2.0f, a, -1.0f, a), ops::axpby(2.0f, a1, -1.0f, a1), "axpby on cuda:1");
+    ops::Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    Tensor y1 = ops::conv2d_forward(a1, w.to(d1), nullptr, p);
+    CHECK(y1.device() == d1);
+    close(ops::conv2d_forward(a, w, nullptr, p), y1.to(kGpu), "convolution on cuda:1, moved to cuda:0", 1e-4f, 1e-4f);
+    CHECK_THROWS_WITH_AS(ops::mul(a0, a1), doctest::Contains("cuda:1"), Error);
+}
+
 namespace {
 // forward + backward of sum(features * w) through a backbone; returns (features, flat gradients)
 std::pair<Tensor, Tensor> backbone_step(nn::Backbone& net, const Tensor& x, const Tensor& w) {
