@@ -9,7 +9,30 @@ using namespace fsad;
 namespace {
 using bench::ConvShape;
 using bench::kResNet18;
+using benchmark::internal::Benchmark;
 const Device kGpu = Device::cuda(0);
+
+// FSAD_BENCH_SMOKE=1: every benchmark once, at a small size. CI runs the suite so on the CUDA
+// emulator (FSAD_CUDA=EMULATED), so that this code has run before a GPU's minutes are spent on it.
+const bool kSmoke = [] {
+    const char* e = std::getenv("FSAD_BENCH_SMOKE");
+    return e && *e && *e != '0';
+}();
+// a smoke run's fine-tuning: ResNet18 at 1/8 width, small heads (the emulator runs a thread per
+// element: the full network's 17M parameters make Adam and EMA alone take seconds there)
+void smoke_size(method::ByolOptions& o, nn::BackboneConfig& cfg) {
+    if (!kSmoke) return;
+    cfg.width = 0.125f;
+    o.hidden = 64;
+    o.projection = 32;
+}
+// the argument lists of a full run or of a smoke run (one iteration each)
+void sized(Benchmark* b, std::initializer_list<std::vector<int64_t>> full, std::initializer_list<std::vector<int64_t>> small,
+           double min_time = 0) {
+    for (const auto& a : kSmoke ? small : full) b->Args(a);
+    if (kSmoke) b->Iterations(1);
+    else if (min_time > 0) b->MinTime(min_time);
+}
 
 bool have_gpu(benchmark::State& st) {
     if (cuda_available()) return true;
@@ -85,6 +108,7 @@ void byol_step(benchmark::State& st) {
     o.negative = method::Negative::CutPaste;
     o.device = kGpu;
     nn::BackboneConfig cfg{nn::BackboneKind::ResNet18};
+    smoke_size(o, cfg);
     method::ByolTrainer tr(nn::make_backbone(cfg, 1), [&] { return nn::make_backbone(cfg, 2); }, o);
     Rng rng(3);
     Tensor v1 = rng.normal_tensor(Shape{batch, 3, res, res}, 0, 1).to(kGpu);
@@ -98,7 +122,8 @@ void byol_step(benchmark::State& st) {
         tr.train_step(v1, v2, &vn, perm);
         synchronize(kGpu);
     }
-    bench::profile_if_asked("byol_step cuda 224/" + std::to_string(batch), [&] { tr.train_step(v1, v2, &vn, perm); });
+    bench::profile_if_asked("byol_step cuda " + std::to_string(res) + "/" + std::to_string(batch),
+                            [&] { tr.train_step(v1, v2, &vn, perm); });
     bench::rate(st, "steps/s", 1.0);
     bench::rate(st, "img/s", static_cast<double>(batch));
 }
@@ -118,17 +143,18 @@ void byol_fit(benchmark::State& st) {
     o.device = kGpu;
     o.prefetch = st.range(2) ? method::ByolOptions::Prefetch::On : method::ByolOptions::Prefetch::Off;
     nn::BackboneConfig cfg{nn::BackboneKind::ResNet18};
+    smoke_size(o, cfg);
     int64_t steps = 0;
     for (auto _ : st) {
         st.PauseTiming();
-        o.steps = 6;
+        o.steps = kSmoke ? 2 : 6;
         method::ByolTrainer tr(nn::make_backbone(cfg, 1), [&] { return nn::make_backbone(cfg, 2); }, o);
         tr.step(shots);  // algorithm search, allocator warm-up
         synchronize(kGpu);
         st.ResumeTiming();
         tr.fit(shots);
         synchronize(kGpu);
-        steps += 5;
+        steps += o.steps - 1;
     }
     st.counters["steps/s"] = benchmark::Counter(static_cast<double>(steps), benchmark::Counter::kIsRate);
     st.SetLabel(st.range(2) ? "views prefetched" : "views in turn");
@@ -142,15 +168,17 @@ void detector_score(benchmark::State& st) {
     c.adapt = false;
     c.n_augment = 2;
     c.device = kGpu;
+    const int64_t res = kSmoke ? 32 : 224;
+    c.resolution = res;
     Detector det(c);
     Rng rng(4);
     std::vector<Tensor> shots, imgs;
-    for (int i = 0; i < 5; ++i) shots.push_back(rng.uniform_tensor(Shape{3, 224, 224}, 0, 1));
+    for (int i = 0; i < 5; ++i) shots.push_back(rng.uniform_tensor(Shape{3, res, res}, 0, 1));
     det.fit(shots);
-    for (int64_t i = 0; i < n; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, 224, 224}, 0, 1));
+    for (int64_t i = 0; i < n; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, res, res}, 0, 1));
     det.score(imgs);
     for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
-    bench::profile_if_asked("detector score cuda 224/" + std::to_string(n), [&] { det.score(imgs); }, 1);
+    bench::profile_if_asked("detector score cuda " + std::to_string(res) + "/" + std::to_string(n), [&] { det.score(imgs); }, 1);
     bench::rate(st, "img/s", static_cast<double>(n));
 }
 
@@ -174,7 +202,7 @@ void infer_cuda(benchmark::State& st) {
         Tensor f = net->forward(Var(x)).value();
         synchronize(kGpu);
     }
-    bench::profile_if_asked("infer cuda resnet18 224/" + std::to_string(batch), [&] {
+    bench::profile_if_asked("infer cuda resnet18 " + std::to_string(res) + "/" + std::to_string(batch), [&] {
         NoGradGuard ng;
         net->forward(Var(x));
     });
@@ -198,19 +226,30 @@ void copy_to_gpu(benchmark::State& st) {
     st.SetLabel(st.range(1) ? "staged" : "pageable");
 }
 
-void conv_args(benchmark::internal::Benchmark* b) {
+void conv_args(Benchmark* b) {
     for (int tf32 : {0, 1})
-        for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, 64, tf32});
+        for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, kSmoke ? 1 : 64, tf32});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
+    if (kSmoke) b->Iterations(1);
 }
+void batchnorm_args(Benchmark* b) { sized(b, {{64, 64, 112}, {64, 256, 14}}, {{2, 8, 16}}); }
+void byol_step_args(Benchmark* b) { sized(b, {{224, 64}}, {{32, 4}}, 2.0); }
+void byol_fit_args(Benchmark* b) {
+    sized(b, {{224, 64, 1}, {224, 64, 0}}, {{32, 4, 1}, {32, 4, 0}});
+    b->Iterations(1);
+}
+void detector_score_args(Benchmark* b) { sized(b, {{512}}, {{3}}, 2.0); }
+void infer_args(Benchmark* b) { sized(b, {{224, 512}}, {{32, 2}}, 1.0); }
+void copy_args(Benchmark* b) { sized(b, {{256, 1}, {256, 0}}, {{16, 1}, {16, 0}}); }  // 16 images: 9.6 MB, staged
+void linear_args(Benchmark* b) { sized(b, {{128, 512, 4096}, {128, 4096, 256}}, {{8, 64, 128}}); }
 }  // namespace
 
 BENCHMARK_CAPTURE(conv, cuda_conv2d_forward, false)->Apply(conv_args);
 BENCHMARK_CAPTURE(conv, cuda_conv2d_backward, true)->Apply(conv_args);
-BENCHMARK(batchnorm_relu)->Args({64, 64, 112})->Args({64, 256, 14})->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(byol_step)->Args({224, 64})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK(byol_fit)->Args({224, 64, 1})->Args({224, 64, 0})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK(detector_score)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK(infer_cuda)->Args({224, 512})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-BENCHMARK(copy_to_gpu)->Args({256, 1})->Args({256, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(linear)->Args({128, 512, 4096})->Args({128, 4096, 256})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(batchnorm_relu)->Apply(batchnorm_args)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(byol_step)->Apply(byol_step_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(byol_fit)->Apply(byol_fit_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(detector_score)->Apply(detector_score_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(infer_cuda)->Apply(infer_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(copy_to_gpu)->Apply(copy_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(linear)->Apply(linear_args)->Unit(benchmark::kMicrosecond)->UseRealTime();

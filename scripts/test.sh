@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs dependencies, builds, runs the whole test suite,
 # then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (portable, and the
-# convolution and model tests tuned for this CPU), the CPU-vs-CUDA parity suite on the CUDA
-# emulator (also sanitized), then the safetensors fuzzer for a bounded time. Tests needing ../shared skip cleanly without it.
+# convolution and model tests tuned for this CPU), the CUDA backend on the CUDA emulator (parity
+# suite, CLI test, benchmark smoke run; also sanitized), then the safetensors fuzzer for a bounded
+# time. Tests needing ../shared skip cleanly without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --tests
@@ -33,14 +34,25 @@ cmake --build build-asan-native -j"$jobs" --target fsad_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan-native/tests/fsad_tests \
   -tc="conv2d*,*prepare*,nn:*,golden*,detector:*"
 
-echo "== CPU-vs-CUDA parity on the CUDA emulator, under ASan + UBSan (no GPU needed)"
+echo "== the CUDA backend on the CUDA emulator, under ASan + UBSan (no GPU needed)"
 # FSAD_CUDA=EMULATED: the CUDA backend's own sources built against tests/emu (kernels on the SIMT
-# emulator, reference cuDNN/cuBLAS/cuSOLVER, lazy streams, checked device memory), running the
-# parity suite a GPU runs (tests/test_cuda.cpp), with two emulated devices
-cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_CUDA=EMULATED -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=OFF \
-      -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF >/dev/null
-cmake --build build-emu -j"$jobs" --target fsad_cuda_tests
-FSAD_EMU_DEVICES=2 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-emu/tests/fsad_cuda_tests
+# emulator, reference cuDNN/cuBLAS/cuSOLVER, lazy streams, checked device memory): the parity
+# suite a GPU runs (tests/test_cuda.cpp) with two emulated devices, the CLI test (its GPU branch:
+# fit and score with --device cuda, FP32 and TF32), and the GPU benchmarks once each at small
+# sizes (FSAD_BENCH_SMOKE), so that their code has run before a GPU's minutes are spent on it
+cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_CUDA=EMULATED -DFSAD_SANITIZE=ON -DFSAD_BUILD_BENCH=ON \
+      -DFSAD_BUILD_EXAMPLES=ON -DFSAD_NATIVE=OFF >/dev/null
+cmake --build build-emu -j"$jobs" --target fsad_cuda_tests fsad_cli fsad_bench_cuda
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+FSAD_EMU_DEVICES=2 build-emu/tests/fsad_cuda_tests
+tests/cli/test_cli.sh build-emu/src/cli/fsad tests/data build-emu/cli-test >build-emu/cli.log 2>&1 \
+  || { cat build-emu/cli.log; exit 1; }
+tail -n 1 build-emu/cli.log
+FSAD_BENCH_SMOKE=1 build-emu/bench/fsad_bench_cuda --benchmark_format=console >build-emu/bench.log 2>&1 \
+  || { cat build-emu/bench.log; exit 1; }
+if grep -q "ERROR OCCURRED" build-emu/bench.log; then cat build-emu/bench.log; exit 1; fi  # a benchmark that gave up
+echo "$(grep -c "iterations:1" build-emu/bench.log) GPU benchmarks ran once each on the emulator"
+unset ASAN_OPTIONS UBSAN_OPTIONS
 
 echo "== fuzz: safetensors reader (${FSAD_FUZZ_SECONDS:-60} s)"
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_FUZZ=ON \
@@ -51,5 +63,5 @@ build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="${FSAD_FUZZ_SECONDS:-60}
   build-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 3
 echo "== all tests passed"
 # one closing line for CI: ctest's tests (a skipped one counts as skipped), the two sanitizer runs,
-# the emulated parity run and the fuzzer run
-echo "summary: $((ctest_total - ctest_skipped + 4)) passed, 0 failed, ${ctest_skipped} skipped"
+# the emulated backend's three runs and the fuzzer run
+echo "summary: $((ctest_total - ctest_skipped + 6)) passed, 0 failed, ${ctest_skipped} skipped"
