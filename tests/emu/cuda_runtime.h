@@ -17,6 +17,9 @@
 //   the sticky launch failure of the next synchronisation.
 // Not emulated: concurrency between streams or devices (everything runs in submission order on
 // the waiting host thread), timing (events time the emulation), TF32.
+// Settings (environment): FSAD_EMU_DEVICES (devices visible, default 1), FSAD_EMU_MEMORY_MIB
+// (device memory, default 16384), FSAD_EMU_ORDER=reverse (blocks, warps and lanes run in reverse
+// order: results that change have a race between threads).
 #pragma once
 #ifndef FSAD_CUDA_EMULATED
 #define FSAD_CUDA_EMULATED 1
@@ -121,6 +124,9 @@ bool check_device_range(const void* p, size_t bytes, int device, const char* wha
 bool check_device_pointer(const void* p, int device, const char* what);
 /// Records a sticky launch error (as a failed kernel leaves the context).
 void set_error(cudaError_t e, const char* what);
+/// The order the SIMT emulator runs blocks, warps and lanes in: FSAD_EMU_ORDER=reverse, else
+/// forward (a run in each order that gives the same results has no race between threads).
+simt::Order kernel_order();
 
 template <class T>
 bool check_kernel_arg(const T& a, int device, const char* kernel, int i) {
@@ -142,7 +148,9 @@ struct KernelWork final : Work {
     template <class... A>
     KernelWork(void (*k)(P...), dim3 g, dim3 b, A&&... a) : kernel(k), grid(g), block(b), params(std::forward<A>(a)...) {}
     void run() override {
-        std::apply([&](auto&... a) { simt::Runtime::get().launch(kernel, grid, block, a...); }, params);
+        simt::Runtime& rt = simt::Runtime::get();
+        rt.order = kernel_order();
+        std::apply([&](auto&... a) { rt.launch(kernel, grid, block, a...); }, params);
     }
 };
 

@@ -170,6 +170,14 @@ bool check_device_pointer(const void* p, int device, const char* what) { return 
 
 void set_error(cudaError_t e, const char* what) { fail(e, what); }
 
+simt::Order kernel_order() {
+    static const simt::Order o = [] {
+        const char* e = std::getenv("FSAD_EMU_ORDER");
+        return e && std::string(e) == "reverse" ? simt::Order::Reverse : simt::Order::Forward;
+    }();
+    return o;
+}
+
 }  // namespace fsad_emu
 
 using namespace fsad_emu;
