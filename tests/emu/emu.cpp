@@ -141,6 +141,26 @@ cudaError_t submit(cudaStream_t s, F f) {
     return enqueue(s, new FnWork<F>(std::move(f)));
 }
 
+// Library handles (cuDNN, cuBLAS, cuSOLVER: a stream each, created only where a device is) and
+// cuDNN's descriptors: created, destroyed, bound to a stream.
+template <class S, class H>
+S handle_create(H** h, S ok, S no_device) {
+    if (device_count() == 0) return no_device;
+    *h = new H;
+    return ok;
+}
+template <class S, class H>
+S handle_destroy(H* h, S ok) {
+    delete h;
+    return ok;
+}
+template <class S, class H>
+S handle_set_stream(H* h, cudaStream_t s, S ok, S no_handle) {
+    if (!h) return no_handle;
+    h->stream = s;
+    return ok;
+}
+
 }  // namespace
 
 cudaError_t enqueue(cudaStream_t, Work* w) {
@@ -619,58 +639,39 @@ const char* cudnnGetErrorString(cudnnStatus_t s) {
     return "CUDNN_STATUS_UNKNOWN";
 }
 size_t cudnnGetVersion() { return 91900; }
-cudnnStatus_t cudnnCreate(cudnnHandle_t* h) {
-    if (fsad_emu::device_count() == 0) return CUDNN_STATUS_NOT_INITIALIZED;
-    *h = new cudnnContext;
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
-    delete h;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreate(cudnnHandle_t* h) { return handle_create(h, CUDNN_STATUS_SUCCESS, CUDNN_STATUS_NOT_INITIALIZED); }
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { return handle_destroy(h, CUDNN_STATUS_SUCCESS); }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s) {
-    if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
-    h->stream = s;
+    return handle_set_stream(h, s, CUDNN_STATUS_SUCCESS, CUDNN_STATUS_NOT_INITIALIZED);
+}
+namespace {
+template <class D>
+cudnnStatus_t make(D** d) {
+    *d = new D;
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) {
-    *d = new cudnnTensorStruct;
+template <class D>
+cudnnStatus_t set4d(const char* fn, D* d, cudnnTensorFormat_t f, cudnnDataType_t t, int a, int b, int c, int e) {
+    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(fn) + ": only NCHW float is emulated");
+    if (a <= 0 || b <= 0 || c <= 0 || e <= 0) return dnn_fail(CUDNN_STATUS_BAD_PARAM, std::string(fn) + ": a dimension <= 0");
+    *d = {a, b, c, e, true};
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+}  // namespace
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* d) { return make(d); }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return handle_destroy(d, CUDNN_STATUS_SUCCESS); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f, cudnnDataType_t t, int n, int c,
                                          int h, int w) {
-    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, "tensor: only NCHW float is emulated");
-    if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnSetTensor4dDescriptor: a dimension <= 0");
-    *d = {n, c, h, w, true};
-    return CUDNN_STATUS_SUCCESS;
+    return set4d("cudnnSetTensor4dDescriptor", d, f, t, n, c, h, w);
 }
-cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) {
-    *d = new cudnnFilterStruct;
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* d) { return make(d); }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return handle_destroy(d, CUDNN_STATUS_SUCCESS); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t, cudnnTensorFormat_t f, int k, int c,
                                          int h, int w) {
-    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, "filter: only NCHW float is emulated");
-    if (k <= 0 || c <= 0 || h <= 0 || w <= 0) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnSetFilter4dDescriptor: a dimension <= 0");
-    *d = {k, c, h, w, true};
-    return CUDNN_STATUS_SUCCESS;
+    return set4d("cudnnSetFilter4dDescriptor", d, f, t, k, c, h, w);
 }
-cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) {
-    *d = new cudnnConvolutionStruct;
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* d) { return make(d); }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { return handle_destroy(d, CUDNN_STATUS_SUCCESS); }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w, int u, int v,
                                               int dilation_h, int dilation_w, cudnnConvolutionMode_t mode,
                                               cudnnDataType_t compute) {
@@ -697,37 +698,56 @@ cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnM
     return CUDNN_STATUS_SUCCESS;
 }
 
+namespace {
+// One convolution call, in any direction: the geometry from the descriptors (x, w, conv, y
+// order), the device ranges (x, w, y and the workspace checked), then compute(alpha, beta) queued.
+// A search (algo < 0) runs before it returns, writing its output as cuDNN's does, and reports
+// the emulated algorithms; a call with an algorithm only queues.
+template <class F>
+cudnnStatus_t conv_call(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor_t xd, const void* x, cudnnFilterDescriptor_t wd,
+                        const void* w, cudnnConvolutionDescriptor_t cd, cudnnTensorDescriptor_t yd, const void* y, int algo,
+                        void* ws, size_t ws_bytes, const void* alpha, const void* beta, F compute) {
+    Geo g;
+    if (auto s = geometry(fn, xd, wd, cd, yd, &g)) return s;
+    if (auto s = check_call(fn, h, g, x, w, y, algo, ws, ws_bytes)) return s;
+    const float a = alpha ? *static_cast<const float*>(alpha) : 1.0f, b = beta ? *static_cast<const float*>(beta) : 0.0f;
+    const size_t scr = algo < 0 ? 0 : algo_workspace(algo);
+    const cudaError_t e = submit(h->stream, [=] {
+        scribble(ws, scr);
+        compute(g, a, b);
+    });
+    if (e != cudaSuccess || (algo < 0 && wait_result() != cudaSuccess)) return CUDNN_STATUS_EXECUTION_FAILED;
+    return CUDNN_STATUS_SUCCESS;
+}
+template <class Perf, class F>
+cudnnStatus_t conv_search(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor_t xd, const void* x, cudnnFilterDescriptor_t wd,
+                          const void* w, cudnnConvolutionDescriptor_t cd, cudnnTensorDescriptor_t yd, const void* y,
+                          int requested, int* returned, Perf* perf, void* ws, size_t ws_bytes, F compute) {
+    if (requested < 1) return dnn_fail(CUDNN_STATUS_BAD_PARAM, std::string(fn) + ": requested < 1");
+    if (auto s = conv_call(fn, h, xd, x, wd, w, cd, yd, y, -1, ws, ws_bytes, nullptr, nullptr, compute)) return s;
+    report(requested, returned, perf, ws_bytes);
+    return CUDNN_STATUS_SUCCESS;
+}
+const float* f32(const void* p) { return static_cast<const float*>(p); }
+float* f32(void* p) { return static_cast<float*>(p); }
+}  // namespace
+
 cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(cudnnHandle_t h, cudnnTensorDescriptor_t xd, const void* x,
                                                      cudnnFilterDescriptor_t wd, const void* w,
                                                      cudnnConvolutionDescriptor_t cd, cudnnTensorDescriptor_t yd, void* y,
                                                      int requested, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf,
                                                      void* ws, size_t ws_bytes) {
-    Geo g;
-    if (auto s = geometry("cudnnFindConvolutionForwardAlgorithmEx", xd, wd, cd, yd, &g)) return s;
-    if (auto s = check_call("cudnnFindConvolutionForwardAlgorithmEx", h, g, x, w, y, -1, ws, ws_bytes)) return s;
-    if (requested < 1) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnFind*: requested < 1");
-    auto* yp = static_cast<float*>(y);
-    auto xp = static_cast<const float*>(x), wp = static_cast<const float*>(w);
-    if (submit(h->stream, [=] { conv_fwd(g, xp, wp, yp, 1.0f, 0.0f); }) != cudaSuccess || wait_result() != cudaSuccess)
-        return CUDNN_STATUS_EXECUTION_FAILED;  // the search runs (and writes y) before it returns
-    report(requested, returned, perf, ws_bytes);
-    return CUDNN_STATUS_SUCCESS;
+    return conv_search("cudnnFindConvolutionForwardAlgorithmEx", h, xd, x, wd, w, cd, yd, y, requested, returned, perf, ws,
+                       ws_bytes, [=](const Geo& g, float a, float b) { conv_fwd(g, f32(x), f32(w), f32(y), a, b); });
 }
 cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(cudnnHandle_t h, cudnnFilterDescriptor_t wd, const void* w,
                                                           cudnnTensorDescriptor_t dyd, const void* dy,
                                                           cudnnConvolutionDescriptor_t cd, cudnnTensorDescriptor_t dxd,
                                                           void* dx, int requested, int* returned,
                                                           cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, size_t ws_bytes) {
-    Geo g;
-    if (auto s = geometry("cudnnFindConvolutionBackwardDataAlgorithmEx", dxd, wd, cd, dyd, &g)) return s;
-    if (auto s = check_call("cudnnFindConvolutionBackwardDataAlgorithmEx", h, g, dx, w, dy, -1, ws, ws_bytes)) return s;
-    if (requested < 1) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnFind*: requested < 1");
-    auto* dxp = static_cast<float*>(dx);
-    auto wp = static_cast<const float*>(w), dyp = static_cast<const float*>(dy);
-    if (submit(h->stream, [=] { conv_bwd_data(g, wp, dyp, dxp, 1.0f, 0.0f); }) != cudaSuccess || wait_result() != cudaSuccess)
-        return CUDNN_STATUS_EXECUTION_FAILED;
-    report(requested, returned, perf, ws_bytes);
-    return CUDNN_STATUS_SUCCESS;
+    return conv_search("cudnnFindConvolutionBackwardDataAlgorithmEx", h, dxd, dx, wd, w, cd, dyd, dy, requested, returned,
+                       perf, ws, ws_bytes,
+                       [=](const Geo& g, float a, float b) { conv_bwd_data(g, f32(w), f32(dy), f32(dx), a, b); });
 }
 cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle_t h, cudnnTensorDescriptor_t xd, const void* x,
                                                             cudnnTensorDescriptor_t dyd, const void* dy,
@@ -735,65 +755,31 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle_t h, cud
                                                             void* dw, int requested, int* returned,
                                                             cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* ws,
                                                             size_t ws_bytes) {
-    Geo g;
-    if (auto s = geometry("cudnnFindConvolutionBackwardFilterAlgorithmEx", xd, dwd, cd, dyd, &g)) return s;
-    if (auto s = check_call("cudnnFindConvolutionBackwardFilterAlgorithmEx", h, g, x, dw, dy, -1, ws, ws_bytes)) return s;
-    if (requested < 1) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnFind*: requested < 1");
-    auto* dwp = static_cast<float*>(dw);
-    auto xp = static_cast<const float*>(x), dyp = static_cast<const float*>(dy);
-    if (submit(h->stream, [=] { conv_bwd_filter(g, xp, dyp, dwp, 1.0f, 0.0f); }) != cudaSuccess || wait_result() != cudaSuccess)
-        return CUDNN_STATUS_EXECUTION_FAILED;
-    report(requested, returned, perf, ws_bytes);
-    return CUDNN_STATUS_SUCCESS;
+    return conv_search("cudnnFindConvolutionBackwardFilterAlgorithmEx", h, xd, x, dwd, dw, cd, dyd, dy, requested, returned,
+                       perf, ws, ws_bytes,
+                       [=](const Geo& g, float a, float b) { conv_bwd_filter(g, f32(x), f32(dy), f32(dw), a, b); });
 }
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t xd, const void* x,
                                       cudnnFilterDescriptor_t wd, const void* w, cudnnConvolutionDescriptor_t cd,
                                       cudnnConvolutionFwdAlgo_t algo, void* ws, size_t ws_bytes, const void* beta,
                                       cudnnTensorDescriptor_t yd, void* y) {
-    Geo g;
-    if (auto s = geometry("cudnnConvolutionForward", xd, wd, cd, yd, &g)) return s;
-    if (auto s = check_call("cudnnConvolutionForward", h, g, x, w, y, algo, ws, ws_bytes)) return s;
-    const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-    auto* yp = static_cast<float*>(y);
-    auto xp = static_cast<const float*>(x), wp = static_cast<const float*>(w);
-    const size_t scr = algo_workspace(algo);
-    return queued(submit(h->stream, [=] {
-        scribble(ws, scr);
-        conv_fwd(g, xp, wp, yp, a, b);
-    }));
+    return conv_call("cudnnConvolutionForward", h, xd, x, wd, w, cd, yd, y, algo, ws, ws_bytes, alpha, beta,
+                     [=](const Geo& g, float a, float b) { conv_fwd(g, f32(x), f32(w), f32(y), a, b); });
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, cudnnFilterDescriptor_t wd, const void* w,
                                            cudnnTensorDescriptor_t dyd, const void* dy, cudnnConvolutionDescriptor_t cd,
                                            cudnnConvolutionBwdDataAlgo_t algo, void* ws, size_t ws_bytes, const void* beta,
                                            cudnnTensorDescriptor_t dxd, void* dx) {
-    Geo g;
-    if (auto s = geometry("cudnnConvolutionBackwardData", dxd, wd, cd, dyd, &g)) return s;
-    if (auto s = check_call("cudnnConvolutionBackwardData", h, g, dx, w, dy, algo, ws, ws_bytes)) return s;
-    const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-    auto* dxp = static_cast<float*>(dx);
-    auto wp = static_cast<const float*>(w), dyp = static_cast<const float*>(dy);
-    const size_t scr = algo_workspace(algo);
-    return queued(submit(h->stream, [=] {
-        scribble(ws, scr);
-        conv_bwd_data(g, wp, dyp, dxp, a, b);
-    }));
+    return conv_call("cudnnConvolutionBackwardData", h, dxd, dx, wd, w, cd, dyd, dy, algo, ws, ws_bytes, alpha, beta,
+                     [=](const Geo& g, float a, float b) { conv_bwd_data(g, f32(w), f32(dy), f32(dx), a, b); });
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t xd, const void* x,
                                              cudnnTensorDescriptor_t dyd, const void* dy, cudnnConvolutionDescriptor_t cd,
                                              cudnnConvolutionBwdFilterAlgo_t algo, void* ws, size_t ws_bytes,
                                              const void* beta, cudnnFilterDescriptor_t dwd, void* dw) {
-    Geo g;
-    if (auto s = geometry("cudnnConvolutionBackwardFilter", xd, dwd, cd, dyd, &g)) return s;
-    if (auto s = check_call("cudnnConvolutionBackwardFilter", h, g, x, dw, dy, algo, ws, ws_bytes)) return s;
-    const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-    auto* dwp = static_cast<float*>(dw);
-    auto xp = static_cast<const float*>(x), dyp = static_cast<const float*>(dy);
-    const size_t scr = algo_workspace(algo);
-    return queued(submit(h->stream, [=] {
-        scribble(ws, scr);
-        conv_bwd_filter(g, xp, dyp, dwp, a, b);
-    }));
+    return conv_call("cudnnConvolutionBackwardFilter", h, xd, x, dwd, dw, cd, dyd, dy, algo, ws, ws_bytes, alpha, beta,
+                     [=](const Geo& g, float a, float b) { conv_bwd_filter(g, f32(x), f32(dy), f32(dw), a, b); });
 }
 cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t dyd, const void* dy,
                                            const void* beta, cudnnTensorDescriptor_t dbd, void* db) {
@@ -876,19 +862,10 @@ cublasStatus_t cublasGetProperty(libraryPropertyType t, int* v) {
     *v = t == MAJOR_VERSION ? 13 : 0;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasCreate(cublasHandle_t* h) {
-    if (fsad_emu::device_count() == 0) return CUBLAS_STATUS_NOT_INITIALIZED;
-    *h = new cublasContext;
-    return CUBLAS_STATUS_SUCCESS;
-}
-cublasStatus_t cublasDestroy(cublasHandle_t h) {
-    delete h;
-    return CUBLAS_STATUS_SUCCESS;
-}
+cublasStatus_t cublasCreate(cublasHandle_t* h) { return handle_create(h, CUBLAS_STATUS_SUCCESS, CUBLAS_STATUS_NOT_INITIALIZED); }
+cublasStatus_t cublasDestroy(cublasHandle_t h) { return handle_destroy(h, CUBLAS_STATUS_SUCCESS); }
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    h->stream = s;
-    return CUBLAS_STATUS_SUCCESS;
+    return handle_set_stream(h, s, CUBLAS_STATUS_SUCCESS, CUBLAS_STATUS_NOT_INITIALIZED);
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t) { return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED; }
 
@@ -1006,18 +983,11 @@ cusolverStatus_t cusolverGetProperty(libraryPropertyType t, int* v) {
     return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t* h) {
-    if (fsad_emu::device_count() == 0) return CUSOLVER_STATUS_NOT_INITIALIZED;
-    *h = new cusolverDnContext;
-    return CUSOLVER_STATUS_SUCCESS;
+    return handle_create(h, CUSOLVER_STATUS_SUCCESS, CUSOLVER_STATUS_NOT_INITIALIZED);
 }
-cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t h) {
-    delete h;
-    return CUSOLVER_STATUS_SUCCESS;
-}
+cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t h) { return handle_destroy(h, CUSOLVER_STATUS_SUCCESS); }
 cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t h, cudaStream_t s) {
-    if (!h) return CUSOLVER_STATUS_NOT_INITIALIZED;
-    h->stream = s;
-    return CUSOLVER_STATUS_SUCCESS;
+    return handle_set_stream(h, s, CUSOLVER_STATUS_SUCCESS, CUSOLVER_STATUS_NOT_INITIALIZED);
 }
 cusolverStatus_t cusolverDnDpotrf_bufferSize(cusolverDnHandle_t h, cublasFillMode_t uplo, int n, double*, int lda, int* lwork) {
     if (!h) return CUSOLVER_STATUS_NOT_INITIALIZED;
