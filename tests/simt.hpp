@@ -360,6 +360,7 @@ private:
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __launch_bounds__(...)  // a register budget for nvcc; launches are checked against CUDA's limits
 #define __shared__ static thread_local
 #define threadIdx (::simt::Runtime::get().self().idx)
 #define blockIdx (::simt::Runtime::get().block_idx)

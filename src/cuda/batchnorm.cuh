@@ -51,7 +51,7 @@ __device__ inline void for_values(const Cells& g, int64_t c, F&& f) {
     }
 }
 
-__global__ void bn_partial_stats_k(const float* x, Cells g, double* part) {
+__global__ void __launch_bounds__(kBnThreads) bn_partial_stats_k(const float* x, Cells g, double* part) {
     const int64_t c = blockIdx.y;
     const float k = x[c * g.hw];  // shift: the channel's first value
     double s = 0.0, s2 = 0.0;
@@ -129,7 +129,7 @@ __global__ void bn_apply_k(const float* x, const float* r, float* y, Elementwise
     });
 }
 
-__global__ void bn_backward_partial_k(const float* x, const float* dy, const float* y, Cells g, const float* mean,
+__global__ void __launch_bounds__(kBnThreads) bn_backward_partial_k(const float* x, const float* dy, const float* y, Cells g, const float* mean,
                                       const float* invstd, math::Activation act, double* part) {
     const int64_t c = blockIdx.y;
     const float mu = mean[c], is = invstd[c];

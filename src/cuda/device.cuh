@@ -29,6 +29,9 @@ namespace fsad::cuda {
 // copies has no two definitions of one name.
 inline namespace FSAD_KERNEL_ABI {
 
+// Kernels launched with more than 256 threads per block carry __launch_bounds__ of that size, so
+// that nvcc keeps their registers within the block's share (a launch otherwise fails with "too
+// many resources requested"); at 256 threads any kernel fits.
 constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {
     const int64_t b = (n + threads - 1) / threads;
