@@ -129,8 +129,9 @@ __global__ void bn_apply_k(const float* x, const float* r, float* y, Elementwise
     });
 }
 
-__global__ void __launch_bounds__(kBnThreads) bn_backward_partial_k(const float* x, const float* dy, const float* y, Cells g, const float* mean,
-                                      const float* invstd, math::Activation act, double* part) {
+__global__ void __launch_bounds__(kBnThreads)
+    bn_backward_partial_k(const float* x, const float* dy, const float* y, Cells g, const float* mean, const float* invstd,
+                          math::Activation act, double* part) {
     const int64_t c = blockIdx.y;
     const float mu = mean[c], is = invstd[c];
     double s = 0.0, sx = 0.0;

@@ -77,7 +77,8 @@ __global__ void row_norm4_k(const double* xc, int64_t d, double* row4) {
 }
 
 // acc = {trace, |S|_F^2, sum_r |xc_r|^4} from the partials (one block)
-__global__ void __launch_bounds__(1024) moments_finish_k(const double* part, int64_t blocks, const double* row4, int64_t n, double* acc) {
+__global__ void __launch_bounds__(1024)
+    moments_finish_k(const double* part, int64_t blocks, const double* row4, int64_t n, double* acc) {
     double tr = 0.0, fro = 0.0, r4 = 0.0;
     for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) {
         tr += part[2 * b];

@@ -4,7 +4,7 @@
 #   OFF   CPU only
 #   EMULATED  for the tests only: the backend's sources built by the host compiler against the
 #         CUDA emulator in tests/emu (kernels on the SIMT emulator, reference cuDNN/cuBLAS/
-#         cuSOLVER), so that the CPU-vs-CUDA parity suite runs without a GPU. Not installable.
+#         cuSOLVER), so that the CPU-vs-CUDA parity suite runs without a GPU. Not for installing.
 # FSAD_CUDA_ARCHITECTURES: the GPU architectures to compile for (default 80;86;89;90: A100,
 # RTX 30xx/A-series, L4/RTX 40xx, H100/H200); CI builds one to save time.
 # Sets FSAD_WITH_CUDA and, when ON, the imported target fsad_cuda_libs.
