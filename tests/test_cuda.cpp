@@ -124,6 +124,15 @@ TEST_CASE("cuda: tensors move between host and device") {
     CHECK(gpu(part).to_vector() == part.to_vector());
 }
 
+TEST_CASE("cuda: an allocation beyond the device's memory is a CudaError naming it; the device keeps working") {
+    Tensor keep = Tensor::full(Shape{1000}, 1.5f, kGpu);
+    const int64_t too_many = int64_t(1) << 40;  // 4 TiB of floats
+    CHECK_THROWS_WITH_AS(Tensor::empty(Shape{too_many}, kGpu), doctest::Contains("bytes on cuda:0 failed"), CudaError);
+    CHECK(keep.to_vector() == std::vector<float>(1000, 1.5f));
+    Tensor after = Tensor::full(Shape{1000}, 2.5f, kGpu);
+    CHECK(after.to_vector() == std::vector<float>(1000, 2.5f));
+}
+
 TEST_CASE("cuda: convolution forward and backward (cuDNN) match the CPU") {
     struct Case {
         int64_t n, cin, h, w, cout, k;
