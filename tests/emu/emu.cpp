@@ -73,18 +73,18 @@ cudaError_t fail(cudaError_t e, const std::string& what) {
     return e;
 }
 
-// The allocation holding [p, p + bytes): nullptr when p lies in none (plain host memory); sets
-// *partial when the range starts in one but runs past its end.
-const Alloc* find(const void* p, size_t bytes, bool* partial) {
-    *partial = false;
+// What [p, p+bytes) is: a device's memory (>= 0), pinned host memory (kHost), pageable host
+// memory (-2, in no allocation), or a range that runs past the end of its allocation (-3).
+constexpr int kPageable = -2, kBad = -3;
+int classify(const void* p, size_t bytes) {
     const auto a = reinterpret_cast<uintptr_t>(p);
     std::lock_guard<std::mutex> lk(g_mu);
     auto it = g_allocs.upper_bound(a);
-    if (it == g_allocs.begin()) return nullptr;
+    if (it == g_allocs.begin()) return kPageable;
     --it;
-    if (a >= it->first + it->second.bytes) return nullptr;
-    if (a + bytes > it->first + it->second.bytes) *partial = true;
-    return &it->second;
+    if (a >= it->first + it->second.bytes) return kPageable;
+    if (a + bytes > it->first + it->second.bytes) return kBad;
+    return it->second.device;
 }
 
 std::string ptr_str(const void* p) {
@@ -93,16 +93,6 @@ std::string ptr_str(const void* p) {
     return b;
 }
 
-// What [p, p+bytes) is: a device's memory (>= 0), pinned host memory (kHost), pageable host
-// memory (-2), or a range that runs past its allocation (-3).
-constexpr int kPageable = -2, kBad = -3;
-int classify(const void* p, size_t bytes) {
-    bool partial = false;
-    const Alloc* a = find(p, bytes, &partial);
-    if (!a) return kPageable;
-    if (partial) return kBad;
-    return a->device;
-}
 
 void flush() {
     std::lock_guard<std::recursive_mutex> ex(g_exec_mu);
