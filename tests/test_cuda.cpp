@@ -331,6 +331,9 @@ TEST_CASE("cuda: two devices: copies between them, ops and convolutions on the s
     Tensor a0 = gpu(a), a1 = a0.to(d1);  // device to device
     CHECK(a1.device() == d1);
     CHECK(a1.to_vector() == a.to_vector());
+    // computed on cuda:0 (queued on its stream) and copied straight to cuda:1
+    const Tensor twice = ops::axpby(1.0f, a, 1.0f, a);
+    CHECK(ops::axpby(1.0f, a0, 1.0f, a0).to(d1).to_vector() == twice.to_vector());
     close(ops::axpby(2.0f, a, -1.0f, a), ops::axpby(2.0f, a1, -1.0f, a1), "axpby on cuda:1");
     ops::Conv2dParams p;
     p.pad_h = p.pad_w = 1;

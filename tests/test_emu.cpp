@@ -71,6 +71,10 @@ TEST_CASE("emu: streams are lazy: queued work runs when the host waits") {
     std::vector<float> pageable(8, 3.0f);
     REQUIRE(cudaMemcpyAsync(d.p, pageable.data(), 8 * sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
     std::fill(pageable.begin(), pageable.end(), 4.0f);
+    // streams are independent: a wait on another stream (read() uses the default one) does not
+    // run this one's work
+    CHECK(read(d.p, 8) == std::vector<float>(8, 2.0f));
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
     CHECK(read(d.p, 8) == std::vector<float>(8, 3.0f));
     // into pinned memory nothing arrives before a wait; an event's wait is one
     cudaEvent_t e = nullptr;

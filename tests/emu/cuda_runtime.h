@@ -9,14 +9,17 @@
 // - Device memory is its own: every pointer a kernel, a copy or a library call receives must lie
 //   in a live allocation of the right kind (device or host) and device, the whole range it
 //   touches; fresh allocations are filled with NaNs, so reading memory nothing wrote shows.
-// - Streams are lazy: queued work runs only when the host waits (stream or event synchronize,
-//   a copy to pageable host memory, cudaFree). A host buffer read or written by a queued copy
-//   before the wait (pinned memory) therefore sees what the host did since, as a fast GPU would
-//   not hide; a copy from pageable memory takes its snapshot at the call, as CUDA's staging does.
+// - Streams are lazy and independent: a stream's queued work runs, in order, only when the host
+//   waits for that stream (stream or event synchronize, a copy into pageable host memory on it)
+//   or for the device (cudaDeviceSynchronize, cudaFree). A host buffer read or written by a
+//   queued copy (pinned memory) therefore sees what the host did since the call, and data one
+//   stream produces is not there for another until the host waited for the first: races a fast
+//   GPU would hide show every time. A copy from pageable memory takes its snapshot at the call,
+//   as CUDA's staging does.
 // - Launches: CUDA's limits on block and grid sizes; a kernel's barrier misuse (simt.hpp) becomes
 //   the sticky launch failure of the next synchronisation.
-// Not emulated: concurrency between streams or devices (everything runs in submission order on
-// the waiting host thread), timing (events time the emulation), TF32.
+// Not emulated: concurrency (work runs on the waiting host thread), cudaStreamWaitEvent (fsad
+// orders streams by host waits), timing (events time the emulation), TF32.
 // Settings (environment): FSAD_EMU_DEVICES (devices visible, default 1), FSAD_EMU_MEMORY_MIB
 // (device memory, default 16384), FSAD_EMU_ORDER=reverse (blocks, warps and lanes run in reverse
 // order: results that change have a race between threads).

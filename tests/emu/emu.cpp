@@ -28,6 +28,9 @@ struct CUevent_st {
     bool recorded = false;
     std::atomic<bool> done{false};
     std::chrono::steady_clock::time_point t{};
+    cudaStream_t stream = nullptr;  // of the last record
+    int pending = 0;                // queued records (under g_mu)
+    bool destroyed = false;         // destroyed while a record was queued: deleted by the last one
 };
 
 namespace fsad_emu {
@@ -44,7 +47,10 @@ struct Alloc {
 // at exit still sees it referenced).
 std::mutex& g_mu = *new std::mutex;  // the allocation registry and the queue
 std::map<uintptr_t, Alloc>& g_allocs = *new std::map<uintptr_t, Alloc>;  // start -> allocation
-std::deque<std::unique_ptr<Work>>& g_queue = *new std::deque<std::unique_ptr<Work>>;
+// queued work per stream (nullptr: the default stream); streams are independent, as fsad's
+// non-blocking streams are, so a wait on one runs only that stream's work
+std::map<cudaStream_t, std::deque<std::unique_ptr<Work>>>& g_queues =
+    *new std::map<cudaStream_t, std::deque<std::unique_ptr<Work>>>;
 std::recursive_mutex& g_exec_mu = *new std::recursive_mutex;  // one flush at a time, in order
 std::atomic<int> g_sticky{cudaSuccess};   // a failed kernel's error: every later wait returns it
 thread_local cudaError_t t_last = cudaSuccess;
@@ -94,15 +100,29 @@ std::string ptr_str(const void* p) {
 }
 
 
-void flush() {
+CUstream_st g_all_streams_tag;
+CUstream_st* const kAllStreams = &g_all_streams_tag;  // "every stream" in flush and wait_result
+
+// Runs the queued work of stream s (kAllStreams: of every stream), in submission order.
+void flush(cudaStream_t s) {
     std::lock_guard<std::recursive_mutex> ex(g_exec_mu);
     for (;;) {
         std::unique_ptr<Work> w;
         {
             std::lock_guard<std::mutex> lk(g_mu);
-            if (g_queue.empty()) return;
-            w = std::move(g_queue.front());
-            g_queue.pop_front();
+            std::deque<std::unique_ptr<Work>>* q = nullptr;
+            if (s == kAllStreams) {
+                for (auto& [k, d] : g_queues)
+                    if (!d.empty()) {
+                        q = &d;
+                        break;
+                    }
+            } else if (auto it = g_queues.find(s); it != g_queues.end() && !it->second.empty()) {
+                q = &it->second;
+            }
+            if (!q) return;
+            w = std::move(q->front());
+            q->pop_front();
         }
         if (g_sticky.load() != cudaSuccess) continue;  // the context is lost: queued work is dropped
         try {
@@ -114,10 +134,11 @@ void flush() {
     }
 }
 
-cudaError_t wait_result() {
-    flush();
-    const int s = g_sticky.load();
-    return s == cudaSuccess ? cudaSuccess : (t_last = static_cast<cudaError_t>(s));
+// The host waits for stream s (kAllStreams: the device): its work runs; a failed kernel's error.
+cudaError_t wait_result(cudaStream_t s) {
+    flush(s);
+    const int sticky = g_sticky.load();
+    return sticky == cudaSuccess ? cudaSuccess : (t_last = static_cast<cudaError_t>(sticky));
 }
 
 template <class F>
@@ -153,11 +174,11 @@ S handle_set_stream(H* h, cudaStream_t s, S ok, S no_handle) {
 
 }  // namespace
 
-cudaError_t enqueue(cudaStream_t, Work* w) {
+cudaError_t enqueue(cudaStream_t s, Work* w) {
     std::unique_ptr<Work> owned(w);
     if (g_sticky.load() != cudaSuccess) return t_last = static_cast<cudaError_t>(g_sticky.load());
     std::lock_guard<std::mutex> lk(g_mu);
-    g_queue.push_back(std::move(owned));
+    g_queues[s].push_back(std::move(owned));
     return cudaSuccess;
 }
 
@@ -259,8 +280,8 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
     *s = new CUstream_st{t_device};
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return wait_result(); }
-cudaError_t cudaDeviceSynchronize() { return wait_result(); }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { return wait_result(s); }
+cudaError_t cudaDeviceSynchronize() { return wait_result(kAllStreams); }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
     *p = nullptr;
@@ -285,7 +306,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 namespace {
 cudaError_t free_alloc(void* p, bool pinned, const char* fn) {
     if (!p) return cudaSuccess;
-    if (const cudaError_t e = wait_result(); e != cudaSuccess) return e;  // frees wait for the device
+    if (const cudaError_t e = wait_result(kAllStreams); e != cudaSuccess) return e;  // frees wait for the device
     std::lock_guard<std::mutex> lk(g_mu);
     auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
     if (it == g_allocs.end() || (it->second.device == kHost) != pinned)
@@ -365,7 +386,7 @@ cudaError_t copy_rows(const char* fn, void* dst, size_t dpitch, const void* src,
         for (size_t r = 0; r < rows; ++r) std::memmove(to + r * dpitch, f + r * from_pitch, width);
     });
     if (e != cudaSuccess) return e;
-    if (dc == kPageable) return wait_result();
+    if (dc == kPageable) return wait_result(s);
     return cudaSuccess;
 }
 }  // namespace
@@ -393,23 +414,40 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
     if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy: null event");
-    flush();  // a queued record of this event must not outlive it
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        if (e->pending > 0) {  // as in CUDA, the destruction completes once the queued record ran
+            e->destroyed = true;
+            return cudaSuccess;
+        }
+    }
     delete e;
     return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: null event");
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        ++e->pending;
+    }
     e->recorded = true;
     e->done = false;
+    e->stream = s;
     return submit(s, [e] {
         e->t = std::chrono::steady_clock::now();
         e->done = true;
+        bool gone = false;
+        {
+            std::lock_guard<std::mutex> lk(g_mu);
+            gone = --e->pending == 0 && e->destroyed;
+        }
+        if (gone) delete e;
     });
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: null event");
     if (!e->recorded || e->done) return static_cast<cudaError_t>(g_sticky.load());
-    return wait_result();
+    return wait_result(e->stream);
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
     if (!a || !b || !a->timing || !b->timing)
@@ -706,7 +744,7 @@ cudnnStatus_t conv_call(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor_t
         scribble(ws, scr);
         compute(g, a, b);
     });
-    if (e != cudaSuccess || (algo < 0 && wait_result() != cudaSuccess)) return CUDNN_STATUS_EXECUTION_FAILED;
+    if (e != cudaSuccess || (algo < 0 && wait_result(h->stream) != cudaSuccess)) return CUDNN_STATUS_EXECUTION_FAILED;
     return CUDNN_STATUS_SUCCESS;
 }
 template <class Perf, class F>
