@@ -1,6 +1,6 @@
 // The emulated CUDA runtime, cuDNN, cuBLAS and cuSOLVER of the FSAD_CUDA=EMULATED test build
 // (what it checks and what it does not: cuda_runtime.h). Device memory is host memory, tracked;
-// work is queued per call and run, in submission order, when the host waits.
+// work is queued per stream and run, in submission order, when the host waits for that stream.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
