@@ -1,7 +1,9 @@
 // GPU benchmarks (built with the CUDA backend): cuDNN convolution forward and backward at every
-// ResNet18 layer shape, batch norm + ReLU and the linear layer, reported as TFLOP/s (and GB/s
-// for batch norm) beside the device's FP32 peak. Each iteration ends with a device synchronise.
-// bench/torch_gpu_bench.py measures the same shapes with PyTorch (cudnn.benchmark, TF32 off).
+// ResNet18 layer shape in FP32, TF32 and BF16, batch norm + ReLU and the linear layer, reported as
+// TFLOP/s (and GB/s for batch norm) beside the device's FP32 peak; the fine-tuning step, feature
+// extraction and scoring in FP32 and BF16. Each iteration ends with a device synchronise.
+// bench/torch_gpu_bench.py measures the same with PyTorch (cudnn.benchmark; TF32 off, then on;
+// bfloat16 tensors or autocast for BF16).
 #include "common.hpp"
 
 using namespace fsad;
@@ -40,11 +42,19 @@ bool have_gpu(benchmark::State& st) {
     return false;
 }
 
+// ops::set_precision for one benchmark (its argument `arg`: 0 FP32, 1 TF32, 2 BF16), FP32 after
+struct PrecisionArg {
+    ops::Precision p;
+    explicit PrecisionArg(int64_t arg) : p(static_cast<ops::Precision>(arg)) { ops::set_precision(p); }
+    ~PrecisionArg() { ops::set_precision(ops::Precision::FP32); }
+    const char* name() const { return ops::precision_name(p); }
+};
+
 void conv(benchmark::State& st, bool backward) {
     if (!have_gpu(st)) return;
     const ConvShape& s = kResNet18[st.range(0)];
     const int64_t n = st.range(1);
-    ops::set_allow_tf32(st.range(2) != 0);
+    const PrecisionArg prec(st.range(2));
     ops::Conv2dParams p;
     p.stride_h = p.stride_w = s.stride;
     p.pad_h = p.pad_w = s.pad;
@@ -64,8 +74,7 @@ void conv(benchmark::State& st, bool backward) {
     }
     bench::rate(st, "TFLOP/s", 2.0 * macs * (backward ? 2.0 : 1.0) * 1e-12);
     st.counters["FP32_peak_TFLOP/s"] = cuda_fp32_peak_tflops(0);
-    st.SetLabel(std::string(s.name) + (st.range(2) ? " tf32" : " fp32"));
-    ops::set_allow_tf32(false);
+    st.SetLabel(std::string(s.name) + " " + prec.name());
 }
 
 void batchnorm_relu(benchmark::State& st) {
@@ -103,6 +112,7 @@ void linear(benchmark::State& st) {
 void byol_step(benchmark::State& st) {
     if (!have_gpu(st)) return;
     const int64_t res = st.range(0), batch = st.range(1);
+    const PrecisionArg prec(st.range(2));
     method::ByolOptions o;
     o.batch = batch;
     o.negative = method::Negative::CutPaste;
@@ -122,10 +132,11 @@ void byol_step(benchmark::State& st) {
         tr.train_step(v1, v2, &vn, perm);
         synchronize(kGpu);
     }
-    bench::profile_if_asked("byol_step cuda " + std::to_string(res) + "/" + std::to_string(batch),
+    bench::profile_if_asked("byol_step cuda " + std::to_string(res) + "/" + std::to_string(batch) + " " + prec.name(),
                             [&] { tr.train_step(v1, v2, &vn, perm); });
     bench::rate(st, "steps/s", 1.0);
     bench::rate(st, "img/s", static_cast<double>(batch));
+    st.SetLabel(prec.name());
 }
 
 // Fine-tuning as `fit` runs it: each step's views augmented on the CPU from 10 shots of 256 px and
@@ -164,6 +175,7 @@ void byol_fit(benchmark::State& st) {
 void detector_score(benchmark::State& st) {
     if (!have_gpu(st)) return;
     const int64_t n = st.range(0);
+    const PrecisionArg prec(st.range(1));
     DetectorConfig c;
     c.adapt = false;
     c.n_augment = 2;
@@ -178,8 +190,10 @@ void detector_score(benchmark::State& st) {
     for (int64_t i = 0; i < n; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, res, res}, 0, 1));
     det.score(imgs);
     for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
-    bench::profile_if_asked("detector score cuda " + std::to_string(res) + "/" + std::to_string(n), [&] { det.score(imgs); }, 1);
+    bench::profile_if_asked("detector score cuda " + std::to_string(res) + "/" + std::to_string(n) + " " + prec.name(),
+                            [&] { det.score(imgs); }, 1);
     bench::rate(st, "img/s", static_cast<double>(n));
+    st.SetLabel(prec.name());
 }
 
 // The backbone alone on device-resident images (what the peer's "resnet18 features" line times):
@@ -188,6 +202,7 @@ void detector_score(benchmark::State& st) {
 void infer_cuda(benchmark::State& st) {
     if (!have_gpu(st)) return;
     const int64_t res = st.range(0), batch = st.range(1);
+    const PrecisionArg prec(st.range(2));
     auto net = nn::make_backbone({nn::BackboneKind::ResNet18}, 0);
     net->to(kGpu);
     net->eval();
@@ -202,11 +217,12 @@ void infer_cuda(benchmark::State& st) {
         Tensor f = net->forward(Var(x)).value();
         synchronize(kGpu);
     }
-    bench::profile_if_asked("infer cuda resnet18 " + std::to_string(res) + "/" + std::to_string(batch), [&] {
+    bench::profile_if_asked("infer cuda resnet18 " + std::to_string(res) + "/" + std::to_string(batch) + " " + prec.name(), [&] {
         NoGradGuard ng;
         net->forward(Var(x));
     });
     bench::rate(st, "img/s", static_cast<double>(batch));
+    st.SetLabel(prec.name());
 }
 
 // Host-to-device copy of a batch of 224 px images from ordinary (pageable) memory, as the
@@ -227,19 +243,19 @@ void copy_to_gpu(benchmark::State& st) {
 }
 
 void conv_args(Benchmark* b) {
-    for (int tf32 : {0, 1})
-        for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, kSmoke ? 1 : 64, tf32});
+    for (int prec : {0, 1, 2})  // FP32, TF32, BF16
+        for (int i = 0; i < static_cast<int>(std::size(kResNet18)); ++i) b->Args({i, kSmoke ? 1 : 64, prec});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
     if (kSmoke) b->Iterations(1);
 }
 void batchnorm_args(Benchmark* b) { sized(b, {{64, 64, 112}, {64, 256, 14}}, {{2, 8, 16}}); }
-void byol_step_args(Benchmark* b) { sized(b, {{224, 64}}, {{32, 4}}, 2.0); }
+void byol_step_args(Benchmark* b) { sized(b, {{224, 64, 0}, {224, 64, 2}}, {{32, 4, 0}, {32, 4, 2}}, 2.0); }
 void byol_fit_args(Benchmark* b) {
     sized(b, {{224, 64, 1}, {224, 64, 0}}, {{32, 4, 1}, {32, 4, 0}});
     b->Iterations(1);
 }
-void detector_score_args(Benchmark* b) { sized(b, {{512}}, {{3}}, 2.0); }
-void infer_args(Benchmark* b) { sized(b, {{224, 512}}, {{32, 2}}, 1.0); }
+void detector_score_args(Benchmark* b) { sized(b, {{512, 0}, {512, 2}}, {{3, 0}, {3, 2}}, 2.0); }
+void infer_args(Benchmark* b) { sized(b, {{224, 512, 0}, {224, 512, 2}}, {{32, 2, 0}, {32, 2, 2}}, 1.0); }
 void copy_args(Benchmark* b) { sized(b, {{256, 1}, {256, 0}}, {{16, 1}, {16, 0}}); }  // 16 images: 9.6 MB, staged
 void linear_args(Benchmark* b) { sized(b, {{128, 512, 4096}, {128, 4096, 256}}, {{8, 64, 128}}); }
 }  // namespace

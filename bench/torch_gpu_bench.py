@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """PyTorch GPU peer of bench/bench_cuda.cpp: the same ResNet18 convolution shapes (batch 64),
-forward and backward (data + filter), with cudnn.benchmark on and TF32 off (then on), timed with
-CUDA events after warm-up. Prints one line per case: name, ms, TFLOP/s."""
+forward and backward (data + filter), with cudnn.benchmark on, in fp32 (TF32 off), tf32 (TF32 on)
+and bf16 (bfloat16 tensors); the fine-tuning step and feature extraction in fp32 and bf16
+(torch.autocast to bfloat16: convolutions and linear layers in bfloat16, FP32 master weights).
+Timed with CUDA events after warm-up. Prints one line per case."""
 import argparse
+import contextlib
+
 import torch
 
 SHAPES = [("conv1", 3, 64, 224, 7, 2, 3), ("layer1", 64, 64, 56, 3, 1, 1), ("layer2.0.conv1", 64, 128, 56, 3, 2, 1),
@@ -29,9 +33,13 @@ def mlp(i, h, o):
     return nn.Sequential(nn.Linear(i, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Linear(h, o))
 
 
-def byol_step_bench(res, batch, reps):
+def autocast(bf16):
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def byol_step_bench(res, batch, reps, bf16=False):
     """The fine-tuning step of ../shared/peers/torch_cpu_bench.py (BYOL + L_pp + L_np, Adam, EMA)
-    on the GPU, eager mode."""
+    on the GPU, eager mode; bf16: its forward passes under autocast (the losses in float32)."""
     import torchvision
     F = torch.nn.functional
     dev = torch.device("cuda")
@@ -54,12 +62,14 @@ def byol_step_bench(res, batch, reps):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        h1, h2, hn = online.backbone(v1), online.backbone(v2), online.backbone(vn)
-        p1 = online.predictor(online.projector(h1))
-        p2 = online.predictor(online.projector(h2))
-        with torch.no_grad():
-            th1, th2 = target.backbone(v1), target.backbone(v2)
-            tz1, tz2 = target.projector(th1), target.projector(th2)
+        with autocast(bf16):
+            h1, h2, hn = online.backbone(v1), online.backbone(v2), online.backbone(vn)
+            p1 = online.predictor(online.projector(h1))
+            p2 = online.predictor(online.projector(h2))
+            with torch.no_grad():
+                th1, th2 = target.backbone(v1), target.backbone(v2)
+                tz1, tz2 = target.projector(th1), target.projector(th2)
+        h1, h2, hn, p1, p2, th1, th2, tz1, tz2 = (t.float() for t in (h1, h2, hn, p1, p2, th1, th2, tz1, tz2))
         l_con = (2 - 2 * F.cosine_similarity(p1, tz2, dim=-1).mean()) + (2 - 2 * F.cosine_similarity(p2, tz1, dim=-1).mean())
         l_pp = (1 - F.cosine_similarity(h1, th2[perm], dim=-1).mean()) + (1 - F.cosine_similarity(h2, th1[perm], dim=-1).mean())
         l_np = F.relu(F.cosine_similarity(h1, hn, dim=-1)).mean() + F.relu(F.cosine_similarity(h2, hn, dim=-1)).mean()
@@ -70,7 +80,8 @@ def byol_step_bench(res, batch, reps):
             torch._foreach_add_(tg_params, on_params, alpha=0.01)
 
     ms = timed(step, reps)
-    print(f"torch byol_step res {res} batch {batch}: {ms:8.2f} ms/step  {1000.0 / ms:7.2f} steps/s")
+    tag = "bf16" if bf16 else "fp32"
+    print(f"torch byol_step res {res} batch {batch} {tag}: {ms:8.2f} ms/step  {1000.0 / ms:7.2f} steps/s")
     return step
 
 
@@ -89,16 +100,17 @@ def profile_step(step, reps=3):
         print(f"# torch profiler unavailable: {e}")
 
 
-def infer_bench(res, batch, reps):
+def infer_bench(res, batch, reps, bf16=False):
     import torchvision
     dev = torch.device("cuda")
     bb = torchvision.models.resnet18()
     bb.fc = torch.nn.Identity()
     bb = bb.to(dev).eval()
     x = torch.rand(batch, 3, res, res, device=dev)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(bf16):
         ms = timed(lambda: bb(x), reps)
-    print(f"torch resnet18 features res {res} batch {batch}: {ms:8.2f} ms  {batch * 1000.0 / ms:9.1f} img/s (on-device input)")
+    tag = "bf16" if bf16 else "fp32"
+    print(f"torch resnet18 features res {res} batch {batch} {tag}: {ms:8.2f} ms  {batch * 1000.0 / ms:9.1f} img/s (on-device input)")
 
 
 def main():
@@ -114,12 +126,17 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     step = byol_step_bench(224, 64, 10)
     infer_bench(224, 512, 10)
-    for tf32 in (False, True):
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    # fsad's BF16 runs matrix products as TF32: the same here (autocast runs linear layers in bf16)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    byol_step_bench(224, 64, 10, bf16=True)
+    infer_bench(224, 512, 10, bf16=True)
+    for tag in ("fp32", "tf32", "bf16"):
+        torch.backends.cudnn.allow_tf32 = tag == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tag == "tf32"
+        dtype = torch.bfloat16 if tag == "bf16" else torch.float32
         for name, cin, cout, hw, k, s, pad in SHAPES:
-            x = torch.randn(a.batch, cin, hw, hw, device=dev, requires_grad=True)
-            w = torch.randn(cout, cin, k, k, device=dev, requires_grad=True) * 0.05
+            x = torch.randn(a.batch, cin, hw, hw, device=dev, dtype=dtype, requires_grad=True)
+            w = torch.randn(cout, cin, k, k, device=dev, dtype=dtype) * 0.05
             w = w.detach().requires_grad_(True)
             y = torch.nn.functional.conv2d(x, w, stride=s, padding=pad)
             dy = torch.full_like(y, 0.01)
@@ -127,7 +144,6 @@ def main():
             f = timed(lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=pad), a.reps)
             b = timed(lambda: torch.autograd.grad(torch.nn.functional.conv2d(x, w, stride=s, padding=pad), (x, w), dy),
                       a.reps) - f
-            tag = "tf32" if tf32 else "fp32"
             print(f"torch forward  {name:15s} {tag}  {f:8.3f} ms  {2 * macs / f * 1e-9:7.2f} TFLOP/s")
             print(f"torch backward {name:15s} {tag}  {b:8.3f} ms  {4 * macs / b * 1e-9:7.2f} TFLOP/s")
     if a.profile:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run on a GPU machine (fits in 8 minutes on an H200): the CPU-vs-CUDA parity tests,
 # the GPU benchmarks beside the PyTorch GPU peer on the same shapes, then the CPU suite and the
-# CLI test in the CUDA build (with a GPU present), the demo (the main job) on the CPU, the GPU
-# and the GPU in TF32 with their AUROCs, and fsad's kernels under compute-sanitizer.
+# CLI test in the CUDA build (with a GPU present), the demo (the main job) on the CPU (FP32 and
+# BF16) and the GPU (FP32, TF32, BF16) with their AUROCs, and fsad's kernels under
+# compute-sanitizer.
 # Results go to stdout and to $OUT (or ./gpu-check), at most 8 files: log.txt, cuda-tests.txt,
 # bench_cuda.json, bench_cuda.txt, profile.txt (fsad's per-op GPU time in the step, inference
 # and scoring: ops::Profiler), torch_gpu.txt (with torch.profiler's table of its step),
@@ -115,15 +116,16 @@ say "== CPU suite and CLI test in the CUDA build, GPU present ($(elapsed))"
 timeout 90 "$BIN/fsad_tests" --test-case-exclude='*[shared]*' >/tmp/fsad-unit.log 2>&1
 say "unit tests: exit $?: $(grep -E '^\[doctest\] (test cases|assertions)' /tmp/fsad-unit.log | tr '\n' ' ')"
 grep -E "ERROR|FATAL|Status: FAILURE" /tmp/fsad-unit.log | head -n 30 >>"$LOG"
-timeout 60 tests/cli/test_cli.sh "$BIN/fsad" "$ROOT/tests/data" /tmp/fsad-cli-test >/tmp/fsad-cli.log 2>&1
+timeout 90 tests/cli/test_cli.sh "$BIN/fsad" "$ROOT/tests/data" /tmp/fsad-cli-test >/tmp/fsad-cli.log 2>&1
 rc=$?
 tail -n 15 /tmp/fsad-cli.log >>"$LOG"
 say "cli test: exit $rc"
 
 # the main job end to end (generated textures, fit with fine-tuning, score, AUROC) on the CPU and
-# on the GPU in FP32 and TF32: the AUROC drift of each against the CPU and the wall times
-say "== fsad demo: CPU, GPU FP32, GPU TF32 ($(elapsed))"
-for run in "cpu" "cuda" "cuda --tf32"; do
+# on the GPU in FP32, TF32 and BF16: the AUROC drift of each against the CPU and the wall times
+# (the CPU's BF16 computes the GPU's BF16 definition: the two should agree closely)
+say "== fsad demo: CPU FP32 and BF16, GPU FP32, TF32 and BF16 ($(elapsed))"
+for run in "cpu" "cpu --precision bf16" "cuda" "cuda --tf32" "cuda --precision bf16"; do
     t1=$(date +%s.%N)
     rm -rf "/tmp/fsad-demo-${run// /}"
     # shellcheck disable=SC2086

@@ -348,6 +348,27 @@ TEST_CASE("simt: element-wise, row-wise and reduction kernels match the CPU ops"
     FSAD_CHECK_CLOSE("mul", got[k++], vec(ops::mul(a, b)), kAtol, kRtol);
     FSAD_CHECK_CLOSE("affine", got[k++], vec(ops::affine(a, 3.0f, -1.0f)), kAtol, kRtol);
 
+    // bfloat16: rounding in place and through the 16-bit operands of the BF16 convolutions agree
+    // bit for bit with the CPU op (values over many binades, so every exponent range is rounded)
+    Tensor wide = rnd(Shape{n}, 18, -1.0f, 1.0f);
+    Vec wv = vec(wide);
+    for (size_t i = 0; i < wv.size(); ++i) wv[i] = std::ldexp(wv[i], static_cast<int>(i % 200) - 100);
+    wide = Tensor::from_vector(Shape{n}, wv);
+    const Vec want = vec(ops::round_bf16(wide));
+    const auto bf = both_orders([&] {
+        Vec rounded(n), widened(n);
+        std::vector<uint16_t> bits(static_cast<size_t>(n));
+        kc::ew::round_bf16(launch, wv.data(), rounded.data(), n);
+        kc::ew::to_bf16(launch, wv.data(), bits.data(), n);
+        kc::ew::from_bf16(launch, static_cast<const uint16_t*>(bits.data()), widened.data(), n);
+        return std::vector<Vec>{rounded, widened};
+    });
+    CHECK(bf[0] == want);
+    CHECK(bf[1] == want);
+    size_t changed = 0;  // the rounding did something (a bfloat16 keeps 8 of float32's 24 bits)
+    for (size_t i = 0; i < wv.size(); ++i) changed += want[i] != wv[i];
+    CHECK(changed > wv.size() / 2);
+
     // Adam and EMA over a flat buffer
     Tensor p = rnd(Shape{n}, 40), g = rnd(Shape{n}, 41), m = rnd(Shape{n}, 42, 0.0f, 0.1f), v = rnd(Shape{n}, 43, 0.0f, 0.1f);
     const math::AdamStep st{1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1.0f - 0.9f * 0.9f, std::sqrt(1.0f - 0.999f * 0.999f)};

@@ -150,6 +150,30 @@ TEST_CASE("emu: cuDNN and cuBLAS calls are checked against their descriptors and
     DeviceBuffer small_y(10);
     CHECK(cudnnConvolutionForward(h, &one, xd, x.p, wd, w.p, cd, perf[2].algo, nullptr, 0, &zero, yd, small_y.p) ==
           CUDNN_STATUS_BAD_PARAM);
+    // bfloat16 (PSEUDO_BFLOAT16_CONFIG): x, w and y all bfloat16, 2-byte elements, the result
+    // rounded to nearest even; mixed types are not a supported configuration
+    REQUIRE(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_BFLOAT16, 1, 2, 5, 5) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnConvolutionForward(h, &one, xd, x.p, wd, w.p, cd, perf[2].algo, nullptr, 0, &zero, yd, y.p) ==
+          CUDNN_STATUS_NOT_SUPPORTED);
+    REQUIRE(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NCHW, 3, 2, 3, 3) == CUDNN_STATUS_SUCCESS);
+    REQUIRE(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_BFLOAT16, 1, 3, 5, 5) == CUDNN_STATUS_SUCCESS);
+    DeviceBuffer xb(25), wb(27), yb(38), short_yb(37);  // floats: 50, 54 and 75 (76) bfloat16 values
+    std::vector<uint16_t> hx(50, 0x3f80), hw(54, 0x3f81);  // 1 and 1 + 2^-7: products 1 + 2^-7
+    REQUIRE(cudaMemcpyAsync(xb.p, hx.data(), 100, cudaMemcpyHostToDevice, nullptr) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(wb.p, hw.data(), 108, cudaMemcpyHostToDevice, nullptr) == cudaSuccess);
+    CHECK(cudnnConvolutionForward(h, &one, xd, xb.p, wd, wb.p, cd, perf[2].algo, nullptr, 0, &zero, yd, short_yb.p) ==
+          CUDNN_STATUS_BAD_PARAM);
+    REQUIRE(cudnnConvolutionForward(h, &one, xd, xb.p, wd, wb.p, cd, perf[2].algo, nullptr, 0, &zero, yd, yb.p) ==
+            CUDNN_STATUS_SUCCESS);
+    std::vector<uint16_t> hy(75);
+    REQUIRE(cudaMemcpyAsync(hy.data(), yb.p, 150, cudaMemcpyDeviceToHost, nullptr) == cudaSuccess);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    // the centre sums 18 products: 18.140625 lies between the bfloat16 values 18.125 (0x4191) and
+    // 18.25, nearer 18.125; an edge sums 12: 12.09375, the tie between 12.0625 (0x4141, odd) and
+    // 12.125 (0x4142, even); a corner sums 8: 8.0625, a bfloat16 value (0x4101)
+    CHECK(hy[12] == 0x4191);
+    CHECK(hy[1] == 0x4142);
+    CHECK(hy[0] == 0x4101);
     cudnnDestroyTensorDescriptor(xd);
     cudnnDestroyTensorDescriptor(yd);
     cudnnDestroyFilterDescriptor(wd);

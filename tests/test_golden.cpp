@@ -1,6 +1,11 @@
 // Golden tests against PyTorch: fixtures written by tools/make_golden.py (see its docstring).
 // Width-reduced ResNet18 and MobileNetV2 in train mode: features, loss, every parameter
 // gradient, parameters and BatchNorm statistics after 3 Adam steps, eval-mode features after.
+// (golden_bf16.safetensors: tools/make_bf16_golden.py, the bfloat16 cases at the end.)
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
 #include "golden.hpp"
 
 using namespace fsad;
@@ -74,4 +79,80 @@ TEST_CASE("golden: a wrong Adam is caught by the post-Adam tolerance") {
     CHECK(good <= kAfterAdam);
     CHECK(beta2 > 10 * kAfterAdam);
     CHECK(lr > kAfterAdam);
+}
+
+// ---- bfloat16 (tools/make_bf16_golden.py): the rounding of ops::round_bf16 and the definition
+// of a Precision::BF16 convolution, against PyTorch's bfloat16 tensors and convolutions
+namespace {
+bool same_bits(float a, float b) {
+    if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+    return std::memcmp(&a, &b, sizeof a) == 0;  // -0 is not +0
+}
+}  // namespace
+
+TEST_CASE("golden: bfloat16 rounding matches PyTorch's bit for bit (ties, subnormals, overflow, NaN)") {
+    auto fx = io::read_safetensors(test::data_dir() + "/golden_bf16.safetensors");
+    const std::vector<float> x = fx.tensors.at("round.x").to_vector(), want = fx.tensors.at("round.y").to_vector();
+    const std::vector<float> got = ops::round_bf16(fx.tensors.at("round.x")).to_vector();
+    REQUIRE(got.size() == want.size());
+    size_t wrong = 0, ties_up = 0, ties_down = 0, to_inf = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (!same_bits(got[i], want[i])) {
+            if (wrong++ == 0) MESSAGE("first mismatch: " << x[i] << " -> " << got[i] << ", PyTorch " << want[i]);
+        }
+        if (!same_bits(math::round_bf16(x[i]), want[i])) ++wrong;  // the host+device function itself
+        uint32_t u;
+        std::memcpy(&u, &x[i], 4);
+        if ((u & 0xffffu) == 0x8000u && std::isfinite(x[i])) (std::abs(want[i]) > std::abs(x[i]) ? ties_up : ties_down) += 1;
+        to_inf += std::isfinite(x[i]) && std::isinf(want[i]);
+    }
+    CHECK(wrong == 0);
+    CHECK(ties_up > 0);  // the fixture holds ties rounded both ways (to the even neighbour)
+    CHECK(ties_down > 0);
+    CHECK(to_inf > 0);
+}
+
+TEST_CASE("golden: convolutions in Precision::BF16 match PyTorch's bfloat16 convolutions") {
+    auto fx = io::read_safetensors(test::data_dir() + "/golden_bf16.safetensors");
+    for (const char* name : {"plain", "depthwise"}) {
+        CAPTURE(name);
+        const std::string p = std::string("conv.") + name + ".";
+        int stride = 0, pad = 0, groups = 0;
+        REQUIRE(std::sscanf(fx.metadata.at(p + "params").c_str(), "%d %d %d", &stride, &pad, &groups) == 3);
+        ops::Conv2dParams cp;
+        cp.stride_h = cp.stride_w = stride;
+        cp.pad_h = cp.pad_w = pad;
+        cp.groups = groups;
+        // the fixture's operands are bfloat16 values; its results PyTorch's bfloat16 results
+        const Tensor& x = fx.tensors.at(p + "x");
+        const Tensor& w = fx.tensors.at(p + "w");
+        const Tensor& dy = fx.tensors.at(p + "dy");
+        Tensor y32 = ops::conv2d_forward(x, w, nullptr, cp), dx32, dw32;  // FP32, to show the check tells them apart
+        ops::conv2d_backward(x, w, dy, cp, &dx32, &dw32, nullptr);
+        ops::set_precision(ops::Precision::BF16);
+        Tensor y = ops::conv2d_forward(x, w, nullptr, cp), dx, dw;
+        ops::conv2d_backward(x, w, dy, cp, &dx, &dw, nullptr);
+        ops::set_precision(ops::Precision::FP32);
+        for (auto [what, bf, fp] : {std::tuple{"y", y, y32}, std::tuple{"dx", dx, dx32}, std::tuple{"dw", dw, dw32}}) {
+            CAPTURE(what);
+            const std::vector<float> got = bf.to_vector(), raw = fp.to_vector();
+            const std::vector<float> want = fx.tensors.at(p + what).to_vector();
+            REQUIRE(got.size() == want.size());
+            float amax = 0;
+            for (float v : want) amax = std::max(amax, std::abs(v));
+            // float32 sums in another order may land across a rounding boundary: one bfloat16 step
+            // (2^-7 relative) at most, and rarely; without the final rounding almost none is exact
+            size_t exact = 0, exact_raw = 0, outside = 0;
+            for (size_t i = 0; i < got.size(); ++i) {
+                exact += got[i] == want[i];
+                exact_raw += raw[i] == want[i];
+                outside += !(std::abs(got[i] - want[i]) <= 0x1p-7f * std::abs(want[i]) + 1e-5f * amax);
+            }
+            CAPTURE(exact);
+            CAPTURE(exact_raw);
+            CHECK(outside == 0);
+            CHECK(exact >= got.size() * 95 / 100);
+            CHECK(exact_raw < got.size() / 2);
+        }
+    }
 }

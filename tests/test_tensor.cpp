@@ -496,3 +496,38 @@ TEST_CASE("maxpool2d forward matches a direct window maximum (padding, strides, 
         CHECK(y.to_vector() == want);
     }
 }
+
+TEST_CASE("precision: names parse both ways, a bad name is refused; the CPU ignores TF32 and computes BF16's definition") {
+    using ops::Precision;
+    for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16}) CHECK(ops::parse_precision(ops::precision_name(p)) == p);
+    CHECK_THROWS_WITH_AS(ops::parse_precision("fp16"), doctest::Contains("fp32, tf32 or bf16"), Error);
+    CHECK(ops::precision() == Precision::FP32);  // the default
+    Tensor x = test::randn(Shape{2, 3, 9, 9}, 1), w = test::randn(Shape{4, 3, 3, 3}, 2), b = test::randn(Shape{4}, 3);
+    ops::Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    const std::vector<float> fp32 = ops::conv2d_forward(x, w, nullptr, p).to_vector();
+    ops::set_allow_tf32(true);
+    CHECK(ops::precision() == Precision::TF32);
+    CHECK(ops::conv2d_forward(x, w, nullptr, p).to_vector() == fp32);
+    ops::set_precision(Precision::BF16);
+    CHECK(ops::allow_tf32());  // matrix products run as in TF32 (on CUDA)
+    Tensor y = ops::conv2d_forward(x, w, nullptr, p), yb = ops::conv2d_forward(x, w, &b, p);
+    Tensor dy = test::randn(y.shape(), 4), dx, dw, db;
+    ops::conv2d_backward(x, w, dy, p, &dx, &dw, &db);
+    ops::set_precision(Precision::FP32);
+    CHECK_FALSE(ops::allow_tf32());
+    // BF16: bf16(conv(bf16(x), bf16(w))), the bias added after; gradients likewise, db in float32
+    const Tensor xr = ops::round_bf16(x), wr = ops::round_bf16(w), dyr = ops::round_bf16(dy);
+    CHECK(y.to_vector() == ops::round_bf16(ops::conv2d_forward(xr, wr, nullptr, p)).to_vector());
+    CHECK(y.to_vector() != fp32);
+    const std::vector<float> yv = y.to_vector(), ybv = yb.to_vector(), bv = b.to_vector();
+    size_t wrong = 0;
+    for (size_t i = 0; i < yv.size(); ++i) wrong += ybv[i] != yv[i] + bv[(i / 81) % 4];
+    CHECK(wrong == 0);
+    Tensor dx2, dw2, db2;
+    ops::conv2d_backward(xr, wr, dyr, p, &dx2, &dw2, nullptr);
+    ops::conv2d_backward(x, w, dy, p, nullptr, nullptr, &db2);
+    CHECK(dx.to_vector() == ops::round_bf16(dx2).to_vector());
+    CHECK(dw.to_vector() == ops::round_bf16(dw2).to_vector());
+    CHECK(db.to_vector() == db2.to_vector());
+}

@@ -28,7 +28,7 @@ struct DetectorFlags {
     float lr = 3e-4f;
     bool no_adapt = false, freeze_bn = false, no_colour = false, tf32 = false;
     double quantile = 0.99;
-    std::string device = "cpu";
+    std::string device = "cpu", precision;  ///< precision: empty = fp32 (or tf32 with --tf32)
     int threads = 0;
     int64_t seed = 0;
 };
@@ -56,8 +56,10 @@ private:
 std::string version_string();              ///< fsad version, compiler, build type
 std::vector<std::pair<std::string, std::string>> versions();  ///< for reports
 std::string cuda_unsupported_reason();  ///< why --device cuda is refused
-/// --tf32: ops::set_allow_tf32 for the run; refused (fsad::Error naming the flag) off CUDA.
-void apply_tf32(bool on, Device dev);
+/// --precision fp32|tf32|bf16 and its shorthand --tf32: ops::set_precision for the run. TF32 is
+/// refused off CUDA (bf16 runs on the CPU as the GPU's numbers, no faster), as are the two flags
+/// disagreeing (fsad::Error naming the flag).
+void apply_precision(const std::string& precision, bool tf32, Device dev);
 std::string join(const std::vector<std::string>& v, const std::string& sep);
 
 }  // namespace fsad::cli

@@ -37,9 +37,23 @@ std::string cuda_unsupported_reason() {
     return "this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu";
 }
 
-void apply_tf32(bool on, Device dev) {
-    if (on && !dev.is_cuda()) throw Error("--tf32 applies to --device cuda only (the CPU computes in exact FP32)");
-    ops::set_allow_tf32(on);
+void apply_precision(const std::string& precision, bool tf32, Device dev) {
+    if (tf32 && !precision.empty() && precision != "tf32")
+        throw Error("--tf32 and --precision " + precision + " disagree (--tf32 is --precision tf32)");
+    ops::Precision p = ops::Precision::FP32;
+    if (tf32) {
+        p = ops::Precision::TF32;
+    } else if (!precision.empty()) {
+        try {
+            p = ops::parse_precision(precision);
+        } catch (const Error& e) {
+            throw Error(std::string("--precision: ") + e.what());
+        }
+    }
+    if (p == ops::Precision::TF32 && !dev.is_cuda())
+        throw Error(std::string(tf32 ? "--tf32" : "--precision tf32") +
+                    " applies to --device cuda only (the CPU computes in exact FP32)");
+    ops::set_precision(p);
 }
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
@@ -56,7 +70,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     if (dev.is_cuda() && !cuda_built())
         throw Error("--device " + f.device + ": " + cuda_unsupported_reason());
     c.device = dev;
-    apply_tf32(f.tf32, dev);
+    apply_precision(f.precision, f.tf32, dev);
     if (f.weights == "none") {
         c.weights.clear();
         if (note) *note = "random initialisation (--weights none): features are not ImageNet features";
@@ -143,7 +157,8 @@ std::vector<std::pair<std::string, std::string>> versions() {
     return {{"fsad", version_string()},
             {"threads", std::to_string(get_num_threads())},
             {"cuda backend", cuda_built() ? "built" : "not built"},
-            {"cuda devices", std::to_string(cuda_device_count())}};
+            {"cuda devices", std::to_string(cuda_device_count())},
+            {"precision", ops::precision_name(ops::precision())}};
 }
 
 }  // namespace fsad::cli

@@ -170,7 +170,7 @@ int run_score(const ScoreArgs& a, bool quiet) {
     apply_threads(a.threads);
     const Device dev = parse_device(a.device);
     if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
-    apply_tf32(a.tf32, dev);
+    apply_precision(a.precision, a.tf32, dev);
     Detector det = Detector::load(a.model, dev);
     if (a.threshold >= 0) det.set_threshold(a.threshold);
     std::vector<std::string> files;
@@ -385,6 +385,7 @@ int run_bench(const BenchArgs& a) {
     apply_threads(a.threads);
     const Device dev = parse_device(a.device);
     if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
+    apply_precision(a.precision, false, dev);
     nn::BackboneConfig bc{nn::parse_backbone_kind(a.backbone)};
     auto net = nn::make_backbone(bc, 1);
     net->to(dev);
@@ -415,7 +416,7 @@ int run_bench(const BenchArgs& a) {
     for (int64_t i = 0; i < a.batch; ++i) perm[static_cast<size_t>(i)] = (i + 1) % a.batch;
     const double step = timed([&] { tr.train_step(x, x, &x, perm); }, static_cast<int>(a.steps));
     std::cout << version_string() << " on " << (dev.is_cuda() ? cuda_device_name(dev.index) : "cpu, " + std::to_string(get_num_threads()) + " thread(s)")
-              << "\n" << a.backbone << " features at " << a.res << " px, batch " << a.batch << ": " << fmt(static_cast<double>(a.batch) / infer, 1)
+              << ", " << ops::precision_name(ops::precision()) << "\n" << a.backbone << " features at " << a.res << " px, batch " << a.batch << ": " << fmt(static_cast<double>(a.batch) / infer, 1)
               << " images/s\nfine-tuning step (BYOL + L_pp + L_np, Adam, EMA) at " << a.res << " px, batch " << a.batch << ": "
               << fmt(step, 3) << " s/step (" << fmt(1.0 / step, 2) << " steps/s)\n";
     if (a.profile) {  // one more of each, op by op (on a GPU: device time between events)

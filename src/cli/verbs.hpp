@@ -17,7 +17,7 @@ struct FitArgs {
     DetectorFlags det;
 };
 struct ScoreArgs {
-    std::string model, csv, device = "cpu";
+    std::string model, csv, device = "cpu", precision;
     std::vector<std::string> inputs;
     bool json = false, fail_on_anomaly = false, tf32 = false;
     double threshold = -1;
@@ -40,7 +40,7 @@ struct DemoArgs {
     static DetectorFlags demo_defaults();
 };
 struct BenchArgs {
-    std::string backbone = "resnet18", device = "cpu";
+    std::string backbone = "resnet18", device = "cpu", precision;
     int64_t res = 224, batch = 32, steps = 3;
     int threads = 0;
     bool profile = false;

@@ -38,7 +38,7 @@ namespace {
     } while (0)
 #endif
 
-std::atomic<bool> g_allow_tf32{false};
+std::atomic<Precision> g_precision{Precision::FP32};
 
 thread_local Profiler::Impl* t_profiler = nullptr;
 }  // namespace
@@ -511,6 +511,13 @@ Tensor affine(const Tensor& x, float alpha, float beta) {
     return y;
 }
 
+Tensor round_bf16(const Tensor& x) {
+    need_defined(x, "round_bf16", "input");
+    Tensor y = like(x);
+    FSAD_DISPATCH(x.device(), round_bf16, x, y);
+    return y;
+}
+
 void add_(const Tensor& y, const Tensor& x, float alpha) {
     need_defined(y, "add_", "destination");
     need(y.numel() == x.numel(), "add_", "cannot add " + x.shape().str() + " into " + y.shape().str());
@@ -718,8 +725,23 @@ void ema_update(const Tensor& target, const Tensor& online, float beta) {
     FSAD_DISPATCH(target.device(), ema_update, target, online, beta);
 }
 
-void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
-bool allow_tf32() { return g_allow_tf32.load(); }
+void set_precision(Precision p) { g_precision.store(p); }
+Precision precision() { return g_precision.load(); }
+const char* precision_name(Precision p) {
+    switch (p) {
+        case Precision::FP32: return "fp32";
+        case Precision::TF32: return "tf32";
+        case Precision::BF16: return "bf16";
+    }
+    return "?";
+}
+Precision parse_precision(const std::string& name) {
+    for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
+        if (name == precision_name(p)) return p;
+    throw Error("unknown precision '" + name + "' (expected fp32, tf32 or bf16)");
+}
+void set_allow_tf32(bool on) { set_precision(on ? Precision::TF32 : Precision::FP32); }
+bool allow_tf32() { return precision() != Precision::FP32; }
 
 }  // namespace fsad::ops
 

@@ -557,8 +557,32 @@ void forward(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dPa
 
 bool conv_packing_available() { return packed_gemm::available(); }
 
+// Precision::BF16 on the CPU: the definition the GPU implements (ops.hpp), computed in float32:
+// operands rounded to bfloat16, float32 sums, the result rounded, then the epilogue (bias, or
+// batch norm, residual and activation) in float32. No faster than FP32; it gives the GPU's
+// numbers where there is no GPU (parity tests, studies of bfloat16's effect on accuracy).
+namespace {
+bool bf16() { return ops::precision() == ops::Precision::BF16; }
+Tensor rounded(const Tensor& t) {
+    Tensor r = Tensor::empty(t.shape());
+    round_bf16(t, r);
+    return r;
+}
+// the bfloat16 result of conv(x, w) in y, then e applied plane by plane
+void forward_bf16(const Tensor& x, const Tensor& w, const Epilogue& e, const Conv2dParams& p, const Tensor& y) {
+    forward(rounded(x), rounded(w), Epilogue{}, p, y, nullptr);
+    round_bf16(y, y);
+    if (e.none()) return;
+    const int64_t n = y.dim(0), c = y.dim(1), hw = y.dim(2) * y.dim(3);
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < n * c; ++plane) e.apply(y.data() + plane * hw, hw, plane % c);
+}
+}  // namespace
+
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
-    forward(x, w, Epilogue{nullptr, bias ? bias->data() : nullptr, math::Activation::Identity}, p, y, nullptr);
+    const Epilogue e{nullptr, bias ? bias->data() : nullptr, math::Activation::Identity};
+    if (bf16()) return forward_bf16(x, w, e, p, y);
+    forward(x, w, e, p, y, nullptr);
 }
 
 void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
@@ -571,12 +595,14 @@ void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamm
     for (int64_t i = 0; i < c; ++i)
         math::bn_eval_affine(gamma.data()[i], beta.data()[i], running_mean.data()[i], running_var.data()[i], eps,
                              scale[static_cast<size_t>(i)], shift[static_cast<size_t>(i)]);
-    forward(x, w, Epilogue{scale.data(), shift.data(), act, residual ? residual->data() : nullptr, y.data()}, p, y,
-            prepared);
+    const Epilogue e{scale.data(), shift.data(), act, residual ? residual->data() : nullptr, y.data()};
+    if (bf16()) return forward_bf16(x, w, e, p, y);  // the prepared forms hold the unrounded weights
+    forward(x, w, e, p, y, prepared);
 }
 
-void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,
-                     const Tensor* dw, const Tensor* db) {
+namespace {
+void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx, const Tensor* dw,
+              const Tensor* db) {
     const Geometry g = geometry(x, w, dy, p);
     const int64_t hw = g.ho * g.wo;
     const float* xp = x.data();
@@ -689,6 +715,18 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
             }
         }
     }
+}
+}  // namespace
+
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,
+                     const Tensor* dw, const Tensor* db) {
+    if (!bf16() || (!dx && !dw)) return backward(x, w, dy, p, dx, dw, db);
+    // BF16: dx = bf16(conv_bwd_data(bf16(dy), bf16(w))), dw = bf16(conv_bwd_filter(bf16(x), bf16(dy))),
+    // db from dy in float32
+    if (db) backward(x, w, dy, p, nullptr, nullptr, db);
+    backward(dw ? rounded(x) : x, dx ? rounded(w) : w, rounded(dy), p, dx, dw, nullptr);
+    if (dx) round_bf16(*dx, *dx);
+    if (dw) round_bf16(*dw, *dw);
 }
 
 }  // namespace fsad::cpu

@@ -61,6 +61,14 @@ void affine(const Tensor& x, float alpha, float beta, const Tensor& y) {
     for (int64_t i = 0; i < n; ++i) yp[i] = alpha * xp[i] + beta;
 }
 
+void round_bf16(const Tensor& x, const Tensor& y) {
+    const float* xp = x.data();
+    float* yp = y.data();
+    const int64_t n = x.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) yp[i] = math::round_bf16(xp[i]);
+}
+
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s) {
     float* p = param.data();
     const float* g = grad.data();

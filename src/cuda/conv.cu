@@ -1,8 +1,11 @@
 // Convolution through cuDNN: forward, backward-data, backward-filter (grouped and depthwise via
-// the group count) and the bias gradient. The algorithm of each (shape, parameters, direction)
-// is chosen once by cuDNN's measured search (cudnnFind*AlgorithmEx, the fastest that fits the
-// workspace limit) and cached; every call then draws on one growing workspace per device.
-// Math mode: exact FP32 (CUDNN_FMA_MATH) unless ops::set_allow_tf32(true).
+// the group count) and the bias gradient. The algorithm of each (shape, parameters, direction,
+// precision) is chosen once by cuDNN's measured search (cudnnFind*AlgorithmEx, the fastest that
+// fits the workspace limit) and cached; every call then draws on one growing workspace per device.
+// Precision (ops::set_precision): FP32 runs exact float32 (CUDNN_FMA_MATH); TF32 lets cuDNN pick
+// TF32 tensor-core algorithms; BF16 rounds the operands into bfloat16 scratch buffers, runs cuDNN
+// with bfloat16 tensors and float32 compute (PSEUDO_BFLOAT16_CONFIG: tensor cores, float32
+// accumulation) and widens the bfloat16 result into the float32 output.
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -17,10 +20,10 @@ constexpr size_t kWorkspaceLimit = size_t(512) << 20;  // the most workspace an 
 
 struct TensorDesc {
     cudnnTensorDescriptor_t d = nullptr;
-    TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w) {
+    TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
         FSAD_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-        FSAD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, static_cast<int>(n),
-                                                    static_cast<int>(c), static_cast<int>(h), static_cast<int>(w)));
+        FSAD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, static_cast<int>(n), static_cast<int>(c),
+                                                    static_cast<int>(h), static_cast<int>(w)));
     }
     ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
     TensorDesc(const TensorDesc&) = delete;
@@ -28,9 +31,9 @@ struct TensorDesc {
 };
 struct FilterDesc {
     cudnnFilterDescriptor_t d = nullptr;
-    explicit FilterDesc(const Tensor& w) {
+    FilterDesc(const Tensor& w, cudnnDataType_t type) {
         FSAD_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
-        FSAD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, static_cast<int>(w.dim(0)),
+        FSAD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, type, CUDNN_TENSOR_NCHW, static_cast<int>(w.dim(0)),
                                                     static_cast<int>(w.dim(1)), static_cast<int>(w.dim(2)),
                                                     static_cast<int>(w.dim(3))));
     }
@@ -40,28 +43,36 @@ struct FilterDesc {
 };
 struct ConvDesc {
     cudnnConvolutionDescriptor_t d = nullptr;
-    explicit ConvDesc(const Conv2dParams& p) {
+    ConvDesc(const Conv2dParams& p, bool exact) {
         FSAD_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
+        // the compute type is float in every precision (bfloat16 tensors: PSEUDO_BFLOAT16_CONFIG)
         FSAD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d, p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h, p.dil_w,
                                                          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
         FSAD_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, p.groups));
-        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d, ops::allow_tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
     }
     ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
     ConvDesc(const ConvDesc&) = delete;
     ConvDesc& operator=(const ConvDesc&) = delete;
 };
 
+// The descriptors of one convolution x [N,C,H,W] * w -> y, in the precision of the call.
 struct Descs {
+    ops::Precision prec;
     TensorDesc x, y;
     FilterDesc w;
     ConvDesc conv;
-    Descs(const Tensor& xt, const Tensor& wt, const Tensor& yt, const Conv2dParams& p)
-        : x(xt.dim(0), xt.dim(1), xt.dim(2), xt.dim(3)), y(yt.dim(0), yt.dim(1), yt.dim(2), yt.dim(3)), w(wt), conv(p) {}
+    Descs(const Tensor& xt, const Tensor& wt, const Tensor& yt, const Conv2dParams& p, ops::Precision pr)
+        : prec(pr),
+          x(xt.dim(0), xt.dim(1), xt.dim(2), xt.dim(3), type(pr)),
+          y(yt.dim(0), yt.dim(1), yt.dim(2), yt.dim(3), type(pr)),
+          w(wt, type(pr)),
+          conv(p, pr == ops::Precision::FP32) {}
+    static cudnnDataType_t type(ops::Precision p) { return p == ops::Precision::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
 };
 
 enum class Dir { Fwd, BwdData, BwdFilter };
-using Key = std::tuple<int, int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int,
+using Key = std::tuple<int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int,
                        int, int, int, int>;
 struct Choice {
     int algo;
@@ -72,49 +83,54 @@ struct Choice {
 std::mutex g_cache_mu;
 std::map<Key, Choice> g_cache;
 
-Key key_of(Dir d, const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-    return {static_cast<int>(d), x.device().index, ops::allow_tf32(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0),
+Key key_of(Dir d, ops::Precision prec, const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+    return {static_cast<int>(d), x.device().index, static_cast<int>(prec), x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0),
             w.dim(1), w.dim(2), w.dim(3), p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.groups};
 }
 
 template <class Perf>
-Choice pick(const Perf* perf, int returned, const char* what) {
+Choice pick(const Perf* perf, int returned, ops::Precision prec, const char* what) {
     for (int i = 0; i < returned; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kWorkspaceLimit)
-            // without TF32 the call stays exact FP32 whatever the search reports (as PyTorch does)
-            return {static_cast<int>(perf[i].algo), perf[i].memory, ops::allow_tf32() ? perf[i].mathType : CUDNN_FMA_MATH};
-    throw CudaError(std::string("cuDNN found no usable ") + what + " algorithm for this convolution");
+            // in FP32 the call stays exact whatever the search reports (as PyTorch does)
+            return {static_cast<int>(perf[i].algo), perf[i].memory,
+                    prec == ops::Precision::FP32 ? CUDNN_FMA_MATH : perf[i].mathType};
+    throw CudaError(std::string("cuDNN found no usable ") + what + " algorithm for this convolution (" +
+                    ops::precision_name(prec) + ")");
 }
 
 // cudnnFind* writes its outputs while timing: callers pass scratch outputs when the real output
-// is an accumulator (it never is here: all outputs are written with '=' semantics).
-Choice find_algo(Dir dir, Context& c, const Descs& d, const Tensor& x, const Tensor& w, const Tensor& y) {
+// is an accumulator (it never is here: all outputs are written with '=' semantics). The operands
+// are device pointers of the descriptors' type (float or bfloat16).
+Choice find_algo(Dir dir, Context& c, const Descs& d, const void* x, const void* w, void* y) {
     void* ws = workspace(c.device, kWorkspaceLimit);
     const size_t ws_bytes = kWorkspaceLimit;
     int returned = 0;
     if (dir == Dir::Fwd) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        FSAD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(c.cudnn, d.x.d, x.data(), d.w.d, w.data(), d.conv.d, d.y.d,
-                                                                y.data(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf,
-                                                                ws, ws_bytes));
-        return pick(perf, returned, "forward");
+        FSAD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(c.cudnn, d.x.d, x, d.w.d, w, d.conv.d, d.y.d, y,
+                                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws,
+                                                                ws_bytes));
+        return pick(perf, returned, d.prec, "forward");
     }
     if (dir == Dir::BwdData) {  // x is dx, y is dy here
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        FSAD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(c.cudnn, d.w.d, w.data(), d.y.d, y.data(), d.conv.d,
-                                                                     d.x.d, x.data(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                                     &returned, perf, ws, ws_bytes));
-        return pick(perf, returned, "backward-data");
+        FSAD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(c.cudnn, d.w.d, w, d.y.d, y, d.conv.d, d.x.d,
+                                                                     const_cast<void*>(x),
+                                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf,
+                                                                     ws, ws_bytes));
+        return pick(perf, returned, d.prec, "backward-data");
     }
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];  // w is dw here
-    FSAD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(c.cudnn, d.x.d, x.data(), d.y.d, y.data(), d.conv.d, d.w.d,
-                                                                   w.data(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                                   &returned, perf, ws, ws_bytes));
-    return pick(perf, returned, "backward-filter");
+    FSAD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(c.cudnn, d.x.d, x, d.y.d, y, d.conv.d, d.w.d,
+                                                                   const_cast<void*>(w),
+                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf,
+                                                                   ws, ws_bytes));
+    return pick(perf, returned, d.prec, "backward-filter");
 }
 
-Choice algo_for(Dir dir, Context& c, const Descs& d, const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p) {
-    const Key k = key_of(dir, x, w, p);
+// The cached choice for this call, searched on its operands the first time.
+Choice algo_for(Dir dir, Context& c, const Descs& d, const Key& k, const void* x, const void* w, void* y) {
     {
         std::lock_guard<std::mutex> lk(g_cache_mu);
         auto it = g_cache.find(k);
@@ -126,22 +142,66 @@ Choice algo_for(Dir dir, Context& c, const Descs& d, const Tensor& x, const Tens
     return ch;
 }
 
+// The three convolutions on device pointers of the descriptors' type: out = op(a, b).
+void run_forward(Context& c, const Descs& d, const Key& k, const void* x, const void* w, void* y) {
+    const Choice ch = algo_for(Dir::Fwd, c, d, k, x, w, y);
+    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
+    void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
+    const float one = 1.0f, zero = 0.0f;
+    FSAD_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, &one, d.x.d, x, d.w.d, w, d.conv.d,
+                                             static_cast<cudnnConvolutionFwdAlgo_t>(ch.algo), ws, ch.workspace, &zero, d.y.d,
+                                             y));
+}
+void run_backward_data(Context& c, const Descs& d, const Key& k, const void* w, const void* dy, void* dx) {
+    const Choice ch = algo_for(Dir::BwdData, c, d, k, dx, w, const_cast<void*>(dy));
+    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
+    void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
+    const float one = 1.0f, zero = 0.0f;
+    FSAD_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, &one, d.w.d, w, d.y.d, dy, d.conv.d,
+                                                  static_cast<cudnnConvolutionBwdDataAlgo_t>(ch.algo), ws, ch.workspace,
+                                                  &zero, d.x.d, dx));
+}
+void run_backward_filter(Context& c, const Descs& d, const Key& k, const void* x, const void* dy, void* dw) {
+    const Choice ch = algo_for(Dir::BwdFilter, c, d, k, x, dw, const_cast<void*>(dy));
+    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
+    void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
+    const float one = 1.0f, zero = 0.0f;
+    FSAD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, &one, d.x.d, x, d.y.d, dy, d.conv.d,
+                                                    static_cast<cudnnConvolutionBwdFilterAlgo_t>(ch.algo), ws,
+                                                    ch.workspace, &zero, d.w.d, dw));
+}
+
+// A float32 tensor's values rounded to bfloat16, in scratch from the caching allocator (returned
+// at the end of the call: stream order makes the reuse safe).
+struct Bf16 : Scratch<uint16_t> {
+    Bf16(Context& c, const Tensor& t) : Scratch<uint16_t>(c.device, static_cast<size_t>(t.numel())) {
+        to_bf16(c.device, t.data(), p, t.numel());
+    }
+    Bf16(Context& c, int64_t n) : Scratch<uint16_t>(c.device, static_cast<size_t>(n)) {}  // an output
+    void widen_into(const Tensor& t) const { from_bf16(dev, p, t.data(), t.numel()); }
+};
+
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
     if (y.numel() == 0) return;
     Context& c = context(x.device().index);
-    Descs d(x, w, y, p);
-    const Choice ch = algo_for(Dir::Fwd, c, d, x, w, y, p);
-    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
-    void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
-    const float one = 1.0f, zero = 0.0f;
-    FSAD_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, &one, d.x.d, x.data(), d.w.d, w.data(), d.conv.d,
-                                             static_cast<cudnnConvolutionFwdAlgo_t>(ch.algo), ws, ch.workspace, &zero, d.y.d,
-                                             y.data()));
+    const ops::Precision prec = ops::precision();
+    Descs d(x, w, y, p, prec);
+    const Key k = key_of(Dir::Fwd, prec, x, w, p);
+    if (prec == ops::Precision::BF16) {
+        const Bf16 xb(c, x), wb(c, w);
+        Bf16 yb(c, y.numel());
+        run_forward(c, d, k, xb.p, wb.p, yb.p);
+        yb.widen_into(y);
+    } else {
+        run_forward(c, d, k, x.data(), w.data(), y.data());
+    }
     if (bias) {
+        const float one = 1.0f;
         TensorDesc b(1, bias->numel(), 1, 1);
-        FSAD_CUDNN_CHECK(cudnnAddTensor(c.cudnn, &one, b.d, bias->data(), &one, d.y.d, y.data()));
+        TensorDesc yf(y.dim(0), y.dim(1), y.dim(2), y.dim(3));
+        FSAD_CUDNN_CHECK(cudnnAddTensor(c.cudnn, &one, b.d, bias->data(), &one, yf.d, y.data()));
     }
 }
 
@@ -158,27 +218,32 @@ void conv2d_bn_eval_forward(const Tensor& x, const Tensor& w, const Tensor& gamm
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dParams& p, const Tensor* dx,
                      const Tensor* dw, const Tensor* db) {
     Context& c = context(x.device().index);
-    Descs d(x, w, dy, p);
-    const float one = 1.0f, zero = 0.0f;
-    if (dx && dx->numel() > 0) {
-        const Choice ch = algo_for(Dir::BwdData, c, d, *dx, w, dy, p);
-        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
-        void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
-        FSAD_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, &one, d.w.d, w.data(), d.y.d, dy.data(), d.conv.d,
-                                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(ch.algo), ws, ch.workspace,
-                                                      &zero, d.x.d, dx->data()));
+    const ops::Precision prec = ops::precision();
+    Descs d(x, w, dy, p, prec);
+    const bool want_dx = dx && dx->numel() > 0, want_dw = dw && dw->numel() > 0;
+    if (prec == ops::Precision::BF16 && (want_dx || want_dw)) {
+        const Bf16 dyb(c, dy);
+        if (want_dx) {
+            const Bf16 wb(c, w);
+            Bf16 dxb(c, dx->numel());
+            run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), wb.p, dyb.p, dxb.p);
+            dxb.widen_into(*dx);
+        }
+        if (want_dw) {
+            const Bf16 xb(c, x);
+            Bf16 dwb(c, dw->numel());
+            run_backward_filter(c, d, key_of(Dir::BwdFilter, prec, x, w, p), xb.p, dyb.p, dwb.p);
+            dwb.widen_into(*dw);
+        }
+    } else {
+        if (want_dx) run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), w.data(), dy.data(), dx->data());
+        if (want_dw) run_backward_filter(c, d, key_of(Dir::BwdFilter, prec, x, w, p), x.data(), dy.data(), dw->data());
     }
-    if (dw && dw->numel() > 0) {
-        const Choice ch = algo_for(Dir::BwdFilter, c, d, x, *dw, dy, p);
-        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
-        void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
-        FSAD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, &one, d.x.d, x.data(), d.y.d, dy.data(), d.conv.d,
-                                                        static_cast<cudnnConvolutionBwdFilterAlgo_t>(ch.algo), ws,
-                                                        ch.workspace, &zero, d.w.d, dw->data()));
-    }
-    if (db && db->numel() > 0) {
+    if (db && db->numel() > 0) {  // float32 in every precision
+        const float one = 1.0f, zero = 0.0f;
         TensorDesc b(1, db->numel(), 1, 1);
-        FSAD_CUDNN_CHECK(cudnnConvolutionBackwardBias(c.cudnn, &one, d.y.d, dy.data(), &zero, b.d, db->data()));
+        TensorDesc dyf(dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3));
+        FSAD_CUDNN_CHECK(cudnnConvolutionBackwardBias(c.cudnn, &one, dyf.d, dy.data(), &zero, b.d, db->data()));
     }
 }
 

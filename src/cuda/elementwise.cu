@@ -48,6 +48,18 @@ void affine(const Tensor& x, float alpha, float beta, const Tensor& y) {
     auto launch = launcher(x);
     ew::affine(launch, x.data(), alpha, beta, y.data(), x.numel());
 }
+void to_bf16(int device, const float* src, uint16_t* dst, int64_t n) {
+    StreamLaunch launch{context(device).stream};
+    ew::to_bf16(launch, src, dst, n);
+}
+void from_bf16(int device, const uint16_t* src, float* dst, int64_t n) {
+    StreamLaunch launch{context(device).stream};
+    ew::from_bf16(launch, src, dst, n);
+}
+void round_bf16(const Tensor& x, const Tensor& y) {
+    auto launch = launcher(x);
+    ew::round_bf16(launch, x.data(), y.data(), x.numel());
+}
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s) {
     auto launch = launcher(param);
     ew::adam(launch, param.data(), grad.data(), m.data(), v.data(), param.numel(), s);

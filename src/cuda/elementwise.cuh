@@ -32,6 +32,16 @@ __global__ void mul_k(const float* a, const float* b, float* y, int64_t n) {
 __global__ void affine_k(const float* x, float alpha, float beta, float* y, int64_t n) {
     FSAD_GRID_LOOP(i, n) y[i] = alpha * x[i] + beta;
 }
+__global__ void round_bf16_k(const float* x, float* y, int64_t n) {
+    FSAD_GRID_LOOP(i, n) y[i] = math::round_bf16(x[i]);
+}
+// bfloat16 operands of the BF16 convolutions (conv.cu), stored as their bits
+__global__ void to_bf16_k(const float* x, uint16_t* y, int64_t n) {
+    FSAD_GRID_LOOP(i, n) y[i] = math::bf16_bits(x[i]);
+}
+__global__ void from_bf16_k(const uint16_t* x, float* y, int64_t n) {
+    FSAD_GRID_LOOP(i, n) y[i] = math::bf16_float(x[i]);
+}
 __global__ void adam_k(float* p, const float* g, float* m, float* v, int64_t n, math::AdamStep s) {
     FSAD_GRID_LOOP(i, n) math::adam_update(p[i], g[i], m[i], v[i], s);
 }
@@ -175,6 +185,18 @@ void mul(Launch& launch, const float* a, const float* b, float* y, int64_t n) {
 template <class Launch>
 void affine(Launch& launch, const float* x, float alpha, float beta, float* y, int64_t n) {
     launch(affine_k, blocks_for(n), kThreads, x, alpha, beta, y, n);
+}
+template <class Launch>
+void round_bf16(Launch& launch, const float* x, float* y, int64_t n) {
+    launch(round_bf16_k, blocks_for(n), kThreads, x, y, n);
+}
+template <class Launch>
+void to_bf16(Launch& launch, const float* x, uint16_t* y, int64_t n) {
+    launch(to_bf16_k, blocks_for(n), kThreads, x, y, n);
+}
+template <class Launch>
+void from_bf16(Launch& launch, const uint16_t* x, float* y, int64_t n) {
+    launch(from_bf16_k, blocks_for(n), kThreads, x, y, n);
 }
 template <class Launch>
 void adam(Launch& launch, float* p, const float* g, float* m, float* v, int64_t n, const math::AdamStep& s) {

@@ -52,6 +52,11 @@ void batchnorm_eval_residual(const Tensor& x, const Tensor& gamma, const Tensor&
                              const Tensor& running_var, float eps, const Tensor* residual, math::Activation act,
                              const Tensor& y);
 
+/// bfloat16 operands of the BF16 convolutions (conv.cu), as bits, on the device's stream:
+/// n floats rounded to nearest even into dst; n bfloat16 widened (exactly) into dst.
+void to_bf16(int device, const float* src, uint16_t* dst, int64_t n);
+void from_bf16(int device, const uint16_t* src, float* dst, int64_t n);
+
 // ------------------------------------------------------------------ Gaussian density (density.cu)
 struct DensityFitResult {
     std::vector<double> mu, L;  ///< mean [d]; Cholesky factor, row-major lower [d*d]

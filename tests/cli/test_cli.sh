@@ -77,13 +77,28 @@ if [[ $("$FSAD" info) != *"cuda:0"* ]]; then  # no GPU here (or no CUDA backend)
   expect 1 "fit with --device cuda without a GPU" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --device cuda "${TINY[@]}"
   grep -qE "no CUDA backend|no CUDA device" "$W/err" && ok "the device error is clear" || bad "the device error is clear"
   absent "$W/x.fsad" "no model after the refusal"
-else  # a GPU: fit and score on it, in FP32 and in TF32
+else  # a GPU: fit and score on it, in FP32, TF32 and BF16
   expect 0 "fit on the GPU" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda "${TINY[@]}" -o "$W/mg.fsad"
   expect 0 "score on the GPU" "$FSAD" score -m "$W/mg.fsad" "$W/ds/metal/test" --device cuda --json
   contains "$W/out" '"score"' "the GPU scores are printed"
   expect 0 "fit on the GPU with TF32" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda --tf32 "${TINY[@]}" -o "$W/mt.fsad"
   expect 0 "score on the GPU with TF32" "$FSAD" score -m "$W/mt.fsad" "$W/ds/metal/test" --device cuda --tf32
+  expect 0 "fit on the GPU in BF16" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda --precision bf16 "${TINY[@]}" -o "$W/mb.fsad"
+  expect 0 "score on the GPU in BF16" "$FSAD" score -m "$W/mb.fsad" "$W/ds/metal/test" --device cuda --precision bf16 --json
+  contains "$W/out" '"score"' "the BF16 scores are printed"
 fi
+# BF16 on the CPU: the GPU's numbers, computed in float32
+expect 0 "fit in BF16 on the CPU" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --precision bf16 "${TINY[@]}" -o "$W/mc.fsad"
+expect 0 "score in BF16 on the CPU" "$FSAD" score -m "$W/mc.fsad" "$W/ds/metal/test" --precision bf16 --json
+contains "$W/out" '"score"' "the CPU's BF16 scores are printed"
+expect 0 "fsad bench in BF16" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2 --precision bf16
+contains "$W/out" ", bf16" "bench names the precision"
+expect 1 "--tf32 with --precision bf16 is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --tf32 --precision bf16 "${TINY[@]}"
+contains "$W/err" "--tf32 and --precision bf16 disagree" "the disagreement names both flags"
+expect 105 "an unknown precision is refused" "$FSAD" score -m "$W/mc.fsad" "$W/ds/metal/test" --precision fp16
+contains "$W/err" "fp16" "the unknown precision is named"
+expect 1 "--precision tf32 on the CPU is refused" "$FSAD" score -m "$W/mc.fsad" "$W/ds/metal/test" --precision tf32
+contains "$W/err" "--precision tf32 applies to --device cuda only" "the refusal names the flag"
 expect 1 "--tf32 on the CPU is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --tf32 "${TINY[@]}"
 contains "$W/err" "--tf32 applies to --device cuda only" "the TF32 refusal names the flag"
 absent "$W/x.fsad" "no model after the TF32 refusal"

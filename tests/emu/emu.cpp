@@ -464,10 +464,12 @@ struct cudnnContext {
 struct cudnnTensorStruct {
     int n = 0, c = 0, h = 0, w = 0;
     bool set = false;
+    cudnnDataType_t type = CUDNN_DATA_FLOAT;
 };
 struct cudnnFilterStruct {
     int k = 0, c = 0, h = 0, w = 0;
     bool set = false;
+    cudnnDataType_t type = CUDNN_DATA_FLOAT;
 };
 struct cudnnConvolutionStruct {
     int pad_h = 0, pad_w = 0, u = 1, v = 1, dil_h = 1, dil_w = 1, groups = 1;
@@ -489,6 +491,8 @@ struct Geo {
     int k, r, s;            // filter: k outputs, c / groups inputs, r x s
     int oh, ow;             // output
     int ph, pw, sh, sw, dh, dw, g;
+    bool bf16;              // the three tensors hold bfloat16 (else float)
+    size_t esize() const { return bf16 ? 2 : 4; }
     size_t x_elems() const { return size_t(n) * c * h * w; }
     size_t w_elems() const { return size_t(k) * (c / g) * r * s; }
     size_t y_elems() const { return size_t(n) * k * oh * ow; }
@@ -498,7 +502,12 @@ cudnnStatus_t geometry(const char* fn, cudnnTensorDescriptor_t xd, cudnnFilterDe
                        cudnnTensorDescriptor_t yd, Geo* g) {
     if (!xd || !wd || !cd || !yd || !xd->set || !wd->set || !cd->set || !yd->set)
         return dnn_fail(CUDNN_STATUS_BAD_PARAM, std::string(fn) + ": a descriptor is null or was never set");
-    Geo q{xd->n, xd->c, xd->h, xd->w, wd->k, wd->h, wd->w, 0, 0, cd->pad_h, cd->pad_w, cd->u, cd->v, cd->dil_h, cd->dil_w, cd->groups};
+    // cuDNN's supported configurations here: FLOAT_CONFIG and PSEUDO_BFLOAT16_CONFIG (x, w and y of
+    // one type; the compute type, float, is checked when the convolution descriptor is set)
+    if (xd->type != wd->type || xd->type != yd->type)
+        return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(fn) + ": x, w and y descriptors of different data types");
+    Geo q{xd->n, xd->c, xd->h, xd->w, wd->k, wd->h, wd->w, 0, 0, cd->pad_h, cd->pad_w, cd->u, cd->v, cd->dil_h, cd->dil_w, cd->groups,
+          xd->type == CUDNN_DATA_BFLOAT16};
     if (q.c % q.g || q.k % q.g || wd->c * q.g != q.c)
         return dnn_fail(CUDNN_STATUS_BAD_PARAM, std::string(fn) + ": input channels " + std::to_string(q.c) + ", filter " +
                                                     std::to_string(q.k) + "x" + std::to_string(wd->c) + ", " +
@@ -632,9 +641,9 @@ cudnnStatus_t check_call(const char* fn, cudnnHandle_t h, const Geo& g, const vo
     if (!h) return dnn_fail(CUDNN_STATUS_NOT_INITIALIZED, std::string(fn) + ": null handle");
     const int dev = stream_device(h->stream);
     const std::string f(fn);
-    if (!check_device_range(x, g.x_elems() * 4, dev, (f + ": x").c_str()) ||
-        !check_device_range(w, g.w_elems() * 4, dev, (f + ": w").c_str()) ||
-        !check_device_range(y, g.y_elems() * 4, dev, (f + ": y").c_str()))
+    if (!check_device_range(x, g.x_elems() * g.esize(), dev, (f + ": x").c_str()) ||
+        !check_device_range(w, g.w_elems() * g.esize(), dev, (f + ": w").c_str()) ||
+        !check_device_range(y, g.y_elems() * g.esize(), dev, (f + ": y").c_str()))
         return CUDNN_STATUS_BAD_PARAM;
     if (algo >= 0) {
         if (algo > 1) return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, f + ": algorithm " + std::to_string(algo) + " was not offered by the search");
@@ -680,9 +689,10 @@ cudnnStatus_t make(D** d) {
 }
 template <class D>
 cudnnStatus_t set4d(const char* fn, D* d, cudnnTensorFormat_t f, cudnnDataType_t t, int a, int b, int c, int e) {
-    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(fn) + ": only NCHW float is emulated");
+    if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
+        return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(fn) + ": only NCHW float and bfloat16 are emulated");
     if (a <= 0 || b <= 0 || c <= 0 || e <= 0) return dnn_fail(CUDNN_STATUS_BAD_PARAM, std::string(fn) + ": a dimension <= 0");
-    *d = {a, b, c, e, true};
+    *d = {a, b, c, e, true, t};
     return CUDNN_STATUS_SUCCESS;
 }
 }  // namespace
@@ -756,8 +766,54 @@ cudnnStatus_t conv_search(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor
     report(requested, returned, perf, ws_bytes);
     return CUDNN_STATUS_SUCCESS;
 }
-const float* f32(const void* p) { return static_cast<const float*>(p); }
-float* f32(void* p) { return static_cast<float*>(p); }
+// Runs a float reference loop f(a, b, out, alpha, beta) on operands of the call's type: float
+// pointers as they are; bfloat16 ones widened to float (exact), and the result rounded back to
+// bfloat16 to nearest even, as cuDNN's PSEUDO_BFLOAT16_CONFIG computes (float accumulation).
+// Written apart from fsad's own conversion (fsad/core/math.hpp), so that a mistake there shows.
+float widen_bf16(uint16_t b) {
+    const uint32_t u = static_cast<uint32_t>(b) << 16;
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+}
+uint16_t narrow_bf16(float v) {
+    if (std::isnan(v)) return 0x7fc0;
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    const uint32_t kept = u >> 16, dropped = u & 0xffffu;
+    const bool up = dropped > 0x8000u || (dropped == 0x8000u && (kept & 1u));
+    return static_cast<uint16_t>(kept + up);  // a carry into the exponent is the right result
+}
+template <class F>
+void typed(const Geo& g, const void* a, size_t na, const void* b, size_t nb, void* out, size_t nout, float alpha, float beta,
+           F f) {
+    if (!g.bf16) {
+        f(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(out), alpha, beta);
+        return;
+    }
+    auto widen = [](const void* p, size_t n) {
+        std::vector<float> v(n);
+        for (size_t i = 0; i < n; ++i) v[i] = widen_bf16(static_cast<const uint16_t*>(p)[i]);
+        return v;
+    };
+    const std::vector<float> A = widen(a, na), B = widen(b, nb);
+    std::vector<float> O = beta != 0.0f ? widen(out, nout) : std::vector<float>(nout);
+    f(A.data(), B.data(), O.data(), alpha, beta);
+    for (size_t i = 0; i < nout; ++i) static_cast<uint16_t*>(out)[i] = narrow_bf16(O[i]);
+}
+// the three directions on the call's operands (x, w, y as the descriptors name them)
+void fwd(const Geo& g, const void* x, const void* w, void* y, float a, float b) {
+    typed(g, x, g.x_elems(), w, g.w_elems(), y, g.y_elems(), a, b,
+          [&](const float* X, const float* W, float* Y, float al, float be) { conv_fwd(g, X, W, Y, al, be); });
+}
+void bwd_data(const Geo& g, const void* w, const void* dy, void* dx, float a, float b) {
+    typed(g, w, g.w_elems(), dy, g.y_elems(), dx, g.x_elems(), a, b,
+          [&](const float* W, const float* DY, float* DX, float al, float be) { conv_bwd_data(g, W, DY, DX, al, be); });
+}
+void bwd_filter(const Geo& g, const void* x, const void* dy, void* dw, float a, float b) {
+    typed(g, x, g.x_elems(), dy, g.y_elems(), dw, g.w_elems(), a, b,
+          [&](const float* X, const float* DY, float* DW, float al, float be) { conv_bwd_filter(g, X, DY, DW, al, be); });
+}
 }  // namespace
 
 cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(cudnnHandle_t h, cudnnTensorDescriptor_t xd, const void* x,
@@ -766,7 +822,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(cudnnHandle_t h, cudnnTenso
                                                      int requested, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf,
                                                      void* ws, size_t ws_bytes) {
     return conv_search("cudnnFindConvolutionForwardAlgorithmEx", h, xd, x, wd, w, cd, yd, y, requested, returned, perf, ws,
-                       ws_bytes, [=](const Geo& g, float a, float b) { conv_fwd(g, f32(x), f32(w), f32(y), a, b); });
+                       ws_bytes, [=](const Geo& g, float a, float b) { fwd(g, x, w, y, a, b); });
 }
 cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(cudnnHandle_t h, cudnnFilterDescriptor_t wd, const void* w,
                                                           cudnnTensorDescriptor_t dyd, const void* dy,
@@ -775,7 +831,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(cudnnHandle_t h, cudnn
                                                           cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, size_t ws_bytes) {
     return conv_search("cudnnFindConvolutionBackwardDataAlgorithmEx", h, dxd, dx, wd, w, cd, dyd, dy, requested, returned,
                        perf, ws, ws_bytes,
-                       [=](const Geo& g, float a, float b) { conv_bwd_data(g, f32(w), f32(dy), f32(dx), a, b); });
+                       [=](const Geo& g, float a, float b) { bwd_data(g, w, dy, dx, a, b); });
 }
 cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle_t h, cudnnTensorDescriptor_t xd, const void* x,
                                                             cudnnTensorDescriptor_t dyd, const void* dy,
@@ -785,7 +841,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle_t h, cud
                                                             size_t ws_bytes) {
     return conv_search("cudnnFindConvolutionBackwardFilterAlgorithmEx", h, xd, x, dwd, dw, cd, dyd, dy, requested, returned,
                        perf, ws, ws_bytes,
-                       [=](const Geo& g, float a, float b) { conv_bwd_filter(g, f32(x), f32(dy), f32(dw), a, b); });
+                       [=](const Geo& g, float a, float b) { bwd_filter(g, x, dy, dw, a, b); });
 }
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t xd, const void* x,
@@ -793,27 +849,29 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
                                       cudnnConvolutionFwdAlgo_t algo, void* ws, size_t ws_bytes, const void* beta,
                                       cudnnTensorDescriptor_t yd, void* y) {
     return conv_call("cudnnConvolutionForward", h, xd, x, wd, w, cd, yd, y, algo, ws, ws_bytes, alpha, beta,
-                     [=](const Geo& g, float a, float b) { conv_fwd(g, f32(x), f32(w), f32(y), a, b); });
+                     [=](const Geo& g, float a, float b) { fwd(g, x, w, y, a, b); });
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, cudnnFilterDescriptor_t wd, const void* w,
                                            cudnnTensorDescriptor_t dyd, const void* dy, cudnnConvolutionDescriptor_t cd,
                                            cudnnConvolutionBwdDataAlgo_t algo, void* ws, size_t ws_bytes, const void* beta,
                                            cudnnTensorDescriptor_t dxd, void* dx) {
     return conv_call("cudnnConvolutionBackwardData", h, dxd, dx, wd, w, cd, dyd, dy, algo, ws, ws_bytes, alpha, beta,
-                     [=](const Geo& g, float a, float b) { conv_bwd_data(g, f32(w), f32(dy), f32(dx), a, b); });
+                     [=](const Geo& g, float a, float b) { bwd_data(g, w, dy, dx, a, b); });
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t xd, const void* x,
                                              cudnnTensorDescriptor_t dyd, const void* dy, cudnnConvolutionDescriptor_t cd,
                                              cudnnConvolutionBwdFilterAlgo_t algo, void* ws, size_t ws_bytes,
                                              const void* beta, cudnnFilterDescriptor_t dwd, void* dw) {
     return conv_call("cudnnConvolutionBackwardFilter", h, xd, x, dwd, dw, cd, dyd, dy, algo, ws, ws_bytes, alpha, beta,
-                     [=](const Geo& g, float a, float b) { conv_bwd_filter(g, f32(x), f32(dy), f32(dw), a, b); });
+                     [=](const Geo& g, float a, float b) { bwd_filter(g, x, dy, dw, a, b); });
 }
 cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void* alpha, cudnnTensorDescriptor_t dyd, const void* dy,
                                            const void* beta, cudnnTensorDescriptor_t dbd, void* db) {
     if (!h) return dnn_fail(CUDNN_STATUS_NOT_INITIALIZED, "cudnnConvolutionBackwardBias: null handle");
     if (!dyd || !dbd || !dyd->set || !dbd->set) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnConvolutionBackwardBias: descriptor not set");
     const cudnnTensorStruct t = *dyd, b = *dbd;
+    if (t.type != CUDNN_DATA_FLOAT || b.type != CUDNN_DATA_FLOAT)
+        return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, "cudnnConvolutionBackwardBias: only float is emulated");
     if (b.n != 1 || b.c != t.c || b.h != 1 || b.w != 1)
         return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnConvolutionBackwardBias: the bias descriptor is not 1xCx1x1 of dy's C");
     const int dev = stream_device(h->stream);
@@ -838,6 +896,8 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void* alpha, cudnnTensorDesc
     if (!h) return dnn_fail(CUDNN_STATUS_NOT_INITIALIZED, "cudnnAddTensor: null handle");
     if (!ad || !cd || !ad->set || !cd->set) return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnAddTensor: descriptor not set");
     const cudnnTensorStruct A = *ad, C = *cd;
+    if (A.type != CUDNN_DATA_FLOAT || C.type != CUDNN_DATA_FLOAT)
+        return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, "cudnnAddTensor: only float is emulated");
     auto fits = [](int x, int y) { return x == y || x == 1; };
     if (!fits(A.n, C.n) || !fits(A.c, C.c) || !fits(A.h, C.h) || !fits(A.w, C.w))
         return dnn_fail(CUDNN_STATUS_BAD_PARAM, "cudnnAddTensor: A's dimensions must equal C's or be 1");

@@ -2,6 +2,8 @@
 // that the CPU tests exercise exactly the arithmetic the GPU runs.
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define FSAD_HD __host__ __device__ __forceinline__
@@ -62,5 +64,39 @@ FSAD_HD void bn_eval_affine(float gamma, float beta, float mean, float var, floa
 FSAD_HD float bn_apply(float x, float mean, float invstd, float gamma, float beta) {
     return (x - mean) * invstd * gamma + beta;
 }
+
+// ---- bfloat16: the upper 16 bits of a float32 (8-bit exponent, 7-bit mantissa)
+/// The bits of a float (a bit cast, on the host and the device).
+FSAD_HD uint32_t float_bits(float v) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(v);
+#else
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return u;
+#endif
+}
+FSAD_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+#endif
+}
+/// float32 -> bfloat16 bits, rounded to nearest, ties to even (PyTorch's c10::BFloat16 and CUDA's
+/// __float2bfloat16_rn): adding 0x7fff plus the lowest kept bit carries into the kept half exactly
+/// when the dropped half is above the tie, or at the tie with an odd kept half. Subnormals are
+/// kept, finite values past the largest bfloat16 round to infinity, a NaN stays a (quiet) NaN.
+FSAD_HD uint16_t bf16_bits(float v) {
+    const uint32_t u = float_bits(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+    return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+/// bfloat16 bits -> float32 (exact).
+FSAD_HD float bf16_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+/// v rounded to the nearest bfloat16, as a float32.
+FSAD_HD float round_bf16(float v) { return bf16_float(bf16_bits(v)); }
 
 }  // namespace fsad::math

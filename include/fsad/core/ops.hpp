@@ -18,8 +18,27 @@
 
 namespace fsad::ops {
 
-/// CUDA: let cuDNN and cuBLAS use TF32 tensor cores for float32 convolutions and matrix products
-/// (faster on Ampere and later, about 1e-3 relative error). Off by default: exact FP32, like the CPU.
+/// The arithmetic of convolutions and matrix products (process-wide):
+///   FP32  exact float32 on every device (the default);
+///   TF32  on CUDA, cuDNN and cuBLAS may use TF32 tensor cores (products of 10-bit mantissas,
+///         float32 sums: about 1e-3 relative error; Ampere and later). The CPU ignores it (FP32);
+///   BF16  convolutions on bfloat16 tensor cores with float32 accumulation. Forward
+///         y = bf16(conv(bf16(x), bf16(w))) (+ bias in float32); backward
+///         dx = bf16(conv_bwd_data(bf16(dy), bf16(w))), dw = bf16(conv_bwd_filter(bf16(x), bf16(dy))),
+///         db from dy in float32; bf16() rounds to nearest even (round_bf16 below). Tensors stay
+///         float32 (the convolution's operands are rounded on the way in and its result widened on
+///         the way out), so parameters are float32 master weights and batch norm, losses, Adam, EMA
+///         and the density keep float32/float64; matrix products run as in TF32 (CUDA).
+///         The CPU computes the same definition in float32 (no faster than FP32: it gives the GPU's
+///         numbers without a GPU, for parity tests and for studying bfloat16's effect on accuracy).
+enum class Precision { FP32, TF32, BF16 };
+void set_precision(Precision p);
+Precision precision();
+/// "fp32", "tf32", "bf16".
+const char* precision_name(Precision p);
+/// The precision of a name of precision_name; fsad::Error listing the names otherwise.
+Precision parse_precision(const std::string& name);
+/// Shorthands: set_precision(on ? TF32 : FP32); precision() != FP32 (matrix products in TF32).
 void set_allow_tf32(bool on);
 bool allow_tf32();
 
@@ -214,6 +233,9 @@ inline Tensor sub(const Tensor& a, const Tensor& b) { return axpby(1.0f, a, -1.0
 Tensor mul(const Tensor& a, const Tensor& b);
 /// alpha*x + beta (scalar arithmetic).
 Tensor affine(const Tensor& x, float alpha, float beta);
+/// Every value rounded to the nearest bfloat16 (math::round_bf16: ties to even, NaN stays NaN),
+/// kept in float32: what Precision::BF16 does to a convolution's operands and results.
+Tensor round_bf16(const Tensor& x);
 /// y += alpha * x in place (same shape). Used for gradient accumulation.
 void add_(const Tensor& y, const Tensor& x, float alpha = 1.0f);
 
