@@ -468,6 +468,42 @@ TEST_CASE("cuda: ResNet18 and MobileNetV2 training steps match the CPU") {
 }
 
 namespace {
+// A CPU and a GPU trainer of one small fine-tuning configuration (ResNet18 at 1/8 width, small
+// heads, batch 4 at 64 px, CutPaste negatives) from the same initial weights, with fixed views.
+struct TrainerPair {
+    method::ByolOptions o = options();
+    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+    method::ByolTrainer cpu{make(), [this] { return make(); }, o};
+    method::ByolTrainer gpu{make(), [this] { return make(); }, on_gpu(o)};
+    Tensor x1 = rnd(Shape{4, 3, 64, 64}, 70), x2 = rnd(Shape{4, 3, 64, 64}, 71), xn = rnd(Shape{4, 3, 64, 64}, 72);
+    std::vector<int64_t> perm{1, 2, 3, 0};
+
+    static method::ByolOptions options() {
+        method::ByolOptions o;
+        o.batch = 4;
+        o.hidden = 64;
+        o.projection = 32;
+        o.negative = method::Negative::CutPaste;
+        o.seed = 3;
+        return o;
+    }
+    static method::ByolOptions on_gpu(method::ByolOptions o) {
+        o.device = kGpu;
+        return o;
+    }
+    std::shared_ptr<nn::Backbone> make() const { return nn::make_backbone(cfg, 5); }
+    // one step on each device; their four losses agree to a relative `eps`
+    void step(double eps) {
+        const method::StepStats a = cpu.train_step(x1, x2, &xn, perm);
+        const method::StepStats b = gpu.train_step(gpu_copy(x1), gpu_copy(x2), &xn, perm);  // a CPU xn is moved by the trainer
+        CHECK(b.loss == doctest::Approx(a.loss).epsilon(eps));
+        CHECK(b.con == doctest::Approx(a.con).epsilon(eps));
+        CHECK(b.pair == doctest::Approx(a.pair).epsilon(eps));
+        CHECK(b.neg == doctest::Approx(a.neg).epsilon(eps));
+    }
+    static Tensor gpu_copy(const Tensor& t) { return t.to(kGpu); }
+};
+
 // max |a - b| over max |a|
 double drift(const Tensor& a, const Tensor& b) {
     const std::vector<float> x = a.to_vector(), y = b.to_vector();
@@ -514,50 +550,19 @@ TEST_CASE("cuda: ResNet18 and MobileNetV2 steps and a BYOL step in BF16 match th
                                     << " of their largest value, from the CPU's BF16 by " << drift(ft, fgt));
         CHECK(own > 1e-4);  // the convolutions did run in bfloat16
     }
-    method::ByolOptions o;
-    o.batch = 4;
-    o.hidden = 64;
-    o.projection = 32;
-    o.negative = method::Negative::CutPaste;
-    o.seed = 3;
-    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
-    auto make = [&] { return nn::make_backbone(cfg, 5); };
-    method::ByolTrainer cpu_tr(make(), make, o);
-    o.device = kGpu;
-    method::ByolTrainer gpu_tr(make(), make, o);
-    Tensor x1 = rnd(Shape{4, 3, 64, 64}, 70), x2 = rnd(Shape{4, 3, 64, 64}, 71), xn = rnd(Shape{4, 3, 64, 64}, 72);
-    const std::vector<int64_t> perm = {1, 2, 3, 0};
-    const method::StepStats want = cpu_tr.train_step(x1, x2, &xn, perm);
-    const method::StepStats got = gpu_tr.train_step(gpu(x1), gpu(x2), &xn, perm);
-    CHECK(got.loss == doctest::Approx(want.loss).epsilon(5e-3));
-    CHECK(got.con == doctest::Approx(want.con).epsilon(5e-3));
-    CHECK(got.pair == doctest::Approx(want.pair).epsilon(5e-3));
-    CHECK(got.neg == doctest::Approx(want.neg).epsilon(5e-3));
+    TrainerPair t;
+    t.step(5e-3);
 }
 
 TEST_CASE("cuda: the full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) matches the CPU") {
-    method::ByolOptions o;
-    o.batch = 4;
-    o.hidden = 64;
-    o.projection = 32;
-    o.negative = method::Negative::CutPaste;
-    o.seed = 3;
-    nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
-    auto make = [&] { return nn::make_backbone(cfg, 5); };
-    method::ByolTrainer cpu_tr(make(), make, o);
-    o.device = kGpu;
-    method::ByolTrainer gpu_tr(make(), make, o);
-    Tensor x1 = rnd(Shape{4, 3, 64, 64}, 70), x2 = rnd(Shape{4, 3, 64, 64}, 71), xn = rnd(Shape{4, 3, 64, 64}, 72);
-    const std::vector<int64_t> perm = {1, 2, 3, 0};
+    TrainerPair t;
     for (int step = 0; step < 2; ++step) {
         CAPTURE(step);
-        method::StepStats a = cpu_tr.train_step(x1, x2, &xn, perm);
-        method::StepStats b = gpu_tr.train_step(gpu(x1), gpu(x2), &xn, perm);  // a CPU xn is moved by the trainer
-        CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-3));
-        CHECK(b.con == doctest::Approx(a.con).epsilon(1e-3));
-        CHECK(b.pair == doctest::Approx(a.pair).epsilon(1e-3));
-        CHECK(b.neg == doctest::Approx(a.neg).epsilon(1e-3));
+        t.step(1e-3);
     }
+    auto& cpu_tr = t.cpu;
+    auto& gpu_tr = t.gpu;
+    const auto& o = t.o;
     // Adam's first steps move a parameter by about lr whatever the size of its gradient, so a
     // gradient within rounding of zero may step either way: a few parameters may differ by up to
     // 2 lr per step, the rest must agree closely

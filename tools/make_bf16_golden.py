@@ -13,14 +13,15 @@
 
 Run from the project root:  /usr/bin/python3 tools/make_bf16_golden.py tests/data
 """
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_golden import save  # noqa: E402
 
 torch.manual_seed(0)
 torch.set_num_threads(1)
@@ -29,22 +30,6 @@ CASES = {  # name: (x shape, w shape, stride, padding, groups)
     "plain": ((2, 4, 9, 9), (6, 4, 3, 3), 1, 1, 1),
     "depthwise": ((2, 6, 8, 8), (6, 1, 3, 3), 2, 1, 6),
 }
-
-
-def save(path, tensors, meta):
-    header, blobs, off = {"__metadata__": meta}, [], 0
-    for k in sorted(tensors):
-        a = np.ascontiguousarray(tensors[k].detach().cpu().numpy().astype("<f4"))
-        b = a.tobytes()
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - (len(h) + 8) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-    os.replace(tmp, path)
 
 
 def rounding_values():
