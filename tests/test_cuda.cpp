@@ -5,6 +5,7 @@
 // algorithms, the CPU's Winograd and packed GEMM), not for the emulator's reference loops.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -213,7 +214,22 @@ TEST_CASE("cuda: BF16 convolutions give bf16(float32 convolution of the bf16-rou
     // the rounding op itself: bit-equal on both devices
     Tensor v = rnd(Shape{4099}, 9, -3.0f, 3.0f);
     CHECK(ops::round_bf16(gpu(v)).to_vector() == ops::round_bf16(v).to_vector());
-    for (const auto& c : cases) {
+    // Where cuDNN has no bfloat16 algorithm, the same numbers come from the float32 path: on the
+    // emulator, FSAD_EMU_CUDNN_BF16 makes its cuDNN refuse bfloat16 searches or fail every
+    // algorithm (a GPU ignores the variable). Each setting runs other batch sizes, so that no
+    // algorithm choice cached by an earlier setting is reused.
+    struct Unset {  // also when a check throws
+        ~Unset() { unsetenv("FSAD_EMU_CUDNN_BF16"); }
+    } unset;
+    const char* const settings[] = {"", "unsupported", "failing"};
+    for (int si = 0; si < 3; ++si)
+    for (const auto& c0 : cases) {
+        const std::string setting = settings[si];
+        CAPTURE(setting);
+        if (setting.empty()) unsetenv("FSAD_EMU_CUDNN_BF16");
+        else setenv("FSAD_EMU_CUDNN_BF16", setting.c_str(), 1);
+        Case c = c0;
+        c.n += si;
         CAPTURE(c.cin);
         CAPTURE(c.p.groups);
         Tensor x = rnd(Shape{c.n, c.cin, c.h, c.w}, 2), w = rnd(Shape{c.cout, c.cin / c.p.groups, c.k, c.k}, 3, -0.3f, 0.3f);

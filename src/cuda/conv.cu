@@ -5,7 +5,10 @@
 // Precision (ops::set_precision): FP32 runs exact float32 (CUDNN_FMA_MATH); TF32 lets cuDNN pick
 // TF32 tensor-core algorithms; BF16 rounds the operands into bfloat16 scratch buffers, runs cuDNN
 // with bfloat16 tensors and float32 compute (PSEUDO_BFLOAT16_CONFIG: tensor cores, float32
-// accumulation) and widens the bfloat16 result into the float32 output.
+// accumulation) and widens the bfloat16 result into the float32 output. Where cuDNN offers no
+// bfloat16 algorithm for a convolution, BF16 computes the same definition through the exact
+// float32 one (operands rounded to bfloat16 values in float32, the result rounded): the same
+// numbers, without tensor cores.
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -75,10 +78,11 @@ enum class Dir { Fwd, BwdData, BwdFilter };
 using Key = std::tuple<int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int,
                        int, int, int, int>;
 struct Choice {
-    int algo;
+    int algo;  // kNoAlgo: none in this precision (BF16 only)
     size_t workspace;
     cudnnMathType_t math;  // the math type the search timed the algorithm with (set before each call)
 };
+constexpr int kNoAlgo = -1;
 
 std::mutex g_cache_mu;
 std::map<Key, Choice> g_cache;
@@ -95,8 +99,17 @@ Choice pick(const Perf* perf, int returned, ops::Precision prec, const char* wha
             // in FP32 the call stays exact whatever the search reports (as PyTorch does)
             return {static_cast<int>(perf[i].algo), perf[i].memory,
                     prec == ops::Precision::FP32 ? CUDNN_FMA_MATH : perf[i].mathType};
+    if (prec == ops::Precision::BF16) return {kNoAlgo, 0, CUDNN_DEFAULT_MATH};
     throw CudaError(std::string("cuDNN found no usable ") + what + " algorithm for this convolution (" +
                     ops::precision_name(prec) + ")");
+}
+
+// Whether a search may go on to pick: an error throws, except cuDNN refusing bfloat16 tensors for
+// this convolution (NOT_SUPPORTED), which BF16 answers with the float32 path.
+bool searched(cudnnStatus_t s, const Descs& d, const char* call) {
+    if (s == CUDNN_STATUS_SUCCESS) return true;
+    if (s == CUDNN_STATUS_NOT_SUPPORTED && d.prec == ops::Precision::BF16) return false;
+    throw_error(call, cudnnGetErrorString(s), __FILE__, __LINE__);
 }
 
 // cudnnFind* writes its outputs while timing: callers pass scratch outputs when the real output
@@ -105,28 +118,28 @@ Choice pick(const Perf* perf, int returned, ops::Precision prec, const char* wha
 Choice find_algo(Dir dir, Context& c, const Descs& d, const void* x, const void* w, void* y) {
     void* ws = workspace(c.device, kWorkspaceLimit);
     const size_t ws_bytes = kWorkspaceLimit;
+    const Choice none{kNoAlgo, 0, CUDNN_DEFAULT_MATH};
     int returned = 0;
     if (dir == Dir::Fwd) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        FSAD_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(c.cudnn, d.x.d, x, d.w.d, w, d.conv.d, d.y.d, y,
-                                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws,
-                                                                ws_bytes));
-        return pick(perf, returned, d.prec, "forward");
+        const cudnnStatus_t s = cudnnFindConvolutionForwardAlgorithmEx(
+            c.cudnn, d.x.d, x, d.w.d, w, d.conv.d, d.y.d, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws, ws_bytes);
+        return searched(s, d, "cudnnFindConvolutionForwardAlgorithmEx") ? pick(perf, returned, d.prec, "forward") : none;
     }
     if (dir == Dir::BwdData) {  // x is dx, y is dy here
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        FSAD_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(c.cudnn, d.w.d, w, d.y.d, y, d.conv.d, d.x.d,
-                                                                     const_cast<void*>(x),
-                                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf,
-                                                                     ws, ws_bytes));
-        return pick(perf, returned, d.prec, "backward-data");
+        const cudnnStatus_t s = cudnnFindConvolutionBackwardDataAlgorithmEx(
+            c.cudnn, d.w.d, w, d.y.d, y, d.conv.d, d.x.d, const_cast<void*>(x), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+            &returned, perf, ws, ws_bytes);
+        return searched(s, d, "cudnnFindConvolutionBackwardDataAlgorithmEx") ? pick(perf, returned, d.prec, "backward-data")
+                                                                              : none;
     }
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];  // w is dw here
-    FSAD_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(c.cudnn, d.x.d, x, d.y.d, y, d.conv.d, d.w.d,
-                                                                   const_cast<void*>(w),
-                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf,
-                                                                   ws, ws_bytes));
-    return pick(perf, returned, d.prec, "backward-filter");
+    const cudnnStatus_t s = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+        c.cudnn, d.x.d, x, d.y.d, y, d.conv.d, d.w.d, const_cast<void*>(w), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+        &returned, perf, ws, ws_bytes);
+    return searched(s, d, "cudnnFindConvolutionBackwardFilterAlgorithmEx") ? pick(perf, returned, d.prec, "backward-filter")
+                                                                            : none;
 }
 
 // The cached choice for this call, searched on its operands the first time.
@@ -142,34 +155,57 @@ Choice algo_for(Dir dir, Context& c, const Descs& d, const Key& k, const void* x
     return ch;
 }
 
-// The three convolutions on device pointers of the descriptors' type: out = op(a, b).
-void run_forward(Context& c, const Descs& d, const Key& k, const void* x, const void* w, void* y) {
+// The three convolutions on device pointers of the descriptors' type: out = op(a, b). False (and
+// nothing done) where cuDNN has no algorithm in the descriptors' precision (BF16 only).
+bool run_forward(Context& c, const Descs& d, const Key& k, const void* x, const void* w, void* y) {
     const Choice ch = algo_for(Dir::Fwd, c, d, k, x, w, y);
+    if (ch.algo == kNoAlgo) return false;
     FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
     FSAD_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, &one, d.x.d, x, d.w.d, w, d.conv.d,
                                              static_cast<cudnnConvolutionFwdAlgo_t>(ch.algo), ws, ch.workspace, &zero, d.y.d,
                                              y));
+    return true;
 }
-void run_backward_data(Context& c, const Descs& d, const Key& k, const void* w, const void* dy, void* dx) {
+bool run_backward_data(Context& c, const Descs& d, const Key& k, const void* w, const void* dy, void* dx) {
     const Choice ch = algo_for(Dir::BwdData, c, d, k, dx, w, const_cast<void*>(dy));
+    if (ch.algo == kNoAlgo) return false;
     FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
     FSAD_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, &one, d.w.d, w, d.y.d, dy, d.conv.d,
                                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(ch.algo), ws, ch.workspace,
                                                   &zero, d.x.d, dx));
+    return true;
 }
-void run_backward_filter(Context& c, const Descs& d, const Key& k, const void* x, const void* dy, void* dw) {
+bool run_backward_filter(Context& c, const Descs& d, const Key& k, const void* x, const void* dy, void* dw) {
     const Choice ch = algo_for(Dir::BwdFilter, c, d, k, x, dw, const_cast<void*>(dy));
+    if (ch.algo == kNoAlgo) return false;
     FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
     FSAD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, &one, d.x.d, x, d.y.d, dy, d.conv.d,
                                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(ch.algo), ws,
                                                     ch.workspace, &zero, d.w.d, dw));
+    return true;
 }
+
+// BF16 without a bfloat16 algorithm: the float32 convolutions on operands rounded to bfloat16
+// values (exact FP32 math), the result rounded in place afterwards by the caller.
+struct Fp32Path {
+    const Tensor& x;
+    const Tensor& w;
+    const Tensor& y;  // y or dy: the output's shape
+    const Conv2dParams& p;
+    Descs d{x, w, y, p, ops::Precision::FP32};
+    Key key(Dir dir) const { return key_of(dir, ops::Precision::FP32, x, w, p); }
+    static Tensor rounded(const Tensor& t) {
+        Tensor r = Tensor::empty(t.shape(), t.device());
+        round_bf16(t, r);
+        return r;
+    }
+};
 
 // A float32 tensor's values rounded to bfloat16, in scratch from the caching allocator (returned
 // at the end of the call: stream order makes the reuse safe).
@@ -192,8 +228,13 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     if (prec == ops::Precision::BF16) {
         const Bf16 xb(c, x), wb(c, w);
         Bf16 yb(c, y.numel());
-        run_forward(c, d, k, xb.p, wb.p, yb.p);
-        yb.widen_into(y);
+        if (run_forward(c, d, k, xb.p, wb.p, yb.p)) {
+            yb.widen_into(y);
+        } else {
+            const Fp32Path f{x, w, y, p};
+            run_forward(c, f.d, f.key(Dir::Fwd), Fp32Path::rounded(x).data(), Fp32Path::rounded(w).data(), y.data());
+            round_bf16(y, y);
+        }
     } else {
         run_forward(c, d, k, x.data(), w.data(), y.data());
     }
@@ -226,14 +267,26 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
         if (want_dx) {
             const Bf16 wb(c, w);
             Bf16 dxb(c, dx->numel());
-            run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), wb.p, dyb.p, dxb.p);
-            dxb.widen_into(*dx);
+            if (run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), wb.p, dyb.p, dxb.p)) {
+                dxb.widen_into(*dx);
+            } else {
+                const Fp32Path f{x, w, dy, p};
+                run_backward_data(c, f.d, f.key(Dir::BwdData), Fp32Path::rounded(w).data(), Fp32Path::rounded(dy).data(),
+                                  dx->data());
+                round_bf16(*dx, *dx);
+            }
         }
         if (want_dw) {
             const Bf16 xb(c, x);
             Bf16 dwb(c, dw->numel());
-            run_backward_filter(c, d, key_of(Dir::BwdFilter, prec, x, w, p), xb.p, dyb.p, dwb.p);
-            dwb.widen_into(*dw);
+            if (run_backward_filter(c, d, key_of(Dir::BwdFilter, prec, x, w, p), xb.p, dyb.p, dwb.p)) {
+                dwb.widen_into(*dw);
+            } else {
+                const Fp32Path f{x, w, dy, p};
+                run_backward_filter(c, f.d, f.key(Dir::BwdFilter), Fp32Path::rounded(x).data(), Fp32Path::rounded(dy).data(),
+                                    dw->data());
+                round_bf16(*dw, *dw);
+            }
         }
     } else {
         if (want_dx) run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), w.data(), dy.data(), dx->data());

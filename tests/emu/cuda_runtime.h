@@ -22,7 +22,9 @@
 // orders streams by host waits), timing (events time the emulation), TF32.
 // Settings (environment): FSAD_EMU_DEVICES (devices visible, default 1), FSAD_EMU_MEMORY_MIB
 // (device memory, default 16384), FSAD_EMU_ORDER=reverse (blocks, warps and lanes run in reverse
-// order: results that change have a race between threads).
+// order: results that change have a race between threads), FSAD_EMU_CUDNN_BF16=unsupported|failing
+// (cuDNN without bfloat16 convolutions: the search refuses bfloat16 tensors, or offers only failing
+// algorithms, and a call with an algorithm is refused; read at each call).
 #pragma once
 #ifndef FSAD_CUDA_EMULATED
 #define FSAD_CUDA_EMULATED 1

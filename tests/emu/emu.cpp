@@ -623,9 +623,16 @@ constexpr size_t kAlgo1Workspace = size_t(1) << 20;
 size_t algo_workspace(int algo) { return algo == 1 ? kAlgo1Workspace : 0; }
 
 template <class Perf>
-void report(int requested, int* returned, Perf* perf, size_t ws_bytes) {
+void report(int requested, int* returned, Perf* perf, size_t ws_bytes, bool none_work) {
     using Algo = decltype(perf->algo);
     std::vector<Perf> all;
+    if (none_work) {  // every algorithm fails for these tensors
+        for (int a = 0; a < 3; ++a)
+            all.push_back({static_cast<Algo>(a), CUDNN_STATUS_NOT_SUPPORTED, -1.0f, 0, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH, {}});
+        *returned = std::min<int>(requested, static_cast<int>(all.size()));
+        for (int i = 0; i < *returned; ++i) perf[i] = all[static_cast<size_t>(i)];
+        return;
+    }
     all.push_back({static_cast<Algo>(2), CUDNN_STATUS_ALLOC_FAILED, -1.0f, ws_bytes + 1, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH, {}});
     if (ws_bytes >= kAlgo1Workspace)
         all.push_back({static_cast<Algo>(1), CUDNN_STATUS_SUCCESS, 0.5f, kAlgo1Workspace, CUDNN_DETERMINISTIC, CUDNN_TENSOR_OP_MATH, {}});
@@ -748,6 +755,8 @@ cudnnStatus_t conv_call(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor_t
     Geo g;
     if (auto s = geometry(fn, xd, wd, cd, yd, &g)) return s;
     if (auto s = check_call(fn, h, g, x, w, y, algo, ws, ws_bytes)) return s;
+    if (algo >= 0 && g.bf16 && std::getenv("FSAD_EMU_CUDNN_BF16"))
+        return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(fn) + ": no bfloat16 algorithm (FSAD_EMU_CUDNN_BF16)");
     const float a = alpha ? *static_cast<const float*>(alpha) : 1.0f, b = beta ? *static_cast<const float*>(beta) : 0.0f;
     const size_t scr = algo < 0 ? 0 : algo_workspace(algo);
     const cudaError_t e = submit(h->stream, [=] {
@@ -762,8 +771,14 @@ cudnnStatus_t conv_search(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor
                           const void* w, cudnnConvolutionDescriptor_t cd, cudnnTensorDescriptor_t yd, const void* y,
                           int requested, int* returned, Perf* perf, void* ws, size_t ws_bytes, F compute) {
     if (requested < 1) return dnn_fail(CUDNN_STATUS_BAD_PARAM, std::string(fn) + ": requested < 1");
+    // FSAD_EMU_CUDNN_BF16=unsupported: a search on bfloat16 tensors fails with NOT_SUPPORTED;
+    // =failing: it reports every algorithm failing (read at each search: tests switch it)
+    const char* bf = std::getenv("FSAD_EMU_CUDNN_BF16");
+    const bool bf16 = xd && xd->set && xd->type == CUDNN_DATA_BFLOAT16;
+    if (bf16 && bf && std::string(bf) == "unsupported")
+        return dnn_fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(fn) + ": bfloat16 refused (FSAD_EMU_CUDNN_BF16)");
     if (auto s = conv_call(fn, h, xd, x, wd, w, cd, yd, y, -1, ws, ws_bytes, nullptr, nullptr, compute)) return s;
-    report(requested, returned, perf, ws_bytes);
+    report(requested, returned, perf, ws_bytes, bf16 && bf && std::string(bf) == "failing");
     return CUDNN_STATUS_SUCCESS;
 }
 // Runs a float reference loop f(a, b, out, alpha, beta) on operands of the call's type: float
