@@ -134,20 +134,24 @@ TEST_CASE("cuda: an allocation beyond the device's memory is a CudaError naming 
     CHECK(after.to_vector() == std::vector<float>(1000, 2.5f));
 }
 
+namespace {
+// The convolutions of the parity cases: x [n, cin, h, w], w [cout, cin/groups, k, k]
+struct ConvCase {
+    int64_t n, cin, h, w, cout, k;
+    ops::Conv2dParams p;
+    bool bias;
+};
+const ConvCase kConvCases[] = {
+    {2, 3, 17, 15, 8, 7, {2, 2, 3, 3, 1, 1, 1}, true},    // ResNet stem-like
+    {2, 16, 9, 9, 16, 3, {1, 1, 1, 1, 1, 1, 1}, false},   // 3x3
+    {2, 16, 9, 9, 32, 1, {2, 2, 0, 0, 1, 1, 1}, false},   // 1x1 downsample
+    {2, 12, 8, 8, 12, 3, {1, 1, 1, 1, 1, 1, 12}, false},  // depthwise
+    {1, 8, 10, 10, 8, 3, {1, 1, 2, 2, 2, 2, 2}, true},    // grouped + dilated
+};
+}  // namespace
+
 TEST_CASE("cuda: convolution forward and backward (cuDNN) match the CPU") {
-    struct Case {
-        int64_t n, cin, h, w, cout, k;
-        ops::Conv2dParams p;
-        bool bias;
-    };
-    const Case cases[] = {
-        {2, 3, 17, 15, 8, 7, {2, 2, 3, 3, 1, 1, 1}, true},    // ResNet stem-like
-        {2, 16, 9, 9, 16, 3, {1, 1, 1, 1, 1, 1, 1}, false},   // 3x3
-        {2, 16, 9, 9, 32, 1, {2, 2, 0, 0, 1, 1, 1}, false},   // 1x1 downsample
-        {2, 12, 8, 8, 12, 3, {1, 1, 1, 1, 1, 1, 12}, false},  // depthwise
-        {1, 8, 10, 10, 8, 3, {1, 1, 2, 2, 2, 2, 2}, true},    // grouped + dilated
-    };
-    for (const auto& c : cases) {
+    for (const auto& c : kConvCases) {
         CAPTURE(c.cin);
         CAPTURE(c.p.groups);
         Tensor x = rnd(Shape{c.n, c.cin, c.h, c.w}, 2), w = rnd(Shape{c.cout, c.cin / c.p.groups, c.k, c.k}, 3, -0.3f, 0.3f);
@@ -199,18 +203,6 @@ void close_bf16(const Tensor& want, const Tensor& got, const char* what) {
 }  // namespace
 
 TEST_CASE("cuda: BF16 convolutions give bf16(float32 convolution of the bf16-rounded operands), as the CPU computes it") {
-    struct Case {
-        int64_t n, cin, h, w, cout, k;
-        ops::Conv2dParams p;
-        bool bias;
-    };
-    const Case cases[] = {
-        {2, 3, 17, 15, 8, 7, {2, 2, 3, 3, 1, 1, 1}, true},    // ResNet stem-like
-        {2, 16, 9, 9, 16, 3, {1, 1, 1, 1, 1, 1, 1}, false},   // 3x3
-        {2, 16, 9, 9, 32, 1, {2, 2, 0, 0, 1, 1, 1}, false},   // 1x1 downsample
-        {2, 12, 8, 8, 12, 3, {1, 1, 1, 1, 1, 1, 12}, false},  // depthwise
-        {1, 8, 10, 10, 8, 3, {1, 1, 2, 2, 2, 2, 2}, true},    // grouped + dilated
-    };
     // the rounding op itself: bit-equal on both devices
     Tensor v = rnd(Shape{4099}, 9, -3.0f, 3.0f);
     CHECK(ops::round_bf16(gpu(v)).to_vector() == ops::round_bf16(v).to_vector());
@@ -223,12 +215,12 @@ TEST_CASE("cuda: BF16 convolutions give bf16(float32 convolution of the bf16-rou
     } unset;
     const char* const settings[] = {"", "unsupported", "failing"};
     for (int si = 0; si < 3; ++si)
-    for (const auto& c0 : cases) {
+    for (const ConvCase& c0 : kConvCases) {
         const std::string setting = settings[si];
         CAPTURE(setting);
         if (setting.empty()) unsetenv("FSAD_EMU_CUDNN_BF16");
         else setenv("FSAD_EMU_CUDNN_BF16", setting.c_str(), 1);
-        Case c = c0;
+        ConvCase c = c0;
         c.n += si;
         CAPTURE(c.cin);
         CAPTURE(c.p.groups);
