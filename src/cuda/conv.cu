@@ -11,6 +11,7 @@
 // numbers, without tensor cores.
 #include <map>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "common.cuh"
@@ -142,6 +143,14 @@ Choice find_algo(Dir dir, Context& c, const Descs& d, const void* x, const void*
                                                                             : none;
 }
 
+// Whether an earlier search found no algorithm for k: BF16's fallback then skips the bfloat16
+// copies it would not use.
+bool known_without_algo(const Key& k) {
+    std::lock_guard<std::mutex> lk(g_cache_mu);
+    auto it = g_cache.find(k);
+    return it != g_cache.end() && it->second.algo == kNoAlgo;
+}
+
 // The cached choice for this call, searched on its operands the first time.
 Choice algo_for(Dir dir, Context& c, const Descs& d, const Key& k, const void* x, const void* w, void* y) {
     {
@@ -226,11 +235,14 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     Descs d(x, w, y, p, prec);
     const Key k = key_of(Dir::Fwd, prec, x, w, p);
     if (prec == ops::Precision::BF16) {
-        const Bf16 xb(c, x), wb(c, w);
-        Bf16 yb(c, y.numel());
-        if (run_forward(c, d, k, xb.p, wb.p, yb.p)) {
-            yb.widen_into(y);
-        } else {
+        bool done = false;
+        if (!known_without_algo(k)) {
+            const Bf16 xb(c, x), wb(c, w);
+            Bf16 yb(c, y.numel());
+            done = run_forward(c, d, k, xb.p, wb.p, yb.p);
+            if (done) yb.widen_into(y);
+        }
+        if (!done) {
             const Fp32Path f{x, w, y, p};
             run_forward(c, f.d, f.key(Dir::Fwd), Fp32Path::rounded(x).data(), Fp32Path::rounded(w).data(), y.data());
             round_bf16(y, y);
@@ -263,13 +275,19 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     Descs d(x, w, dy, p, prec);
     const bool want_dx = dx && dx->numel() > 0, want_dw = dw && dw->numel() > 0;
     if (prec == ops::Precision::BF16 && (want_dx || want_dw)) {
-        const Bf16 dyb(c, dy);
+        const Key kd = key_of(Dir::BwdData, prec, x, w, p), kf = key_of(Dir::BwdFilter, prec, x, w, p);
+        const bool try_dx = want_dx && !known_without_algo(kd), try_dw = want_dw && !known_without_algo(kf);
+        std::optional<Bf16> dyb;
+        if (try_dx || try_dw) dyb.emplace(c, dy);
         if (want_dx) {
-            const Bf16 wb(c, w);
-            Bf16 dxb(c, dx->numel());
-            if (run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), wb.p, dyb.p, dxb.p)) {
-                dxb.widen_into(*dx);
-            } else {
+            bool done = false;
+            if (try_dx) {
+                const Bf16 wb(c, w);
+                Bf16 dxb(c, dx->numel());
+                done = run_backward_data(c, d, kd, wb.p, dyb->p, dxb.p);
+                if (done) dxb.widen_into(*dx);
+            }
+            if (!done) {
                 const Fp32Path f{x, w, dy, p};
                 run_backward_data(c, f.d, f.key(Dir::BwdData), Fp32Path::rounded(w).data(), Fp32Path::rounded(dy).data(),
                                   dx->data());
@@ -277,11 +295,14 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
             }
         }
         if (want_dw) {
-            const Bf16 xb(c, x);
-            Bf16 dwb(c, dw->numel());
-            if (run_backward_filter(c, d, key_of(Dir::BwdFilter, prec, x, w, p), xb.p, dyb.p, dwb.p)) {
-                dwb.widen_into(*dw);
-            } else {
+            bool done = false;
+            if (try_dw) {
+                const Bf16 xb(c, x);
+                Bf16 dwb(c, dw->numel());
+                done = run_backward_filter(c, d, kf, xb.p, dyb->p, dwb.p);
+                if (done) dwb.widen_into(*dw);
+            }
+            if (!done) {
                 const Fp32Path f{x, w, dy, p};
                 run_backward_filter(c, f.d, f.key(Dir::BwdFilter), Fp32Path::rounded(x).data(), Fp32Path::rounded(dy).data(),
                                     dw->data());
