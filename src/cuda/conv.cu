@@ -226,6 +226,23 @@ struct Bf16 : Scratch<uint16_t> {
     void widen_into(const Tensor& t) const { from_bf16(dev, p, t.data(), t.numel()); }
 };
 
+// One BF16 convolution into the float32 tensor `out`: through cuDNN's bfloat16 tensors where it
+// has an algorithm (try_bf16 runs it into a bfloat16 output and says whether it could), else
+// through the float32 path (fp32 writes out from rounded operands), out rounded afterwards. A
+// convolution known to have no bfloat16 algorithm skips the bfloat16 copies.
+template <class TryBf16, class Fp32>
+void bf16_into(Context& c, const Key& k, const Tensor& out, TryBf16 try_bf16, Fp32 fp32) {
+    if (!known_without_algo(k)) {
+        Bf16 ob(c, out.numel());
+        if (try_bf16(ob.p)) {
+            ob.widen_into(out);
+            return;
+        }
+    }
+    fp32();
+    round_bf16(out, out);
+}
+
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
@@ -235,18 +252,16 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     Descs d(x, w, y, p, prec);
     const Key k = key_of(Dir::Fwd, prec, x, w, p);
     if (prec == ops::Precision::BF16) {
-        bool done = false;
-        if (!known_without_algo(k)) {
-            const Bf16 xb(c, x), wb(c, w);
-            Bf16 yb(c, y.numel());
-            done = run_forward(c, d, k, xb.p, wb.p, yb.p);
-            if (done) yb.widen_into(y);
-        }
-        if (!done) {
-            const Fp32Path f{x, w, y, p};
-            run_forward(c, f.d, f.key(Dir::Fwd), Fp32Path::rounded(x).data(), Fp32Path::rounded(w).data(), y.data());
-            round_bf16(y, y);
-        }
+        bf16_into(
+            c, k, y,
+            [&](uint16_t* yb) {
+                const Bf16 xb(c, x), wb(c, w);
+                return run_forward(c, d, k, xb.p, wb.p, yb);
+            },
+            [&] {
+                const Fp32Path f{x, w, y, p};
+                run_forward(c, f.d, f.key(Dir::Fwd), Fp32Path::rounded(x).data(), Fp32Path::rounded(w).data(), y.data());
+            });
     } else {
         run_forward(c, d, k, x.data(), w.data(), y.data());
     }
@@ -276,39 +291,35 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
     const bool want_dx = dx && dx->numel() > 0, want_dw = dw && dw->numel() > 0;
     if (prec == ops::Precision::BF16 && (want_dx || want_dw)) {
         const Key kd = key_of(Dir::BwdData, prec, x, w, p), kf = key_of(Dir::BwdFilter, prec, x, w, p);
-        const bool try_dx = want_dx && !known_without_algo(kd), try_dw = want_dw && !known_without_algo(kf);
-        std::optional<Bf16> dyb;
-        if (try_dx || try_dw) dyb.emplace(c, dy);
-        if (want_dx) {
-            bool done = false;
-            if (try_dx) {
-                const Bf16 wb(c, w);
-                Bf16 dxb(c, dx->numel());
-                done = run_backward_data(c, d, kd, wb.p, dyb->p, dxb.p);
-                if (done) dxb.widen_into(*dx);
-            }
-            if (!done) {
-                const Fp32Path f{x, w, dy, p};
-                run_backward_data(c, f.d, f.key(Dir::BwdData), Fp32Path::rounded(w).data(), Fp32Path::rounded(dy).data(),
-                                  dx->data());
-                round_bf16(*dx, *dx);
-            }
-        }
-        if (want_dw) {
-            bool done = false;
-            if (try_dw) {
-                const Bf16 xb(c, x);
-                Bf16 dwb(c, dw->numel());
-                done = run_backward_filter(c, d, kf, xb.p, dyb->p, dwb.p);
-                if (done) dwb.widen_into(*dw);
-            }
-            if (!done) {
-                const Fp32Path f{x, w, dy, p};
-                run_backward_filter(c, f.d, f.key(Dir::BwdFilter), Fp32Path::rounded(x).data(), Fp32Path::rounded(dy).data(),
-                                    dw->data());
-                round_bf16(*dw, *dw);
-            }
-        }
+        std::optional<Bf16> dyb;  // dy's bfloat16 copy, made once if either gradient uses it
+        auto dy_bf16 = [&]() -> const Bf16& {
+            if (!dyb) dyb.emplace(c, dy);
+            return *dyb;
+        };
+        if (want_dx)
+            bf16_into(
+                c, kd, *dx,
+                [&](uint16_t* dxb) {
+                    const Bf16 wb(c, w);
+                    return run_backward_data(c, d, kd, wb.p, dy_bf16().p, dxb);
+                },
+                [&] {
+                    const Fp32Path f{x, w, dy, p};
+                    run_backward_data(c, f.d, f.key(Dir::BwdData), Fp32Path::rounded(w).data(),
+                                      Fp32Path::rounded(dy).data(), dx->data());
+                });
+        if (want_dw)
+            bf16_into(
+                c, kf, *dw,
+                [&](uint16_t* dwb) {
+                    const Bf16 xb(c, x);
+                    return run_backward_filter(c, d, kf, xb.p, dy_bf16().p, dwb);
+                },
+                [&] {
+                    const Fp32Path f{x, w, dy, p};
+                    run_backward_filter(c, f.d, f.key(Dir::BwdFilter), Fp32Path::rounded(x).data(),
+                                        Fp32Path::rounded(dy).data(), dw->data());
+                });
     } else {
         if (want_dx) run_backward_data(c, d, key_of(Dir::BwdData, prec, x, w, p), w.data(), dy.data(), dx->data());
         if (want_dw) run_backward_filter(c, d, key_of(Dir::BwdFilter, prec, x, w, p), x.data(), dy.data(), dw->data());
