@@ -109,3 +109,51 @@ TEST_CASE("detector: scoring a loaded detector from several threads gives the se
     for (auto& t : threads) t.join();
     for (const auto& g : got) CHECK(g == want);
 }
+
+TEST_CASE("detector: fine-tuning in BF16 (ByolOptions::precision) leaves the density's features in FP32; the model file keeps it") {
+    const std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false)};
+    REQUIRE(ops::precision() == ops::Precision::FP32);
+    DetectorConfig mixed_cfg = tiny();
+    mixed_cfg.byol.precision = ops::Precision::BF16;
+    Detector fp32(tiny()), mixed(mixed_cfg), bf16(tiny());
+    fp32.fit(shots);
+    mixed.fit(shots);
+    CHECK(ops::precision() == ops::Precision::FP32);  // the fine-tuning's scope has ended
+    ops::set_precision(ops::Precision::BF16);
+    try {
+        bf16.fit(shots);  // fine-tuning and features in BF16
+    } catch (...) {
+        ops::set_precision(ops::Precision::FP32);
+        throw;
+    }
+    ops::set_precision(ops::Precision::FP32);
+    // the fine-tuned weights: those of the all-BF16 fit bit for bit, not the FP32 fit's
+    auto weights = [](const Detector& d) {
+        std::vector<float> all;
+        for (auto& [k, v] : d.backbone().state_dict()) {
+            const std::vector<float> x = v.to_vector();
+            all.insert(all.end(), x.begin(), x.end());
+        }
+        return all;
+    };
+    CHECK(weights(mixed) == weights(bf16));
+    CHECK(weights(mixed) != weights(fp32));
+    // the density's features: not BF16's (the all-BF16 fit's mean differs)
+    CHECK(mixed.density().mean().to_vector() != bf16.density().mean().to_vector());
+    // the model file records the fine-tuning's precision; files without the key load as unset
+    const std::string p = tmp("mixed.fsad");
+    mixed.save(p);
+    Detector l = Detector::load(p);
+    REQUIRE(l.config().byol.precision.has_value());
+    CHECK(*l.config().byol.precision == ops::Precision::BF16);
+    fs::remove(p);
+    std::string j = to_json(tiny());
+    const std::string key = "\"precision\":null,";
+    REQUIRE(j.find(key) != std::string::npos);
+    CHECK_FALSE(detector_config_from_json(j).byol.precision.has_value());
+    j.erase(j.find(key), key.size());
+    CHECK_FALSE(detector_config_from_json(j).byol.precision.has_value());
+    j = to_json(mixed_cfg);
+    j.replace(j.find("\"bf16\""), 6, "\"fp16\"");
+    CHECK_THROWS_WITH_AS(detector_config_from_json(j), doctest::Contains("unknown precision 'fp16'"), Error);
+}

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <limits>
+#include <thread>
 
 #include "helpers.hpp"
 
@@ -530,4 +531,33 @@ TEST_CASE("precision: names parse both ways, a bad name is refused; the CPU igno
     CHECK(dx.to_vector() == ops::round_bf16(dx2).to_vector());
     CHECK(dw.to_vector() == ops::round_bf16(dw2).to_vector());
     CHECK(db.to_vector() == db2.to_vector());
+}
+
+TEST_CASE("precision: a PrecisionScope sets the calling thread's precision, nests, and leaves other threads alone") {
+    using ops::Precision;
+    REQUIRE(ops::precision() == Precision::FP32);
+    Tensor x = test::randn(Shape{1, 2, 7, 7}, 5), w = test::randn(Shape{3, 2, 3, 3}, 6);
+    const ops::Conv2dParams p;
+    const std::vector<float> fp32 = ops::conv2d_forward(x, w, nullptr, p).to_vector();
+    const std::vector<float> bf16 = ops::round_bf16(ops::conv2d_forward(ops::round_bf16(x), ops::round_bf16(w), nullptr, p)).to_vector();
+    REQUIRE(fp32 != bf16);
+    {
+        ops::PrecisionScope s(Precision::BF16);
+        CHECK(ops::precision() == Precision::BF16);
+        CHECK(ops::conv2d_forward(x, w, nullptr, p).to_vector() == bf16);
+        Precision other = Precision::TF32;
+        std::thread([&] { other = ops::precision(); }).join();
+        CHECK(other == Precision::FP32);  // another thread keeps the process-wide setting
+        {
+            ops::PrecisionScope inner(Precision::FP32);
+            CHECK(ops::precision() == Precision::FP32);
+            CHECK(ops::conv2d_forward(x, w, nullptr, p).to_vector() == fp32);
+        }
+        CHECK(ops::precision() == Precision::BF16);
+        ops::set_precision(Precision::TF32);  // the process-wide setting changes underneath the scope
+        CHECK(ops::precision() == Precision::BF16);
+    }
+    CHECK(ops::precision() == Precision::TF32);  // the scope gone, the process-wide setting again
+    ops::set_precision(Precision::FP32);
+    CHECK(ops::conv2d_forward(x, w, nullptr, p).to_vector() == fp32);
 }

@@ -71,6 +71,15 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
         throw Error("--device " + f.device + ": " + cuda_unsupported_reason());
     c.device = dev;
     apply_precision(f.precision, f.tf32, dev);
+    if (!f.train_precision.empty()) {
+        try {
+            c.byol.precision = ops::parse_precision(f.train_precision);
+        } catch (const Error& e) {
+            throw Error(std::string("--train-precision: ") + e.what());
+        }
+        if (*c.byol.precision == ops::Precision::TF32 && !dev.is_cuda())
+            throw Error("--train-precision tf32 applies to --device cuda only (the CPU computes in exact FP32)");
+    }
     if (f.weights == "none") {
         c.weights.clear();
         if (note) *note = "random initialisation (--weights none): features are not ImageNet features";

@@ -59,6 +59,11 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
     c->add_option("--device", f.device, "cpu | cuda[:N]")->check(kDevice);
     c->add_option("--precision", f.precision, kPrecisionHelp)->check(CLI::IsMember(kPrecisions));
     c->add_flag("--tf32", f.tf32, kTf32Help);
+    c->add_option("--train-precision", f.train_precision,
+                  "the fine-tuning steps' precision (default: --precision's): --train-precision bf16 with the default "
+                  "--precision fp32 fine-tunes on bfloat16 tensor cores and computes the Gaussian's and the scores' "
+                  "features in exact FP32")
+        ->check(CLI::IsMember(kPrecisions));
     c->add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
     c->add_option("--seed", f.seed, "random seed (shots, augmentations, initialisation)")->check(CLI::NonNegativeNumber);
 }

@@ -39,6 +39,7 @@ namespace {
 #endif
 
 std::atomic<Precision> g_precision{Precision::FP32};
+thread_local int t_precision = -1;  // the innermost PrecisionScope's (-1: none)
 
 thread_local Profiler::Impl* t_profiler = nullptr;
 }  // namespace
@@ -726,7 +727,9 @@ void ema_update(const Tensor& target, const Tensor& online, float beta) {
 }
 
 void set_precision(Precision p) { g_precision.store(p); }
-Precision precision() { return g_precision.load(); }
+Precision precision() { return t_precision >= 0 ? static_cast<Precision>(t_precision) : g_precision.load(); }
+PrecisionScope::PrecisionScope(Precision p) : outer_(t_precision) { t_precision = static_cast<int>(p); }
+PrecisionScope::~PrecisionScope() { t_precision = outer_; }
 const char* precision_name(Precision p) {
     switch (p) {
         case Precision::FP32: return "fp32";

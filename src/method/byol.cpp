@@ -133,6 +133,8 @@ StepStats ByolTrainer::train_step(const Tensor& x1_in, const Tensor& x2_in, cons
     const Tensor* xn = xn_in ? &xn_dev : nullptr;
     const int64_t B = x1.dim(0);
     const bool neg = xn != nullptr && opt_.lambda_np > 0;
+    std::optional<ops::PrecisionScope> precision;
+    if (opt_.precision) precision.emplace(*opt_.precision);
     adam_->zero_grad();
     OnlineNetwork& on = *online_;
     Var f1 = on.backbone->forward(Var(x1));

@@ -35,7 +35,8 @@ json config_json(const DetectorConfig& c) {
                                                                  : "none"},
               {"lambda_pp", b.lambda_pp}, {"negative", method::to_string(b.negative)}, {"lambda_np", b.lambda_np},
               {"hidden", b.hidden}, {"projection", b.projection}, {"freeze_backbone_bn", b.freeze_backbone_bn},
-              {"frozen_stages", b.frozen_stages}}}};
+              {"frozen_stages", b.frozen_stages},
+              {"precision", b.precision ? json(ops::precision_name(*b.precision)) : json(nullptr)}}}};
 }
 
 DetectorConfig config_from_json(const json& j) {
@@ -65,6 +66,8 @@ DetectorConfig config_from_json(const json& j) {
     c.byol.lambda_np = b.at("lambda_np").get<float>();
     c.byol.freeze_backbone_bn = b.value("freeze_backbone_bn", false);
     c.byol.frozen_stages = b.value("frozen_stages", int64_t{0});
+    if (b.contains("precision") && !b.at("precision").is_null())
+        c.byol.precision = ops::parse_precision(b.at("precision").get<std::string>());
     c.byol.contrastive = b.at("contrastive").get<bool>();
     const std::string pair = b.at("pair").get<std::string>();
     c.byol.pair = pair == "cross-instance" ? method::PairLoss::CrossInstance

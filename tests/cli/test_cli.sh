@@ -86,6 +86,8 @@ else  # a GPU: fit and score on it, in FP32, TF32 and BF16
   expect 0 "fit on the GPU in BF16" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda --precision bf16 "${TINY[@]}" -o "$W/mb.fsad"
   expect 0 "score on the GPU in BF16" "$FSAD" score -m "$W/mb.fsad" "$W/ds/metal/test" --device cuda --precision bf16 --json
   contains "$W/out" '"score"' "the BF16 scores are printed"
+  expect 0 "fit on the GPU, fine-tuning in BF16" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --device cuda --train-precision bf16 "${TINY[@]}" -o "$W/mm.fsad"
+  expect 0 "score its model on the GPU" "$FSAD" score -m "$W/mm.fsad" "$W/ds/metal/test" --device cuda --json
 fi
 # BF16 on the CPU: the GPU's numbers, computed in float32
 expect 0 "fit in BF16 on the CPU" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --precision bf16 "${TINY[@]}" -o "$W/mc.fsad"
@@ -93,6 +95,13 @@ expect 0 "score in BF16 on the CPU" "$FSAD" score -m "$W/mc.fsad" "$W/ds/metal/t
 contains "$W/out" '"score"' "the CPU's BF16 scores are printed"
 expect 0 "fsad bench in BF16" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2 --precision bf16
 contains "$W/out" ", bf16" "bench names the precision"
+expect 0 "fit fine-tuning in BF16, features in FP32 (--train-precision bf16)" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --train-precision bf16 "${TINY[@]}" -o "$W/mx.fsad"
+grep -aq 'precision\\":\\"bf16' "$W/mx.fsad" && ok "the model file records the fine-tuning's precision" || bad "the model file records the fine-tuning's precision"
+grep -aq 'precision\\":null' "$W/mc.fsad" && ok "a model fitted without it records none" || bad "a model fitted without it records none"
+expect 1 "--train-precision tf32 on the CPU is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --train-precision tf32 "${TINY[@]}"
+contains "$W/err" "--train-precision tf32 applies to --device cuda only" "the refusal names --train-precision"
+expect 105 "an unknown fine-tuning precision is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --train-precision fp8 "${TINY[@]}"
+contains "$W/err" "fp8" "the unknown fine-tuning precision is named"
 expect 1 "--tf32 with --precision bf16 is refused" "$FSAD" fit --normal "$W/ds/metal/train/good" -o "$W/x.fsad" --tf32 --precision bf16 "${TINY[@]}"
 contains "$W/err" "--tf32 and --precision bf16 disagree" "the disagreement names both flags"
 expect 105 "an unknown precision is refused" "$FSAD" score -m "$W/mc.fsad" "$W/ds/metal/test" --precision fp16

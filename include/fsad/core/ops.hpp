@@ -41,6 +41,20 @@ Precision parse_precision(const std::string& name);
 /// Shorthands: set_precision(on ? TF32 : FP32); precision() != FP32 (matrix products in TF32).
 void set_allow_tf32(bool on);
 bool allow_tf32();
+/// The precision of the calling thread's ops while the scope lives, whatever the process-wide
+/// setting (scopes nest; other threads keep theirs). precision() returns the innermost scope's,
+/// else the process-wide one. ByolOptions::precision uses it to fine-tune in one precision and
+/// compute the density's features in another.
+class PrecisionScope {
+public:
+    explicit PrecisionScope(Precision p);
+    ~PrecisionScope();
+    PrecisionScope(const PrecisionScope&) = delete;
+    PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+private:
+    int outer_;  // the scope this one replaces (-1: none)
+};
 
 struct Conv2dParams {
     int stride_h = 1, stride_w = 1;

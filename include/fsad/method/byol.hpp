@@ -5,8 +5,10 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "fsad/core/ops.hpp"
 #include "fsad/method/augment.hpp"
 #include "fsad/nn/backbones.hpp"
 #include "fsad/nn/optim.hpp"
@@ -44,6 +46,10 @@ struct ByolOptions {
     /// computes), off on the CPU (both would compete for the same cores). The views, and so the
     /// results, are the same either way: the random draws happen in the same order.
     enum class Prefetch { Auto, On, Off } prefetch = Prefetch::Auto;
+    /// The arithmetic of the fine-tuning steps (ops::PrecisionScope around each); unset = the
+    /// process-wide ops::precision(). BF16 here with FP32 process-wide fine-tunes on bfloat16
+    /// tensor cores and leaves the density's and the scores' features exact.
+    std::optional<ops::Precision> precision;
 };
 
 struct StepStats {
