@@ -11,6 +11,8 @@
 #             the GPU machine when the carried binaries cannot run there (gpu-check.sh's fallback)
 #     SOURCE  a digest of the sources the binaries were built from; gpu-check.sh compares it with
 #             the tree it runs in and builds there instead when they differ
+#   .gpu/mt128/, .gpu/mobilenetv2_imagenet.safetensors (when ../shared has them): Magnetic Tile
+#     at 128 px and ImageNet weights for gpu-check.sh's AUROC of each precision
 # Then: device run with carry [".gpu"] and command "scripts/gpu-check.sh".
 # Usage: scripts/gpu-bundle.sh   (env FSAD_CUDA_ARCHITECTURES, default 90)
 set -euo pipefail
@@ -73,3 +75,19 @@ mkdir -p .gpu
 tar -C "$STAGE" -czf .gpu/fsad-gpu.tar.gz.tmp .
 mv .gpu/fsad-gpu.tar.gz.tmp .gpu/fsad-gpu.tar.gz
 echo "wrote .gpu/fsad-gpu.tar.gz ($(du -m .gpu/fsad-gpu.tar.gz | cut -f1) MiB): $(cat "$STAGE/BUILT" | tr '\n' ';')"
+
+# The accuracy check of gpu-check.sh (AUROC of FP32, TF32, BF16 on Magnetic Tile): a 128 px copy
+# of the dataset (tools/shrink_magnetic_tile.py, 13 MB) and the MobileNetV2 weights (9 MB), from
+# ../shared when it is here; the device tool carries at most 64 MiB.
+SHARED=../shared
+PY=/usr/bin/python3  # Debian's, with python3-torchvision (a pyenv python3 on PATH may lack it)
+[[ -x $PY ]] || PY=python3
+if [[ -d $SHARED/data/magnetic-tile && -f $SHARED/weights/mobilenetv2_imagenet.safetensors ]] && "$PY" -c "import torchvision" 2>/dev/null; then
+    [[ -d .gpu/mt128 ]] || "$PY" tools/shrink_magnetic_tile.py --root "$SHARED/data/magnetic-tile" --size 128 --out .gpu/mt128
+    cp "$SHARED/weights/mobilenetv2_imagenet.safetensors" .gpu/mobilenetv2_imagenet.safetensors
+else
+    echo "no ../shared Magnetic Tile and weights (or no torchvision: scripts/bootstrap.sh --fixtures): gpu-check.sh skips its accuracy check"
+fi
+total=$(du -sm .gpu | cut -f1)
+echo ".gpu holds $total MiB in all (the device tool carries at most 64 MiB)"
+(( total <= 64 )) || { echo "too large to carry: remove .gpu/mt128 (the accuracy check) first" >&2; exit 1; }

@@ -2,8 +2,8 @@
 # One prepared run on a GPU machine (fits in 8 minutes on an H200): the CPU-vs-CUDA parity tests,
 # the GPU benchmarks beside the PyTorch GPU peer on the same shapes, then the CPU suite and the
 # CLI test in the CUDA build (with a GPU present), the demo (the main job) on the CPU (FP32 and
-# BF16) and the GPU (FP32, TF32, BF16) with their AUROCs, and fsad's kernels under
-# compute-sanitizer.
+# BF16) and the GPU (FP32, TF32, BF16, BF16 fine-tuning only) with their AUROCs, and fsad's
+# kernels under compute-sanitizer.
 # Results go to stdout and to $OUT (or ./gpu-check), at most 8 files: log.txt, cuda-tests.txt,
 # bench_cuda.json, bench_cuda.txt, profile.txt (fsad's per-op GPU time in the step, inference
 # and scoring: ops::Profiler), torch_gpu.txt (with torch.profiler's table of its step),
@@ -122,10 +122,11 @@ tail -n 15 /tmp/fsad-cli.log >>"$LOG"
 say "cli test: exit $rc"
 
 # the main job end to end (generated textures, fit with fine-tuning, score, AUROC) on the CPU and
-# on the GPU in FP32, TF32 and BF16: the AUROC drift of each against the CPU and the wall times
+# on the GPU in FP32, TF32, BF16 and BF16 fine-tuning only: the AUROC drift of each against the
+# CPU and the wall times
 # (the CPU's BF16 computes the GPU's BF16 definition: the two should agree closely)
-say "== fsad demo: CPU FP32 and BF16, GPU FP32, TF32 and BF16 ($(elapsed))"
-for run in "cpu" "cpu --precision bf16" "cuda" "cuda --tf32" "cuda --precision bf16"; do
+say "== fsad demo: CPU FP32 and BF16, GPU FP32, TF32, BF16 and BF16 fine-tuning with FP32 features ($(elapsed))"
+for run in "cpu" "cpu --precision bf16" "cuda" "cuda --tf32" "cuda --precision bf16" "cuda --train-precision bf16"; do
     t1=$(date +%s.%N)
     rm -rf "/tmp/fsad-demo-${run// /}"
     # shellcheck disable=SC2086
@@ -151,4 +152,26 @@ fi
 
 say "== side by side ($(elapsed))"
 py bench/compare_gpu.py "$OUTDIR/bench_cuda.json" "$OUTDIR/torch_gpu.txt" 2>&1 | tee "$OUTDIR/compare.md" | tee -a "$LOG"
+# AUROC of each precision on real data (TF32's drift can only be measured on a GPU): Magnetic
+# Tile at 128 px from .gpu/mt128 with ImageNet MobileNetV2 weights (scripts/gpu-bundle.sh makes
+# both from ../shared; tools/shrink_magnetic_tile.py says how the copy differs from the originals),
+# 10 shots, N_A = 40, seeds 0-2 paired (the same shots and copies in every precision); without
+# adaptation and with the README's fine-tuning recipe. Last, and only while the time allows.
+MT=.gpu/mt128 MTW=.gpu/mobilenetv2_imagenet.safetensors
+if [[ -d $MT && -f $MTW ]]; then
+    say "== AUROC by precision, Magnetic Tile 128 px copy, MobileNetV2, 10 shots, N_A 40, seeds 0-2, GPU ($(elapsed))"
+    mt=(eval --dataset magnetic-tile --root "$MT" --res 128 --shots 10 --seeds 3 --n-augment 40 --backbone mobilenetv2
+        --weights "$MTW" --device cuda)
+    tuned="--method ours --freeze-stages 5 --freeze-bn --lr 1e-4 --steps 100 --batch 32"
+    for run in "--method no-adapt" "--method no-adapt --precision tf32" "--method no-adapt --precision bf16" \
+               "$tuned" "$tuned --precision tf32" "$tuned --precision bf16" "$tuned --train-precision bf16"; do
+        if (( $(date +%s) - t0 > 450 )); then say "out of time: the rest skipped"; break; fi
+        rm -rf /tmp/fsad-mt
+        # shellcheck disable=SC2086
+        timeout 45 "$BIN/fsad" -q "${mt[@]}" $run --report /tmp/fsad-mt >/tmp/fsad-mt.log 2>&1
+        rc=$?
+        say "mt $run: exit $rc: $(grep -E 'seed [0-9]+: AUROC' /tmp/fsad-mt.log | sed -E 's/^ *magnetic-tile 10-shot //; s/ s, score.*/ s)/' | tr '\n' ';')"
+        [[ $rc == 0 ]] || tail -n 5 /tmp/fsad-mt.log | tee -a "$LOG"
+    done
+fi
 say "== done in $(elapsed)"
