@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <fsad/fsad.hpp>
@@ -483,15 +484,18 @@ namespace {
 // A CPU and a GPU trainer of one small fine-tuning configuration (ResNet18 at 1/8 width, small
 // heads, batch 4 at 64 px, CutPaste negatives) from the same initial weights, with fixed views.
 struct TrainerPair {
-    method::ByolOptions o = options();
+    /// `precision`: ByolOptions::precision of both trainers (unset: the process-wide precision)
+    explicit TrainerPair(std::optional<ops::Precision> precision = {}) : o(options(precision)) {}
+    method::ByolOptions o;
     nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
     method::ByolTrainer cpu{make(), [this] { return make(); }, o};
     method::ByolTrainer gpu{make(), [this] { return make(); }, on_gpu(o)};
     Tensor x1 = rnd(Shape{4, 3, 64, 64}, 70), x2 = rnd(Shape{4, 3, 64, 64}, 71), xn = rnd(Shape{4, 3, 64, 64}, 72);
     std::vector<int64_t> perm{1, 2, 3, 0};
 
-    static method::ByolOptions options() {
+    static method::ByolOptions options(std::optional<ops::Precision> precision) {
         method::ByolOptions o;
+        o.precision = precision;
         o.batch = 4;
         o.hidden = 64;
         o.projection = 32;
@@ -504,14 +508,15 @@ struct TrainerPair {
         return o;
     }
     std::shared_ptr<nn::Backbone> make() const { return nn::make_backbone(cfg, 5); }
-    // one step on each device; their four losses agree to a relative `eps`
-    void step(double eps) {
+    // one step on each device; their four losses agree to a relative `eps`; the GPU's returned
+    method::StepStats step(double eps) {
         const method::StepStats a = cpu.train_step(x1, x2, &xn, perm);
         const method::StepStats b = gpu.train_step(gpu_copy(x1), gpu_copy(x2), &xn, perm);  // a CPU xn is moved by the trainer
         CHECK(b.loss == doctest::Approx(a.loss).epsilon(eps));
         CHECK(b.con == doctest::Approx(a.con).epsilon(eps));
         CHECK(b.pair == doctest::Approx(a.pair).epsilon(eps));
         CHECK(b.neg == doctest::Approx(a.neg).epsilon(eps));
+        return b;
     }
     static Tensor gpu_copy(const Tensor& t) { return t.to(kGpu); }
 };
@@ -564,6 +569,16 @@ TEST_CASE("cuda: ResNet18 and MobileNetV2 steps and a BYOL step in BF16 match th
     }
     TrainerPair t;
     t.step(5e-3);
+}
+
+TEST_CASE("cuda: fine-tuning in BF16 by ByolOptions::precision (a thread's scope) matches the CPU; FP32 stays outside") {
+    REQUIRE(ops::precision() == ops::Precision::FP32);
+    TrainerPair mixed(ops::Precision::BF16), fp32;
+    const method::StepStats b = mixed.step(5e-3);
+    CHECK(ops::precision() == ops::Precision::FP32);
+    const method::StepStats f = fp32.step(1e-3);
+    MESSAGE("BF16 fine-tuning step's loss " << b.loss << ", FP32's " << f.loss);
+    CHECK(std::abs(b.loss - f.loss) > 1e-4 * std::abs(f.loss));  // the GPU's convolutions did run in bfloat16
 }
 
 TEST_CASE("cuda: the full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) matches the CPU") {
