@@ -55,7 +55,8 @@ private:
 };
 
 std::string version_string();              ///< fsad version, compiler, build type
-std::vector<std::pair<std::string, std::string>> versions();  ///< for reports
+/// for reports: build, threads, devices, the precision and the fine-tuning's when cfg sets one
+std::vector<std::pair<std::string, std::string>> versions(const DetectorConfig& cfg);
 std::string cuda_unsupported_reason();  ///< why --device cuda is refused
 /// --precision fp32|tf32|bf16 and its shorthand --tf32: ops::set_precision for the run. TF32 is
 /// refused off CUDA (bf16 runs on the CPU as the GPU's numbers, no faster), as are the two flags

@@ -162,12 +162,14 @@ std::string version_string() {
     return s + ", C++" + std::to_string(__cplusplus / 100 % 100) + ")";
 }
 
-std::vector<std::pair<std::string, std::string>> versions() {
-    return {{"fsad", version_string()},
-            {"threads", std::to_string(get_num_threads())},
-            {"cuda backend", cuda_built() ? "built" : "not built"},
-            {"cuda devices", std::to_string(cuda_device_count())},
-            {"precision", ops::precision_name(ops::precision())}};
+std::vector<std::pair<std::string, std::string>> versions(const DetectorConfig& cfg) {
+    std::vector<std::pair<std::string, std::string>> v{{"fsad", version_string()},
+                                                       {"threads", std::to_string(get_num_threads())},
+                                                       {"cuda backend", cuda_built() ? "built" : "not built"},
+                                                       {"cuda devices", std::to_string(cuda_device_count())},
+                                                       {"precision", ops::precision_name(ops::precision())}};
+    if (cfg.byol.precision) v.emplace_back("fine-tuning precision", ops::precision_name(*cfg.byol.precision));
+    return v;
 }
 
 }  // namespace fsad::cli

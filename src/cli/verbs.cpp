@@ -273,7 +273,7 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
     info.command = command;
     info.config_json = "{\"method\": " + json_str(a.method) + ", \"detector\": " + to_json(cfg) + "}";
     info.config_text = config_text;
-    info.versions = versions();
+    info.versions = versions(cfg);
     info.references = references(a.dataset, a.method);
     info.notes.push_back("Backbone " + f.backbone + ": " + wnote);
     if (!info.references.empty() && f.backbone != "resnet18")
@@ -336,7 +336,7 @@ int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const st
     info.command = command;
     info.config_json = "{\"demo\": true, \"detector\": " + to_json(cfg) + "}";
     info.config_text = config_text;
-    info.versions = versions();
+    info.versions = versions(cfg);
     info.notes.push_back("Backbone " + a.det.backbone + ": " + wnote);
     info.notes.push_back("Each product: " + std::to_string(so.pool) + " normal parts to draw the shots from, " +
                          std::to_string(so.test_normal) + " normal and " + std::to_string(so.test_per_defect * 4) +

@@ -212,9 +212,10 @@ leftovers=$(find "$W" -maxdepth 1 -name 'rep-int*' | wc -l)
 [[ $leftovers == 0 ]] && ok "no temporary report folder after Ctrl-C" || bad "no temporary report folder after Ctrl-C"
 
 # ---- demo (small)
-expect 0 "demo" "$FSAD" -q demo --products wood --seeds 1 --shots 3 --steps 1 "${TINY[@]}" -o "$W/demo"
+expect 0 "demo" "$FSAD" -q demo --products wood --seeds 1 --shots 3 --steps 1 "${TINY[@]}" -o "$W/demo" --train-precision bf16
 contains "$W/out" "report:" "demo prints where the report is"
 [[ -s $W/demo/report.html ]] && ok "demo wrote the report" || bad "demo wrote the report"
+contains "$W/demo/report.json" "fine-tuning precision" "the report names the fine-tuning's own precision"
 
 echo "$n checks, $fails failed"
 exit $((fails > 0))
