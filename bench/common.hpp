@@ -13,6 +13,14 @@
 
 namespace fsad::bench {
 
+/// The BLAS kernels in the JSON output's context (and the console header): results from
+/// OpenBLAS's generic fallback are not comparable with its AVX-512 kernels' (parallel.hpp).
+inline const bool kBlasContext = [] {
+    const BlasInfo b = blas_info();
+    benchmark::AddCustomContext("blas", b.core + " kernels, chosen by " + b.chosen_by + "; " + b.library);
+    return true;
+}();
+
 /// Convolutions of ResNet18 at 224 px (input spatial size hw is before the stride).
 struct ConvShape {
     const char* name;

@@ -561,3 +561,36 @@ TEST_CASE("precision: a PrecisionScope sets the calling thread's precision, nest
     ops::set_precision(Precision::FP32);
     CHECK(ops::conv2d_forward(x, w, nullptr, p).to_vector() == fp32);
 }
+
+TEST_CASE("blas: OpenBLAS runs kernels as wide as the processor's vector unit, and they compute") {
+    const BlasInfo b = blas_info();
+    CAPTURE(b.library);
+    CAPTURE(b.core);
+    CAPTURE(b.processor);
+    CAPTURE(b.chosen_by);
+    CHECK(b.library.find("OpenBLAS") != std::string::npos);
+    CHECK_FALSE(b.core.empty());
+    const bool wide = b.processor == "AVX2" || b.processor.rfind("AVX-512", 0) == 0;
+    // the fallback fsad replaces (parallel.hpp): a processor with AVX2/FMA never runs OpenBLAS's
+    // generic SSE3 kernels unless the user asked for them
+    if (wide && b.chosen_by != "OPENBLAS_CORETYPE") {
+        CHECK(b.core != "Prescott");
+        if (b.chosen_by.rfind("fsad", 0) == 0)
+            CHECK((b.core == "Haswell" || b.core == "SkylakeX" || b.core == "Cooperlake"));
+    }
+    // whatever was chosen computes right: a 67x45 by 45x33 product (odd sizes hit the kernels'
+    // edge paths) against a double-precision loop
+    const Tensor x = test::randn(Shape{67, 45}, 11), w = test::randn(Shape{33, 45}, 12);
+    const Tensor y = ops::linear_forward(x, w, nullptr);
+    const float* px = x.data();
+    const float* pw = w.data();
+    const float* py = y.data();
+    double worst = 0;
+    for (int i = 0; i < 67; ++i)
+        for (int j = 0; j < 33; ++j) {
+            double ref = 0;
+            for (int k = 0; k < 45; ++k) ref += double(px[i * 45 + k]) * double(pw[j * 45 + k]);
+            worst = std::max(worst, std::abs(ref - double(py[i * 33 + j])));
+        }
+    CHECK(worst < 1e-4);
+}

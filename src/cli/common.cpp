@@ -165,6 +165,7 @@ std::string version_string() {
 std::vector<std::pair<std::string, std::string>> versions(const DetectorConfig& cfg) {
     std::vector<std::pair<std::string, std::string>> v{{"fsad", version_string()},
                                                        {"threads", std::to_string(get_num_threads())},
+                                                       {"blas kernels", blas_info().core + " (" + blas_info().chosen_by + ")"},
                                                        {"cuda backend", cuda_built() ? "built" : "not built"},
                                                        {"cuda devices", std::to_string(cuda_device_count())},
                                                        {"precision", ops::precision_name(ops::precision())}};

@@ -364,6 +364,9 @@ int run_info(const InfoArgs& a) {
               << (ops::conv_packing_available() ? "AVX-512 (fsad's packed GEMM for deep convolutions)"
                                                 : "portable (OpenBLAS for every convolution product)")
               << "\n";
+    const BlasInfo blas = blas_info();
+    std::cout << "blas: " << blas.library << "; " << blas.core << " kernels (chosen by " << blas.chosen_by
+              << "; processor: " << blas.processor << ")\n";
     std::cout << "devices: cpu";
     for (int i = 0; i < cuda_device_count(); ++i) std::cout << ", cuda:" << i << " " << cuda_device_name(i);
     std::cout << "\ncuda backend: "

@@ -38,6 +38,9 @@ contains "$W/err" "vgg16" "the bad value is named"
 expect 0 "fsad info" "$FSAD" info
 contains "$W/out" "weights" "info lists where weights are looked for"
 contains "$W/out" "cpu kernels:" "info says which CPU kernels this build has"
+contains "$W/out" "kernels (chosen by " "info says which OpenBLAS kernels run and who chose them"
+expect 0 "fsad info, OPENBLAS_CORETYPE set" env OPENBLAS_CORETYPE=Prescott "$FSAD" info
+contains "$W/out" "Prescott kernels (chosen by OPENBLAS_CORETYPE" "a user's OPENBLAS_CORETYPE is left alone"
 
 expect 0 "fsad bench" "$FSAD" bench --backbone resnet18 --res 32 --batch 2 --steps 1 --threads 2
 contains "$W/out" "images/s" "bench reports scoring speed"
