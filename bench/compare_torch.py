@@ -37,6 +37,9 @@ CASES = {
 }
 
 
+BLAS = "unknown"  # fsad's OpenBLAS kernels, from its benchmark JSON's context
+
+
 def env_for_bench():
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)
@@ -60,7 +63,10 @@ def run_fsad(regex, threads, min_time):
     env["FSAD_BENCH_THREADS"] = str(threads)
     out, rss = run([BENCH, f"--benchmark_filter={regex}", "--benchmark_format=json",
                     f"--benchmark_min_time={min_time}"], env)
-    b = json.loads(out)["benchmarks"][0]
+    doc = json.loads(out)
+    global BLAS
+    BLAS = doc.get("context", {}).get("blas", BLAS)
+    b = doc["benchmarks"][0]
     return {"imgs_per_s": b.get("img/s", b.get("base_img/s")), "rss_MiB": rss}
 
 
@@ -138,6 +144,7 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.0f} | {r[6]:.0f} |")
+    print(f"\nfsad's BLAS: {BLAS}")
 
 
 if __name__ == "__main__":
