@@ -5,6 +5,7 @@
 // algorithms, the CPU's Winograd and packed GEMM), not for the emulator's reference loops.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -265,6 +266,35 @@ TEST_CASE("cuda: BF16 convolutions give bf16(float32 convolution of the bf16-rou
     }
 }
 
+// A fused activation's derivative is a step: a'(y) at an output within rounding of a kink (0; 6
+// for ReLU6) depends on how that output was rounded, and the GPU's rounding is not the CPU's: nvcc
+// contracts x * scale + shift (and beta - mean * scale) into FMAs, a portable x86-64 build of the
+// CPU code rounds each product and sum. One such output flips a'(y), which moves dx there and
+// dgamma/dbeta by its term: the first H200 run (2026-12-04) failed this case on one of the 884,736
+// eval outputs of [64, 6, 48, 48] (index 856958: -6.0e-8 on the CPU, +1.3e-8 on the GPU, after
+// ReLU 0 and 1.3e-8). So the GPU's backward is given the CPU's forward output, which compares the
+// backward alone; where the GPU's own output decides differently (only within the forward's
+// tolerance of a kink, checked here), its backward with that output may differ at those values.
+// Returns how many outputs a'(y) treats differently.
+size_t kink_flips(const Tensor& cpu_y, const Tensor& cuda_y, math::Activation act, float rtol = 1e-4f,
+                  float atol = 1e-5f) {
+    if (act == math::Activation::Identity) return 0;
+    const std::vector<float> a = cpu_y.to_vector(), b = cuda_y.to_vector();
+    REQUIRE(a.size() == b.size());
+    size_t flips = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if ((math::activation_grad(a[i], 1.0f, act) != 0.0f) == (math::activation_grad(b[i], 1.0f, act) != 0.0f)) continue;
+        ++flips;
+        const float kink = act == math::Activation::ReLU6 && a[i] > 3.0f ? 6.0f : 0.0f;
+        CAPTURE(i);
+        CAPTURE(a[i]);
+        CAPTURE(b[i]);
+        CHECK(std::abs(a[i] - kink) <= atol + rtol * kink);
+        CHECK(std::abs(b[i] - kink) <= atol + rtol * kink);
+    }
+    return flips;
+}
+
 TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
     for (auto act : {math::Activation::Identity, math::Activation::ReLU, math::Activation::ReLU6}) {
         // [N,C]; planes under 256 values (flat element-wise passes; several planes per statistics
@@ -286,20 +316,33 @@ TEST_CASE("cuda: batch norm (train, eval, fused activations) matches the CPU") {
             close(rv, rvg, "running_var");
             Tensor dy = rnd(s, 11);
             Tensor dx, dg, db, dxg, dgg, dbg;
+            // the backward passes take the CPU's forward output (kink_flips): with no flip, the same
+            // activation derivatives as the GPU's own output
             ops::batchnorm_backward_train(x, gamma, sv, dy, &dx, &dg, &db, &y, act);
-            Tensor yg2 = yg;
-            ops::batchnorm_backward_train(gpu(x), gpu(gamma), svg, gpu(dy), &dxg, &dgg, &dbg, &yg2, act);
+            Tensor yc = gpu(y);
+            ops::batchnorm_backward_train(gpu(x), gpu(gamma), svg, gpu(dy), &dxg, &dgg, &dbg, &yc, act);
             close(dx, dxg, "dx", 1e-3f, 1e-4f);
             close(dg, dgg, "dgamma", 1e-4f, 1e-4f);
             close(db, dbg, "dbeta", 1e-4f, 1e-4f);
+            if (const size_t flips = kink_flips(y, yg, act)) {
+                Tensor yg2 = yg;
+                ops::batchnorm_backward_train(gpu(x), gpu(gamma), svg, gpu(dy), &dxg, nullptr, nullptr, &yg2, act);
+                close(dx, dxg, "dx with the GPU's own y", 1e-3f, 1e-4f, {}, flips);
+            }
             Tensor ye = ops::batchnorm_forward_eval(x, gamma, beta, rm, rv, 1e-5f, act);
             Tensor yeg = ops::batchnorm_forward_eval(gpu(x), gpu(gamma), gpu(beta), gpu(rm), gpu(rv), 1e-5f, act);
             close(ye, yeg, "y eval");
             ops::batchnorm_backward_eval(x, gamma, rm, rv, 1e-5f, dy, &dx, &dg, &db, &ye, act);
-            ops::batchnorm_backward_eval(gpu(x), gpu(gamma), gpu(rm), gpu(rv), 1e-5f, gpu(dy), &dxg, &dgg, &dbg, &yeg, act);
+            Tensor yec = gpu(ye);
+            ops::batchnorm_backward_eval(gpu(x), gpu(gamma), gpu(rm), gpu(rv), 1e-5f, gpu(dy), &dxg, &dgg, &dbg, &yec, act);
             close(dx, dxg, "dx eval");
             close(dg, dgg, "dgamma eval", 1e-3f, 1e-4f);  // sums over up to 147k values
             close(db, dbg, "dbeta eval", 1e-3f, 1e-4f);
+            if (const size_t flips = kink_flips(ye, yeg, act)) {
+                ops::batchnorm_backward_eval(gpu(x), gpu(gamma), gpu(rm), gpu(rv), 1e-5f, gpu(dy), &dxg, nullptr, nullptr,
+                                             &yeg, act);
+                close(dx, dxg, "dx eval with the GPU's own y", 1e-4f, 1e-5f, {}, flips);
+            }
         }
     }
 }

@@ -20,6 +20,7 @@
 #include "fsad/method/density.hpp"
 #include "fsad/method/detector.hpp"
 #include "fsad/method/losses.hpp"
+#include "fsad/method/patch.hpp"
 #include "fsad/nn/backbones.hpp"
 #include "fsad/nn/layers.hpp"
 #include "fsad/nn/module.hpp"

@@ -28,6 +28,8 @@ struct DetectorFlags {
     float lr = 3e-4f;
     bool no_adapt = false, freeze_bn = false, no_colour = false, tf32 = false;
     double quantile = 0.99;
+    std::string scorer = "global", view = "squash";
+    double coreset = 0.1;
     std::string device = "cpu", precision;  ///< precision: empty = fp32 (or tf32 with --tf32)
     std::string train_precision;            ///< the fine-tuning steps' (ByolOptions::precision); empty = precision's
     int threads = 0;

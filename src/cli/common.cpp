@@ -103,6 +103,9 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.resolution = f.res;
     c.resize_short = f.resize_short;
     c.n_augment = f.n_augment;
+    c.scorer = parse_scorer(f.scorer);
+    c.view = parse_view(f.view);
+    c.patch.coreset = f.coreset;
     c.threshold_quantile = f.quantile;
     c.threads = f.threads;
     c.seed = static_cast<uint64_t>(f.seed);

@@ -49,6 +49,15 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
     c->add_option("--resize-short", f.resize_short, "test-time: resize the short side to this, centre-crop --res (0 = plain resize)")
         ->check(CLI::Range(0, 4096));
     c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the Gaussian (N_A)")->check(CLI::Range(0, 1000));
+    c->add_option("--scorer", f.scorer,
+                  "global (the paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, "
+                  "anomaly maps) | patch-knn (nearest patch in a coreset memory bank, anomaly maps)")
+        ->check(CLI::IsMember({"global", "patch-gauss", "patch-knn"}));
+    c->add_option("--view", f.view,
+                  "squash (resize to --res x --res) | keep (short side to --res, aspect kept: long images are not squashed)")
+        ->check(CLI::IsMember({"squash", "keep"}));
+    c->add_option("--coreset", f.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
+        ->check(CLI::Range(1e-4, 1.0));
     c->add_flag("--no-adapt", f.no_adapt, "no contrastive fine-tuning: ImageNet features only");
     c->add_flag("--freeze-bn", f.freeze_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
     c->add_option("--freeze-stages", f.freeze_stages,
@@ -92,6 +101,8 @@ int main(int argc, char** argv) {
     c_score->add_option("inputs", score.inputs, "image files or folders (searched recursively)")->required();
     c_score->add_option("--csv", score.csv, "also write path,score,threshold,anomalous to this CSV file");
     c_score->add_flag("--json", score.json, "print JSON instead of a table");
+    c_score->add_option("--maps", score.maps,
+                        "write an anomaly-map overlay PNG per image into this folder (patch scorers)");
     c_score->add_option("--threshold", score.threshold, "override the model's decision threshold");
     c_score->add_flag("--fail-on-anomaly", score.fail_on_anomaly, "exit with status 2 when any image is anomalous");
     c_score->add_option("--threads", score.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));

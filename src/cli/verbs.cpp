@@ -9,6 +9,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -104,6 +105,8 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
     po.on_run = [&](const eval::RunResult& x) {
         bar.finish();
         std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
+                  << (x.pixel_auroc >= 0 ? ", pixel " + fmt(100 * x.pixel_auroc) : std::string())
+                  << ", flags " << fmt(100 * x.fpr, 1) << "% of normals"
                   << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
                   << fmt(x.score_seconds, 1) << " s)" << std::endl;
     };
@@ -188,9 +191,37 @@ int run_score(const ScoreArgs& a, bool quiet) {
     }
     std::vector<data::Sample> samples;
     for (const auto& f : files) samples.push_back(data::file_sample(f, 0, ""));
+    if (!a.maps.empty()) {
+        if (det.config().scorer == Scorer::Global)
+            throw Error("--maps: " + a.model + " uses the global scorer, which gives no anomaly map; fit with --scorer "
+                        "patch-gauss or patch-knn");
+        std::error_code mec;
+        fs::create_directories(a.maps, mec);
+        if (!fs::is_directory(a.maps, mec)) throw IOError(a.maps + ": cannot create the maps folder");
+    }
     Progress bar("scoring", !quiet);
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<float> s = eval::score_samples(det, samples, 32, [&](int64_t d, int64_t t) { bar.update(d, t); });
+    std::vector<float> s;
+    if (a.maps.empty()) {
+        s = eval::score_samples(det, samples, 32, [&](int64_t d, int64_t t) { bar.update(d, t); });
+    } else {  // scores and maps from one pass; an overlay PNG per image, named after it
+        std::set<std::string> taken;
+        for (size_t i = 0; i < samples.size(); i += 16) {
+            std::vector<data::Sample> part(samples.begin() + static_cast<std::ptrdiff_t>(i),
+                                           samples.begin() + static_cast<std::ptrdiff_t>(std::min(samples.size(), i + 16)));
+            const std::vector<Tensor> imgs = data::materialize(part);
+            const std::vector<Tensor> maps = det.score_map(imgs);
+            for (size_t j = 0; j < imgs.size(); ++j) {
+                s.push_back(*std::max_element(maps[j].data(), maps[j].data() + maps[j].numel()));
+                std::string name = fs::path(part[j].path).stem().string() + "_map";
+                for (int k = 2; taken.count(name); ++k) name = fs::path(part[j].path).stem().string() + "_map-" + std::to_string(k);
+                taken.insert(name);
+                const float thr = static_cast<float>(det.threshold());
+                io::write_png((fs::path(a.maps) / (name + ".png")).string(), io::heatmap_overlay(imgs[j], maps[j], 0.5f * thr, 1.5f * thr));
+            }
+            bar.update(static_cast<int64_t>(s.size()), static_cast<int64_t>(samples.size()));
+        }
+    }
     bar.finish();
     const double secs = since(t0);
     int64_t anomalous = 0;

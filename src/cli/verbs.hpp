@@ -17,7 +17,7 @@ struct FitArgs {
     DetectorFlags det;
 };
 struct ScoreArgs {
-    std::string model, csv, device = "cpu", precision;
+    std::string model, csv, device = "cpu", precision, maps;
     std::vector<std::string> inputs;
     bool json = false, fail_on_anomaly = false, tf32 = false;
     double threshold = -1;

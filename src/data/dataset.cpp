@@ -131,6 +131,11 @@ Dataset load_mvtec(const std::string& root, const LoadOptions& opt) {
         require_dir(base / "test", "the category's test folder");
         for (const auto& kind : sorted_subdirs(base / "test")) {
             auto s = samples_of(nonempty_images(base / "test" / kind, "a test folder"), kind == "good" ? 0 : 1, kind);
+            if (kind != "good")
+                for (auto& x : s) {  // MVTec AD's masks: ground_truth/<kind>/<stem>_mask.png
+                    const fs::path m = base / "ground_truth" / kind / (fs::path(x.path).stem().string() + "_mask.png");
+                    if (fs::is_regular_file(m, ec)) x.mask_path = m.string();
+                }
             c.test.insert(c.test.end(), s.begin(), s.end());
         }
         if (c.test.empty())
@@ -148,6 +153,7 @@ Dataset load_magnetic_tile(const std::string& root) {
     ds.kind = "magnetic-tile";
     ds.root = root;
     require_dir(root, "the Magnetic Tile root");
+    std::error_code ec;
     Category c;
     c.name = "magnetic-tile";
     c.pool = samples_of(nonempty_images(fs::path(root) / "MT_Free" / "Imgs", "MT_Free/Imgs"), 0, "good");
@@ -160,6 +166,10 @@ Dataset load_magnetic_tile(const std::string& root) {
         for (auto& f : files)
             if (fs::path(f).extension() != ".png") jpgs.push_back(f);
         auto s = samples_of(jpgs.empty() ? files : jpgs, 1, d.substr(3));
+        for (auto& x : s) {  // the defect mask: the same name with .png
+            const fs::path m = fs::path(x.path).replace_extension(".png");
+            if (m != fs::path(x.path) && fs::is_regular_file(m, ec)) x.mask_path = m.string();
+        }
         c.test.insert(c.test.end(), s.begin(), s.end());
     }
     // MT_Free holds .jpg photographs and .png masks as well
@@ -372,6 +382,53 @@ std::vector<Tensor> tiles(const Tensor& img, int64_t size) {
     return out;
 }
 
+namespace {
+// A mask file as [H, W] with 1 where any channel is non-zero (the masks' defect pixels).
+Tensor load_mask(const std::string& path) {
+    const Tensor m = io::load_image(path);
+    const int64_t hw = m.dim(1) * m.dim(2);
+    Tensor out = Tensor::empty(Shape{m.dim(1), m.dim(2)});
+    for (int64_t i = 0; i < hw; ++i)
+        out.data()[i] = (m.data()[i] > 0 || m.data()[hw + i] > 0 || m.data()[2 * hw + i] > 0) ? 1.0f : 0.0f;
+    return out;
+}
+
+// The seeded crop of a crop_size sample: centred on a seeded defect pixel of its mask when it has
+// one of the image's size, else at a seeded position.
+std::pair<int64_t, int64_t> crop_origin(const Sample& s, int64_t h, int64_t w, const Tensor& mask) {
+    const int64_t cs = s.crop_size;
+    Rng rng(s.seed);
+    int64_t y0 = rng.integer(0, h - cs), x0 = rng.integer(0, w - cs);
+    if (mask.defined()) {
+        std::vector<int64_t> on;
+        if (mask.dim(0) == h && mask.dim(1) == w)
+            for (int64_t i = 0; i < h * w; ++i)
+                if (mask.data()[i] > 0.5f) on.push_back(i);
+        if (!on.empty()) {
+            const int64_t p = on[static_cast<size_t>(rng.integer(0, static_cast<int64_t>(on.size()) - 1))];
+            y0 = std::clamp<int64_t>(p / w - cs / 2, 0, h - cs);
+            x0 = std::clamp<int64_t>(p % w - cs / 2, 0, w - cs);
+        }
+    }
+    return {y0, x0};
+}
+}  // namespace
+
+Tensor materialize_mask(const Sample& s) {
+    if (s.mask_path.empty()) return {};
+    Tensor m = load_mask(s.mask_path);
+    if (s.crop_size <= 0) return m;
+    const Tensor img = s.path.empty() ? s.image : io::load_image(s.path);
+    const int64_t h = img.dim(1), w = img.dim(2), cs = s.crop_size;
+    if (m.dim(0) != h || m.dim(1) != w)
+        throw IOError(s.mask_path + ": mask " + std::to_string(m.dim(1)) + "x" + std::to_string(m.dim(0)) +
+                      " does not match its image " + std::to_string(w) + "x" + std::to_string(h));
+    const auto [y0, x0] = crop_origin(s, h, w, m);
+    Tensor out = Tensor::empty(Shape{cs, cs});
+    for (int64_t y = 0; y < cs; ++y) std::copy_n(m.data() + (y0 + y) * w + x0, cs, out.data() + y * cs);
+    return out;
+}
+
 Tensor materialize(const Sample& s) {
     Tensor img = s.path.empty() ? s.image : io::load_image(s.path);
     FSAD_CHECK(img.defined(), s.name, ": sample has neither a file nor an image");
@@ -380,20 +437,7 @@ Tensor materialize(const Sample& s) {
         if (h < cs || w < cs)
             throw IOError(s.path + ": image " + std::to_string(w) + "x" + std::to_string(h) + " is smaller than the " +
                           std::to_string(cs) + "x" + std::to_string(cs) + " patch");
-        Rng rng(s.seed);
-        int64_t y0 = rng.integer(0, h - cs), x0 = rng.integer(0, w - cs);
-        if (!s.mask_path.empty()) {
-            Tensor m = io::load_image(s.mask_path);
-            std::vector<int64_t> on;
-            if (m.dim(1) == h && m.dim(2) == w)
-                for (int64_t i = 0; i < h * w; ++i)
-                    if (m.data()[i] > 0.5f) on.push_back(i);
-            if (!on.empty()) {
-                const int64_t p = on[static_cast<size_t>(rng.integer(0, static_cast<int64_t>(on.size()) - 1))];
-                y0 = std::clamp<int64_t>(p / w - cs / 2, 0, h - cs);
-                x0 = std::clamp<int64_t>(p % w - cs / 2, 0, w - cs);
-            }
-        }
+        const auto [y0, x0] = crop_origin(s, h, w, s.mask_path.empty() ? Tensor() : load_mask(s.mask_path));
         Tensor out = Tensor::empty(Shape{3, cs, cs});
         for (int64_t c = 0; c < 3; ++c)
             for (int64_t y = 0; y < cs; ++y)

@@ -21,8 +21,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk,
-                                 const std::function<void(int64_t, int64_t)>& progress, ImageCache* cache) {
+                                 const std::function<void(int64_t, int64_t)>& progress, ImageCache* cache,
+                                 PixelScores* pixels) {
     FSAD_CHECK(chunk > 0, "score_samples: chunk must be positive");
+    const bool maps = pixels && det.config().scorer != Scorer::Global;
     std::vector<float> out;
     out.reserve(samples.size());
     const int64_t n = static_cast<int64_t>(samples.size());
@@ -69,7 +71,31 @@ std::vector<float> score_samples(const Detector& det, const std::vector<data::Sa
                 owner.push_back(j);
             }
         }
-        std::vector<float> s = det.score(flat);
+        Detector::Scored sc = det.score_views(flat, maps);
+        const std::vector<float>& s = sc.scores;
+        if (maps)
+            for (size_t j = 0; j < flat.size(); ++j) {
+                const data::Sample& smp = part[owner[j]];
+                if (smp.tile > 0) continue;  // scored by tiles: no one map of the image
+                const Tensor& m = sc.maps[j];
+                const int64_t h = m.dim(0), w = m.dim(1);
+                if (smp.label == 0) {
+                    pixels->normal.insert(pixels->normal.end(), m.data(), m.data() + m.numel());
+                    ++pixels->images;
+                    continue;
+                }
+                const Tensor mask = data::materialize_mask(smp);
+                if (!mask.defined()) continue;
+                const int64_t H = mask.dim(0), W = mask.dim(1);
+                for (int64_t y = 0; y < h; ++y) {
+                    const int64_t sy = std::min(H - 1, static_cast<int64_t>((static_cast<double>(y) + 0.5) * static_cast<double>(H) / static_cast<double>(h)));
+                    for (int64_t x = 0; x < w; ++x) {
+                        const int64_t sx = std::min(W - 1, static_cast<int64_t>((static_cast<double>(x) + 0.5) * static_cast<double>(W) / static_cast<double>(w)));
+                        (mask.data()[sy * W + sx] > 0.5f ? pixels->defect : pixels->normal).push_back(m.data()[y * w + x]);
+                    }
+                }
+                ++pixels->images;
+            }
         std::vector<float> best(imgs.size(), -std::numeric_limits<float>::infinity());
         for (size_t j = 0; j < s.size(); ++j) best[owner[j]] = std::max(best[owner[j]], s[j]);
         out.insert(out.end(), best.begin(), best.end());
@@ -153,6 +179,8 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.fit_seconds = seconds_since(t0);
                 const auto t1 = std::chrono::steady_clock::now();
                 pp.stage = "score";
+                const bool masks = std::any_of(test.begin(), test.end(), [](const auto& s) { return !s.mask_path.empty(); });
+                PixelScores pix;
                 r.scores = score_samples(
                     det, test, opt.score_chunk,
                     [&](int64_t d, int64_t t) {
@@ -161,8 +189,12 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                         pp.total = t;
                         progress(pp);
                     },
-                    &cache);
+                    &cache, opt.pixel && masks ? &pix : nullptr);
                 r.score_seconds = seconds_since(t1);
+                if (!pix.normal.empty() && !pix.defect.empty()) {
+                    r.pixel_images = pix.images;
+                    r.pixel_auroc = auroc_pos_neg(std::move(pix.normal), std::move(pix.defect));
+                }
                 int64_t fp = 0, tp = 0, nn = 0, na = 0;
                 for (size_t i = 0; i < test.size(); ++i) {
                     r.labels.push_back(test[i].label);
@@ -266,11 +298,23 @@ std::vector<Summary> EvalResult::summary() const {
     };
     for (const auto& c : cats)
         for (int k : shots) {
-            std::vector<double> v;
+            std::vector<double> v, px;
+            double fpr = 0;
             for (const auto& r : runs)
-                if (r.category == c && r.shots == k) v.push_back(100.0 * r.auroc);
+                if (r.category == c && r.shots == k) {
+                    fpr += 100.0 * r.fpr;
+                    v.push_back(100.0 * r.auroc);
+                    if (r.pixel_auroc >= 0) px.push_back(100.0 * r.pixel_auroc);
+                }
             Summary s{c, k};
             stats(v, s);
+            if (!px.empty() && px.size() == v.size()) {
+                Summary p;
+                stats(px, p);
+                s.pixel_mean = p.mean;
+                s.pixel_std = p.std;
+            }
+            if (s.runs) s.fpr_mean = fpr / s.runs;
             if (s.runs) out.push_back(s);
         }
     if (cats.size() > 1)

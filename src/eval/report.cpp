@@ -220,7 +220,12 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
     j["notes"] = info.notes;
     j["summary"] = json::array();
     for (const auto& s : r.summary()) {
-        json e = {{"category", s.category}, {"shots", s.shots}, {"auroc_mean", s.mean}, {"auroc_std", s.std}, {"runs", s.runs}};
+        json e = {{"category", s.category}, {"shots", s.shots}, {"auroc_mean", s.mean}, {"auroc_std", s.std}, {"runs", s.runs},
+                  {"fpr_at_threshold_mean", s.fpr_mean}};
+        if (s.pixel_mean >= 0) {
+            e["pixel_auroc_mean"] = s.pixel_mean;
+            e["pixel_auroc_std"] = s.pixel_std;
+        }
         if (const Reference* ref = find_ref(info, s.category, s.shots)) e["reference"] = {{"auroc", ref->auroc}, {"source", ref->source}};
         j["summary"].push_back(e);
     }
@@ -230,6 +235,8 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
     j["runs"] = json::array();
     for (const auto& x : r.runs)
         j["runs"].push_back({{"category", x.category}, {"shots", x.shots}, {"seed", x.seed}, {"auroc", 100 * x.auroc},
+                             {"pixel_auroc", x.pixel_auroc >= 0 ? json(100 * x.pixel_auroc) : json(nullptr)},
+                             {"pixel_images", x.pixel_images},
                              {"threshold", x.threshold}, {"fpr_at_threshold", x.fpr}, {"tpr_at_threshold", x.tpr},
                              {"fit_seconds", x.fit_seconds}, {"score_seconds", x.score_seconds}, {"scores", x.scores},
                              {"labels", x.labels}, {"kinds", x.kinds}, {"names", x.names}});
@@ -261,6 +268,26 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
             m << " |";
         }
         m << "\n";
+    }
+    // pixel AUROC (where masks and maps exist) and the threshold's false-positive rate
+    const bool any_pixel = std::any_of(sum.begin(), sum.end(), [](const Summary& s) { return s.pixel_mean >= 0; });
+    for (int table = any_pixel ? 0 : 1; table < 2; ++table) {
+        m << "\n" << (table == 0 ? "Pixel AUROC (anomaly maps against the masks)" : "Normal test images flagged at the threshold (%)")
+          << ":\n\n| category |";
+        for (int k : shots) m << " " << k << "-shot |";
+        m << "\n| --- |";
+        for (size_t i = 0; i < shots.size(); ++i) m << " --- |";
+        m << "\n";
+        for (const auto& c : cats) {
+            m << "| " << c << " |";
+            for (int k : shots) {
+                const Summary* s = find(c, k);
+                if (!s) m << " |";
+                else if (table == 0) m << " " << (s->pixel_mean >= 0 ? fmt(s->pixel_mean) + " ± " + fmt(s->pixel_std) : "n/a") << " |";
+                else m << " " << fmt(s->fpr_mean, 1) << " |";
+            }
+            m << "\n";
+        }
     }
     int seeds = 0;
     for (const auto& s : sum) seeds = std::max(seeds, s.runs);

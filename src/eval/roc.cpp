@@ -43,6 +43,22 @@ double auroc(const std::vector<float>& scores, const std::vector<int>& labels) {
     return u / (static_cast<double>(pos) * static_cast<double>(neg));
 }
 
+double auroc_pos_neg(std::vector<float> neg, std::vector<float> pos) {
+    FSAD_CHECK(!neg.empty() && !pos.empty(), "auroc_pos_neg: both classes need at least one score");
+    std::sort(neg.begin(), neg.end());
+    std::sort(pos.begin(), pos.end());
+    // for each positive: negatives below it count 1, equal ones 1/2 (both sorted: one merge)
+    double u = 0;
+    size_t lo = 0, hi = 0;
+    for (float p : pos) {
+        while (lo < neg.size() && neg[lo] < p) ++lo;
+        if (hi < lo) hi = lo;
+        while (hi < neg.size() && neg[hi] <= p) ++hi;
+        u += static_cast<double>(lo) + 0.5 * static_cast<double>(hi - lo);
+    }
+    return u / (static_cast<double>(pos.size()) * static_cast<double>(neg.size()));
+}
+
 std::vector<RocPoint> roc_curve(const std::vector<float>& scores, const std::vector<int>& labels) {
     int64_t pos, neg;
     check(scores, labels, "roc_curve", pos, neg);

@@ -229,4 +229,19 @@ void write_png(const std::string& path, const Tensor& img) {
     write_file_atomic(path, bytes);
 }
 
+Tensor heatmap_overlay(const Tensor& img, const Tensor& map, float lo, float hi) {
+    FSAD_CHECK(img.ndim() == 3 && img.dim(0) == 3 && map.ndim() == 2 && map.dim(0) == img.dim(1) && map.dim(1) == img.dim(2),
+               "heatmap_overlay: needs img [3,H,W] and map [H,W] of the same size");
+    FSAD_CHECK(hi > lo, "heatmap_overlay: hi must exceed lo");
+    const int64_t hw = map.numel();
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t i = 0; i < hw; ++i) {
+        const float t = std::clamp((map.data()[i] - lo) / (hi - lo), 0.0f, 1.0f);
+        const float rgb[3] = {std::clamp(1.5f - std::fabs(4 * t - 3), 0.0f, 1.0f), std::clamp(1.5f - std::fabs(4 * t - 2), 0.0f, 1.0f),
+                              std::clamp(1.5f - std::fabs(4 * t - 1), 0.0f, 1.0f)};
+        for (int c = 0; c < 3; ++c) out.data()[c * hw + i] = 0.5f * img.data()[c * hw + i] + 0.5f * rgb[c];
+    }
+    return out;
+}
+
 }  // namespace fsad::io

@@ -311,13 +311,16 @@ Tensor gaussian_blur(const Tensor& img, float sigma) {
 Tensor augment(const Tensor& img, const AugmentOptions& o, Rng& rng) {
     check_img(img, "augment");
     FSAD_CHECK(o.size > 0, "augment: output size must be positive");
+    FSAD_CHECK((o.out_h > 0) == (o.out_w > 0), "augment: out_h and out_w go together");
     const double H = static_cast<double>(img.dim(1)), W = static_cast<double>(img.dim(2)), area = H * W;
+    const int64_t oh = o.out_h > 0 ? o.out_h : o.size, ow = o.out_w > 0 ? o.out_w : o.size;
+    const double rel = static_cast<double>(ow) / static_cast<double>(oh);  // aspect ratios relative to the output's
     // torchvision's RandomResizedCrop: up to 10 tries, then a centre crop
     double ch = H, cw = W, y0 = 0, x0 = 0;
     bool found = false;
     for (int t = 0; t < 10 && !found; ++t) {
         const double target = area * rng.uniform(o.scale_min, o.scale_max);
-        const double ar = std::exp(rng.uniform(std::log(o.ratio_min), std::log(o.ratio_max)));
+        const double ar = rel * std::exp(rng.uniform(std::log(o.ratio_min), std::log(o.ratio_max)));
         const double w = std::round(std::sqrt(target * ar)), h = std::round(std::sqrt(target / ar));
         if (w > 0 && h > 0 && w <= W && h <= H) {
             ch = h;
@@ -329,12 +332,12 @@ Tensor augment(const Tensor& img, const AugmentOptions& o, Rng& rng) {
     }
     if (!found) {
         const double ar = W / H;
-        if (ar < o.ratio_min) ch = std::round(W / o.ratio_min);
-        else if (ar > o.ratio_max) cw = std::round(H * o.ratio_max);
+        if (ar < rel * o.ratio_min) ch = std::round(W / (rel * o.ratio_min));
+        else if (ar > rel * o.ratio_max) cw = std::round(H * rel * o.ratio_max);
         y0 = (H - ch) / 2;
         x0 = (W - cw) / 2;
     }
-    Tensor out = crop_resize(img, y0, x0, ch, cw, o.size, o.size);
+    Tensor out = crop_resize(img, y0, x0, ch, cw, oh, ow);
     if (rng.bernoulli(o.hflip)) out = flip(out, true);
     if (rng.bernoulli(o.vflip)) out = flip(out, false);
     if (o.max_rotation > 0) out = rotate(out, rng.uniform(-o.max_rotation, o.max_rotation));

@@ -22,6 +22,10 @@ json config_json(const DetectorConfig& c) {
             {"resolution", c.resolution},
             {"resize_short", c.resize_short},
             {"n_augment", c.n_augment},
+            {"scorer", to_string(c.scorer)},
+            {"view", to_string(c.view)},
+            {"max_aspect", c.max_aspect},
+            {"patch", {{"map_sigma", c.patch.map_sigma}, {"coreset", c.patch.coreset}, {"max_bank", c.patch.max_bank}}},
             {"density", {{"shrinkage", c.density.shrinkage == method::Shrinkage::LedoitWolf ? "ledoit-wolf" : "ridge"},
                          {"ridge", c.density.ridge},
                          {"l2_normalize", c.density.l2_normalize}}},
@@ -48,6 +52,16 @@ DetectorConfig config_from_json(const json& j) {
     c.resolution = j.at("resolution").get<int64_t>();
     c.resize_short = j.at("resize_short").get<int64_t>();
     c.n_augment = j.at("n_augment").get<int64_t>();
+    // version 1 files (before the patch scorers) have none of these: the paper's global scorer
+    c.scorer = parse_scorer(j.value("scorer", std::string("global")));
+    c.view = parse_view(j.value("view", std::string("squash")));
+    c.max_aspect = j.value("max_aspect", 8.0);
+    if (j.contains("patch")) {
+        const auto& p = j.at("patch");
+        c.patch.map_sigma = p.at("map_sigma").get<double>();
+        c.patch.coreset = p.at("coreset").get<double>();
+        c.patch.max_bank = p.at("max_bank").get<int64_t>();
+    }
     const auto& d = j.at("density");
     c.density.shrinkage = d.at("shrinkage").get<std::string>() == "ridge" ? method::Shrinkage::Ridge : method::Shrinkage::LedoitWolf;
     c.density.ridge = d.at("ridge").get<double>();
@@ -116,7 +130,14 @@ Detector::Detector(DetectorConfig cfg) : Detector(cfg, initial_backbone(cfg)) {}
 Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     : cfg_(std::move(cfg)), backbone_(std::move(backbone)) {
     FSAD_CHECK(cfg_.resolution >= 32, "Detector: resolution must be at least 32, got ", cfg_.resolution);
-    FSAD_CHECK(cfg_.n_augment >= 1, "Detector: n_augment must be at least 1");
+    FSAD_CHECK(cfg_.n_augment >= 0, "Detector: n_augment must be 0 or more");
+    FSAD_CHECK(cfg_.max_aspect >= 1, "Detector: max_aspect must be at least 1, got ", cfg_.max_aspect);
+    FSAD_CHECK(cfg_.patch.coreset > 0 && cfg_.patch.coreset <= 1, "Detector: patch.coreset must lie in (0, 1], got ",
+               cfg_.patch.coreset);
+    FSAD_CHECK(cfg_.patch.max_bank >= 1, "Detector: patch.max_bank must be positive");
+    FSAD_CHECK(cfg_.patch.map_sigma >= 0, "Detector: patch.map_sigma must not be negative");
+    FSAD_CHECK(cfg_.view == View::Squash || cfg_.resize_short == 0,
+               "Detector: resize_short (centre crop) applies to the squash view only");
     FSAD_CHECK(cfg_.resize_short == 0 || cfg_.resize_short >= cfg_.resolution,
                "Detector: resize_short must be 0 or at least the resolution");
     FSAD_CHECK(cfg_.threshold_quantile > 0 && cfg_.threshold_quantile <= 1, "Detector: threshold_quantile in (0, 1]");
@@ -127,25 +148,82 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     backbone_->to(cfg_.device);
 }
 
-Tensor Detector::preprocess(const Tensor& img) const {
+Tensor Detector::view_of(const Tensor& img) const {
+    FSAD_CHECK(img.defined() && img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) > 0 && img.dim(2) > 0,
+               "Detector: not an RGB image [3,H,W]");
+    const int64_t H = img.dim(1), W = img.dim(2), r = cfg_.resolution;
+    if (cfg_.view == View::Keep) {
+        const double aspect = std::min(cfg_.max_aspect, static_cast<double>(std::max(H, W)) / static_cast<double>(std::min(H, W)));
+        const int64_t along = std::max<int64_t>(r, std::lround(static_cast<double>(r) * aspect));
+        const int64_t h = H <= W ? r : along, w = H <= W ? along : r;
+        if (h == H && w == W) return img;
+        return io::resize_antialias(img, h, w);
+    }
     // already at the working size: used as it is (only read from here on)
-    if (cfg_.resize_short == 0 && img.dim(1) == cfg_.resolution && img.dim(2) == cfg_.resolution) return img;
-    const Tensor r = cfg_.resize_short > 0 ? io::resize_short_center_crop(img, cfg_.resize_short, cfg_.resolution, cfg_.resolution)
-                                           : io::resize_antialias(img, cfg_.resolution, cfg_.resolution);
-    return r;
+    if (cfg_.resize_short == 0 && H == r && W == r) return img;
+    return cfg_.resize_short > 0 ? io::resize_short_center_crop(img, cfg_.resize_short, r, r) : io::resize_antialias(img, r, r);
 }
+
+namespace {
+// Batches of same-sized views (views of other sizes go in other batches), in order of first size.
+std::vector<std::vector<size_t>> batches_by_size(const std::vector<Tensor>& views, size_t bs) {
+    std::vector<std::pair<std::vector<int64_t>, std::vector<size_t>>> groups;
+    for (size_t i = 0; i < views.size(); ++i) {
+        const std::vector<int64_t> s = views[i].shape().vec();
+        auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == s; });
+        if (it == groups.end()) groups.push_back({s, {i}});
+        else it->second.push_back(i);
+    }
+    std::vector<std::vector<size_t>> out;
+    for (auto& [shape, idx] : groups)
+        for (size_t b = 0; b < idx.size(); b += bs)
+            out.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(b), idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + bs)));
+    return out;
+}
+
+std::vector<Tensor> pick(const std::vector<Tensor>& v, const std::vector<size_t>& idx) {
+    std::vector<Tensor> out;
+    for (size_t i : idx) out.push_back(v[i]);
+    return out;
+}
+}  // namespace
 
 Tensor Detector::features(const std::vector<Tensor>& prepared, const std::function<void(int64_t)>& done) const {
     NoGradGuard ng;
-    std::vector<Tensor> out;
+    std::vector<Tensor> rows(prepared.size());
     const size_t bs = cfg_.device.is_cuda() ? 256 : 32;  // a GPU wants big batches; the CPU, cache-sized ones
-    for (size_t b = 0; b < prepared.size(); b += bs) {
-        std::vector<Tensor> chunk(prepared.begin() + static_cast<std::ptrdiff_t>(b),
-                                  prepared.begin() + static_cast<std::ptrdiff_t>(std::min(prepared.size(), b + bs)));
-        out.push_back(backbone_->forward(Var(method::normalized_batch(chunk).to(cfg_.device))).value());
-        if (done) done(static_cast<int64_t>(std::min(prepared.size(), b + bs)));
+    int64_t count = 0;
+    for (const auto& idx : batches_by_size(prepared, bs)) {
+        const Tensor f = backbone_->forward(Var(method::normalized_batch(pick(prepared, idx)).to(cfg_.device))).value();
+        for (size_t j = 0; j < idx.size(); ++j) rows[idx[j]] = f.slice(static_cast<int64_t>(j), static_cast<int64_t>(j) + 1);
+        count += static_cast<int64_t>(idx.size());
+        if (done) done(count);
     }
-    return ops::concat(out, 0);
+    return ops::concat(rows, 0);
+}
+
+std::vector<Tensor> Detector::patch_maps(const std::vector<Tensor>& prepared, const std::function<void(int64_t)>& done) const {
+    NoGradGuard ng;
+    std::vector<Tensor> out(prepared.size());
+    const std::vector<int64_t> stages = backbone_->patch_stages();
+    const int64_t last = *std::max_element(stages.begin(), stages.end());
+    const size_t bs = cfg_.device.is_cuda() ? 256 : 16;
+    int64_t count = 0;
+    for (const auto& idx : batches_by_size(prepared, bs)) {
+        const std::vector<Var> maps = backbone_->forward_stages(Var(method::normalized_batch(pick(prepared, idx)).to(cfg_.device)), last);
+        std::vector<Tensor> taps;
+        for (int64_t s : stages) taps.push_back(maps[static_cast<size_t>(s)].value().to(Device::cpu()));
+        const Tensor f = method::patch_features(taps);
+        for (size_t j = 0; j < idx.size(); ++j) out[idx[j]] = f[static_cast<int64_t>(j)];
+        count += static_cast<int64_t>(idx.size());
+        if (done) done(count);
+    }
+    return out;
+}
+
+Tensor Detector::patch_scores(const Tensor& fmap) const {
+    const Tensor rows = method::patch_rows(fmap.reshape(Shape{1, fmap.dim(0), fmap.dim(1), fmap.dim(2)}));
+    return cfg_.scorer == Scorer::PatchKnn ? knn_.score(rows) : patch_density_.score(rows);
 }
 
 void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(const FitProgress&)>& progress) {
@@ -154,6 +232,10 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
         FSAD_CHECK(normal[i].defined() && normal[i].ndim() == 3 && normal[i].dim(0) == 3 && normal[i].dim(1) > 0 &&
                        normal[i].dim(2) > 0,
                    "Detector::fit: image ", i, " is not an RGB image [3,H,W]");
+    const bool patch = cfg_.scorer != Scorer::Global;
+    FSAD_CHECK(!patch || normal.size() >= 2, "Detector::fit: the ", to_string(cfg_.scorer),
+               " scorer needs at least 2 normal images (its threshold is calibrated by leaving each one out), got ",
+               normal.size());
     if (cfg_.adapt && cfg_.byol.steps > 0) {
         const nn::BackboneConfig bc = backbone_->config();
         method::ByolTrainer tr(backbone_, [&] { return nn::make_backbone(bc, cfg_.seed + 1); }, cfg_.byol);
@@ -163,8 +245,13 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     }
     backbone_->eval();
     backbone_->prepare_inference();  // the weights are final: packed once for every image scored
-    // N_A augmented copies of every shot (regular t), backbone in eval mode
     const int64_t n = static_cast<int64_t>(normal.size()), A = cfg_.n_augment;
+    // the shots as test images are seen (the same view), and N_A augmented copies of each (regular
+    // t: in the squash view square crops at the resolution as the paper draws them; in the keep
+    // view crops of the view's own shape and size)
+    std::vector<Tensor> views(normal.size());
+#pragma omp parallel for schedule(dynamic)
+    for (size_t i = 0; i < normal.size(); ++i) views[i] = view_of(normal[i]);
     std::vector<Tensor> copies(static_cast<size_t>(n * A));
     Rng seeder(cfg_.seed ^ 0x5deece66dULL);
     std::vector<uint64_t> seeds(copies.size());
@@ -172,21 +259,108 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
 #pragma omp parallel for schedule(dynamic)
     for (int64_t i = 0; i < n * A; ++i) {
         Rng r(seeds[static_cast<size_t>(i)]);
-        copies[static_cast<size_t>(i)] = method::augment(normal[static_cast<size_t>(i / A)], cfg_.byol.augment, r);
+        const size_t shot = static_cast<size_t>(i / A);
+        if (cfg_.view == View::Keep) {
+            method::AugmentOptions o = cfg_.byol.augment;
+            o.out_h = views[shot].dim(1);
+            o.out_w = views[shot].dim(2);
+            copies[static_cast<size_t>(i)] = method::augment(views[shot], o, r);
+        } else {
+            copies[static_cast<size_t>(i)] = method::augment(normal[shot], cfg_.byol.augment, r);
+        }
     }
-    if (progress) progress({"features", 0, n * A, 0});
+    if (patch) {
+        fit_patch(views, copies, progress);
+        return;
+    }
+    // the paper's global Gaussian: fitted on the copies (or, with N_A = 0, on the shots' views)
+    const std::vector<Tensor>& sample = A > 0 ? copies : views;
+    const int64_t per = std::max<int64_t>(A, 1), total = n * per;
+    if (progress) progress({"features", 0, total, 0});
     // the fit (and its leave-one-shot-out threshold) runs on the CPU: few samples, low-rank form
-    Tensor f = features(copies, [&](int64_t d) {
-                   if (progress) progress({"features", d, n * A, 0});
+    Tensor f = features(sample, [&](int64_t d) {
+                   if (progress) progress({"features", d, total, 0});
                }).to(Device::cpu());
     if (progress) progress({"density", 0, 1, 0});
     density_.fit(f, cfg_.density);
     if (progress) progress({"density", 1, 1, 0});
     std::vector<Tensor> rows;
-    for (int64_t i = 0; i < n * A; ++i) rows.push_back(f.slice(i, i + 1));
+    for (int64_t i = 0; i < total; ++i) rows.push_back(f.slice(i, i + 1));
     if (progress) progress({"threshold", 0, 1, 0});
-    threshold_ = calibrate_threshold(rows, n, A, cfg_.density, cfg_.threshold_quantile);
+    threshold_ = calibrate_threshold(rows, n, per, cfg_.density, cfg_.threshold_quantile);
     if (progress) progress({"threshold", 1, 1, 0});
+}
+
+namespace {
+double quantile_of(std::vector<float> v, double q) {
+    std::sort(v.begin(), v.end());
+    const double pos = q * static_cast<double>(v.size() - 1);
+    const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(v.size() - 1, lo + 1);
+    return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+}  // namespace
+
+void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Tensor>& copies,
+                         const std::function<void(const FitProgress&)>& progress) {
+    const int64_t n = static_cast<int64_t>(views.size()), A = cfg_.n_augment;
+    const int64_t total = n * (1 + A);
+    if (progress) progress({"features", 0, total, 0});
+    const std::vector<Tensor> fv = patch_maps(views, [&](int64_t d) {
+        if (progress) progress({"features", d, total, 0});
+    });
+    const std::vector<Tensor> fc = patch_maps(copies, [&](int64_t d) {
+        if (progress) progress({"features", n + d, total, 0});
+    });
+    // every patch of shot i (its view and its copies), as rows
+    std::vector<Tensor> shot_rows(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        std::vector<Tensor> maps{fv[static_cast<size_t>(i)]};
+        for (int64_t a = 0; a < A; ++a) maps.push_back(fc[static_cast<size_t>(i * A + a)]);
+        std::vector<Tensor> r;
+        for (const Tensor& m : maps) r.push_back(method::patch_rows(m.reshape(Shape{1, m.dim(0), m.dim(1), m.dim(2)})));
+        shot_rows[static_cast<size_t>(i)] = ops::concat(r, 0);
+    }
+    method::GaussianOptions gopt = cfg_.density;
+    gopt.l2_normalize = false;  // patch features keep their lengths (as the references)
+    // fits the scorer on the rows of the shots in `use` into (density, knn)
+    auto fit_on = [&](const std::vector<int64_t>& use, method::GaussianDensity& g, method::PatchKnn& k) {
+        std::vector<Tensor> r;
+        for (int64_t i : use) r.push_back(shot_rows[static_cast<size_t>(i)]);
+        const Tensor all = ops::concat(r, 0);
+        if (cfg_.scorer == Scorer::PatchGauss) {
+            g.fit(all, gopt);
+        } else {
+            const int64_t M = all.dim(0);
+            const int64_t m = std::min<int64_t>(
+                cfg_.patch.max_bank, std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg_.patch.coreset * static_cast<double>(M)))));
+            k.fit(m >= M ? all : ops::gather_rows(all, method::greedy_coreset(all, m, cfg_.seed)));
+        }
+    };
+    std::vector<int64_t> everyone(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) everyone[static_cast<size_t>(i)] = i;
+    if (progress) progress({"density", 0, 1, 0});
+    fit_on(everyone, patch_density_, knn_);
+    if (progress) progress({"density", 1, 1, 0});
+    // threshold: each shot's view scored by the scorer fitted on the other shots
+    std::vector<float> held(static_cast<size_t>(n));
+    const double sigma = cfg_.patch.map_sigma;
+    for (int64_t i = 0; i < n; ++i) {
+        if (progress) progress({"threshold", i, n, 0});
+        std::vector<int64_t> others;
+        for (int64_t j = 0; j < n; ++j)
+            if (j != i) others.push_back(j);
+        method::GaussianDensity g;
+        method::PatchKnn k;
+        fit_on(others, g, k);
+        const Tensor& fm = fv[static_cast<size_t>(i)];
+        const Tensor rows = method::patch_rows(fm.reshape(Shape{1, fm.dim(0), fm.dim(1), fm.dim(2)}));
+        const Tensor ps = cfg_.scorer == Scorer::PatchKnn ? k.score(rows) : g.score(rows);
+        const Tensor map = method::anomaly_map(ps.data(), fm.dim(1), fm.dim(2), views[static_cast<size_t>(i)].dim(1),
+                                               views[static_cast<size_t>(i)].dim(2), sigma);
+        held[static_cast<size_t>(i)] = *std::max_element(map.data(), map.data() + map.numel());
+    }
+    threshold_ = quantile_of(held, cfg_.threshold_quantile);
+    if (progress) progress({"threshold", n, n, 0});
 }
 
 void Detector::fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress) {
@@ -196,17 +370,52 @@ void Detector::fit_files(const std::vector<std::string>& paths, const std::funct
     fit(imgs, progress);
 }
 
-std::vector<float> Detector::score(const std::vector<Tensor>& images) const {
+Detector::Scored Detector::score_views(const std::vector<Tensor>& images, bool want_maps) const {
     FSAD_CHECK(fitted(), "Detector::score: the detector is not fitted (call fit or load a model)");
-    if (images.empty()) return {};
+    Scored out;
+    if (images.empty()) return out;
+    FSAD_CHECK(!want_maps || cfg_.scorer != Scorer::Global,
+               "Detector: the global scorer gives one score per image and no anomaly map; fit with the patch-gauss or "
+               "patch-knn scorer for maps");
     std::vector<Tensor> prepared(images.size());
     for (size_t i = 0; i < images.size(); ++i)
         FSAD_CHECK(images[i].defined() && images[i].ndim() == 3 && images[i].dim(0) == 3 && images[i].dim(1) > 0 &&
                        images[i].dim(2) > 0,
                    "Detector::score: image ", i, " is not an RGB image [3,H,W]");
 #pragma omp parallel for schedule(dynamic)
-    for (size_t i = 0; i < images.size(); ++i) prepared[i] = preprocess(images[i]);
-    return density_.score(features(prepared)).to_vector();
+    for (size_t i = 0; i < images.size(); ++i) prepared[i] = view_of(images[i]);
+    if (cfg_.scorer == Scorer::Global) {
+        out.scores = density_.score(features(prepared)).to_vector();
+        return out;
+    }
+    const std::vector<Tensor> fm = patch_maps(prepared);
+    out.scores.resize(images.size());
+    for (size_t i = 0; i < images.size(); ++i) {
+        const Tensor ps = patch_scores(fm[i]);
+        Tensor map = method::anomaly_map(ps.data(), fm[i].dim(1), fm[i].dim(2), prepared[i].dim(1), prepared[i].dim(2),
+                                         cfg_.patch.map_sigma);
+        out.scores[i] = *std::max_element(map.data(), map.data() + map.numel());
+        if (want_maps) out.maps.push_back(std::move(map));
+    }
+    return out;
+}
+
+std::vector<float> Detector::score(const std::vector<Tensor>& images) const { return score_views(images, false).scores; }
+
+std::vector<Tensor> Detector::score_map(const std::vector<Tensor>& images) const {
+    FSAD_CHECK(!images.empty(), "Detector::score_map: no images given");
+    Scored s = score_views(images, true);
+    std::vector<Tensor> out;
+    for (size_t i = 0; i < images.size(); ++i) {
+        const Tensor& m = s.maps[i];
+        const int64_t H = images[i].dim(1), W = images[i].dim(2);
+        if (m.dim(0) == H && m.dim(1) == W) {
+            out.push_back(m);
+        } else {
+            out.push_back(io::resize_bilinear(m.reshape(Shape{1, m.dim(0), m.dim(1)}), H, W).reshape(Shape{H, W}));
+        }
+    }
+    return out;
 }
 
 double calibrate_threshold(const std::vector<Tensor>& f, int64_t n, int64_t A, const method::GaussianOptions& opt,
@@ -241,8 +450,17 @@ void Detector::save(const std::string& path) const {
     FSAD_CHECK(fitted(), "Detector::save: the detector is not fitted");
     std::map<std::string, Tensor> t;
     for (auto& [k, v] : backbone_->state_dict()) t["backbone." + k] = v.is_cuda() ? v.to(Device::cpu()) : v;
-    t["density.mean"] = density_.mean();
-    t["density.cholesky"] = density_.cholesky();
+    switch (cfg_.scorer) {
+        case Scorer::Global:
+            t["density.mean"] = density_.mean();
+            t["density.cholesky"] = density_.cholesky();
+            break;
+        case Scorer::PatchGauss:
+            t["patch.mean"] = patch_density_.mean();
+            t["patch.cholesky"] = patch_density_.cholesky();
+            break;
+        case Scorer::PatchKnn: t["patch.bank"] = knn_.bank(); break;
+    }
     json meta_cfg = config_json(cfg_);
     std::map<std::string, std::string> meta{{"format", kFormat},
                                             {"version", std::to_string(kVersion)},
@@ -267,8 +485,8 @@ Detector Detector::load(const std::string& path, Device device) {
         return it->second;
     };
     if (meta("format") != kFormat) throw FormatError(path + ": not an fsad model file (format '" + meta("format") + "')");
-    if (meta("version") != std::to_string(kVersion))
-        throw FormatError(path + ": model file version " + meta("version") + ", this fsad reads version " +
+    if (meta("version") != std::to_string(kVersion) && meta("version") != "1")
+        throw FormatError(path + ": model file version " + meta("version") + ", this fsad reads versions 1 to " +
                           std::to_string(kVersion));
     const std::string signed_meta = meta("format") + meta("version") + meta("config") + meta("threshold") +
                                     meta("first_block_expand") + meta("inverted_residual_setting") + meta("activation");
@@ -301,7 +519,18 @@ Detector Detector::load(const std::string& path, Device device) {
         return it->second;
     };
     try {
-        d.density_.set(need("density.mean"), need("density.cholesky"), cfg.density);
+        method::GaussianOptions gopt = cfg.density;
+        gopt.l2_normalize = false;
+        switch (cfg.scorer) {
+            case Scorer::Global: d.density_.set(need("density.mean"), need("density.cholesky"), cfg.density); break;
+            case Scorer::PatchGauss: d.patch_density_.set(need("patch.mean"), need("patch.cholesky"), gopt); break;
+            case Scorer::PatchKnn: {
+                const Tensor& bank = need("patch.bank");
+                if (bank.ndim() != 2 || bank.dim(0) < 1) throw FormatError(path + ": tensor 'patch.bank' must be [M, C]");
+                d.knn_.fit(bank);
+                break;
+            }
+        }
     } catch (const FormatError&) {
         throw;
     } catch (const Error& e) {
@@ -314,6 +543,27 @@ Detector Detector::load(const std::string& path, Device device) {
 }  // namespace fsad
 
 namespace fsad {
+
+Scorer parse_scorer(const std::string& s) {
+    if (s == "global") return Scorer::Global;
+    if (s == "patch-gauss") return Scorer::PatchGauss;
+    if (s == "patch-knn") return Scorer::PatchKnn;
+    throw Error("unknown scorer '" + s + "' (global | patch-gauss | patch-knn)");
+}
+std::string to_string(Scorer s) {
+    switch (s) {
+        case Scorer::Global: return "global";
+        case Scorer::PatchGauss: return "patch-gauss";
+        case Scorer::PatchKnn: return "patch-knn";
+    }
+    return "?";
+}
+View parse_view(const std::string& s) {
+    if (s == "squash") return View::Squash;
+    if (s == "keep") return View::Keep;
+    throw Error("unknown view '" + s + "' (squash | keep)");
+}
+std::string to_string(View v) { return v == View::Keep ? "keep" : "squash"; }
 
 std::string to_json(const DetectorConfig& cfg) { return config_json(cfg).dump(); }
 

@@ -128,6 +128,18 @@ public:
         out.feature = ag::global_avgpool(h);
         return out;
     }
+    std::vector<Var> forward_stages(const Var& x, int64_t last) override {
+        FSAD_CHECK(last >= 0 && last < num_stages(), "ResNet::forward_stages: stage ", last, " out of range");
+        std::vector<Var> out;
+        Var h = bn1_->conv_forward_act(*conv1_, x, Act::ReLU);
+        h = ag::maxpool2d(h, ops::Pool2dParams{3, 3, 2, 2, 1, 1});
+        for (int64_t s = 0; s <= last; ++s) {
+            h = layers_[static_cast<size_t>(s)]->forward(h);
+            out.push_back(h);
+        }
+        return out;
+    }
+    std::vector<int64_t> patch_stages() const override { return {1, 2}; }
     int64_t feature_dim() const override { return dim_; }
     int64_t num_stages() const override { return static_cast<int64_t>(layers_.size()); }
     void freeze_stages(int64_t k) override {
@@ -212,6 +224,26 @@ public:
         if (keep_stages) out.stages.push_back(h);
         out.feature = ag::global_avgpool(h);
         return out;
+    }
+    std::vector<Var> forward_stages(const Var& x, int64_t last) override {
+        FSAD_CHECK(last >= 0 && last < num_stages(), "MobileNetV2::forward_stages: stage ", last, " out of range");
+        std::vector<Var> out;
+        Var h = x;
+        const size_t end = last < num_stages() - 1 ? stage_ends_[static_cast<size_t>(last)] : features_->size() - 1;
+        size_t next = 0;
+        for (size_t i = 0; i <= end; ++i) {
+            h = (*features_)[i].forward(h);
+            if ((next < stage_ends_.size() && stage_ends_[next] == i) || i == features_->size() - 1) {
+                out.push_back(h);
+                ++next;
+            }
+        }
+        return out;
+    }
+    std::vector<int64_t> patch_stages() const override {
+        // torchvision's rows: 16, 24, 32 (stride 8), 64, 96 (stride 16), 160, 320 channels
+        FSAD_CHECK(num_stages() >= 6, "MobileNetV2: patch features need the standard 7 stages");
+        return {2, 4};
     }
     int64_t feature_dim() const override { return dim_; }
     int64_t num_stages() const override { return static_cast<int64_t>(stage_ends_.size()) + 1; }

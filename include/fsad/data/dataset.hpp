@@ -37,7 +37,7 @@ struct Sample {
     std::string corruption;  ///< applied after decoding (cifar10); empty = none
     uint64_t seed = 0;       ///< seed of the corruption / patch position
     int64_t crop_size = 0;   ///< > 0: a crop_size x crop_size patch at a seeded position (aitex)
-    std::string mask_path;   ///< defect mask: the patch is centred on a seeded defect pixel
+    std::string mask_path;   ///< defect mask (pixel-level AUROC); crop samples are centred on a seeded defect pixel
     int64_t tile = 0;        ///< > 0: image-level sample, scored as the maximum over a grid of tile x tile patches
 };
 
@@ -91,6 +91,9 @@ std::vector<Tensor> tiles(const Tensor& img, int64_t size);
 
 /// The sample's pixels [3,H,W] in [0,1]: decoded (errors name the file), cropped, corrupted.
 Tensor materialize(const Sample& s);
+/// The sample's defect mask [H, W] (1 = defect pixel: any channel of the mask file non-zero) over
+/// the same pixels as materialize(s) (cropped alike); undefined when the sample has no mask file.
+Tensor materialize_mask(const Sample& s);
 /// Materialises many samples on all threads; the first failure is rethrown.
 std::vector<Tensor> materialize(const std::vector<Sample>& samples);
 

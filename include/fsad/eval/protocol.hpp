@@ -29,6 +29,8 @@ struct ProtocolOptions {
     /// Decoded (and corrupted) test images are kept across the runs of a category up to this
     /// many bytes, so seeds and shot counts do not decode them again.
     size_t cache_bytes = size_t(2) << 30;
+    /// Pixel-level AUROC of the anomaly maps where the test set has masks (patch scorers only).
+    bool pixel = true;
     std::function<void(const struct RunResult&)> on_run;  ///< called as each run finishes
 };
 
@@ -43,6 +45,8 @@ struct RunResult {
     std::string category;
     int shots = 0, seed = 0;
     double auroc = 0;            ///< in [0, 1]
+    double pixel_auroc = -1;     ///< in [0, 1]; < 0 when not measured (no masks, or no maps)
+    int64_t pixel_images = 0;    ///< images in it: the normals and the anomalies with a mask
     double threshold = 0;        ///< the detector's calibrated threshold
     double fpr = 0, tpr = 0;     ///< at the threshold
     double fit_seconds = 0, score_seconds = 0;
@@ -58,6 +62,8 @@ struct Summary {  ///< mean and (population) std of the AUROC in percent over se
     int shots = 0;
     double mean = 0, std = 0;
     int runs = 0;
+    double pixel_mean = -1, pixel_std = 0;  ///< pixel AUROC in percent; < 0 when not measured
+    double fpr_mean = 0;  ///< share of the normal test images flagged at the detector's threshold, percent
 };
 
 struct EvalResult {
@@ -86,10 +92,19 @@ struct ImageCache {
     std::map<std::string, Tensor> images;
 };
 
+/// Pixel scores of anomaly maps by class, for the pixel-level AUROC: every pixel of a normal
+/// image, and the pixels of an anomalous image's map on either side of its mask (resized to the
+/// map with nearest neighbours, as the references do). Anomalous images without a mask are left out.
+struct PixelScores {
+    std::vector<float> normal, defect;
+    int64_t images = 0;
+};
+
 /// Scores samples with a fitted detector in chunks (decode, score, drop); image-level samples
 /// (tile > 0) score as the maximum over their tiles. With a cache, decoded images are kept.
+/// With `pixels` (patch scorers), the maps of whole-image samples are added to it.
 std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk = 64,
                                  const std::function<void(int64_t done, int64_t total)>& progress = {},
-                                 ImageCache* cache = nullptr);
+                                 ImageCache* cache = nullptr, PixelScores* pixels = nullptr);
 
 }  // namespace fsad::eval

@@ -9,6 +9,10 @@ namespace fsad::eval {
 /// roc_auc_score). requires labels 0 (normal) / 1 (anomalous), both classes present.
 double auroc(const std::vector<float>& scores, const std::vector<int>& labels);
 
+/// The same from the two classes' scores (e.g. the pixels of many anomaly maps): sorts both and
+/// counts by merging, O((n + m) log) with no per-pixel labels. requires both non-empty.
+double auroc_pos_neg(std::vector<float> negatives, std::vector<float> positives);
+
 struct RocPoint {
     double fpr, tpr, threshold;  ///< rates when flagging scores >= threshold
 };

@@ -21,6 +21,9 @@ Tensor resize_bilinear(const Tensor& img, int64_t out_h, int64_t out_w);
 Tensor resize_antialias(const Tensor& img, int64_t out_h, int64_t out_w);
 /// Resizes so that the short side is `short_side`, then crops the centre out_h x out_w.
 Tensor resize_short_center_crop(const Tensor& img, int64_t short_side, int64_t out_h, int64_t out_w);
+/// A heat-map overlay: img [3,H,W] in [0,1] half-blended with a blue-green-yellow-red colour
+/// map of `map` [H,W] (values at or below lo blue, at or above hi red).
+Tensor heatmap_overlay(const Tensor& img, const Tensor& map, float lo, float hi);
 /// (x - mean) / std per channel with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 Tensor imagenet_normalize(const Tensor& img);
 /// The same into dst (3*H*W floats), e.g. a slice of a batch.

@@ -15,6 +15,8 @@ namespace fsad::method {
 
 struct AugmentOptions {
     int64_t size = 224;               ///< output side (working resolution)
+    int64_t out_h = 0, out_w = 0;     ///< > 0: output out_h x out_w instead of size x size, the
+                                      ///< crop's aspect range taken relative to out_w / out_h
     bool colour = true;               ///< false: affine part only (the paper's CIFAR setting)
     float scale_min = 0.8f, scale_max = 1.0f;  ///< random resized crop: area fraction
     float ratio_min = 3.0f / 4.0f, ratio_max = 4.0f / 3.0f;

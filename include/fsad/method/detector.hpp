@@ -11,8 +11,33 @@
 
 #include "fsad/method/byol.hpp"
 #include "fsad/method/density.hpp"
+#include "fsad/method/patch.hpp"
 
 namespace fsad {
+
+/// How an image is scored (method/patch.hpp has the patch scorers' definitions).
+enum class Scorer {
+    Global,      ///< the paper: one pooled feature per view, Gaussian density, Mahalanobis distance
+    PatchGauss,  ///< one Gaussian shared by all patch positions; image score = max of the smoothed map
+    PatchKnn,    ///< nearest-neighbour distance to a coreset of the shots' patches; max of the map
+};
+Scorer parse_scorer(const std::string& s);  ///< global | patch-gauss | patch-knn
+std::string to_string(Scorer s);
+
+/// What the backbone sees of an image.
+enum class View {
+    Squash,  ///< resized to resolution x resolution (aspect not kept; the paper's and the references')
+    Keep,    ///< short side resized to the resolution, long side in proportion (aspect kept, up to
+             ///< max_aspect; beyond it the long side is squeezed to max_aspect x resolution)
+};
+View parse_view(const std::string& s);  ///< squash | keep
+std::string to_string(View v);
+
+struct PatchConfig {
+    double map_sigma = 4.0;  ///< Gaussian blur of the anomaly map, px of the view
+    double coreset = 0.1;    ///< patch-knn: fraction of the shots' patches kept in the memory bank
+    int64_t max_bank = 16384;  ///< patch-knn: at most this many bank patches
+};
 
 struct DetectorConfig {
     nn::BackboneKind backbone = nn::BackboneKind::ResNet18;
@@ -23,7 +48,12 @@ struct DetectorConfig {
     int64_t resolution = 224;  ///< working resolution
     int64_t resize_short = 0;  ///< test-time preprocessing: 0 = resize to resolution x resolution;
                                ///< > 0 = resize the short side to this, centre-crop the resolution
-    int64_t n_augment = 10;    ///< augmented copies of each shot for the density (N_A)
+    int64_t n_augment = 10;    ///< augmented copies of each shot for the density (N_A); 0 = the
+                               ///< shots' own views only
+    Scorer scorer = Scorer::Global;
+    View view = View::Squash;
+    double max_aspect = 8.0;   ///< View::Keep: longest side / shortest side kept
+    PatchConfig patch;
     method::GaussianOptions density;
     double threshold_quantile = 0.99;  ///< of leave-one-shot-out scores (see calibrate_threshold)
     int threads = 0;                   ///< 0 = all cores
@@ -49,8 +79,21 @@ public:
     /// Convenience: decodes the files first (errors name the file).
     void fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress = {});
 
-    /// Anomaly scores (Mahalanobis distances) of images; thread-safe on a fitted detector.
+    /// Anomaly scores of images (global: Mahalanobis distance; patch scorers: the maximum of the
+    /// smoothed anomaly map); thread-safe on a fitted detector.
     std::vector<float> score(const std::vector<Tensor>& images) const;
+    /// Anomaly maps [H, W] of images [3, H, W] (patch scorers only: the global scorer has none),
+    /// upsampled to each image's own size; higher = more anomalous, on the scale of score().
+    std::vector<Tensor> score_map(const std::vector<Tensor>& images) const;
+    /// Scores and, when `maps`, the anomaly maps at the view's size (what score() and score_map()
+    /// are made from; the evaluation compares these maps with masks resized to the view).
+    struct Scored {
+        std::vector<float> scores;
+        std::vector<Tensor> maps;  ///< [h, w] of each image's view; empty unless asked
+    };
+    Scored score_views(const std::vector<Tensor>& images, bool maps) const;
+    /// The view of an image that the backbone sees (View::Squash or View::Keep, resize_short).
+    Tensor view_of(const Tensor& img) const;
     float score(const Tensor& image) const { return score(std::vector<Tensor>{image})[0]; }
     bool is_anomalous(const Tensor& image) const { return score(image) > threshold_; }
     double threshold() const { return threshold_; }
@@ -62,7 +105,7 @@ public:
     /// Reads a model file; refuses other formats/versions, truncated or modified files.
     static Detector load(const std::string& path, Device device = Device::cpu());
 
-    bool fitted() const { return density_.fitted(); }
+    bool fitted() const { return density_.fitted() || patch_density_.fitted() || knn_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
     const method::GaussianDensity& density() const { return density_; }
     /// The backbone; after fit and load its weights are prepared for inference
@@ -70,16 +113,25 @@ public:
     nn::Backbone& backbone() const { return *backbone_; }
 
     static constexpr const char* kFormat = "fsad-detector";
-    static constexpr int kVersion = 1;
+    static constexpr int kVersion = 2;  ///< 2: scorers and views; version 1 files still load
 
 private:
     Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone);  // load(): backbone built once
-    Tensor preprocess(const Tensor& img) const;
+    // runs the backbone over views (any sizes: grouped by size into batches), eval mode;
+    // global: [n, d] on cfg.device; patch: one CPU [C, h, w] patch-feature map per view
     Tensor features(const std::vector<Tensor>& prepared,
-                    const std::function<void(int64_t done)>& done = {}) const;  // [n, d] on cfg.device, eval mode
+                    const std::function<void(int64_t done)>& done = {}) const;
+    std::vector<Tensor> patch_maps(const std::vector<Tensor>& prepared,
+                                   const std::function<void(int64_t done)>& done = {}) const;
+    // patch scorers: patch scores [h*w] of one patch-feature map -> image score and view-size map
+    Tensor patch_scores(const Tensor& fmap) const;
+    void fit_patch(const std::vector<Tensor>& normal_views, const std::vector<Tensor>& copies,
+                   const std::function<void(const FitProgress&)>& progress);
     DetectorConfig cfg_;
     std::shared_ptr<nn::Backbone> backbone_;
-    method::GaussianDensity density_;
+    method::GaussianDensity density_;        // Scorer::Global
+    method::GaussianDensity patch_density_;  // Scorer::PatchGauss
+    method::PatchKnn knn_;                   // Scorer::PatchKnn
     double threshold_ = 0;
 };
 

@@ -37,6 +37,12 @@ public:
     };
     virtual Output forward_features(const Var& x, bool keep_stages = false) = 0;
     Var forward(const Var& x) override { return forward_features(x).feature; }
+    /// The maps at the end of stages 0..last (forward_features' list), stopping there: the
+    /// later stages are not run. requires 0 <= last < num_stages().
+    virtual std::vector<Var> forward_stages(const Var& x, int64_t last) = 0;
+    /// The two stages whose maps make patch features (method/patch.hpp): strides 8 and 16 of
+    /// the input (ResNet: layer2, layer3; MobileNetV2: the 32- and 96-channel stages).
+    virtual std::vector<int64_t> patch_stages() const = 0;
     virtual int64_t feature_dim() const = 0;
     /// The stages of forward_features' list (ResNet: layer1..layer4; MobileNetV2: one per row of
     /// inverted_residual_setting, then the final 1x1 convolution).

@@ -1,0 +1,64 @@
+// Patch-level scoring: where in an image the defect is, and an image score that small defects
+// do not get diluted in (one pooled vector per image averages a crack away).
+//
+//   patch features  the backbone's stride-8 and stride-16 maps (Backbone::patch_stages), each
+//                   3x3 average-pooled (stride 1, padding 1, padding counted in the mean), the
+//                   stride-16 map bilinearly upsampled (half-pixel centres) to the stride-8 grid,
+//                   concatenated: one C-dim vector per stride-8 position (MobileNetV2: 32 + 96 =
+//                   128, ResNet18: 128 + 256 = 384).
+//   patch Gaussian  one Gaussian shared by every position (mean, Ledoit-Wolf covariance of all
+//                   the shots' patches); patch score = Mahalanobis distance (GaussianDensity on
+//                   the raw, unnormalised vectors).
+//   patch kNN       a memory bank of the shots' patches, subsampled by greedy k-centre coreset
+//                   selection; patch score = Euclidean distance to the nearest bank patch (the
+//                   squared distances |q|^2 + |b|^2 - 2 q.b as one matrix product per chunk,
+//                   the nearest one's distance recomputed exactly).
+//   anomaly map     patch scores bilinearly upsampled to the view and Gaussian-blurred (sigma
+//                   4 px, 'reflect' borders, kernel truncated at 4 sigma: scipy's
+//                   gaussian_filter); the image score is the map's maximum.
+// This is the PatchCore / PaDiM family, as ../shared/peers/ad_reference.py defines its two
+// patch scorers; tests/test_patch.cpp holds fsad to that reference (tools/make_patch_golden.py).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "fsad/core/tensor.hpp"
+#include "fsad/method/density.hpp"
+
+namespace fsad::method {
+
+/// Stage maps [N, C_i, H_i, W_i] (CPU; the first is the finest grid) -> patch features
+/// [N, sum C_i, H_0, W_0]: each map average-pooled (pool x pool, stride 1, padding pool/2,
+/// padding counted), the others bilinearly resized to the first one's grid, concatenated.
+Tensor patch_features(const std::vector<Tensor>& maps, int pool = 3);
+
+/// [N, C, h, w] -> [N*h*w, C]: one row per position (image-major, then row-major positions).
+Tensor patch_rows(const Tensor& features);
+
+/// Bilinear upsampling of scores [h, w] to [H, W] (half-pixel centres) followed by a Gaussian
+/// blur of `sigma` px with scipy.ndimage.gaussian_filter's defaults ('reflect' borders, radius
+/// round(4 sigma)); sigma <= 0 skips the blur. Returns [H, W].
+Tensor anomaly_map(const float* scores, int64_t h, int64_t w, int64_t H, int64_t W, double sigma);
+
+/// Greedy k-centre coreset (PatchCore): starts from a seeded random row of x [M, C], then
+/// repeatedly adds the row farthest (Euclidean) from those chosen. Returns m distinct row
+/// indices in the order chosen; m >= M returns every row in order.
+std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed);
+
+/// Nearest-neighbour patch scorer.
+class PatchKnn {
+public:
+    /// bank [M, C] (CPU), all finite, M >= 1.
+    void fit(const Tensor& bank);
+    /// Euclidean distance of each row of q [P, C] to its nearest bank row -> [P].
+    /// Thread-safe on a fitted scorer.
+    Tensor score(const Tensor& q) const;
+    bool fitted() const { return bank_.defined(); }
+    const Tensor& bank() const { return bank_; }
+
+private:
+    Tensor bank_;                 // [M, C]
+    std::vector<float> sqnorm_;   // |b|^2 per bank row
+};
+
+}  // namespace fsad::method

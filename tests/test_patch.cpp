@@ -1,0 +1,264 @@
+// Patch scorers (method/patch.hpp): golden tests against PyTorch / scikit-learn / SciPy
+// (tests/data/golden_patch.safetensors, tools/make_patch_golden.py), the coreset's definition and
+// determinism, the pixel AUROC, the stage taps of the backbones, and the Detector's patch
+// scorers and views end to end (maps, save/load, bad input).
+#include <filesystem>
+
+#include "golden.hpp"
+
+using namespace fsad;
+using namespace fsad::test;
+namespace fs = std::filesystem;
+
+namespace {
+const io::SafeTensors& fixture() {
+    static io::SafeTensors fx = io::read_safetensors(test::data_dir() + "/golden_patch.safetensors");
+    return fx;
+}
+
+Tensor texture(uint64_t seed, bool scratch, int64_t h = 48, int64_t w = 48) {
+    Rng rng(seed);
+    Tensor t = Tensor::empty(Shape{3, h, w});
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+            float v = 0.5f + 0.1f * std::sin(0.5f * static_cast<float>(x)) + rng.normal(0.0f, 0.03f);
+            if (scratch && std::llabs(x - y) < 2) v = 1.0f;
+            for (int64_t c = 0; c < 3; ++c) t.data()[(c * h + y) * w + x] = std::clamp(v, 0.0f, 1.0f);
+        }
+    return t;
+}
+
+DetectorConfig tiny(Scorer s) {
+    DetectorConfig c;
+    c.backbone = nn::BackboneKind::MobileNetV2;
+    c.width = 0.25f;
+    c.resolution = 32;
+    c.adapt = false;
+    c.n_augment = 0;
+    c.scorer = s;
+    c.patch.map_sigma = 1.0;
+    c.patch.coreset = 0.5;
+    c.seed = 5;
+    return c;
+}
+std::string tmp(const std::string& n) { return (fs::temp_directory_path() / ("fsad_patch_" + n)).string(); }
+}  // namespace
+
+TEST_CASE("golden patch: features, patch Gaussian, patch kNN and anomaly maps match PyTorch / scikit-learn / SciPy") {
+    const auto& fx = fixture();
+    const Tensor f = method::patch_features({fx.tensors.at("input.maps8"), fx.tensors.at("input.maps16")});
+    check_vs_reference("patch.features", f, fx, "patch.features");
+    const Tensor shot = method::patch_rows(method::patch_features({fx.tensors.at("input.shot8"), fx.tensors.at("input.shot16")}));
+    const Tensor q = method::patch_rows(f);
+    REQUIRE(q.dim(0) == 2 * 11 * 13);
+    REQUIRE(q.dim(1) == 20);
+
+    method::GaussianDensity g;
+    method::GaussianOptions o;
+    o.l2_normalize = false;
+    g.fit(shot, o);
+    const Tensor gs = g.score(q);
+    check_vs_reference("gauss.scores", gs, fx, "gauss.scores");
+
+    method::PatchKnn knn;
+    knn.fit(shot);
+    const Tensor ks = knn.score(q);
+    check_vs_reference("knn.scores", ks, fx, "knn.scores");
+
+    // the maps: each image's 11 x 13 scores -> 88 x 104, sigma 4
+    for (const char* which : {"map.gauss", "map.knn"}) {
+        const Tensor& s = std::string(which) == "map.gauss" ? gs : ks;
+        std::vector<Tensor> per;
+        for (int64_t i = 0; i < 2; ++i) per.push_back(method::anomaly_map(s.data() + i * 143, 11, 13, 88, 104, 4.0).reshape(Shape{1, 88, 104}));
+        check_vs_reference(which, ops::concat(per, 0), fx, which);
+    }
+    // the fixture's "defect" (image 1, rows 4-6, columns 5-8) is where both maps peak
+    for (const Tensor& s : {gs, ks}) {
+        const float* b = s.data() + 143;
+        const int64_t at = std::max_element(b, b + 143) - b;
+        CHECK(at / 13 >= 3);
+        CHECK(at / 13 <= 7);
+        CHECK(at % 13 >= 4);
+        CHECK(at % 13 <= 9);
+    }
+}
+
+TEST_CASE("patch: a wrong pooling or interpolation is caught by the golden features") {
+    const auto& fx = fixture();
+    // pool 1 (no local aggregation) must be far outside the fixture's tolerance
+    const Tensor f = method::patch_features({fx.tensors.at("input.maps8"), fx.tensors.at("input.maps16")}, 1);
+    const std::vector<float> a = f.to_vector(), b = fx.tensors.at("patch.features").to_vector();
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(double(a[i]) - b[i]));
+    CHECK(worst > 1e-2);
+}
+
+TEST_CASE("patch: anomaly_map without blur is the bilinear upsampling; a constant map stays constant") {
+    const std::vector<float> s{1, 2, 3, 4};
+    const Tensor m = method::anomaly_map(s.data(), 2, 2, 2, 2, 0.0);
+    CHECK(m.to_vector() == s);
+    const std::vector<float> c(6, 2.5f);
+    const Tensor k = method::anomaly_map(c.data(), 2, 3, 17, 23, 4.0);
+    CHECK(k.dim(0) == 17);
+    CHECK(k.dim(1) == 23);
+    for (float v : k.to_vector()) CHECK(v == doctest::Approx(2.5f).epsilon(1e-6));
+    CHECK_THROWS_WITH_AS(method::anomaly_map(c.data(), 0, 3, 4, 4, 1.0), doctest::Contains("empty"), Error);
+}
+
+TEST_CASE("patch: greedy coreset picks the farthest point each time, deterministically per seed") {
+    const Tensor x = randn(Shape{200, 6}, 11);
+    const auto a = method::greedy_coreset(x, 25, 3), b = method::greedy_coreset(x, 25, 3);
+    CHECK(a == b);
+    REQUIRE(a.size() == 25);
+    std::vector<int64_t> sorted = a;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());  // distinct
+    auto d2 = [&](int64_t i, int64_t j) {
+        double s = 0;
+        for (int64_t k = 0; k < 6; ++k) s += std::pow(double(x.data()[i * 6 + k]) - x.data()[j * 6 + k], 2);
+        return s;
+    };
+    // brute force: each pick after the first maximises the distance to the nearest earlier pick
+    for (size_t t = 1; t < a.size(); ++t) {
+        auto mind = [&](int64_t i) {
+            double m = 1e300;
+            for (size_t u = 0; u < t; ++u) m = std::min(m, d2(i, a[u]));
+            return m;
+        };
+        double best = 0;
+        for (int64_t i = 0; i < 200; ++i) best = std::max(best, mind(i));
+        CHECK(mind(a[t]) == doctest::Approx(best).epsilon(1e-5));
+    }
+    const auto all = method::greedy_coreset(x, 500, 3);
+    CHECK(all.size() == 200);
+    CHECK(method::greedy_coreset(x, 25, 4) != a);  // another seed starts elsewhere
+}
+
+TEST_CASE("patch: kNN distances equal brute force; bad banks are refused") {
+    const Tensor bank = randn(Shape{300, 9}, 1), q = randn(Shape{1100, 9}, 2);  // > one 512-row chunk
+    method::PatchKnn k;
+    k.fit(bank);
+    const std::vector<float> got = k.score(q).to_vector();
+    for (int64_t i = 0; i < 1100; i += 37) {
+        double best = 1e300;
+        for (int64_t j = 0; j < 300; ++j) {
+            double s = 0;
+            for (int64_t c = 0; c < 9; ++c) s += std::pow(double(q.data()[i * 9 + c]) - bank.data()[j * 9 + c], 2);
+            best = std::min(best, s);
+        }
+        CHECK(got[static_cast<size_t>(i)] == doctest::Approx(std::sqrt(best)).epsilon(1e-5));
+    }
+    Tensor bad = bank.clone();
+    bad.data()[17] = std::nanf("");
+    method::PatchKnn b;
+    CHECK_THROWS_WITH_AS(b.fit(bad), doctest::Contains("non-finite"), Error);
+    CHECK_THROWS_AS(k.score(randn(Shape{4, 8}, 3)), Error);
+}
+
+TEST_CASE("eval: auroc_pos_neg equals the labelled AUROC, ties counted one half") {
+    Rng rng(9);
+    std::vector<float> neg, pos, all;
+    std::vector<int> lab;
+    for (int i = 0; i < 500; ++i) {
+        const float v = std::round(rng.normal(0, 1) * 4) / 4;  // many ties
+        neg.push_back(v);
+        all.push_back(v);
+        lab.push_back(0);
+    }
+    for (int i = 0; i < 120; ++i) {
+        const float v = std::round(rng.normal(0.7f, 1) * 4) / 4;
+        pos.push_back(v);
+        all.push_back(v);
+        lab.push_back(1);
+    }
+    CHECK(eval::auroc_pos_neg(neg, pos) == doctest::Approx(eval::auroc(all, lab)).epsilon(1e-12));
+    CHECK(eval::auroc_pos_neg({1, 2}, {3}) == 1.0);
+    CHECK(eval::auroc_pos_neg({1, 2}, {2}) == 0.75);
+    CHECK_THROWS_AS(eval::auroc_pos_neg({}, {1}), Error);
+}
+
+TEST_CASE("backbones: forward_stages gives forward_features' stage maps and stops there") {
+    NoGradGuard ng;
+    for (auto kind : {nn::BackboneKind::ResNet18, nn::BackboneKind::MobileNetV2}) {
+        auto net = nn::make_backbone({kind, 0.25f}, 1);
+        net->eval();
+        const Tensor x = randn(Shape{2, 3, 40, 56}, 4);
+        const auto full = net->forward_features(Var(x), true);
+        const auto st = net->patch_stages();
+        REQUIRE(st.size() == 2);
+        const auto part = net->forward_stages(Var(x), st.back());
+        REQUIRE(static_cast<int64_t>(part.size()) == st.back() + 1);
+        for (size_t i = 0; i < part.size(); ++i) CHECK(part[i].value().to_vector() == full.stages[i].value().to_vector());
+        // the taps are at strides 8 and 16
+        CHECK(part[static_cast<size_t>(st[0])].value().dim(2) == 5);
+        CHECK(part[static_cast<size_t>(st[1])].value().dim(3) == 4);
+        CHECK_THROWS_AS(net->forward_stages(Var(x), net->num_stages()), Error);
+    }
+}
+
+TEST_CASE("detector: patch scorers give maps at the image's size whose maximum is the score; save/load keeps them") {
+    std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false)};
+    std::vector<Tensor> test{texture(4, false), texture(5, true), texture(6, true, 40, 70)};
+    for (Scorer s : {Scorer::PatchGauss, Scorer::PatchKnn}) {
+        CAPTURE(to_string(s));
+        Detector d(tiny(s));
+        d.fit(shots);
+        CHECK(d.threshold() > 0);
+        const std::vector<float> sc = d.score(test);
+        const auto views = d.score_views(test, true);
+        REQUIRE(views.maps.size() == 3);
+        for (size_t i = 0; i < 3; ++i) {
+            CHECK(views.scores[i] == sc[i]);
+            const Tensor& m = views.maps[i];
+            CHECK(m.dim(0) == 32);  // the squash view
+            CHECK(*std::max_element(m.data(), m.data() + m.numel()) == sc[i]);
+        }
+        const auto maps = d.score_map(test);
+        CHECK(maps[2].dim(0) == 40);
+        CHECK(maps[2].dim(1) == 70);
+        CHECK(sc[1] > sc[0]);  // the scratch
+        const std::string p = tmp(to_string(s) + ".fsad");
+        d.save(p);
+        Detector l = Detector::load(p);
+        CHECK(l.config().scorer == s);
+        CHECK(l.threshold() == d.threshold());
+        FSAD_CHECK_CLOSE("loaded scores", l.score(test), sc, 1e-3, 1e-4);  // mu and L stored as float32
+        fs::remove(p);
+    }
+}
+
+TEST_CASE("detector: the keep view keeps the aspect ratio up to max_aspect") {
+    DetectorConfig c = tiny(Scorer::PatchGauss);
+    c.view = View::Keep;
+    c.max_aspect = 3.0;
+    Detector d(c);
+    CHECK(d.view_of(texture(1, false, 40, 70)).shape() == Shape{3, 32, 56});
+    CHECK(d.view_of(texture(1, false, 90, 45)).shape() == Shape{3, 64, 32});
+    CHECK(d.view_of(texture(1, false, 20, 400)).shape() == Shape{3, 32, 96});  // capped at 3:1
+    CHECK(d.view_of(texture(1, false, 32, 50)).shape() == Shape{3, 32, 50});
+    // fitted on shots of mixed shapes (batched by size), maps come back at each image's size
+    c.n_augment = 2;
+    Detector f(c);
+    f.fit({texture(1, false, 40, 70), texture(2, false, 48, 48), texture(3, false, 40, 70)});
+    const auto maps = f.score_map({texture(4, true, 40, 70), texture(5, false, 50, 30)});
+    CHECK(maps[0].shape() == Shape{40, 70});
+    CHECK(maps[1].shape() == Shape{50, 30});
+}
+
+TEST_CASE("detector: patch scorers refuse a one-shot fit; the global scorer has no map; bad options are named") {
+    Detector d(tiny(Scorer::PatchKnn));
+    CHECK_THROWS_WITH_AS(d.fit({texture(1, false)}), doctest::Contains("at least 2 normal images"), Error);
+    CHECK_THROWS_WITH_AS(d.score_map({texture(1, false)}), doctest::Contains("not fitted"), Error);
+    d.fit({texture(1, false), texture(2, false)});
+    CHECK_THROWS_WITH_AS(d.score_map({}), doctest::Contains("no images"), Error);
+    DetectorConfig g = tiny(Scorer::Global);
+    g.n_augment = 2;
+    Detector gd(g);
+    gd.fit({texture(1, false), texture(2, false)});
+    CHECK_THROWS_WITH_AS(gd.score_map({texture(1, false)}), doctest::Contains("no anomaly map"), Error);
+    DetectorConfig bad = tiny(Scorer::PatchKnn);
+    bad.patch.coreset = 0;
+    CHECK_THROWS_WITH_AS(Detector{bad}, doctest::Contains("coreset"), Error);
+    CHECK_THROWS_WITH_AS(parse_scorer("patchcore"), doctest::Contains("global | patch-gauss | patch-knn"), Error);
+    CHECK_THROWS_WITH_AS(parse_view("crop"), doctest::Contains("squash | keep"), Error);
+}
