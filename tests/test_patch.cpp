@@ -262,3 +262,51 @@ TEST_CASE("detector: patch scorers refuse a one-shot fit; the global scorer has 
     CHECK_THROWS_WITH_AS(parse_scorer("patchcore"), doctest::Contains("global | patch-gauss | patch-knn"), Error);
     CHECK_THROWS_WITH_AS(parse_view("crop"), doctest::Contains("squash | keep"), Error);
 }
+
+TEST_CASE("detector: the auto scorer picks the candidate with the best synthetic AUROC, deterministically") {
+    std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false), texture(7, false)};
+    DetectorConfig c = tiny(Scorer::Auto);
+    Detector a(c), b(c);
+    a.fit(shots);
+    b.fit(shots);
+    REQUIRE(a.selection().size() == 2);
+    CHECK(a.selection()[0].scorer == "patch-gauss");
+    CHECK(a.selection()[1].scorer == "patch-knn");
+    for (const auto& s : a.selection()) {
+        CHECK(s.synthetic_auroc >= 0);
+        CHECK(s.synthetic_auroc <= 1);
+    }
+    const bool gauss_wins = a.selection()[0].synthetic_auroc >= a.selection()[1].synthetic_auroc;
+    CHECK(a.config().scorer == (gauss_wins ? Scorer::PatchGauss : Scorer::PatchKnn));
+    CHECK(b.config().scorer == a.config().scorer);
+    CHECK(b.selection()[0].synthetic_auroc == a.selection()[0].synthetic_auroc);
+    CHECK(b.selection()[1].synthetic_auroc == a.selection()[1].synthetic_auroc);
+    CHECK(b.threshold() == a.threshold());
+    // the choice travels in the model file as a fixed scorer
+    const std::string p = tmp("auto.fsad");
+    a.save(p);
+    CHECK(Detector::load(p).config().scorer == a.config().scorer);
+    fs::remove(p);
+    // a fixed scorer computes no table
+    Detector g(tiny(Scorer::PatchGauss));
+    g.fit(shots);
+    CHECK(g.selection().empty());
+}
+
+TEST_CASE("detector: the shots view fixes one size from the shots' median aspect ratio") {
+    DetectorConfig c = tiny(Scorer::PatchGauss);
+    c.view = View::Shots;
+    Detector d(c);
+    d.fit({texture(1, false, 40, 100), texture(2, false, 40, 90), texture(3, false, 48, 48)});
+    CHECK(d.config().view_h == 32);
+    CHECK(d.config().view_w == 80);  // median 90/40 = 2.25 -> 72 -> multiple of 16: 80
+    CHECK(d.view_of(texture(4, false, 60, 60)).shape() == Shape{3, 32, 80});
+    const auto m = d.score_map({texture(4, true, 60, 60)});
+    CHECK(m[0].shape() == Shape{60, 60});
+    Detector sq(c);
+    sq.fit({texture(1, false, 40, 44), texture(2, false, 50, 48)});  // nearly square: square
+    CHECK(sq.config().view_h == 32);
+    CHECK(sq.config().view_w == 32);
+    Detector unfitted(c);
+    CHECK_THROWS_WITH_AS(unfitted.view_of(texture(1, false)), doctest::Contains("set by fit"), Error);
+}

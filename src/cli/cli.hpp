@@ -30,6 +30,7 @@ struct DetectorFlags {
     double quantile = 0.99;
     std::string scorer = "global", view = "squash";
     double coreset = 0.1;
+    std::vector<int64_t> patch_stages;
     std::string device = "cpu", precision;  ///< precision: empty = fp32 (or tf32 with --tf32)
     std::string train_precision;            ///< the fine-tuning steps' (ByolOptions::precision); empty = precision's
     int threads = 0;

@@ -106,6 +106,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.scorer = parse_scorer(f.scorer);
     c.view = parse_view(f.view);
     c.patch.coreset = f.coreset;
+    c.patch.stages = f.patch_stages;
     c.threshold_quantile = f.quantile;
     c.threads = f.threads;
     c.seed = static_cast<uint64_t>(f.seed);

@@ -50,14 +50,21 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
         ->check(CLI::Range(0, 4096));
     c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the Gaussian (N_A)")->check(CLI::Range(0, 1000));
     c->add_option("--scorer", f.scorer,
-                  "global (the paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, "
-                  "anomaly maps) | patch-knn (nearest patch in a coreset memory bank, anomaly maps)")
-        ->check(CLI::IsMember({"global", "patch-gauss", "patch-knn"}));
+                  "auto (the patch scorer that best separates held-out shots from synthetic defects) | global (the "
+                  "paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, anomaly maps) | "
+                  "patch-knn (nearest patch in a coreset memory bank, anomaly maps)")
+        ->check(CLI::IsMember({"auto", "global", "patch-gauss", "patch-knn"}));
     c->add_option("--view", f.view,
-                  "squash (resize to --res x --res) | keep (short side to --res, aspect kept: long images are not squashed)")
-        ->check(CLI::IsMember({"squash", "keep"}));
+                  "squash (resize to --res x --res) | keep (short side to --res, each image's aspect kept) | shots (one "
+                  "size for all: short side --res, the shots' median aspect ratio)")
+        ->check(CLI::IsMember({"squash", "keep", "shots"}));
     c->add_option("--coreset", f.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
         ->check(CLI::Range(1e-4, 1.0));
+    c->add_option("--patch-stages", f.patch_stages,
+                  "patch scorers: backbone stages whose maps make the patch features, comma separated, finest first "
+                  "(default: the stride-8 and stride-16 stages; MobileNetV2 2,4, ResNet 1,2)")
+        ->delimiter(',')
+        ->check(CLI::Range(0, 16));
     c->add_flag("--no-adapt", f.no_adapt, "no contrastive fine-tuning: ImageNet features only");
     c->add_flag("--freeze-bn", f.freeze_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
     c->add_option("--freeze-stages", f.freeze_stages,

@@ -106,7 +106,12 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
         bar.finish();
         std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
                   << (x.pixel_auroc >= 0 ? ", pixel " + fmt(100 * x.pixel_auroc) : std::string())
-                  << ", flags " << fmt(100 * x.fpr, 1) << "% of normals"
+                  << ", flags " << fmt(100 * x.fpr, 1) << "% of normals" << [&] {
+                         if (x.selection.empty()) return std::string();
+                         std::string t = "; chose " + x.scorer + " (synthetic";
+                         for (const auto& c : x.selection) t += " " + c.scorer + " " + fmt(100 * c.synthetic_auroc);
+                         return t + ")";
+                     }()
                   << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
                   << fmt(x.score_seconds, 1) << " s)" << std::endl;
     };

@@ -177,6 +177,8 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.shots = k;
                 r.seed = seed;
                 r.fit_seconds = seconds_since(t0);
+                r.scorer = to_string(det.config().scorer);
+                r.selection = det.selection();
                 const auto t1 = std::chrono::steady_clock::now();
                 pp.stage = "score";
                 const bool masks = std::any_of(test.begin(), test.end(), [](const auto& s) { return !s.mask_path.empty(); });

@@ -236,7 +236,12 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
     for (const auto& x : r.runs)
         j["runs"].push_back({{"category", x.category}, {"shots", x.shots}, {"seed", x.seed}, {"auroc", 100 * x.auroc},
                              {"pixel_auroc", x.pixel_auroc >= 0 ? json(100 * x.pixel_auroc) : json(nullptr)},
-                             {"pixel_images", x.pixel_images},
+                             {"pixel_images", x.pixel_images}, {"scorer", x.scorer},
+                             {"selection", [&] {
+                                  json a = json::array();
+                                  for (const auto& c : x.selection) a.push_back({{"scorer", c.scorer}, {"synthetic_auroc", 100 * c.synthetic_auroc}});
+                                  return a;
+                              }()},
                              {"threshold", x.threshold}, {"fpr_at_threshold", x.fpr}, {"tpr_at_threshold", x.tpr},
                              {"fit_seconds", x.fit_seconds}, {"score_seconds", x.score_seconds}, {"scores", x.scores},
                              {"labels", x.labels}, {"kinds", x.kinds}, {"names", x.names}});

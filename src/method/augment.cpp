@@ -348,6 +348,32 @@ Tensor augment(const Tensor& img, const AugmentOptions& o, Rng& rng) {
     return out;
 }
 
+Tensor synthetic_defect(const Tensor& img, Rng& rng) {
+    check_img(img, "synthetic_defect");
+    const int64_t kind = rng.integer(0, 2);
+    if (kind == 0) return cutpaste(img, rng);
+    if (kind == 1) return scar(img, rng);
+    const int64_t h = img.dim(1), w = img.dim(2);
+    const double area = static_cast<double>(h * w) * rng.uniform(0.01f, 0.06f);
+    const double aspect = std::exp(rng.uniform(std::log(0.4f), std::log(2.5f)));
+    const double ry = std::sqrt(area / aspect / M_PI), rx = std::sqrt(area * aspect / M_PI);
+    const double cy = rng.uniform(0.0f, static_cast<float>(h - 1)), cx = rng.uniform(0.0f, static_cast<float>(w - 1));
+    const float shift = (rng.bernoulli(0.5f) ? -1.0f : 1.0f) * rng.uniform(0.25f, 0.5f);
+    Tensor out = img.clone();
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+            const double d = std::sqrt(std::pow((static_cast<double>(y) - cy) / ry, 2) + std::pow((static_cast<double>(x) - cx) / rx, 2));
+            if (d >= 1.2) continue;
+            const float m = d <= 0.8 ? 1.0f : static_cast<float>((1.2 - d) / 0.4);  // soft edge
+            const float noise = rng.normal(0.0f, 0.05f);
+            for (int64_t c = 0; c < 3; ++c) {
+                float& v = out.data()[(c * h + y) * w + x];
+                v = clamp01(v + m * (shift + noise));
+            }
+        }
+    return out;
+}
+
 Tensor negative(const Tensor& img, Negative kind, Rng& rng) {
     check_img(img, "negative");
     switch (kind) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fsad/core/parallel.hpp"
+#include "fsad/eval/roc.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/io/safetensors.hpp"
 
@@ -25,7 +26,10 @@ json config_json(const DetectorConfig& c) {
             {"scorer", to_string(c.scorer)},
             {"view", to_string(c.view)},
             {"max_aspect", c.max_aspect},
-            {"patch", {{"map_sigma", c.patch.map_sigma}, {"coreset", c.patch.coreset}, {"max_bank", c.patch.max_bank}}},
+            {"view_h", c.view_h},
+            {"view_w", c.view_w},
+            {"patch", {{"map_sigma", c.patch.map_sigma}, {"coreset", c.patch.coreset}, {"max_bank", c.patch.max_bank},
+                       {"stages", c.patch.stages}}},
             {"density", {{"shrinkage", c.density.shrinkage == method::Shrinkage::LedoitWolf ? "ledoit-wolf" : "ridge"},
                          {"ridge", c.density.ridge},
                          {"l2_normalize", c.density.l2_normalize}}},
@@ -56,11 +60,14 @@ DetectorConfig config_from_json(const json& j) {
     c.scorer = parse_scorer(j.value("scorer", std::string("global")));
     c.view = parse_view(j.value("view", std::string("squash")));
     c.max_aspect = j.value("max_aspect", 8.0);
+    c.view_h = j.value("view_h", int64_t{0});
+    c.view_w = j.value("view_w", int64_t{0});
     if (j.contains("patch")) {
         const auto& p = j.at("patch");
         c.patch.map_sigma = p.at("map_sigma").get<double>();
         c.patch.coreset = p.at("coreset").get<double>();
         c.patch.max_bank = p.at("max_bank").get<int64_t>();
+        c.patch.stages = p.value("stages", std::vector<int64_t>{});
     }
     const auto& d = j.at("density");
     c.density.shrinkage = d.at("shrinkage").get<std::string>() == "ridge" ? method::Shrinkage::Ridge : method::Shrinkage::LedoitWolf;
@@ -136,6 +143,9 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
                cfg_.patch.coreset);
     FSAD_CHECK(cfg_.patch.max_bank >= 1, "Detector: patch.max_bank must be positive");
     FSAD_CHECK(cfg_.patch.map_sigma >= 0, "Detector: patch.map_sigma must not be negative");
+    for (int64_t st : cfg_.patch.stages)
+        FSAD_CHECK(st >= 0 && st < backbone_->num_stages(), "Detector: patch stage ", st, " out of range [0, ",
+                   backbone_->num_stages() - 1, "]");
     FSAD_CHECK(cfg_.view == View::Squash || cfg_.resize_short == 0,
                "Detector: resize_short (centre crop) applies to the squash view only");
     FSAD_CHECK(cfg_.resize_short == 0 || cfg_.resize_short >= cfg_.resolution,
@@ -152,6 +162,11 @@ Tensor Detector::view_of(const Tensor& img) const {
     FSAD_CHECK(img.defined() && img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) > 0 && img.dim(2) > 0,
                "Detector: not an RGB image [3,H,W]");
     const int64_t H = img.dim(1), W = img.dim(2), r = cfg_.resolution;
+    if (cfg_.view == View::Shots) {
+        FSAD_CHECK(cfg_.view_h > 0 && cfg_.view_w > 0, "Detector: the shots view's size is set by fit");
+        if (H == cfg_.view_h && W == cfg_.view_w) return img;
+        return io::resize_antialias(img, cfg_.view_h, cfg_.view_w);
+    }
     if (cfg_.view == View::Keep) {
         const double aspect = std::min(cfg_.max_aspect, static_cast<double>(std::max(H, W)) / static_cast<double>(std::min(H, W)));
         const int64_t along = std::max<int64_t>(r, std::lround(static_cast<double>(r) * aspect));
@@ -205,7 +220,7 @@ Tensor Detector::features(const std::vector<Tensor>& prepared, const std::functi
 std::vector<Tensor> Detector::patch_maps(const std::vector<Tensor>& prepared, const std::function<void(int64_t)>& done) const {
     NoGradGuard ng;
     std::vector<Tensor> out(prepared.size());
-    const std::vector<int64_t> stages = backbone_->patch_stages();
+    const std::vector<int64_t> stages = cfg_.patch.stages.empty() ? backbone_->patch_stages() : cfg_.patch.stages;
     const int64_t last = *std::max_element(stages.begin(), stages.end());
     const size_t bs = cfg_.device.is_cuda() ? 256 : 16;
     int64_t count = 0;
@@ -246,6 +261,18 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     backbone_->eval();
     backbone_->prepare_inference();  // the weights are final: packed once for every image scored
     const int64_t n = static_cast<int64_t>(normal.size()), A = cfg_.n_augment;
+    if (cfg_.view == View::Shots) {  // one view size for every image: the shots' median aspect ratio
+        std::vector<double> logs;
+        for (const Tensor& t : normal) logs.push_back(std::log(static_cast<double>(t.dim(2)) / static_cast<double>(t.dim(1))));
+        std::sort(logs.begin(), logs.end());
+        const size_t m = logs.size();
+        const double a = std::exp(m % 2 ? logs[m / 2] : 0.5 * (logs[m / 2 - 1] + logs[m / 2]));  // width / height
+        const double along = std::min(cfg_.max_aspect, std::max(a, 1 / a));
+        const int64_t r = cfg_.resolution;
+        const int64_t l = along < 1.2 ? r : std::max<int64_t>(r, 16 * std::lround(static_cast<double>(r) * along / 16.0));
+        cfg_.view_h = a >= 1 ? r : l;
+        cfg_.view_w = a >= 1 ? l : r;
+    }
     // the shots as test images are seen (the same view), and N_A augmented copies of each (regular
     // t: in the squash view square crops at the resolution as the paper draws them; in the keep
     // view crops of the view's own shape and size)
@@ -260,7 +287,7 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     for (int64_t i = 0; i < n * A; ++i) {
         Rng r(seeds[static_cast<size_t>(i)]);
         const size_t shot = static_cast<size_t>(i / A);
-        if (cfg_.view == View::Keep) {
+        if (cfg_.view != View::Squash) {
             method::AugmentOptions o = cfg_.byol.augment;
             o.out_h = views[shot].dim(1);
             o.out_w = views[shot].dim(2);
@@ -292,18 +319,50 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
 }
 
 namespace {
-double quantile_of(std::vector<float> v, double q) {
-    std::sort(v.begin(), v.end());
-    const double pos = q * static_cast<double>(v.size() - 1);
-    const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(v.size() - 1, lo + 1);
-    return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+// z with Phi(z) = q (standard normal), by bisection on erfc: exact to double precision
+double normal_quantile(double q) {
+    double lo = -40, hi = 40;
+    for (int i = 0; i < 200; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        (0.5 * std::erfc(-mid / std::sqrt(2.0)) < q ? lo : hi) = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+// The q-quantile of the next score under a log-normal fitted to n >= 2 positive scores, widened
+// for the estimate's own uncertainty: exp(m + z_q s sqrt(1 + 1/n)), m and s the mean and sample
+// deviation of the logs. (The empirical q-quantile of five or ten scores is their maximum, which
+// a new normal image exceeds with probability about 1/(n + 1).)
+double prediction_bound(const std::vector<float>& v, double q) {
+    const double n = static_cast<double>(v.size());
+    double m = 0, ss = 0;
+    for (float x : v) m += std::log(std::max(static_cast<double>(x), 1e-30));
+    m /= n;
+    for (float x : v) ss += std::pow(std::log(std::max(static_cast<double>(x), 1e-30)) - m, 2);
+    const double sd = std::sqrt(ss / (n - 1));
+    return std::exp(m + normal_quantile(q) * sd * std::sqrt(1 + 1 / n));
 }
 }  // namespace
 
 void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Tensor>& copies,
                          const std::function<void(const FitProgress&)>& progress) {
     const int64_t n = static_cast<int64_t>(views.size()), A = cfg_.n_augment;
-    const int64_t total = n * (1 + A);
+    const bool select = cfg_.scorer == Scorer::Auto;
+    // Auto: K synthetic defects pasted into each shot's view (method::synthetic_defect)
+    constexpr int64_t K = 4;
+    std::vector<Tensor> defects;
+    if (select) {
+        defects.resize(static_cast<size_t>(n * K));
+        Rng seeder(cfg_.seed ^ 0xdefec7ULL);
+        std::vector<uint64_t> seeds(defects.size());
+        for (auto& s : seeds) s = seeder.engine()();
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < n * K; ++i) {
+            Rng r(seeds[static_cast<size_t>(i)]);
+            defects[static_cast<size_t>(i)] = method::synthetic_defect(views[static_cast<size_t>(i / K)], r);
+        }
+    }
+    const int64_t total = n * (1 + A) + static_cast<int64_t>(defects.size());
     if (progress) progress({"features", 0, total, 0});
     const std::vector<Tensor> fv = patch_maps(views, [&](int64_t d) {
         if (progress) progress({"features", d, total, 0});
@@ -311,23 +370,25 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     const std::vector<Tensor> fc = patch_maps(copies, [&](int64_t d) {
         if (progress) progress({"features", n + d, total, 0});
     });
+    const std::vector<Tensor> fd = patch_maps(defects, [&](int64_t d) {
+        if (progress) progress({"features", n * (1 + A) + d, total, 0});
+    });
+    auto rows_of = [](const Tensor& m) { return method::patch_rows(m.reshape(Shape{1, m.dim(0), m.dim(1), m.dim(2)})); };
     // every patch of shot i (its view and its copies), as rows
     std::vector<Tensor> shot_rows(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-        std::vector<Tensor> maps{fv[static_cast<size_t>(i)]};
-        for (int64_t a = 0; a < A; ++a) maps.push_back(fc[static_cast<size_t>(i * A + a)]);
-        std::vector<Tensor> r;
-        for (const Tensor& m : maps) r.push_back(method::patch_rows(m.reshape(Shape{1, m.dim(0), m.dim(1), m.dim(2)})));
+        std::vector<Tensor> r{rows_of(fv[static_cast<size_t>(i)])};
+        for (int64_t a = 0; a < A; ++a) r.push_back(rows_of(fc[static_cast<size_t>(i * A + a)]));
         shot_rows[static_cast<size_t>(i)] = ops::concat(r, 0);
     }
     method::GaussianOptions gopt = cfg_.density;
     gopt.l2_normalize = false;  // patch features keep their lengths (as the references)
-    // fits the scorer on the rows of the shots in `use` into (density, knn)
-    auto fit_on = [&](const std::vector<int64_t>& use, method::GaussianDensity& g, method::PatchKnn& k) {
+    // fits scorer `sc` on the rows of the shots in `use` into (density, knn)
+    auto fit_on = [&](Scorer sc, const std::vector<int64_t>& use, method::GaussianDensity& g, method::PatchKnn& k) {
         std::vector<Tensor> r;
         for (int64_t i : use) r.push_back(shot_rows[static_cast<size_t>(i)]);
         const Tensor all = ops::concat(r, 0);
-        if (cfg_.scorer == Scorer::PatchGauss) {
+        if (sc == Scorer::PatchGauss) {
             g.fit(all, gopt);
         } else {
             const int64_t M = all.dim(0);
@@ -336,31 +397,44 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
             k.fit(m >= M ? all : ops::gather_rows(all, method::greedy_coreset(all, m, cfg_.seed)));
         }
     };
+    auto image_score = [&](Scorer sc, const method::GaussianDensity& g, const method::PatchKnn& k, const Tensor& fm,
+                           const Tensor& view) {
+        const Tensor ps = sc == Scorer::PatchKnn ? k.score(rows_of(fm)) : g.score(rows_of(fm));
+        const Tensor map = method::anomaly_map(ps.data(), fm.dim(1), fm.dim(2), view.dim(1), view.dim(2), cfg_.patch.map_sigma);
+        return *std::max_element(map.data(), map.data() + map.numel());
+    };
+    // leave each shot out: its view (and, when selecting, its synthetic defects) scored by the
+    // scorer fitted on the other shots. The clean scores calibrate the threshold.
+    const std::vector<Scorer> candidates = select ? std::vector<Scorer>{Scorer::PatchGauss, Scorer::PatchKnn}
+                                                  : std::vector<Scorer>{cfg_.scorer};
+    std::vector<std::vector<float>> held(candidates.size());
+    selection_.clear();
+    for (size_t c = 0; c < candidates.size(); ++c) {
+        std::vector<float> bad;
+        for (int64_t i = 0; i < n; ++i) {
+            if (progress) progress({"threshold", static_cast<int64_t>(c) * n + i, static_cast<int64_t>(candidates.size()) * n, 0});
+            std::vector<int64_t> others;
+            for (int64_t j = 0; j < n; ++j)
+                if (j != i) others.push_back(j);
+            method::GaussianDensity g;
+            method::PatchKnn k;
+            fit_on(candidates[c], others, g, k);
+            held[c].push_back(image_score(candidates[c], g, k, fv[static_cast<size_t>(i)], views[static_cast<size_t>(i)]));
+            for (int64_t d = 0; d < (select ? K : 0); ++d)
+                bad.push_back(image_score(candidates[c], g, k, fd[static_cast<size_t>(i * K + d)], defects[static_cast<size_t>(i * K + d)]));
+        }
+        if (select) selection_.push_back({to_string(candidates[c]), eval::auroc_pos_neg(held[c], bad)});
+    }
+    size_t best = 0;
+    for (size_t c = 1; c < selection_.size(); ++c)
+        if (selection_[c].synthetic_auroc > selection_[best].synthetic_auroc) best = c;
+    cfg_.scorer = candidates[best];
     std::vector<int64_t> everyone(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) everyone[static_cast<size_t>(i)] = i;
     if (progress) progress({"density", 0, 1, 0});
-    fit_on(everyone, patch_density_, knn_);
+    fit_on(cfg_.scorer, everyone, patch_density_, knn_);
     if (progress) progress({"density", 1, 1, 0});
-    // threshold: each shot's view scored by the scorer fitted on the other shots
-    std::vector<float> held(static_cast<size_t>(n));
-    const double sigma = cfg_.patch.map_sigma;
-    for (int64_t i = 0; i < n; ++i) {
-        if (progress) progress({"threshold", i, n, 0});
-        std::vector<int64_t> others;
-        for (int64_t j = 0; j < n; ++j)
-            if (j != i) others.push_back(j);
-        method::GaussianDensity g;
-        method::PatchKnn k;
-        fit_on(others, g, k);
-        const Tensor& fm = fv[static_cast<size_t>(i)];
-        const Tensor rows = method::patch_rows(fm.reshape(Shape{1, fm.dim(0), fm.dim(1), fm.dim(2)}));
-        const Tensor ps = cfg_.scorer == Scorer::PatchKnn ? k.score(rows) : g.score(rows);
-        const Tensor map = method::anomaly_map(ps.data(), fm.dim(1), fm.dim(2), views[static_cast<size_t>(i)].dim(1),
-                                               views[static_cast<size_t>(i)].dim(2), sigma);
-        held[static_cast<size_t>(i)] = *std::max_element(map.data(), map.data() + map.numel());
-    }
-    threshold_ = quantile_of(held, cfg_.threshold_quantile);
-    if (progress) progress({"threshold", n, n, 0});
+    threshold_ = prediction_bound(held[best], cfg_.threshold_quantile);
 }
 
 void Detector::fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress) {
@@ -460,6 +534,7 @@ void Detector::save(const std::string& path) const {
             t["patch.cholesky"] = patch_density_.cholesky();
             break;
         case Scorer::PatchKnn: t["patch.bank"] = knn_.bank(); break;
+        case Scorer::Auto: throw Error("Detector::save: no scorer was chosen");  // fit replaces Auto
     }
     json meta_cfg = config_json(cfg_);
     std::map<std::string, std::string> meta{{"format", kFormat},
@@ -530,6 +605,7 @@ Detector Detector::load(const std::string& path, Device device) {
                 d.knn_.fit(bank);
                 break;
             }
+            case Scorer::Auto: throw FormatError(path + ": the model file names no fitted scorer ('auto')");
         }
     } catch (const FormatError&) {
         throw;
@@ -548,22 +624,25 @@ Scorer parse_scorer(const std::string& s) {
     if (s == "global") return Scorer::Global;
     if (s == "patch-gauss") return Scorer::PatchGauss;
     if (s == "patch-knn") return Scorer::PatchKnn;
-    throw Error("unknown scorer '" + s + "' (global | patch-gauss | patch-knn)");
+    if (s == "auto") return Scorer::Auto;
+    throw Error("unknown scorer '" + s + "' (auto | global | patch-gauss | patch-knn)");
 }
 std::string to_string(Scorer s) {
     switch (s) {
         case Scorer::Global: return "global";
         case Scorer::PatchGauss: return "patch-gauss";
         case Scorer::PatchKnn: return "patch-knn";
+        case Scorer::Auto: return "auto";
     }
     return "?";
 }
 View parse_view(const std::string& s) {
     if (s == "squash") return View::Squash;
     if (s == "keep") return View::Keep;
-    throw Error("unknown view '" + s + "' (squash | keep)");
+    if (s == "shots") return View::Shots;
+    throw Error("unknown view '" + s + "' (squash | keep | shots)");
 }
-std::string to_string(View v) { return v == View::Keep ? "keep" : "squash"; }
+std::string to_string(View v) { return v == View::Keep ? "keep" : v == View::Shots ? "shots" : "squash"; }
 
 std::string to_json(const DetectorConfig& cfg) { return config_json(cfg).dump(); }
 

@@ -46,6 +46,8 @@ struct RunResult {
     int shots = 0, seed = 0;
     double auroc = 0;            ///< in [0, 1]
     double pixel_auroc = -1;     ///< in [0, 1]; < 0 when not measured (no masks, or no maps)
+    std::string scorer;          ///< the fitted detector's scorer (Scorer::Auto's choice)
+    std::vector<Detector::Candidate> selection;  ///< Scorer::Auto's synthetic AUROCs
     int64_t pixel_images = 0;    ///< images in it: the normals and the anomalies with a mask
     double threshold = 0;        ///< the detector's calibrated threshold
     double fpr = 0, tpr = 0;     ///< at the threshold

@@ -34,6 +34,10 @@ std::string to_string(Negative n);
 /// t(img): random resized crop to size x size, flips, rotation, then (if colour) colour jitter,
 /// grayscale and Gaussian blur, each with its probability.
 Tensor augment(const Tensor& img, const AugmentOptions& opt, Rng& rng);
+/// A synthetic local defect for choosing a scorer without real anomalies: one of CutPaste,
+/// CutPaste-scar or a spot (a soft-edged ellipse, 1-6% of the image, darkened or brightened by
+/// 0.25-0.5 and lightly textured with noise), each with probability 1/3.
+Tensor synthetic_defect(const Tensor& img, Rng& rng);
 /// t_n(img) on an image already at working resolution.
 Tensor negative(const Tensor& img, Negative kind, Rng& rng);
 

@@ -20,8 +20,10 @@ enum class Scorer {
     Global,      ///< the paper: one pooled feature per view, Gaussian density, Mahalanobis distance
     PatchGauss,  ///< one Gaussian shared by all patch positions; image score = max of the smoothed map
     PatchKnn,    ///< nearest-neighbour distance to a coreset of the shots' patches; max of the map
+    Auto,        ///< chosen at fit time from the shots alone: the patch scorer that best separates
+                 ///< each held-out shot from synthetic defects pasted into it (Detector::selection)
 };
-Scorer parse_scorer(const std::string& s);  ///< global | patch-gauss | patch-knn
+Scorer parse_scorer(const std::string& s);  ///< auto | global | patch-gauss | patch-knn
 std::string to_string(Scorer s);
 
 /// What the backbone sees of an image.
@@ -29,14 +31,20 @@ enum class View {
     Squash,  ///< resized to resolution x resolution (aspect not kept; the paper's and the references')
     Keep,    ///< short side resized to the resolution, long side in proportion (aspect kept, up to
              ///< max_aspect; beyond it the long side is squeezed to max_aspect x resolution)
+    Shots,   ///< every image resized to one size fixed at fit time: the shots' median aspect ratio
+             ///< (up to max_aspect) with the short side at the resolution, the long side rounded to
+             ///< a multiple of 16; square when that ratio is under 1.2. Long products keep their
+             ///< shape, and every image gives the same number of patches.
 };
-View parse_view(const std::string& s);  ///< squash | keep
+View parse_view(const std::string& s);  ///< squash | keep | shots
 std::string to_string(View v);
 
 struct PatchConfig {
     double map_sigma = 4.0;  ///< Gaussian blur of the anomaly map, px of the view
     double coreset = 0.1;    ///< patch-knn: fraction of the shots' patches kept in the memory bank
     int64_t max_bank = 16384;  ///< patch-knn: at most this many bank patches
+    std::vector<int64_t> stages;  ///< backbone stages tapped (forward_features' list, finest first);
+                                  ///< empty = Backbone::patch_stages() (strides 8 and 16)
 };
 
 struct DetectorConfig {
@@ -52,10 +60,15 @@ struct DetectorConfig {
                                ///< shots' own views only
     Scorer scorer = Scorer::Global;
     View view = View::Squash;
-    double max_aspect = 8.0;   ///< View::Keep: longest side / shortest side kept
+    double max_aspect = 8.0;   ///< View::Keep and View::Shots: longest side / shortest side kept
+    int64_t view_h = 0, view_w = 0;  ///< View::Shots: the view's size, set by fit (0 before)
     PatchConfig patch;
     method::GaussianOptions density;
-    double threshold_quantile = 0.99;  ///< of leave-one-shot-out scores (see calibrate_threshold)
+    /// Decision threshold. Global scorer: this quantile of the leave-one-shot-out scores of the
+    /// augmented copies (calibrate_threshold). Patch scorers: each shot's view scored by the scorer
+    /// fitted on the other shots, and the threshold is this quantile of a log-normal fitted to those
+    /// n scores, widened for its n samples (a prediction bound: exp(m + z_q s sqrt(1 + 1/n))).
+    double threshold_quantile = 0.99;
     int threads = 0;                   ///< 0 = all cores
     uint64_t seed = 0;
     /// Where the backbone runs (fine-tuning and features). Not stored in the model file: a model
@@ -105,6 +118,15 @@ public:
     /// Reads a model file; refuses other formats/versions, truncated or modified files.
     static Detector load(const std::string& path, Device device = Device::cpu());
 
+    /// Scorer::Auto: each candidate's synthetic AUROC (held-out shots against synthetic defects
+    /// pasted into them, each scored by the candidate fitted on the other shots); the fitted
+    /// detector's config().scorer is the best. Empty for a fixed scorer or a loaded model.
+    struct Candidate {
+        std::string scorer;
+        double synthetic_auroc = 0;
+    };
+    const std::vector<Candidate>& selection() const { return selection_; }
+
     bool fitted() const { return density_.fitted() || patch_density_.fitted() || knn_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
     const method::GaussianDensity& density() const { return density_; }
@@ -132,6 +154,7 @@ private:
     method::GaussianDensity density_;        // Scorer::Global
     method::GaussianDensity patch_density_;  // Scorer::PatchGauss
     method::PatchKnn knn_;                   // Scorer::PatchKnn
+    std::vector<Candidate> selection_;       // Scorer::Auto's table
     double threshold_ = 0;
 };
 
