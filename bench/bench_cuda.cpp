@@ -176,7 +176,9 @@ void detector_score(benchmark::State& st) {
     if (!have_gpu(st)) return;
     const int64_t n = st.range(0);
     const PrecisionArg prec(st.range(1));
-    DetectorConfig c;
+    DetectorConfig c;  // the paper's global scorer on ResNet18 (the first GPU run's numbers)
+    c.backbone = nn::BackboneKind::ResNet18;
+    c.scorer = Scorer::Global;
     c.adapt = false;
     c.n_augment = 2;
     c.device = kGpu;

@@ -33,7 +33,10 @@ int main(int argc, char** argv) {
         const std::string k = argv[i], v = argv[i + 1];
         if (k == "--weights") cfg.weights = v;
         else if (k == "--backbone") cfg.backbone = fsad::nn::parse_backbone_kind(v);
-        else if (k == "--steps") cfg.byol.steps = std::stoll(v);
+        else if (k == "--steps") {  // fine-tuning is off by default
+            cfg.byol.steps = std::stoll(v);
+            cfg.adapt = cfg.byol.steps > 0;
+        }
         else if (k == "--width") cfg.width = std::stof(v);
         else if (k == "--res") cfg.resolution = std::stoll(v);
         else if (k == "-o") out = v;

@@ -680,7 +680,10 @@ TEST_CASE("cuda: a fine-tuning step reads back only its losses and the features'
 }
 
 TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
-    DetectorConfig c;
+    DetectorConfig c;  // the paper's method: fine-tuned ResNet18, global Gaussian
+    c.backbone = nn::BackboneKind::ResNet18;
+    c.adapt = true;
+    c.scorer = Scorer::Global;
     c.width = 0.125f;
     c.resolution = 32;
     c.n_augment = 3;
@@ -699,6 +702,21 @@ TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
     const auto a = cpu_det.score(test), b = gpu_det.score(test);
     for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == doctest::Approx(a[i]).epsilon(2e-2));
     CHECK(gpu_det.threshold() == doctest::Approx(cpu_det.threshold()).epsilon(2e-2));
+
+    // the default recipe: MobileNetV2's stage maps on the GPU, the patch scorers (auto) after them
+    DetectorConfig p;
+    p.width = 0.25f;
+    p.resolution = 32;
+    Detector cpu_p(p);
+    cpu_p.fit(shots);
+    p.device = kGpu;
+    Detector gpu_p(p);
+    gpu_p.fit(shots);
+    CHECK(gpu_p.config().scorer == cpu_p.config().scorer);
+    const auto pa = cpu_p.score(test), pb = gpu_p.score(test);
+    for (size_t i = 0; i < pa.size(); ++i) CHECK(pb[i] == doctest::Approx(pa[i]).epsilon(2e-2));
+    const auto ma = cpu_p.score_map({test[0]}), mb = gpu_p.score_map({test[0]});
+    CHECK(mb[0].shape() == ma[0].shape());
 }
 
 TEST_CASE("cuda: the Gaussian density fit (cuSOLVER) and scores (cuBLAS) match the CPU") {

@@ -519,6 +519,8 @@ TEST_CASE("score_samples: the image cache gives the same scores and respects its
     so.test_per_defect = 1;
     data::Dataset ds = data::synthetic_dataset(so);
     DetectorConfig c;
+    c.backbone = nn::BackboneKind::ResNet18;
+    c.scorer = Scorer::Global;
     c.width = 0.125f;
     c.resolution = 32;
     c.adapt = false;

@@ -20,8 +20,11 @@ Tensor texture(uint64_t seed, bool scratch) {
         }
     return t;
 }
-DetectorConfig tiny() {
+DetectorConfig tiny() {  // the paper's method: fine-tuned ResNet18, global Gaussian on augmented copies
     DetectorConfig c;
+    c.backbone = nn::BackboneKind::ResNet18;
+    c.adapt = true;
+    c.scorer = Scorer::Global;
     c.width = 0.125f;
     c.resolution = 32;
     c.n_augment = 4;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "fsad/eval/py_random.hpp"
 #include "fsad/fsad.hpp"
@@ -127,5 +128,29 @@ TEST_CASE("[shared] Magnetic Tile no-adaptation baseline reproduces the PyTorch 
                   << per_seed[2] << "); PyTorch reference " << want << "; features of " << all.size() << " images in "
                   << extract_s << " s");
         CHECK(std::fabs(mean - want) <= 1.5);
+    }
+}
+
+TEST_CASE("[shared] patch-gauss on MPDD metal plate reproduces the PyTorch reference, image and pixel AUROC") {
+    const std::string root = FSAD_SHARED_DIR "/data/mpdd-metal-plate";
+    const std::string w = FSAD_SHARED_DIR "/weights/mobilenetv2_imagenet.safetensors";
+    if (!std::filesystem::exists(root) || !std::filesystem::exists(w)) {
+        MESSAGE("skipped: " << root << " or the MobileNetV2 weights not found");
+        return;
+    }
+    // ../shared/peers/reference-results.md, patch-gauss (ad_reference.py: the same shots, 224 px squashed)
+    eval::ProtocolOptions po;
+    po.detector.weights = w;
+    po.detector.scorer = Scorer::PatchGauss;
+    po.shots = {5, 10};
+    po.seeds = 3;
+    po.gallery = 0;
+    const eval::EvalResult res = eval::run_protocol(data::load_mvtec(root), po);
+    const std::map<int, std::pair<double, double>> want{{5, {97.65, 98.38}}, {10, {99.35, 98.47}}};
+    for (const auto& s : res.summary()) {
+        MESSAGE(s.shots << "-shot: image " << s.mean << " (reference " << want.at(s.shots).first << "), pixel " << s.pixel_mean
+                        << " (reference " << want.at(s.shots).second << "); " << s.fpr_mean << "% of normals flagged");
+        CHECK(std::fabs(s.mean - want.at(s.shots).first) <= 1.0);
+        CHECK(std::fabs(s.pixel_mean - want.at(s.shots).second) <= 0.5);
     }
 }

@@ -42,13 +42,16 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
     c->add_option("--width", f.width, "channel width multiplier (1 = the published network)")->check(CLI::Range(0.05, 4.0));
     c->add_option("--negatives", f.negatives, "negative augmentation for L_np: none | cutpaste | scar | union | cifar")
         ->check(CLI::IsMember({"none", "cutpaste", "scar", "union", "cifar"}));
-    c->add_option("--steps", f.steps, "fine-tuning steps (0 = no fine-tuning)")->check(CLI::Range(0, 1000000));
+    c->add_option("--steps", f.steps,
+                  "contrastive fine-tuning steps (default 0: none, the patch scorers gain nothing from it; eval's "
+                  "fine-tuning methods default to the paper's 200)")
+        ->check(CLI::Range(0, 1000000));
     c->add_option("--batch", f.batch, "fine-tuning batch size")->check(CLI::Range(2, 4096));
     c->add_option("--lr", f.lr, "Adam learning rate")->check(CLI::PositiveNumber);
     c->add_option("--res", f.res, "working resolution, px")->check(CLI::Range(32, 1024));
     c->add_option("--resize-short", f.resize_short, "test-time: resize the short side to this, centre-crop --res (0 = plain resize)")
         ->check(CLI::Range(0, 4096));
-    c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the Gaussian (N_A)")->check(CLI::Range(0, 1000));
+    c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the density (N_A; 0 = the shots' own views)")->check(CLI::Range(0, 1000));
     c->add_option("--scorer", f.scorer,
                   "auto (the patch scorer that best separates held-out shots from synthetic defects) | global (the "
                   "paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, anomaly maps) | "
@@ -127,7 +130,9 @@ int main(int argc, char** argv) {
     c_eval->add_option("--shots", ev.shots, "shot counts, comma separated")->delimiter(',')->check(CLI::Range(1, 100000));
     c_eval->add_option("--seeds", ev.seeds, "seeds per setting (--seed, --seed + 1, ...)")->check(CLI::Range(1, 1000));
     c_eval->add_option("--method", ev.method,
-                       "ours (L_con + L_pp) | ours-np (+ L_np) | no-adapt | contrastive (L_con only) | fixed-centre")
+                       "no-adapt (default: ImageNet features, no fine-tuning) | ours (fine-tuning with L_con + L_pp) | "
+                       "ours-np (+ L_np) | contrastive (L_con only) | fixed-centre; the fine-tuning methods run --steps "
+                       "(default 200)")
         ->check(CLI::IsMember({"ours", "ours-np", "no-adapt", "contrastive", "fixed-centre"}));
     c_eval->add_option("--corruptions", ev.corruptions, "cifar10: corruptions, comma separated (default: the nine of METHOD.md)")
         ->delimiter(',');

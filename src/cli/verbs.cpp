@@ -272,6 +272,7 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
     if (cifar && app->count("--no-colour") == 0) f.no_colour = true;
     if (a.method == "ours-np" && app->count("--negatives") == 0) f.negatives = cifar ? "cifar" : "cutpaste";
     if (a.method == "no-adapt") f.no_adapt = true;
+    else if (app->count("--steps") == 0) f.steps = 200;  // a fine-tuning method: the paper's step count
     std::string wnote;
     DetectorConfig cfg = make_config(f, &wnote);
     if (a.method == "contrastive") cfg.byol.pair = method::PairLoss::None;
@@ -338,14 +339,8 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
 
 // ----------------------------------------------------------------------------------------- demo
 DetectorFlags DemoArgs::demo_defaults() {
-    DetectorFlags f;
-    f.backbone = "resnet18";
+    DetectorFlags f;  // fsad's defaults (no fine-tuning, auto patch scorer) at 128 px
     f.res = 128;
-    f.steps = 10;
-    f.batch = 16;
-    f.lr = 3e-6f;
-    f.freeze_bn = true;
-    f.n_augment = 10;
     return f;
 }
 

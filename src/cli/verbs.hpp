@@ -24,7 +24,7 @@ struct ScoreArgs {
     int threads = 0;
 };
 struct EvalArgs {
-    std::string dataset, root, method = "ours", report;
+    std::string dataset, root, method = "no-adapt", report;
     std::vector<std::string> categories, corruptions;
     std::vector<int> shots{5};
     int seeds = 5;

@@ -148,6 +148,23 @@ contains "$W/err" "trunc.fsad" "the truncated model is named"
 cp "$DATA/images/rgb8.png" "$W/notmodel.fsad"
 expect 1 "score with a PNG as the model" "$FSAD" -q score -m "$W/notmodel.fsad" "$W/ds/metal/test"
 contains "$W/err" "notmodel.fsad" "the wrong model file is named"
+expect 0 "score --maps writes an anomaly-map overlay per image" "$FSAD" -q score -m "$W/m.fsad" "$W/ds/metal/test" --maps "$W/maps"
+[[ $(find "$W/maps" -name '*_map*.png' | wc -l) == "$nimg" ]] && ok "one map PNG per image" || bad "one map PNG per image"
+python3 - "$W/maps" "$W/ds/metal/test" <<'PY' && ok "the maps have their images' sizes" || bad "the maps have their images' sizes"
+import pathlib, struct, sys
+def size(p):  # PNG IHDR: width, height
+    b = pathlib.Path(p).read_bytes()
+    return struct.unpack(">II", b[16:24])
+maps = {p.name: size(p) for p in pathlib.Path(sys.argv[1]).glob("*.png")}
+imgs = sorted(pathlib.Path(sys.argv[2]).rglob("*.png"))
+assert imgs and all(size(i) in maps.values() for i in imgs), (maps, [size(i) for i in imgs])
+PY
+expect 0 "fit with the global scorer" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --scorer global "${TINY[@]}" -o "$W/mglob.fsad"
+expect 1 "--maps with the global scorer is refused" "$FSAD" -q score -m "$W/mglob.fsad" "$W/ds/metal/test" --maps "$W/maps2"
+contains "$W/err" "no anomaly map" "the refusal says why"
+expect 1 "a one-shot fit with a patch scorer is refused" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 1 --scorer patch-knn "${TINY[@]}" -o "$W/one.fsad"
+contains "$W/err" "at least 2 normal images" "the one-shot refusal says why"
+absent "$W/one.fsad" "no model after the refused fit"
 
 # ---- eval
 expect 0 "eval mvtec" "$FSAD" -q eval --dataset mvtec --root "$W/ds" --shots 2,3 --seeds 2 --steps 0 "${TINY[@]}" --report "$W/rep"
