@@ -310,3 +310,16 @@ TEST_CASE("detector: the shots view fixes one size from the shots' median aspect
     Detector unfitted(c);
     CHECK_THROWS_WITH_AS(unfitted.view_of(texture(1, false)), doctest::Contains("set by fit"), Error);
 }
+
+TEST_CASE("detector: the patch scorers' threshold is a log-normal prediction bound over the held-out scores") {
+    // logs 0 and log 4: m = log 2, s = log(4) / sqrt(2); z_0.99 = 2.3263478740
+    const double s = std::log(4.0) / std::sqrt(2.0);
+    CHECK(prediction_bound({1.0f, 4.0f}, 0.99) == doctest::Approx(std::exp(std::log(2.0) + 2.3263478740 * s * std::sqrt(1.5))));
+    CHECK(prediction_bound({1.0f, 4.0f}, 0.5) == doctest::Approx(2.0));  // the median: the geometric mean
+    CHECK(prediction_bound({3.0f, 3.0f, 3.0f}, 0.99) == doctest::Approx(3.0));
+    const std::vector<float> v{2.1f, 2.4f, 1.9f, 2.8f, 2.2f};
+    CHECK(prediction_bound(v, 0.99) > *std::max_element(v.begin(), v.end()));
+    CHECK(prediction_bound(v, 0.999) > prediction_bound(v, 0.99));
+    CHECK_THROWS_AS(prediction_bound({2.0f}, 0.99), Error);
+    CHECK_THROWS_AS(prediction_bound(v, 1.0), Error);
+}

@@ -329,11 +329,11 @@ double normal_quantile(double q) {
     return 0.5 * (lo + hi);
 }
 
-// The q-quantile of the next score under a log-normal fitted to n >= 2 positive scores, widened
-// for the estimate's own uncertainty: exp(m + z_q s sqrt(1 + 1/n)), m and s the mean and sample
-// deviation of the logs. (The empirical q-quantile of five or ten scores is their maximum, which
-// a new normal image exceeds with probability about 1/(n + 1).)
+}  // namespace
+
 double prediction_bound(const std::vector<float>& v, double q) {
+    FSAD_CHECK(v.size() >= 2, "prediction_bound: need at least 2 scores, got ", v.size());
+    FSAD_CHECK(q > 0 && q < 1, "prediction_bound: q must lie in (0, 1), got ", q);
     const double n = static_cast<double>(v.size());
     double m = 0, ss = 0;
     for (float x : v) m += std::log(std::max(static_cast<double>(x), 1e-30));
@@ -342,7 +342,6 @@ double prediction_bound(const std::vector<float>& v, double q) {
     const double sd = std::sqrt(ss / (n - 1));
     return std::exp(m + normal_quantile(q) * sd * std::sqrt(1 + 1 / n));
 }
-}  // namespace
 
 void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Tensor>& copies,
                          const std::function<void(const FitProgress&)>& progress) {
@@ -434,7 +433,7 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     if (progress) progress({"density", 0, 1, 0});
     fit_on(cfg_.scorer, everyone, patch_density_, knn_);
     if (progress) progress({"density", 1, 1, 0});
-    threshold_ = prediction_bound(held[best], cfg_.threshold_quantile);
+    threshold_ = prediction_bound(held[best], std::min(cfg_.threshold_quantile, 1 - 1e-9));
 }
 
 void Detector::fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress) {

@@ -165,6 +165,13 @@ private:
 std::string to_json(const DetectorConfig& cfg);
 DetectorConfig detector_config_from_json(const std::string& json_text);
 
+/// The patch scorers' threshold: the q-quantile of the next score under a log-normal fitted to
+/// n >= 2 positive held-out scores, widened for the estimate's own uncertainty:
+/// exp(m + z_q s sqrt(1 + 1/n)), m and s the mean and sample deviation of the logs. (The empirical
+/// q-quantile of five or ten scores is their maximum, which a new normal image exceeds with
+/// probability about 1/(n + 1).) requires 0 < q < 1.
+double prediction_bound(const std::vector<float>& held_out, double q);
+
 /// Threshold without anomalies: for each shot, fit the Gaussian on the other shots' augmented
 /// copies and score the held-out shot's copies; the threshold is the `quantile` of all those
 /// scores (an estimate of how far unseen normal images fall). With one shot, the largest score of
