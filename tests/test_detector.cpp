@@ -25,6 +25,7 @@ DetectorConfig tiny() {  // the paper's method: fine-tuned ResNet18, global Gaus
     c.backbone = nn::BackboneKind::ResNet18;
     c.adapt = true;
     c.scorer = Scorer::Global;
+    c.view = View::Squash;
     c.width = 0.125f;
     c.resolution = 32;
     c.n_augment = 4;

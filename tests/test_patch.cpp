@@ -210,7 +210,7 @@ TEST_CASE("detector: patch scorers give maps at the image's size whose maximum i
         for (size_t i = 0; i < 3; ++i) {
             CHECK(views.scores[i] == sc[i]);
             const Tensor& m = views.maps[i];
-            CHECK(m.dim(0) == 32);  // the squash view
+            CHECK(m.dim(0) == 32);  // the shots view of square shots: 32 x 32
             CHECK(*std::max_element(m.data(), m.data() + m.numel()) == sc[i]);
         }
         const auto maps = d.score_map(test);

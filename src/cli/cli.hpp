@@ -30,7 +30,7 @@ struct DetectorFlags {
     float lr = 3e-4f;
     bool no_adapt = false, freeze_bn = false, no_colour = false, tf32 = false;
     double quantile = 0.99;
-    std::string scorer = "auto", view = "squash";
+    std::string scorer = "auto", view = "shots";
     double coreset = 0.1;
     std::vector<int64_t> patch_stages;
     std::string device = "cpu", precision;  ///< precision: empty = fp32 (or tf32 with --tf32)

@@ -104,7 +104,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.resize_short = f.resize_short;
     c.n_augment = f.n_augment;
     c.scorer = parse_scorer(f.scorer);
-    c.view = parse_view(f.view);
+    c.view = f.resize_short > 0 ? View::Squash : parse_view(f.view);  // --resize-short: a square centre crop
     c.patch.coreset = f.coreset;
     c.patch.stages = f.patch_stages;
     c.threshold_quantile = f.quantile;

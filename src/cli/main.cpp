@@ -58,8 +58,9 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
                   "patch-knn (nearest patch in a coreset memory bank, anomaly maps)")
         ->check(CLI::IsMember({"auto", "global", "patch-gauss", "patch-knn"}));
     c->add_option("--view", f.view,
-                  "squash (resize to --res x --res) | keep (short side to --res, each image's aspect kept) | shots (one "
-                  "size for all: short side --res, the shots' median aspect ratio)")
+                  "shots (default: one size for all images, short side --res, the shots' median aspect ratio; square "
+                  "for near-square products) | squash (resize to --res x --res) | keep (short side to --res, each "
+                  "image's own aspect; --resize-short implies squash)")
         ->check(CLI::IsMember({"squash", "keep", "shots"}));
     c->add_option("--coreset", f.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
         ->check(CLI::Range(1e-4, 1.0));

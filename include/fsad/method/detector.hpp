@@ -49,7 +49,8 @@ struct PatchConfig {
 
 /// The defaults are the recipe measured best across every dataset fsad was evaluated on
 /// (docs/results.md): ImageNet MobileNetV2 features without fine-tuning, the shots' own views
-/// (N_A = 0), the patch scorer chosen per product from the shots (Scorer::Auto).
+/// (N_A = 0) at the shots' aspect ratio (View::Shots), the patch scorer chosen per product from the
+/// shots (Scorer::Auto).
 struct DetectorConfig {
     nn::BackboneKind backbone = nn::BackboneKind::MobileNetV2;
     float width = 1.0f;
@@ -62,7 +63,7 @@ struct DetectorConfig {
     int64_t n_augment = 0;     ///< augmented copies of each shot for the density (N_A); 0 = the
                                ///< shots' own views only
     Scorer scorer = Scorer::Auto;
-    View view = View::Squash;
+    View view = View::Shots;   ///< square products: the same as Squash
     double max_aspect = 8.0;   ///< View::Keep and View::Shots: longest side / shortest side kept
     int64_t view_h = 0, view_w = 0;  ///< View::Shots: the view's size, set by fit (0 before)
     PatchConfig patch;
