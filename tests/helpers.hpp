@@ -23,6 +23,18 @@ inline std::string data_dir() {
 
 inline Tensor randn(const Shape& s, uint64_t seed, float std = 1.0f) { return Rng(seed).normal_tensor(s, 0.0f, std); }
 inline Tensor randu(const Shape& s, uint64_t seed, float lo, float hi) { return Rng(seed).uniform_tensor(s, lo, hi); }
+/// A grey striped texture [3,h,w] with noise; `scratch`: a bright diagonal line across it.
+inline Tensor texture(uint64_t seed, bool scratch, int64_t h = 48, int64_t w = 48) {
+    Rng rng(seed);
+    Tensor t = Tensor::empty(Shape{3, h, w});
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+            float v = 0.5f + 0.1f * std::sin(0.5f * static_cast<float>(x)) + rng.normal(0.0f, 0.03f);
+            if (scratch && std::llabs(x - y) < 2) v = 1.0f;
+            for (int64_t c = 0; c < 3; ++c) t.data()[(c * h + y) * w + x] = std::clamp(v, 0.0f, 1.0f);
+        }
+    return t;
+}
 
 struct Diff {
     double max_abs = 0, max_rel = 0;

@@ -5,21 +5,10 @@
 #include "helpers.hpp"
 
 using namespace fsad;
+using fsad::test::texture;
 namespace fs = std::filesystem;
 
 namespace {
-Tensor texture(uint64_t seed, bool scratch) {
-    Rng rng(seed);
-    const int64_t s = 48;
-    Tensor t = Tensor::empty(Shape{3, s, s});
-    for (int64_t y = 0; y < s; ++y)
-        for (int64_t x = 0; x < s; ++x) {
-            float v = 0.5f + 0.1f * std::sin(0.5f * static_cast<float>(x)) + rng.normal(0.0f, 0.03f);
-            if (scratch && std::llabs(x - y) < 2) v = 1.0f;
-            for (int64_t c = 0; c < 3; ++c) t.data()[(c * s + y) * s + x] = std::clamp(v, 0.0f, 1.0f);
-        }
-    return t;
-}
 DetectorConfig tiny() {  // the paper's method: fine-tuned ResNet18, global Gaussian on augmented copies
     DetectorConfig c;
     c.backbone = nn::BackboneKind::ResNet18;

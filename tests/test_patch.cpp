@@ -16,17 +16,6 @@ const io::SafeTensors& fixture() {
     return fx;
 }
 
-Tensor texture(uint64_t seed, bool scratch, int64_t h = 48, int64_t w = 48) {
-    Rng rng(seed);
-    Tensor t = Tensor::empty(Shape{3, h, w});
-    for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) {
-            float v = 0.5f + 0.1f * std::sin(0.5f * static_cast<float>(x)) + rng.normal(0.0f, 0.03f);
-            if (scratch && std::llabs(x - y) < 2) v = 1.0f;
-            for (int64_t c = 0; c < 3; ++c) t.data()[(c * h + y) * w + x] = std::clamp(v, 0.0f, 1.0f);
-        }
-    return t;
-}
 
 DetectorConfig tiny(Scorer s) {
     DetectorConfig c;

@@ -196,6 +196,22 @@ std::vector<std::vector<size_t>> batches_by_size(const std::vector<Tensor>& view
     return out;
 }
 
+// count images made on all threads, image i by make(i, rng) with its own Rng seeded by the i-th
+// draw from `seed`: the same images whatever the thread count
+template <class Make>
+std::vector<Tensor> seeded_images(int64_t count, uint64_t seed, const Make& make) {
+    std::vector<Tensor> out(static_cast<size_t>(count));
+    Rng seeder(seed);
+    std::vector<uint64_t> seeds(out.size());
+    for (auto& s : seeds) s = seeder.engine()();
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t i = 0; i < count; ++i) {
+        Rng r(seeds[static_cast<size_t>(i)]);
+        out[static_cast<size_t>(i)] = make(i, r);
+    }
+    return out;
+}
+
 std::vector<Tensor> pick(const std::vector<Tensor>& v, const std::vector<size_t>& idx) {
     std::vector<Tensor> out;
     for (size_t i : idx) out.push_back(v[i]);
@@ -279,23 +295,14 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     std::vector<Tensor> views(normal.size());
 #pragma omp parallel for schedule(dynamic)
     for (size_t i = 0; i < normal.size(); ++i) views[i] = view_of(normal[i]);
-    std::vector<Tensor> copies(static_cast<size_t>(n * A));
-    Rng seeder(cfg_.seed ^ 0x5deece66dULL);
-    std::vector<uint64_t> seeds(copies.size());
-    for (auto& s : seeds) s = seeder.engine()();
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t i = 0; i < n * A; ++i) {
-        Rng r(seeds[static_cast<size_t>(i)]);
+    const std::vector<Tensor> copies = seeded_images(n * A, cfg_.seed ^ 0x5deece66dULL, [&](int64_t i, Rng& r) {
         const size_t shot = static_cast<size_t>(i / A);
-        if (cfg_.view != View::Squash) {
-            method::AugmentOptions o = cfg_.byol.augment;
-            o.out_h = views[shot].dim(1);
-            o.out_w = views[shot].dim(2);
-            copies[static_cast<size_t>(i)] = method::augment(views[shot], o, r);
-        } else {
-            copies[static_cast<size_t>(i)] = method::augment(normal[shot], cfg_.byol.augment, r);
-        }
-    }
+        if (cfg_.view == View::Squash) return method::augment(normal[shot], cfg_.byol.augment, r);
+        method::AugmentOptions o = cfg_.byol.augment;
+        o.out_h = views[shot].dim(1);
+        o.out_w = views[shot].dim(2);
+        return method::augment(views[shot], o, r);
+    });
     if (patch) {
         fit_patch(views, copies, progress);
         return;
@@ -349,18 +356,9 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     const bool select = cfg_.scorer == Scorer::Auto;
     // Auto: K synthetic defects pasted into each shot's view (method::synthetic_defect)
     constexpr int64_t K = 4;
-    std::vector<Tensor> defects;
-    if (select) {
-        defects.resize(static_cast<size_t>(n * K));
-        Rng seeder(cfg_.seed ^ 0xdefec7ULL);
-        std::vector<uint64_t> seeds(defects.size());
-        for (auto& s : seeds) s = seeder.engine()();
-#pragma omp parallel for schedule(dynamic)
-        for (int64_t i = 0; i < n * K; ++i) {
-            Rng r(seeds[static_cast<size_t>(i)]);
-            defects[static_cast<size_t>(i)] = method::synthetic_defect(views[static_cast<size_t>(i / K)], r);
-        }
-    }
+    const std::vector<Tensor> defects = seeded_images(select ? n * K : 0, cfg_.seed ^ 0xdefec7ULL, [&](int64_t i, Rng& r) {
+        return method::synthetic_defect(views[static_cast<size_t>(i / K)], r);
+    });
     const int64_t total = n * (1 + A) + static_cast<int64_t>(defects.size());
     if (progress) progress({"features", 0, total, 0});
     const std::vector<Tensor> fv = patch_maps(views, [&](int64_t d) {
