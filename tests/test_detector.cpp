@@ -150,3 +150,22 @@ TEST_CASE("detector: fine-tuning in BF16 (ByolOptions::precision) leaves the den
     j.replace(j.find("\"bf16\""), 6, "\"fp16\"");
     CHECK_THROWS_WITH_AS(detector_config_from_json(j), doctest::Contains("unknown precision 'fp16'"), Error);
 }
+
+TEST_CASE("detector: a version-1 model file, written by fsad before the patch scorers, loads and scores as it did") {
+    // tests/data/model_v1.fsad: `fsad fit --normal DIR --backbone resnet18 --weights none --width 0.05
+    // --res 32 --steps 0 --n-augment 2` by fsad at a367ea2 (model file version 1) on six of
+    // tests/data/images; the scores are what that fsad's `fsad score --csv` printed for them.
+    const Detector d = Detector::load(test::data_dir() + "/model_v1.fsad");
+    CHECK(d.config().scorer == Scorer::Global);
+    CHECK(d.config().view == View::Squash);
+    CHECK(d.config().n_augment == 2);
+    CHECK(d.config().backbone == nn::BackboneKind::ResNet18);
+    CHECK(d.threshold() == doctest::Approx(8.9244).epsilon(1e-5));
+    const std::vector<std::pair<const char*, float>> want{{"gray16.png", 4.30146f}, {"gray8.png", 4.30146f},
+                                                          {"graya8.png", 4.30146f}, {"rgb16.png", 4.88617f},
+                                                          {"rgb8.png", 4.90984f},   {"rgba8.png", 4.90984f}};
+    for (const auto& [name, score] : want) {
+        CAPTURE(name);
+        CHECK(d.score(io::load_image(test::data_dir() + "/images/" + name)) == doctest::Approx(score).epsilon(2e-5));
+    }
+}
