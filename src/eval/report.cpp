@@ -355,6 +355,26 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
         h << "</tr>\n";
     }
     h << "</table>\n";
+    // pixel AUROC (anomaly maps against masks) where measured, and the threshold's false positives
+    const bool any_pixel = std::any_of(sum.begin(), sum.end(), [](const Summary& s) { return s.pixel_mean >= 0; });
+    for (int table = any_pixel ? 0 : 1; table < 2; ++table) {
+        h << "<h2>" << (table == 0 ? "Pixel AUROC" : "Normal images flagged at the threshold") << "</h2>\n<table id=\""
+          << (table == 0 ? "pixel" : "fpr") << "\"><tr><th>category</th>";
+        for (int k : shots) h << "<th>" << k << "-shot</th>";
+        h << "</tr>\n";
+        for (const auto& c : cats) {
+            h << "<tr><td>" << esc(c) << "</td>";
+            for (int k : shots) {
+                const Summary* s = find(c, k);
+                h << "<td>";
+                if (s && table == 0) h << (s->pixel_mean >= 0 ? fmt(s->pixel_mean) + " &plusmn; " + fmt(s->pixel_std) : "n/a");
+                if (s && table == 1) h << fmt(s->fpr_mean, 1) << "%";
+                h << "</td>";
+            }
+            h << "</tr>\n";
+        }
+        h << "</table>\n";
+    }
     const auto kinds = r.by_kind();
     if (!kinds.empty()) {
         std::vector<std::string> names;
