@@ -276,6 +276,17 @@ TEST_CASE("detector: the auto scorer picks the candidate with the best synthetic
     a.save(p);
     CHECK(Detector::load(p).config().scorer == a.config().scorer);
     fs::remove(p);
+    // with the global scorer among the candidates: three rows, the same choice rule
+    c.auto_global = true;
+    Detector ag(c);
+    ag.fit(shots);
+    REQUIRE(ag.selection().size() == 3);
+    CHECK(ag.selection()[2].scorer == "global");
+    size_t best = 0;
+    for (size_t i = 1; i < 3; ++i)
+        if (ag.selection()[i].synthetic_auroc > ag.selection()[best].synthetic_auroc) best = i;
+    CHECK(to_string(ag.config().scorer) == ag.selection()[best].scorer);
+    CHECK(std::isfinite(ag.score(texture(6, true))));
     // a fixed scorer computes no table
     Detector g(tiny(Scorer::PatchGauss));
     g.fit(shots);

@@ -374,6 +374,15 @@ Tensor synthetic_defect(const Tensor& img, Rng& rng) {
     return out;
 }
 
+Tensor synthetic_corruption(const Tensor& img, Rng& rng) {
+    check_img(img, "synthetic_corruption");
+    if (rng.bernoulli(0.5f)) return negative(img, Negative::CifarBlurShift, rng);
+    const float sigma = rng.uniform(0.04f, 0.1f);
+    Tensor out = img.clone();
+    for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] = clamp01(out.data()[i] + rng.normal(0.0f, sigma));
+    return out;
+}
+
 Tensor negative(const Tensor& img, Negative kind, Rng& rng) {
     check_img(img, "negative");
     switch (kind) {

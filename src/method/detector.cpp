@@ -26,6 +26,7 @@ json config_json(const DetectorConfig& c) {
             {"scorer", to_string(c.scorer)},
             {"view", to_string(c.view)},
             {"max_aspect", c.max_aspect},
+            {"auto_global", c.auto_global},
             {"view_h", c.view_h},
             {"view_w", c.view_w},
             {"patch", {{"map_sigma", c.patch.map_sigma}, {"coreset", c.patch.coreset}, {"max_bank", c.patch.max_bank},
@@ -60,6 +61,7 @@ DetectorConfig config_from_json(const json& j) {
     c.scorer = parse_scorer(j.value("scorer", std::string("global")));
     c.view = parse_view(j.value("view", std::string("squash")));
     c.max_aspect = j.value("max_aspect", 8.0);
+    c.auto_global = j.value("auto_global", false);
     c.view_h = j.value("view_h", int64_t{0});
     c.view_w = j.value("view_w", int64_t{0});
     if (j.contains("patch")) {
@@ -356,8 +358,12 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     const bool select = cfg_.scorer == Scorer::Auto;
     // Auto: K synthetic defects pasted into each shot's view (method::synthetic_defect)
     constexpr int64_t K = 4;
+    // with the global scorer among the candidates, two of every shot's K defects corrupt the whole
+    // image (noise; blur with brightness and contrast shifts) instead of a spot
+    const bool with_global = select && cfg_.auto_global;
     const std::vector<Tensor> defects = seeded_images(select ? n * K : 0, cfg_.seed ^ 0xdefec7ULL, [&](int64_t i, Rng& r) {
-        return method::synthetic_defect(views[static_cast<size_t>(i / K)], r);
+        const Tensor& v = views[static_cast<size_t>(i / K)];
+        return with_global && i % K >= K - 2 ? method::synthetic_corruption(v, r) : method::synthetic_defect(v, r);
     });
     const int64_t total = n * (1 + A) + static_cast<int64_t>(defects.size());
     if (progress) progress({"features", 0, total, 0});
@@ -422,8 +428,33 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     };
     // leave each shot out: its view (and, when selecting, its synthetic defects) scored by the
     // scorer fitted on the other shots. The clean scores calibrate the threshold.
-    const std::vector<Scorer> candidates = select ? std::vector<Scorer>{Scorer::PatchGauss, Scorer::PatchKnn}
-                                                  : std::vector<Scorer>{cfg_.scorer};
+    std::vector<Scorer> candidates = select ? std::vector<Scorer>{Scorer::PatchGauss, Scorer::PatchKnn}
+                                            : std::vector<Scorer>{cfg_.scorer};
+    // the global scorer as a candidate: pooled features of the views, copies and defects
+    Tensor gv, gc, gd;
+    if (with_global) {
+        candidates.push_back(Scorer::Global);
+        gv = features(views).to(Device::cpu());
+        if (A > 0) gc = features(copies).to(Device::cpu());
+        gd = features(defects).to(Device::cpu());
+    }
+    auto global_rows = [&](const std::vector<int64_t>& use) {
+        std::vector<Tensor> r;
+        for (int64_t i : use) {
+            r.push_back(gv.slice(i, i + 1));
+            if (A > 0) r.push_back(gc.slice(i * A, (i + 1) * A));
+        }
+        return ops::concat(r, 0);
+    };
+    auto fit_global = [&](const std::vector<int64_t>& use, method::GaussianDensity& g) {
+        try {
+            g.fit(global_rows(use), cfg_.density);
+        } catch (const Error&) {  // too few samples for Ledoit-Wolf to be positive definite
+            method::GaussianOptions r = cfg_.density;
+            r.shrinkage = method::Shrinkage::Ridge;
+            g.fit(global_rows(use), r);
+        }
+    };
     std::vector<std::vector<float>> held(candidates.size());
     selection_.clear();
     for (size_t c = 0; c < candidates.size(); ++c) {
@@ -435,6 +466,12 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
                 if (j != i) others.push_back(j);
             method::GaussianDensity g;
             method::PatchKnn k;
+            if (candidates[c] == Scorer::Global) {
+                fit_global(others, g);
+                held[c].push_back(g.score(gv.slice(i, i + 1)).to_vector()[0]);
+                for (float v : g.score(gd.slice(i * K, (i + 1) * K)).to_vector()) bad.push_back(v);
+                continue;
+            }
             fit_on(candidates[c], others, g, k);
             held[c].push_back(image_score(candidates[c], g, k, fv[static_cast<size_t>(i)], views[static_cast<size_t>(i)]));
             for (int64_t d = 0; d < (select ? K : 0); ++d)
@@ -449,7 +486,8 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     std::vector<int64_t> everyone(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) everyone[static_cast<size_t>(i)] = i;
     if (progress) progress({"density", 0, 1, 0});
-    fit_on(cfg_.scorer, everyone, patch_density_, knn_);
+    if (cfg_.scorer == Scorer::Global) fit_global(everyone, density_);
+    else fit_on(cfg_.scorer, everyone, patch_density_, knn_);
     if (progress) progress({"density", 1, 1, 0});
     threshold_ = prediction_bound(held[best], std::min(cfg_.threshold_quantile, 1 - 1e-9));
 }

@@ -38,6 +38,10 @@ Tensor augment(const Tensor& img, const AugmentOptions& opt, Rng& rng);
 /// CutPaste-scar or a spot (a soft-edged ellipse, 1-6% of the image, darkened or brightened by
 /// 0.25-0.5 and lightly textured with noise), each with probability 1/3.
 Tensor synthetic_defect(const Tensor& img, Rng& rng);
+/// A synthetic whole-image corruption (the kind CIFAR10-C's anomalies are): Gaussian noise of
+/// sigma 0.04-0.1, or blur with brightness and contrast shifts (Negative::CifarBlurShift), each
+/// with probability 1/2.
+Tensor synthetic_corruption(const Tensor& img, Rng& rng);
 /// t_n(img) on an image already at working resolution.
 Tensor negative(const Tensor& img, Negative kind, Rng& rng);
 

@@ -63,6 +63,8 @@ struct DetectorConfig {
     int64_t n_augment = 0;     ///< augmented copies of each shot for the density (N_A); 0 = the
                                ///< shots' own views only
     Scorer scorer = Scorer::Auto;
+    bool auto_global = false;  ///< Scorer::Auto: the global scorer is a candidate too, and two of the
+                               ///< four synthetic defects per held-out shot corrupt the whole image
     View view = View::Shots;   ///< square products: the same as Squash
     double max_aspect = 8.0;   ///< View::Keep and View::Shots: longest side / shortest side kept
     int64_t view_h = 0, view_w = 0;  ///< View::Shots: the view's size, set by fit (0 before)
