@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "fsad/fsad.hpp"
 
@@ -23,6 +26,22 @@ inline std::string data_dir() {
 
 inline Tensor randn(const Shape& s, uint64_t seed, float std = 1.0f) { return Rng(seed).normal_tensor(s, 0.0f, std); }
 inline Tensor randu(const Shape& s, uint64_t seed, float lo, float hi) { return Rng(seed).uniform_tensor(s, lo, hi); }
+/// A fresh folder under the system's temporary directory, removed with everything in it.
+struct TempDir {
+    std::filesystem::path path;
+    explicit TempDir(const std::string& tag) {
+        path = std::filesystem::temp_directory_path() / ("fsad_test_" + tag + "_" + std::to_string(::getpid()));
+        std::filesystem::remove_all(path);
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+};
+
 /// A grey striped texture [3,h,w] with noise; `scratch`: a bright diagonal line across it.
 inline Tensor texture(uint64_t seed, bool scratch, int64_t h = 48, int64_t w = 48) {
     Rng rng(seed);

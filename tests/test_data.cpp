@@ -11,6 +11,7 @@
 
 using namespace fsad;
 namespace fs = std::filesystem;
+using fsad::test::TempDir;
 
 namespace {
 
@@ -41,18 +42,6 @@ Tensor textured(int64_t n, uint64_t seed) {
     return data::synthetic_part("stone", n, rng);
 }
 
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& tag) {
-        path = fs::temp_directory_path() / ("fsad_test_" + tag + "_" + std::to_string(::getpid()));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 
@@ -328,6 +317,7 @@ TEST_CASE("protocol and reports on a small generated dataset") {
         CHECK(x.auroc <= 1.0);
         CHECK(x.auroc == doctest::Approx(eval::auroc(x.scores, x.labels)));
         CHECK(x.gallery.size() == (x.shots == 3 && x.seed == 0 ? 4u : 0u));
+        for (const auto& g : x.gallery) CHECK(g.map_png.empty() == (x.scorer == "global"));  // maps of the patch scorers
     }
     // the same seed draws the same shots and gives the same scores
     eval::EvalResult again = eval::run_protocol(ds, po);

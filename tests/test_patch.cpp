@@ -166,6 +166,124 @@ TEST_CASE("eval: auroc_pos_neg equals the labelled AUROC, ties counted one half"
     CHECK_THROWS_AS(eval::auroc_pos_neg({}, {1}), Error);
 }
 
+TEST_CASE("eval: label_regions finds 8-connected components") {
+    // two blobs joined only diagonally are one region; an isolated pixel is another
+    const std::vector<uint8_t> m{1, 0, 0, 0, 0,  //
+                                 0, 1, 0, 0, 1,  //
+                                 0, 0, 0, 0, 0,  //
+                                 1, 1, 0, 0, 0};
+    std::vector<int32_t> id;
+    REQUIRE(eval::label_regions(m.data(), 4, 5, id) == 3);
+    CHECK(id[0] == 0);
+    CHECK(id[6] == 0);
+    CHECK(id[9] == 1);
+    CHECK(id[15] == 2);
+    CHECK(id[16] == 2);
+    CHECK(id[1] == -1);
+    CHECK(eval::label_regions(m.data(), 0, 0, id) == 0);
+}
+
+namespace {
+// PRO by definition: every distinct score as a threshold, the (FPR, PRO) points joined by
+// straight lines, integrated with trapezoids up to max_fpr (interpolated), divided by max_fpr
+double pro_brute(const std::vector<float>& normal, const std::vector<float>& defect, const std::vector<int32_t>& region,
+                 double max_fpr) {
+    std::vector<float> t(normal);
+    t.insert(t.end(), defect.begin(), defect.end());
+    std::sort(t.begin(), t.end(), std::greater<float>());
+    t.erase(std::unique(t.begin(), t.end()), t.end());
+    const int32_t nr = *std::max_element(region.begin(), region.end()) + 1;
+    std::vector<std::pair<double, double>> pts{{0.0, 0.0}};
+    for (float th : t) {
+        double fp = 0;
+        for (float v : normal) fp += v >= th;
+        std::vector<double> hit(nr, 0), size(nr, 0);
+        for (size_t i = 0; i < defect.size(); ++i) {
+            size[region[i]] += 1;
+            hit[region[i]] += defect[i] >= th;
+        }
+        double pro = 0;
+        for (int32_t r = 0; r < nr; ++r) pro += hit[r] / size[r];
+        pts.push_back({fp / static_cast<double>(normal.size()), pro / nr});
+    }
+    double area = 0;
+    for (size_t i = 1; i < pts.size(); ++i) {
+        auto [x0, y0] = pts[i - 1];
+        auto [x1, y1] = pts[i];
+        if (x0 >= max_fpr) break;
+        if (x1 > max_fpr) {
+            y1 = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0);
+            x1 = max_fpr;
+        }
+        area += (x1 - x0) * 0.5 * (y0 + y1);
+    }
+    return area / max_fpr;
+}
+}  // namespace
+
+TEST_CASE("eval: pro_auc is the area under the per-region overlap curve up to the FPR limit") {
+    // by hand: thresholds 5 (fpr 0, pro 1/2), 4 (0, 3/4), 3 (1/4, 3/4), 2 (1/2: the limit) -> 0.75
+    CHECK(eval::pro_auc({0, 1, 2, 3}, {5, 0.5f, 4}, {0, 1, 1}, 0.5) == doctest::Approx(0.75));
+    // a perfect map: every defect pixel above every normal one
+    CHECK(eval::pro_auc({0, 1, 2}, {3, 4}, {0, 1}) == doctest::Approx(1.0));
+    // against the definition, with ties, several region sizes and FPR limits
+    Rng rng(3);
+    std::vector<float> normal, defect;
+    std::vector<int32_t> region;
+    for (int i = 0; i < 400; ++i) normal.push_back(std::round(rng.normal(0, 1) * 8) / 8);
+    for (int r = 0; r < 7; ++r)
+        for (int i = 0; i < 1 + 9 * r; ++i) {
+            defect.push_back(std::round(rng.normal(0.4f * static_cast<float>(r) - 0.5f, 1) * 8) / 8);
+            region.push_back(r);
+        }
+    for (double lim : {0.3, 0.05, 1.0}) {
+        CAPTURE(lim);
+        CHECK(eval::pro_auc(normal, defect, region, lim) == doctest::Approx(pro_brute(normal, defect, region, lim)).epsilon(1e-9));
+    }
+    CHECK_THROWS_AS(eval::pro_auc({}, {1}, {0}), Error);
+    CHECK_THROWS_AS(eval::pro_auc({0}, {1}, {}), Error);
+    CHECK_THROWS_AS(eval::pro_auc({0}, {1}, {0}, 0.0), Error);
+}
+
+TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps") {
+    // a small MVTec layout: striped textures, the anomalies a bright diagonal scratch (|x - y| < 2)
+    TempDir td("mvtec-masks");
+    const fs::path root = td.path / "tex";
+    for (const char* d : {"train/good", "test/good", "test/scratch", "ground_truth/scratch"}) fs::create_directories(root / d);
+    for (int i = 0; i < 5; ++i) io::write_png((root / "train/good" / (std::to_string(i) + ".png")).string(), texture(10 + i, false));
+    for (int i = 0; i < 2; ++i) {
+        io::write_png((root / "test/good" / (std::to_string(i) + ".png")).string(), texture(20 + i, false));
+        io::write_png((root / "test/scratch" / (std::to_string(i) + ".png")).string(), texture(30 + i, true));
+        Tensor m = Tensor::empty(Shape{1, 48, 48});
+        for (int64_t y = 0; y < 48; ++y)
+            for (int64_t x = 0; x < 48; ++x) m.data()[y * 48 + x] = std::llabs(x - y) < 2 ? 1.0f : 0.0f;
+        io::write_png((root / "ground_truth/scratch" / (std::to_string(i) + "_mask.png")).string(), m);
+    }
+    eval::ProtocolOptions po;
+    po.detector = tiny(Scorer::PatchGauss);
+    po.shots = {3};
+    po.seeds = 2;
+    po.gallery = 1;
+    po.thumbnail = 24;
+    const eval::EvalResult r = eval::run_protocol(data::load_mvtec(td.path.string()), po);
+    REQUIRE(r.runs.size() == 2);
+    for (const auto& x : r.runs) {
+        CHECK(x.pixel_images == 4);
+        CHECK((x.pixel_auroc > 0.0 && x.pixel_auroc <= 1.0));
+        CHECK((x.pro >= 0.0 && x.pro <= 1.0));
+    }
+    const auto sum = r.summary();
+    REQUIRE(!sum.empty());
+    CHECK(sum[0].pro_mean == doctest::Approx(50.0 * (r.runs[0].pro + r.runs[1].pro)));
+    // the gallery's anomaly map thumbnails: one per kept image, in the report
+    REQUIRE(r.runs[0].gallery.size() == 2);
+    for (const auto& g : r.runs[0].gallery) CHECK(g.map_png.substr(1, 3) == "PNG");
+    const std::string dir = (td.path / "rep").string();
+    eval::write_report(dir, r, {});
+    CHECK(io::read_file(dir + "/report.html").find("alt=\"anomaly map of ") != std::string::npos);
+    CHECK(io::read_file(dir + "/report.md").find("; PRO ") != std::string::npos);
+}
+
 TEST_CASE("backbones: forward_stages gives forward_features' stage maps and stops there") {
     NoGradGuard ng;
     for (auto kind : {nn::BackboneKind::ResNet18, nn::BackboneKind::MobileNetV2}) {

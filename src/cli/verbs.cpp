@@ -106,6 +106,7 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
         bar.finish();
         std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
                   << (x.pixel_auroc >= 0 ? ", pixel " + fmt(100 * x.pixel_auroc) : std::string())
+                  << (x.pro >= 0 ? ", PRO " + fmt(100 * x.pro) : std::string())
                   << ", flags " << fmt(100 * x.fpr, 1) << "% of normals" << [&] {
                          if (x.selection.empty()) return std::string();
                          std::string t = "; chose " + x.scorer + " (synthetic";

@@ -87,13 +87,25 @@ std::vector<float> score_samples(const Detector& det, const std::vector<data::Sa
                 const Tensor mask = data::materialize_mask(smp);
                 if (!mask.defined()) continue;
                 const int64_t H = mask.dim(0), W = mask.dim(1);
+                std::vector<uint8_t> in(static_cast<size_t>(h * w));  // the mask at the map's size
                 for (int64_t y = 0; y < h; ++y) {
                     const int64_t sy = std::min(H - 1, static_cast<int64_t>((static_cast<double>(y) + 0.5) * static_cast<double>(H) / static_cast<double>(h)));
                     for (int64_t x = 0; x < w; ++x) {
                         const int64_t sx = std::min(W - 1, static_cast<int64_t>((static_cast<double>(x) + 0.5) * static_cast<double>(W) / static_cast<double>(w)));
-                        (mask.data()[sy * W + sx] > 0.5f ? pixels->defect : pixels->normal).push_back(m.data()[y * w + x]);
+                        in[y * w + x] = mask.data()[sy * W + sx] > 0.5f;
                     }
                 }
+                std::vector<int32_t> region;
+                const int32_t regions = label_regions(in.data(), h, w, region);
+                for (int64_t p = 0; p < h * w; ++p) {
+                    if (!in[p]) {
+                        pixels->normal.push_back(m.data()[p]);
+                        continue;
+                    }
+                    pixels->defect.push_back(m.data()[p]);
+                    pixels->region.push_back(pixels->regions + region[p]);
+                }
+                pixels->regions += regions;
                 ++pixels->images;
             }
         std::vector<float> best(imgs.size(), -std::numeric_limits<float>::infinity());
@@ -195,6 +207,7 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.score_seconds = seconds_since(t1);
                 if (!pix.normal.empty() && !pix.defect.empty()) {
                     r.pixel_images = pix.images;
+                    r.pro = pro_auc(pix.normal, pix.defect, pix.region);
                     r.pixel_auroc = auroc_pos_neg(std::move(pix.normal), std::move(pix.defect));
                 }
                 int64_t fp = 0, tp = 0, nn = 0, na = 0;
@@ -229,8 +242,13 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                             const double sc = static_cast<double>(opt.thumbnail) / static_cast<double>(std::max(img.dim(1), img.dim(2)));
                             const int64_t th = std::max<int64_t>(1, std::lround(static_cast<double>(img.dim(1)) * sc));
                             const int64_t tw = std::max<int64_t>(1, std::lround(static_cast<double>(img.dim(2)) * sc));
-                            r.gallery.push_back({s.name, s.kind, s.label, r.scores[v[j]],
-                                                 io::encode_png(io::resize_antialias(img, th, tw))});
+                            GalleryItem g{s.name, s.kind, s.label, r.scores[v[j]], io::encode_png(io::resize_antialias(img, th, tw)), {}};
+                            if (det.config().scorer != Scorer::Global) {  // the map, coloured from 0.5x to 1.5x the threshold
+                                const auto thr = static_cast<float>(det.threshold());
+                                const Tensor over = io::heatmap_overlay(img, det.score_map({img})[0], 0.5f * thr, 1.5f * thr);
+                                g.map_png = io::encode_png(io::resize_antialias(over, th, tw));
+                            }
+                            r.gallery.push_back(std::move(g));
                         }
                     };
                     keep(normals);
@@ -300,13 +318,14 @@ std::vector<Summary> EvalResult::summary() const {
     };
     for (const auto& c : cats)
         for (int k : shots) {
-            std::vector<double> v, px;
+            std::vector<double> v, px, pro;
             double fpr = 0;
             for (const auto& r : runs)
                 if (r.category == c && r.shots == k) {
                     fpr += 100.0 * r.fpr;
                     v.push_back(100.0 * r.auroc);
                     if (r.pixel_auroc >= 0) px.push_back(100.0 * r.pixel_auroc);
+                    if (r.pro >= 0) pro.push_back(100.0 * r.pro);
                 }
             Summary s{c, k};
             stats(v, s);
@@ -315,6 +334,12 @@ std::vector<Summary> EvalResult::summary() const {
                 stats(px, p);
                 s.pixel_mean = p.mean;
                 s.pixel_std = p.std;
+            }
+            if (!pro.empty() && pro.size() == v.size()) {
+                Summary p;
+                stats(pro, p);
+                s.pro_mean = p.mean;
+                s.pro_std = p.std;
             }
             if (s.runs) s.fpr_mean = fpr / s.runs;
             if (s.runs) out.push_back(s);

@@ -226,6 +226,10 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
             e["pixel_auroc_mean"] = s.pixel_mean;
             e["pixel_auroc_std"] = s.pixel_std;
         }
+        if (s.pro_mean >= 0) {
+            e["pro_mean"] = s.pro_mean;
+            e["pro_std"] = s.pro_std;
+        }
         if (const Reference* ref = find_ref(info, s.category, s.shots)) e["reference"] = {{"auroc", ref->auroc}, {"source", ref->source}};
         j["summary"].push_back(e);
     }
@@ -236,6 +240,7 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
     for (const auto& x : r.runs)
         j["runs"].push_back({{"category", x.category}, {"shots", x.shots}, {"seed", x.seed}, {"auroc", 100 * x.auroc},
                              {"pixel_auroc", x.pixel_auroc >= 0 ? json(100 * x.pixel_auroc) : json(nullptr)},
+                             {"pro", x.pro >= 0 ? json(100 * x.pro) : json(nullptr)},
                              {"pixel_images", x.pixel_images}, {"scorer", x.scorer},
                              {"selection", [&] {
                                   json a = json::array();
@@ -277,7 +282,7 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
     // pixel AUROC (where masks and maps exist) and the threshold's false-positive rate
     const bool any_pixel = std::any_of(sum.begin(), sum.end(), [](const Summary& s) { return s.pixel_mean >= 0; });
     for (int table = any_pixel ? 0 : 1; table < 2; ++table) {
-        m << "\n" << (table == 0 ? "Pixel AUROC (anomaly maps against the masks)" : "Normal test images flagged at the threshold (%)")
+        m << "\n" << (table == 0 ? "Pixel AUROC (anomaly maps against the masks), and PRO up to FPR 0.3" : "Normal test images flagged at the threshold (%)")
           << ":\n\n| category |";
         for (int k : shots) m << " " << k << "-shot |";
         m << "\n| --- |";
@@ -288,7 +293,8 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
             for (int k : shots) {
                 const Summary* s = find(c, k);
                 if (!s) m << " |";
-                else if (table == 0) m << " " << (s->pixel_mean >= 0 ? fmt(s->pixel_mean) + " ± " + fmt(s->pixel_std) : "n/a") << " |";
+                else if (table == 0) m << " " << (s->pixel_mean >= 0 ? fmt(s->pixel_mean) + " ± " + fmt(s->pixel_std) : "n/a")
+                                       << (s->pro_mean >= 0 ? "; PRO " + fmt(s->pro_mean) + " ± " + fmt(s->pro_std) : "") << " |";
                 else m << " " << fmt(s->fpr_mean, 1) << " |";
             }
             m << "\n";
@@ -358,7 +364,7 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
     // pixel AUROC (anomaly maps against masks) where measured, and the threshold's false positives
     const bool any_pixel = std::any_of(sum.begin(), sum.end(), [](const Summary& s) { return s.pixel_mean >= 0; });
     for (int table = any_pixel ? 0 : 1; table < 2; ++table) {
-        h << "<h2>" << (table == 0 ? "Pixel AUROC" : "Normal images flagged at the threshold") << "</h2>\n<table id=\""
+        h << "<h2>" << (table == 0 ? "Pixel AUROC; PRO up to FPR 0.3" : "Normal images flagged at the threshold") << "</h2>\n<table id=\""
           << (table == 0 ? "pixel" : "fpr") << "\"><tr><th>category</th>";
         for (int k : shots) h << "<th>" << k << "-shot</th>";
         h << "</tr>\n";
@@ -367,7 +373,9 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
             for (int k : shots) {
                 const Summary* s = find(c, k);
                 h << "<td>";
-                if (s && table == 0) h << (s->pixel_mean >= 0 ? fmt(s->pixel_mean) + " &plusmn; " + fmt(s->pixel_std) : "n/a");
+                if (s && table == 0)
+                    h << (s->pixel_mean >= 0 ? fmt(s->pixel_mean) + " &plusmn; " + fmt(s->pixel_std) : "n/a")
+                      << (s->pro_mean >= 0 ? "; PRO " + fmt(s->pro_mean) + " &plusmn; " + fmt(s->pro_std) : "");
                 if (s && table == 1) h << fmt(s->fpr_mean, 1) << "%";
                 h << "</td>";
             }
@@ -408,7 +416,11 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
                 for (const auto& g : x.gallery)
                     if (g.label == lab)
                         h << "<figure><img " << (lab ? "class=\"a\" " : "") << "src=\"data:image/png;base64," << base64(g.png)
-                          << "\" alt=\"" << esc(g.name) << "\" title=\"" << esc(g.name) << "\" width=\"96\"><figcaption>"
+                          << "\" alt=\"" << esc(g.name) << "\" title=\"" << esc(g.name) << "\" width=\"96\">"
+                          << (g.map_png.empty() ? std::string()
+                                                : "<img src=\"data:image/png;base64," + base64(g.map_png) + "\" alt=\"anomaly map of " +
+                                                      esc(g.name) + "\" title=\"anomaly map (blue: half the threshold, red: 1.5x)\" width=\"96\">")
+                          << "<figcaption>"
                           << esc(g.kind) << "<br>" << fmt(g.score, 3) << "</figcaption></figure>";
                 h << "</div>\n";
             }

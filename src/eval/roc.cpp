@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -78,6 +79,81 @@ std::vector<RocPoint> roc_curve(const std::vector<float>& scores, const std::vec
         i = j;
     }
     return out;
+}
+
+int32_t label_regions(const uint8_t* mask, int64_t h, int64_t w, std::vector<int32_t>& out) {
+    FSAD_CHECK(h >= 0 && w >= 0, "label_regions: negative size ", h, "x", w);
+    out.assign(static_cast<size_t>(h * w), -1);
+    int32_t next = 0;
+    std::vector<int64_t> stack;
+    for (int64_t start = 0; start < h * w; ++start) {
+        if (!mask[start] || out[start] >= 0) continue;
+        out[start] = next;  // flood fill, 8 neighbours
+        stack.assign(1, start);
+        while (!stack.empty()) {
+            const int64_t p = stack.back();
+            stack.pop_back();
+            const int64_t y = p / w, x = p % w;
+            for (int64_t dy = -1; dy <= 1; ++dy)
+                for (int64_t dx = -1; dx <= 1; ++dx) {
+                    const int64_t yy = y + dy, xx = x + dx;
+                    if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+                    const int64_t q = yy * w + xx;
+                    if (mask[q] && out[q] < 0) {
+                        out[q] = next;
+                        stack.push_back(q);
+                    }
+                }
+        }
+        ++next;
+    }
+    return next;
+}
+
+double pro_auc(std::vector<float> normal, const std::vector<float>& defect, const std::vector<int32_t>& region,
+               double max_fpr) {
+    FSAD_CHECK(!normal.empty() && !defect.empty(), "pro_auc: needs normal and defect pixels (", normal.size(), " normal, ",
+               defect.size(), " defect)");
+    FSAD_CHECK(region.size() == defect.size(), "pro_auc: ", defect.size(), " defect pixels but ", region.size(),
+               " region ids");
+    FSAD_CHECK(max_fpr > 0 && max_fpr <= 1, "pro_auc: max_fpr must be in (0, 1], got ", max_fpr);
+    int32_t regions = 0;
+    for (size_t i = 0; i < region.size(); ++i) {
+        FSAD_CHECK(region[i] >= 0, "pro_auc: negative region id at ", i);
+        FSAD_CHECK(!std::isnan(defect[i]), "pro_auc: defect score ", i, " is NaN");
+        regions = std::max(regions, region[i] + 1);
+    }
+    std::vector<int64_t> size(static_cast<size_t>(regions), 0);
+    for (int32_t r : region) ++size[r];
+    const double present = static_cast<double>(std::count_if(size.begin(), size.end(), [](int64_t c) { return c > 0; }));
+    // a defect pixel raises PRO by 1 / (its region's size * number of regions) once flagged
+    std::vector<std::pair<float, double>> d(defect.size());
+    for (size_t i = 0; i < defect.size(); ++i)
+        d[i] = {defect[i], 1.0 / (static_cast<double>(size[region[i]]) * present)};
+    std::sort(d.begin(), d.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (size_t i = 0; i < normal.size(); ++i) FSAD_CHECK(!std::isnan(normal[i]), "pro_auc: normal score ", i, " is NaN");
+    std::sort(normal.begin(), normal.end(), std::greater<float>());
+    const double n_normal = static_cast<double>(normal.size());
+    double area = 0, fpr = 0, pro = 0;
+    size_t i = 0, j = 0;  // next normal, next defect
+    while (i < normal.size() || j < d.size()) {
+        // the next threshold: the largest score not yet flagged
+        const float t = (j >= d.size() || (i < normal.size() && normal[i] > d[j].first)) ? normal[i] : d[j].first;
+        size_t fp = 0;
+        while (i < normal.size() && normal[i] == t) ++i, ++fp;
+        double gain = 0;
+        while (j < d.size() && d[j].first == t) gain += d[j++].second;
+        const double fpr1 = fpr + static_cast<double>(fp) / n_normal, pro1 = std::min(1.0, pro + gain);
+        if (fpr1 >= max_fpr) {  // cut the last segment at max_fpr
+            const double a = fpr1 > fpr ? (max_fpr - fpr) / (fpr1 - fpr) : 0.0;
+            area += (max_fpr - fpr) * (pro + 0.5 * a * (pro1 - pro));
+            return area / max_fpr;
+        }
+        area += (fpr1 - fpr) * 0.5 * (pro + pro1);
+        fpr = fpr1;
+        pro = pro1;
+    }
+    return area / max_fpr;  // not reached: the last threshold flags every normal pixel (fpr 1)
 }
 
 }  // namespace fsad::eval

@@ -39,6 +39,7 @@ struct GalleryItem {
     int label = 0;
     float score = 0;
     std::string png;  ///< encoded thumbnail
+    std::string map_png;  ///< the anomaly map over the thumbnail (patch scorers; empty for the global one)
 };
 
 struct RunResult {
@@ -46,6 +47,7 @@ struct RunResult {
     int shots = 0, seed = 0;
     double auroc = 0;            ///< in [0, 1]
     double pixel_auroc = -1;     ///< in [0, 1]; < 0 when not measured (no masks, or no maps)
+    double pro = -1;             ///< PRO up to FPR 0.3 (pro_auc), in [0, 1]; < 0 when not measured
     std::string scorer;          ///< the fitted detector's scorer (Scorer::Auto's choice)
     std::vector<Detector::Candidate> selection;  ///< Scorer::Auto's synthetic AUROCs
     int64_t pixel_images = 0;    ///< images in it: the normals and the anomalies with a mask
@@ -65,6 +67,7 @@ struct Summary {  ///< mean and (population) std of the AUROC in percent over se
     double mean = 0, std = 0;
     int runs = 0;
     double pixel_mean = -1, pixel_std = 0;  ///< pixel AUROC in percent; < 0 when not measured
+    double pro_mean = -1, pro_std = 0;      ///< PRO (up to FPR 0.3) in percent; < 0 when not measured
     double fpr_mean = 0;  ///< share of the normal test images flagged at the detector's threshold, percent
 };
 
@@ -97,8 +100,12 @@ struct ImageCache {
 /// Pixel scores of anomaly maps by class, for the pixel-level AUROC: every pixel of a normal
 /// image, and the pixels of an anomalous image's map on either side of its mask (resized to the
 /// map with nearest neighbours, as the references do). Anomalous images without a mask are left out.
+/// Each defect pixel carries its region (8-connected component of the resized mask, numbered
+/// across images) for the PRO score.
 struct PixelScores {
     std::vector<float> normal, defect;
+    std::vector<int32_t> region;  ///< per defect pixel
+    int32_t regions = 0;
     int64_t images = 0;
 };
 
