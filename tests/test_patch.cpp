@@ -238,7 +238,7 @@ TEST_CASE("eval: pro_auc is the area under the per-region overlap curve up to th
         }
     for (double lim : {0.3, 0.05, 1.0}) {
         CAPTURE(lim);
-        CHECK(eval::pro_auc(normal, defect, region, lim) == doctest::Approx(pro_brute(normal, defect, region, lim)).epsilon(1e-9));
+        CHECK(eval::pro_auc(normal, defect, region, lim) == doctest::Approx(pro_brute(normal, defect, region, lim)).epsilon(1e-7));
     }
     CHECK_THROWS_AS(eval::pro_auc({}, {1}, {0}), Error);
     CHECK_THROWS_AS(eval::pro_auc({0}, {1}, {}), Error);
@@ -432,7 +432,21 @@ TEST_CASE("detector: the shots view fixes one size from the shots' median aspect
 TEST_CASE("detector: the patch scorers' threshold is a log-normal prediction bound over the held-out scores") {
     // logs 0 and log 4: m = log 2, s = log(4) / sqrt(2); z_0.99 = 2.3263478740
     const double s = std::log(4.0) / std::sqrt(2.0);
-    CHECK(prediction_bound({1.0f, 4.0f}, 0.99) == doctest::Approx(std::exp(std::log(2.0) + 2.3263478740 * s * std::sqrt(1.5))));
+    // Student's t quantiles (scipy.stats.t.ppf): 0.99 with 1, 4 and 9 degrees of freedom
+    CHECK(prediction_bound({1.0f, 4.0f}, 0.99) == doctest::Approx(std::exp(std::log(2.0) + 31.82051595375758 * s * std::sqrt(1.5))));
+    const std::vector<float> five{1.0f, 2.0f, 4.0f, 8.0f, 16.0f}, ten{1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    auto bound = [](const std::vector<float>& x, double t) {
+        double m = 0, ss = 0;
+        for (float v : x) m += std::log(v);
+        m /= static_cast<double>(x.size());
+        for (float v : x) ss += std::pow(std::log(v) - m, 2);
+        const double n = static_cast<double>(x.size());
+        return std::exp(m + t * std::sqrt(ss / (n - 1)) * std::sqrt(1 + 1 / n));
+    };
+    CHECK(prediction_bound(five, 0.99) == doctest::Approx(bound(five, 3.7469473879811366)).epsilon(1e-7));
+    CHECK(prediction_bound(ten, 0.99) == doctest::Approx(bound(ten, 2.8214379233005493)).epsilon(1e-7));
+    CHECK(prediction_bound(ten, 0.95) == doctest::Approx(bound(ten, 1.8331129326536335)).epsilon(1e-7));
+    CHECK(prediction_bound(ten, 0.05) == doctest::Approx(bound(ten, -1.8331129326536335)).epsilon(1e-7));
     CHECK(prediction_bound({1.0f, 4.0f}, 0.5) == doctest::Approx(2.0));  // the median: the geometric mean
     CHECK(prediction_bound({3.0f, 3.0f, 3.0f}, 0.99) == doctest::Approx(3.0));
     const std::vector<float> v{2.1f, 2.4f, 1.9f, 2.8f, 2.2f};
