@@ -33,6 +33,7 @@ struct DetectorFlags {
     std::string scorer = "auto", view = "shots";
     double coreset = 0.1;
     bool auto_global = false;
+    std::string flips = "auto";
     std::vector<int64_t> patch_stages;
     std::string device = "cpu", precision;  ///< precision: empty = fp32 (or tf32 with --tf32)
     std::string train_precision;            ///< the fine-tuning steps' (ByolOptions::precision); empty = precision's

@@ -107,6 +107,7 @@ DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
     c.view = f.resize_short > 0 ? View::Squash : parse_view(f.view);  // --resize-short: a square centre crop
     c.patch.coreset = f.coreset;
     c.auto_global = f.auto_global;
+    c.flips = parse_flips(f.flips);
     c.patch.stages = f.patch_stages;
     c.threshold_quantile = f.quantile;
     c.threads = f.threads;

@@ -64,6 +64,9 @@ void add_detector_flags(CLI::App* c, DetectorFlags& f) {
         ->check(CLI::IsMember({"squash", "keep", "shots"}));
     c->add_flag("--auto-global", f.auto_global,
                 "--scorer auto: the global scorer is a candidate too, chosen against whole-image corruptions as well");
+    c->add_option("--flips", f.flips,
+                  "patch scorers: mirrored shots in the fit (auto: when the shots look the same mirrored)")
+        ->check(CLI::IsMember({"auto", "on", "off"}));
     c->add_option("--coreset", f.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
         ->check(CLI::Range(1e-4, 1.0));
     c->add_option("--patch-stages", f.patch_stages,

@@ -113,6 +113,7 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
                          for (const auto& c : x.selection) t += " " + c.scorer + " " + fmt(100 * c.synthetic_auroc);
                          return t + ")";
                      }()
+                  << (x.flip_ratio > 0 ? "; flips " + x.flips + " (ratio " + fmt(x.flip_ratio, 3) + ")" : std::string())
                   << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
                   << fmt(x.score_seconds, 1) << " s)" << std::endl;
     };

@@ -191,6 +191,8 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.fit_seconds = seconds_since(t0);
                 r.scorer = to_string(det.config().scorer);
                 r.selection = det.selection();
+                r.flips = to_string(det.config().flips);
+                r.flip_ratio = det.flip_ratio();
                 const auto t1 = std::chrono::steady_clock::now();
                 pp.stage = "score";
                 const bool masks = std::any_of(test.begin(), test.end(), [](const auto& s) { return !s.mask_path.empty(); });

@@ -241,7 +241,8 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
         j["runs"].push_back({{"category", x.category}, {"shots", x.shots}, {"seed", x.seed}, {"auroc", 100 * x.auroc},
                              {"pixel_auroc", x.pixel_auroc >= 0 ? json(100 * x.pixel_auroc) : json(nullptr)},
                              {"pro", x.pro >= 0 ? json(100 * x.pro) : json(nullptr)},
-                             {"pixel_images", x.pixel_images}, {"scorer", x.scorer},
+                             {"pixel_images", x.pixel_images}, {"scorer", x.scorer}, {"flips", x.flips},
+                             {"flip_ratio", x.flip_ratio},
                              {"selection", [&] {
                                   json a = json::array();
                                   for (const auto& c : x.selection) a.push_back({{"scorer", c.scorer}, {"synthetic_auroc", 100 * c.synthetic_auroc}});

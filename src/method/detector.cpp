@@ -27,10 +27,11 @@ json config_json(const DetectorConfig& c) {
             {"view", to_string(c.view)},
             {"max_aspect", c.max_aspect},
             {"auto_global", c.auto_global},
+            {"flips", to_string(c.flips)},
             {"view_h", c.view_h},
             {"view_w", c.view_w},
             {"patch", {{"map_sigma", c.patch.map_sigma}, {"coreset", c.patch.coreset}, {"max_bank", c.patch.max_bank},
-                       {"stages", c.patch.stages}}},
+                       {"stages", c.patch.stages}, {"flip_ratio", c.patch.flip_ratio}}},
             {"density", {{"shrinkage", c.density.shrinkage == method::Shrinkage::LedoitWolf ? "ledoit-wolf" : "ridge"},
                          {"ridge", c.density.ridge},
                          {"l2_normalize", c.density.l2_normalize}}},
@@ -62,6 +63,7 @@ DetectorConfig config_from_json(const json& j) {
     c.view = parse_view(j.value("view", std::string("squash")));
     c.max_aspect = j.value("max_aspect", 8.0);
     c.auto_global = j.value("auto_global", false);
+    c.flips = parse_flips(j.value("flips", std::string("off")));  // files before flips: fitted without
     c.view_h = j.value("view_h", int64_t{0});
     c.view_w = j.value("view_w", int64_t{0});
     if (j.contains("patch")) {
@@ -70,6 +72,7 @@ DetectorConfig config_from_json(const json& j) {
         c.patch.coreset = p.at("coreset").get<double>();
         c.patch.max_bank = p.at("max_bank").get<int64_t>();
         c.patch.stages = p.value("stages", std::vector<int64_t>{});
+        c.patch.flip_ratio = p.value("flip_ratio", 1.1);
     }
     const auto& d = j.at("density");
     c.density.shrinkage = d.at("shrinkage").get<std::string>() == "ridge" ? method::Shrinkage::Ridge : method::Shrinkage::LedoitWolf;
@@ -379,7 +382,18 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
         const Tensor& v = views[static_cast<size_t>(i / K)];
         return with_global && i % K >= K - 2 ? method::synthetic_corruption(v, r) : method::synthetic_defect(v, r);
     });
-    const int64_t total = n * (1 + A) + static_cast<int64_t>(defects.size());
+    // Flips: every shot's view mirrored horizontally, vertically and both ways
+    constexpr int64_t F = 3;
+    const bool flips = cfg_.flips != Flips::Off;
+    std::vector<Tensor> mirrored;
+    if (flips)
+        for (const Tensor& v : views) {
+            const Tensor h = method::flip(v, true);
+            mirrored.push_back(h);
+            mirrored.push_back(method::flip(v, false));
+            mirrored.push_back(method::flip(h, false));
+        }
+    const int64_t total = n * (1 + A) + static_cast<int64_t>(defects.size() + mirrored.size());
     if (progress) progress({"features", 0, total, 0});
     const std::vector<Tensor> fv = patch_maps(views, [&](int64_t d) {
         if (progress) progress({"features", d, total, 0});
@@ -389,6 +403,9 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     });
     const std::vector<Tensor> fd = patch_maps(defects, [&](int64_t d) {
         if (progress) progress({"features", n * (1 + A) + d, total, 0});
+    });
+    const std::vector<Tensor> fm = patch_maps(mirrored, [&](int64_t d) {
+        if (progress) progress({"features", n * (1 + A) + static_cast<int64_t>(defects.size()) + d, total, 0});
     });
     auto rows_of = [](const Tensor& m) { return method::patch_rows(m.reshape(Shape{1, m.dim(0), m.dim(1), m.dim(2)})); };
     // every patch of shot i (its view and its copies), as rows
@@ -400,6 +417,42 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     }
     method::GaussianOptions gopt = cfg_.density;
     gopt.l2_normalize = false;  // patch features keep their lengths (as the references)
+    // image score of a view from its feature map: the maximum of the smoothed anomaly map
+    auto image_score = [&](Scorer sc, const method::GaussianDensity& g, const method::PatchKnn& k, const Tensor& fmap,
+                           const Tensor& view) {
+        const Tensor ps = sc == Scorer::PatchKnn ? k.score(rows_of(fmap)) : g.score(rows_of(fmap));
+        const Tensor map = method::anomaly_map(ps.data(), fmap.dim(1), fmap.dim(2), view.dim(1), view.dim(2), cfg_.patch.map_sigma);
+        return *std::max_element(map.data(), map.data() + map.numel());
+    };
+    flip_ratio_ = 0;
+    if (flips && cfg_.flips == Flips::Auto) {
+        // does the product look the same mirrored? each held-out shot's mirror images against a
+        // patch Gaussian of the other shots, relative to the shot itself
+        std::vector<double> ratio;
+        for (int64_t i = 0; i < n && n > 1; ++i) {
+            std::vector<Tensor> r;
+            for (int64_t j = 0; j < n; ++j)
+                if (j != i) r.push_back(shot_rows[static_cast<size_t>(j)]);
+            method::GaussianDensity g;
+            g.fit(ops::concat(r, 0), gopt);
+            const method::PatchKnn none;
+            const double own = image_score(Scorer::PatchGauss, g, none, fv[static_cast<size_t>(i)], views[static_cast<size_t>(i)]);
+            double m = 0;
+            for (int64_t f = 0; f < F; ++f)
+                m += image_score(Scorer::PatchGauss, g, none, fm[static_cast<size_t>(i * F + f)], mirrored[static_cast<size_t>(i * F + f)]);
+            ratio.push_back(m / F / std::max(own, 1e-30));
+        }
+        std::sort(ratio.begin(), ratio.end());
+        const size_t h = ratio.size();
+        flip_ratio_ = h == 0 ? 0.0 : h % 2 ? ratio[h / 2] : 0.5 * (ratio[h / 2 - 1] + ratio[h / 2]);
+        cfg_.flips = h > 0 && flip_ratio_ <= cfg_.patch.flip_ratio ? Flips::On : Flips::Off;
+    }
+    if (cfg_.flips == Flips::On)  // the mirror images join their shot's patches
+        for (int64_t i = 0; i < n; ++i) {
+            std::vector<Tensor> r{shot_rows[static_cast<size_t>(i)]};
+            for (int64_t f = 0; f < F; ++f) r.push_back(rows_of(fm[static_cast<size_t>(i * F + f)]));
+            shot_rows[static_cast<size_t>(i)] = ops::concat(r, 0);
+        }
     // fits scorer `sc` on the rows of the shots in `use` into (density, knn)
     // patch-knn's coreset is selected once over all shots' patches; the bank without shot i is
     // that coreset less shot i's patches (selecting a coreset per held-out shot costs n times as
@@ -433,12 +486,6 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
             for (size_t r = 0; r < owner.size(); ++r)
                 if (in[static_cast<size_t>(owner[r])]) bank.push_back(static_cast<int64_t>(r));
         k.fit(ops::gather_rows(all_rows, bank));
-    };
-    auto image_score = [&](Scorer sc, const method::GaussianDensity& g, const method::PatchKnn& k, const Tensor& fm,
-                           const Tensor& view) {
-        const Tensor ps = sc == Scorer::PatchKnn ? k.score(rows_of(fm)) : g.score(rows_of(fm));
-        const Tensor map = method::anomaly_map(ps.data(), fm.dim(1), fm.dim(2), view.dim(1), view.dim(2), cfg_.patch.map_sigma);
-        return *std::max_element(map.data(), map.data() + map.numel());
     };
     // leave each shot out: its view (and, when selecting, its synthetic defects) scored by the
     // scorer fitted on the other shots. The clean scores calibrate the threshold.
@@ -711,6 +758,13 @@ View parse_view(const std::string& s) {
     if (s == "shots") return View::Shots;
     throw Error("unknown view '" + s + "' (squash | keep | shots)");
 }
+Flips parse_flips(const std::string& s) {
+    if (s == "off") return Flips::Off;
+    if (s == "on") return Flips::On;
+    if (s == "auto") return Flips::Auto;
+    throw Error("unknown flips setting '" + s + "' (auto | on | off)");
+}
+std::string to_string(Flips f) { return f == Flips::On ? "on" : f == Flips::Off ? "off" : "auto"; }
 std::string to_string(View v) { return v == View::Keep ? "keep" : v == View::Shots ? "shots" : "squash"; }
 
 std::string to_json(const DetectorConfig& cfg) { return config_json(cfg).dump(); }

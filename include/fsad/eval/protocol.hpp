@@ -49,6 +49,8 @@ struct RunResult {
     double pixel_auroc = -1;     ///< in [0, 1]; < 0 when not measured (no masks, or no maps)
     double pro = -1;             ///< PRO up to FPR 0.3 (pro_auc), in [0, 1]; < 0 when not measured
     std::string scorer;          ///< the fitted detector's scorer (Scorer::Auto's choice)
+    std::string flips;           ///< mirrored shots used: "on" / "off" (Flips::Auto's choice)
+    double flip_ratio = 0;       ///< Flips::Auto's measurement (0: not measured)
     std::vector<Detector::Candidate> selection;  ///< Scorer::Auto's synthetic AUROCs
     int64_t pixel_images = 0;    ///< images in it: the normals and the anomalies with a mask
     double threshold = 0;        ///< the detector's calibrated threshold

@@ -39,12 +39,23 @@ enum class View {
 View parse_view(const std::string& s);  ///< squash | keep | shots
 std::string to_string(View v);
 
+/// Mirrored copies of the shots in the patch scorers' fit (horizontal, vertical and both flips of
+/// each shot's view, as three more views of it). Auto: used when the product looks the same
+/// mirrored, i.e. when a held-out shot's mirror images score, against the other shots, at most
+/// PatchConfig::flip_ratio times the shot itself (median over the shots). Surfaces and textures
+/// pass (Magnetic Tile: 1.00-1.04); parts with a pose do not (MPDD plates, bottles: 1.2-1.4), so
+/// a mirrored part, itself a defect on some lines, is never learnt as normal.
+enum class Flips { Off, On, Auto };
+Flips parse_flips(const std::string& s);  ///< off | on | auto
+std::string to_string(Flips f);
+
 struct PatchConfig {
     double map_sigma = 4.0;  ///< Gaussian blur of the anomaly map, px of the view
     double coreset = 0.1;    ///< patch-knn: fraction of the shots' patches kept in the memory bank
     int64_t max_bank = 16384;  ///< patch-knn: at most this many bank patches
     std::vector<int64_t> stages;  ///< backbone stages tapped (forward_features' list, finest first);
                                   ///< empty = Backbone::patch_stages() (strides 8 and 16)
+    double flip_ratio = 1.1;  ///< Flips::Auto: mirrored shots are used up to this score ratio
 };
 
 /// The defaults are the recipe measured best across every dataset fsad was evaluated on
@@ -66,6 +77,7 @@ struct DetectorConfig {
     bool auto_global = false;  ///< Scorer::Auto: the global scorer is a candidate too, and two of the
                                ///< four synthetic defects per held-out shot corrupt the whole image
     View view = View::Shots;   ///< square products: the same as Squash
+    Flips flips = Flips::Auto;  ///< patch scorers: mirrored shots in the fit; fit resolves Auto to On/Off
     double max_aspect = 8.0;   ///< View::Keep and View::Shots: longest side / shortest side kept
     int64_t view_h = 0, view_w = 0;  ///< View::Shots: the view's size, set by fit (0 before)
     PatchConfig patch;
@@ -132,6 +144,9 @@ public:
         double synthetic_auroc = 0;
     };
     const std::vector<Candidate>& selection() const { return selection_; }
+    /// Flips::Auto: the median ratio of the held-out shots' mirror-image scores to their own
+    /// (config().flips is On when it is at most PatchConfig::flip_ratio); 0 when not measured.
+    double flip_ratio() const { return flip_ratio_; }
 
     bool fitted() const { return density_.fitted() || patch_density_.fitted() || knn_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
@@ -161,6 +176,7 @@ private:
     method::GaussianDensity patch_density_;  // Scorer::PatchGauss
     method::PatchKnn knn_;                   // Scorer::PatchKnn
     std::vector<Candidate> selection_;       // Scorer::Auto's table
+    double flip_ratio_ = 0;                  // Flips::Auto's measurement
     double threshold_ = 0;
 };
 
