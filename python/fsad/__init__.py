@@ -51,9 +51,11 @@ def _array(a: np.ndarray, i: int) -> np.ndarray:
         raise ArgumentError(f"image {i}: dtype must be uint8, uint16, float32 (or float64), got {a.dtype}")
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
         raise ArgumentError(f"image {i}: an array must be [H, W] or [H, W, C] with C in 1, 3, 4, got shape {a.shape}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
     c = a.shape[2] if a.ndim == 3 else 1
     s = a.itemsize
-    if not (a.strides[1] == c * s and (a.ndim == 2 or a.strides[2] == s) and a.strides[0] > 0):
+    if not ((a.shape[1] == 1 or a.strides[1] == c * s) and (a.ndim == 2 or a.strides[2] == s) and a.strides[0] > 0):
         a = np.ascontiguousarray(a)
     return a
 

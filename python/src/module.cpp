@@ -40,7 +40,8 @@ fsad_image image_of(const py::array& a, size_t i) {
     const int64_t C = a.ndim() == 3 ? a.shape(2) : 1;
     if (a.shape(0) > INT32_MAX || a.shape(1) > INT32_MAX)
         throw StatusError{FSAD_ERR_ARGUMENT, who + "too large"};
-    const bool packed = a.strides(1) == C * size && (a.ndim() == 2 || a.strides(2) == size) && a.strides(0) > 0;
+    const bool packed = (a.shape(1) == 1 || a.strides(1) == C * size) && (a.ndim() == 2 || C == 1 || a.strides(2) == size) &&
+                        a.strides(0) > 0;
     if (!packed) throw StatusError{FSAD_ERR_ARGUMENT, who + "pixels must be contiguous within a row"};
     im.data = a.data();
     im.height = static_cast<int32_t>(a.shape(0));

@@ -96,13 +96,38 @@ fsad::Device device_of(const std::string& s) {
     return dev;
 }
 
-// Keys of `user` that `defaults` lacks, as "a.b" paths (an unknown key is a typo, not a no-op).
-void unknown_keys(const json& user, const json& defaults, const std::string& prefix, std::vector<std::string>& out) {
+const char* json_kind(const json& v) {
+    if (v.is_boolean()) return "a boolean";
+    if (v.is_number_integer()) return "an integer";
+    if (v.is_number()) return "a number";
+    if (v.is_string()) return "a string";
+    if (v.is_array()) return "an array";
+    if (v.is_object()) return "an object";
+    return "null";
+}
+
+// Keys of `user` that `defaults` lacks (an unknown key is a typo, not a no-op) and values of
+// another kind than the default's, named by their "a.b" path.
+void check_keys(const json& user, const json& defaults, const std::string& prefix, std::vector<std::string>& unknown) {
     for (auto it = user.begin(); it != user.end(); ++it) {
+        const std::string key = prefix + it.key();
         if (!defaults.contains(it.key())) {
-            out.push_back(prefix + it.key());
-        } else if (it.value().is_object() && defaults.at(it.key()).is_object()) {
-            unknown_keys(it.value(), defaults.at(it.key()), prefix + it.key() + ".", out);
+            unknown.push_back(key);
+            continue;
+        }
+        const json& u = it.value();
+        const json& d = defaults.at(it.key());
+        if (d.is_object()) {
+            need(u.is_object(), "\"" + key + "\" must be an object, got " + u.dump());
+            check_keys(u, d, key + ".", unknown);
+        } else if (d.is_null()) {  // optional strings (byol.precision)
+            need(u.is_null() || u.is_string(), "\"" + key + "\" must be a string or null, got " + u.dump());
+        } else {
+            const bool ok = d.is_number_integer() ? u.is_number_integer()
+                            : d.is_number()       ? u.is_number()
+                            : d.is_array()        ? u.is_array()
+                                                  : std::string(json_kind(d)) == json_kind(u);
+            need(ok, "\"" + key + "\" must be " + json_kind(d) + ", got " + u.dump());
         }
     }
 }
@@ -270,7 +295,7 @@ fsad_status fsad_detector_create(const char* config_json, fsad_detector** out) {
         }
         const json defaults = json::parse(fsad::to_json(fsad::DetectorConfig{}));
         std::vector<std::string> unknown;
-        unknown_keys(user, defaults, "", unknown);
+        check_keys(user, defaults, "", unknown);
         if (!unknown.empty()) {
             std::string list;
             for (const auto& k : unknown) list += (list.empty() ? "" : ", ") + ("\"" + k + "\"");
