@@ -95,7 +95,8 @@ FSAD_API void fsad_free(void* p);
  *  an unknown key is an error), plus "device" ("cpu", "cuda", "cuda:N"), "precision" of the
  *  features and scores ("fp32", "tf32" on CUDA, "bf16") and "threads" (0 = all cores;
  *  process-wide). config_json NULL or "" = the defaults. "weights": "" = a randomly initialised
- *  backbone, else a safetensors checkpoint path. */
+ *  backbone, "auto" = the fsad tool's search ($FSAD_WEIGHTS, ~/.cache/fsad/weights), else a
+ *  safetensors checkpoint path. */
 FSAD_API fsad_status fsad_detector_create(const char* config_json, fsad_detector** out);
 /** Loads a model file written by fsad_detector_save or the fsad tool onto `device` (NULL = "cpu"). */
 FSAD_API fsad_status fsad_detector_load(const char* path, const char* device, fsad_detector** out);

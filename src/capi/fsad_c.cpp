@@ -20,6 +20,7 @@
 #include "fsad/core/parallel.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/method/detector.hpp"
+#include "fsad/nn/backbones.hpp"
 
 #ifndef FSAD_VERSION_STRING
 #define FSAD_VERSION_STRING "unknown"
@@ -312,6 +313,15 @@ fsad_status fsad_detector_create(const char* config_json, fsad_detector** out) {
             throw ArgumentError(e.what());
         }
         h->cfg.threads = threads;
+        if (h->cfg.weights == "auto") {  // the fsad tool's search: $FSAD_WEIGHTS, ~/.cache/fsad/weights
+            h->cfg.weights = fsad::nn::find_weights(h->cfg.backbone);
+            if (h->cfg.weights.empty()) {
+                std::string paths;
+                for (const auto& p : fsad::nn::weight_search_paths(h->cfg.backbone)) paths += (paths.empty() ? "" : ", ") + p;
+                throw ArgumentError("\"weights\": \"auto\": no " + fsad::nn::to_string(h->cfg.backbone) +
+                                    " weights found (looked in " + paths + ")");
+            }
+        }
         fsad::Detector check(h->cfg);  // validates the configuration now, not at fit
         (void)check;
         *out = h.release();

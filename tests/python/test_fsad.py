@@ -271,3 +271,11 @@ def test_python_m_fsad_runs_the_cli():
 
 def test_versions():
     assert fsad.abi_version() == 1 and fsad.__version__.count(".") == 2
+
+
+def test_weights_auto_names_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.setenv("FSAD_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(fsad.ArgumentError, match="no resnet18 weights found") as e:
+        fsad.Detector(TINY, weights="auto")
+    assert str(tmp_path) in str(e.value)
