@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     static float map[W * H];
     float map_score = 0;
     if (report(fsad_detector_score_map(det, &img, map, W * H, &map_score), "score_map")) return 1;
-    printf("map %dx%d, max %.4f\n", W, H, map_score);
+    printf("map %dx%d, score %.4f (%s the decide call's)\n", W, H, map_score, map_score == buf_score ? "equal to" : "NOT");
 
     if (report(fsad_detector_save(det, argv[1]), "save")) return 1;
     fsad_detector* loaded = NULL;

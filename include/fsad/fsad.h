@@ -104,7 +104,8 @@ FSAD_API fsad_status fsad_detector_load(const char* path, const char* device, fs
 FSAD_API void fsad_detector_free(fsad_detector* d);
 
 /** Fits on n >= 1 normal images (the patch scorers need 2). progress may be NULL. On any failure
- *  or cancellation the detector keeps its previous state. */
+ *  or cancellation the detector keeps its previous state. A detector from fsad_detector_load is
+ *  not fitted again (FSAD_ERR_STATE): create one with "weights" for that. */
 FSAD_API fsad_status fsad_detector_fit_files(fsad_detector* d, const char* const* paths, size_t n,
                                              fsad_progress_fn progress, void* user);
 FSAD_API fsad_status fsad_detector_fit_images(fsad_detector* d, const fsad_image* images, size_t n,
@@ -120,7 +121,8 @@ FSAD_API fsad_status fsad_detector_score_files(const fsad_detector* d, const cha
 FSAD_API fsad_status fsad_detector_decide_images(const fsad_detector* d, const fsad_image* images, size_t n,
                                                  float* scores, uint8_t* anomalous);
 /** The anomaly map of one image at the image's own size, row-major into map[capacity]
- *  (capacity >= width * height), and its score into *score (may be NULL). Patch scorers only. */
+ *  (capacity >= width * height), and its score (as fsad_detector_score_images gives it; the map
+ *  at the view's size has it as maximum) into *score (may be NULL). Patch scorers only. */
 FSAD_API fsad_status fsad_detector_score_map(const fsad_detector* d, const fsad_image* image, float* map,
                                              size_t capacity, float* score);
 

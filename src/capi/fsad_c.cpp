@@ -30,6 +30,7 @@ struct fsad_detector {
     fsad::DetectorConfig cfg;                  // what fit builds a fresh detector from
     std::optional<fsad::ops::Precision> precision;  // features and scores; none = process-wide
     std::optional<fsad::Detector> det;         // set by fit or load
+    bool loaded = false;                       // from a model file: not refitted (no checkpoint to start from)
     mutable std::shared_mutex mu;
 };
 
@@ -217,6 +218,9 @@ std::vector<float> score(const fsad_detector* d, const std::vector<fsad::Tensor>
 
 void fit(fsad_detector* d, const std::vector<fsad::Tensor>& imgs, fsad_progress_fn progress, void* user) {
     need(!imgs.empty(), "no images given (need at least one)");
+    if (d->loaded)
+        throw StateError("a detector loaded from a model file is not fitted again (its backbone's weights live in "
+                         "the file, not in a checkpoint); create a detector with \"weights\" and fit that");
     std::optional<fsad::ops::PrecisionScope> scope;
     if (d->precision) scope.emplace(*d->precision);
     // a fresh detector, swapped in on success: a failed or cancelled fit leaves the old one
@@ -337,6 +341,7 @@ fsad_status fsad_detector_load(const char* path, const char* device, fsad_detect
         const fsad::Device dev = device_of(device ? device : "cpu");
         h->det.emplace(fsad::Detector::load(path, dev));
         h->cfg = h->det->config();
+        h->loaded = true;
         *out = h.release();
     });
 }
@@ -414,9 +419,14 @@ fsad_status fsad_detector_score_map(const fsad_detector* d, const fsad_image* im
                              "\"patch-gauss\", \"patch-knn\" or \"auto\")");
         std::optional<fsad::ops::PrecisionScope> scope;
         if (d->precision) scope.emplace(*d->precision);
-        const std::vector<fsad::Tensor> m = det.score_map({img});
-        std::memcpy(map, m[0].data(), need_len * sizeof(float));
-        if (score_out) *score_out = *std::max_element(map, map + need_len);
+        // Detector::score_map without discarding the score: the view's map upsampled to the image
+        fsad::Detector::Scored sv = det.score_views({img}, true);
+        fsad::Tensor m = sv.maps[0];
+        const int64_t H = image->height, W = image->width;
+        if (m.dim(0) != H || m.dim(1) != W)
+            m = fsad::io::resize_bilinear(m.reshape(fsad::Shape{1, m.dim(0), m.dim(1)}), H, W);
+        std::memcpy(map, m.data(), need_len * sizeof(float));
+        if (score_out) *score_out = sv.scores[0];
     });
 }
 

@@ -22,6 +22,7 @@ cmake -S "$SRC/examples/c" -B "$W/c-cmake" -DCMAKE_PREFIX_PATH="$P" -DCMAKE_BUIL
 cmake --build "$W/c-cmake" >/dev/null
 "$W/c-cmake/fsad_example" "$W/c1.fsad" "$test_img" "${normal[@]}" | tee "$W/c1.log"
 grep -q "loaded model scores .* (same)" "$W/c1.log"
+grep -q "equal to the decide call's" "$W/c1.log"
 grep -q "loading a missing file: io: .*no/such/model.fsad" "$W/c1.log"
 
 echo "== C example, pkg-config"

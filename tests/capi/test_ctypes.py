@@ -127,6 +127,8 @@ check(lib.fsad_detector_load(model, None, C.byref(e)) == 0, "load")
 again = C.c_float()
 lib.fsad_detector_score_files(e, test, 1, C.byref(again))
 check(abs(again.value - score.value) <= 1e-4 * abs(score.value), f"the loaded model scores the same ({again.value:.4f})")
+check(lib.fsad_detector_fit_files(e, paths, len(files), progress, None) == 4
+      and "not fitted again" in lib.fsad_last_error().decode(), "a loaded detector refuses fit (status state)")
 js = C.c_void_p()
 check(lib.fsad_detector_config_json(e, C.byref(js)) == 0 and b'"scorer":"global"' in C.string_at(js), "config JSON")
 lib.fsad_free(js)

@@ -85,6 +85,8 @@ def test_fit_score_save_load_match_the_cli(ds):
     back = fsad.Detector.load(path)
     np.testing.assert_allclose(back.score(test), mine.score(test), rtol=1e-5)
     assert back.config == mine.config
+    with pytest.raises(fsad.StateError, match="not fitted again"):
+        back.fit(normal)
 
 
 # ------------------------------------------------------------------------ numpy input
