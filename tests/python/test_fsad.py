@@ -214,6 +214,28 @@ def test_threads_scoring_at_once(fitted, ds):
         np.testing.assert_array_equal(got[k], want if k % 2 == 0 else want[::-1])
 
 
+def test_scoring_during_a_fit_uses_the_old_model_then_the_new(ds):
+    _, normal, _ = ds
+    d = fsad.Detector(TINY, scorer="global")
+    d.fit(normal[:3])
+    probe = [image(seed=3)]
+    old = d.score(probe)[0]
+    seen, stop = [], threading.Event()
+
+    def scorer():
+        while not stop.is_set():
+            seen.append(d.score(probe)[0])
+
+    t = threading.Thread(target=scorer)
+    t.start()
+    d.fit(normal)  # other shots: another model
+    stop.set()
+    t.join()
+    new = d.score(probe)[0]
+    assert new != old and seen
+    assert set(seen) <= {old, new}  # never a half-fitted model
+
+
 def test_the_gil_is_released_while_scoring(fitted):
     imgs = [image(seed=i) for i in range(64)]
     done = threading.Event()
