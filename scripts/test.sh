@@ -12,7 +12,10 @@ jobs=$(nproc)
 echo "== build (Release)"
 # FSAD_CUDA=AUTO: the CUDA backend is compiled and linked when the toolkit and cuDNN are present
 # (its parity tests skip without a GPU); one architecture keeps the build short
+# the C ABI (libfsad_c) and the Python module are built too, for Debian's Python (their tests:
+# ctest labels capi and python)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFSAD_BUILD_BENCH=ON -DFSAD_CUDA_ARCHITECTURES="${FSAD_CUDA_ARCHITECTURES:-90}" \
+      -DFSAD_BUILD_PYTHON=ON -DPython_EXECUTABLE=/usr/bin/python3 \
       | grep "fsad:" || true
 cmake --build build -j"$jobs"
 echo "== tests"

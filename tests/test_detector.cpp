@@ -86,6 +86,38 @@ TEST_CASE("detector: bad input and damaged model files are clear errors") {
     fs::remove(p);
 }
 
+TEST_CASE("detector: a progress callback that throws cancels fit in every stage, and a new fit works") {
+    struct Stop {
+        std::string stage;
+    };
+    for (const char* stage : {"fine-tune", "features", "density", "threshold"}) {
+        CAPTURE(stage);
+        Detector d(tiny());
+        std::vector<std::string> seen;
+        auto cancel = [&](const FitProgress& p) {
+            seen.push_back(p.stage);
+            if (p.stage == stage) throw Stop{p.stage};
+        };
+        bool stopped = false;
+        try {
+            d.fit({texture(1, false), texture(2, false), texture(3, false)}, cancel);
+        } catch (const Stop& s) {
+            stopped = s.stage == stage;
+        }
+        CHECK(stopped);
+        CHECK(seen.back() == stage);
+        if (std::string(stage) != "threshold") CHECK_FALSE(d.fitted());  // at "threshold" the density is fitted
+    }
+    Detector d(tiny());
+    int calls = 0;
+    CHECK_THROWS_AS(d.fit({texture(1, false), texture(2, false)}, [&](const FitProgress&) {
+        if (++calls == 2) throw Error("stop");
+    }), Error);
+    d.fit({texture(1, false), texture(2, false)});  // fitted again after the cancelled fit
+    CHECK(d.fitted());
+    CHECK(d.score(texture(4, false)) > 0);
+}
+
 TEST_CASE("detector: scoring a loaded detector from several threads gives the sequential scores") {
     DetectorConfig c = tiny();
     c.adapt = false;

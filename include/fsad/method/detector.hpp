@@ -106,6 +106,9 @@ public:
     explicit Detector(DetectorConfig cfg = {});
 
     /// Fits on normal images (RGB [3,H,W] in [0,1], any size). requires at least one image.
+    /// `progress` is called between steps on the calling thread; it may throw to cancel fit (the
+    /// exception propagates; the detector must then be fitted again: its backbone may be partly
+    /// fine-tuned). The C ABI fits a fresh detector and keeps the old one on failure.
     void fit(const std::vector<Tensor>& normal, const std::function<void(const FitProgress&)>& progress = {});
     /// Convenience: decodes the files first (errors name the file).
     void fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress = {});
