@@ -1,4 +1,4 @@
-// Image decoding (stb_image: PNG, JPEG, BMP, TGA, ...; 8/16-bit, gray, gray+alpha, RGB, RGBA)
+// Image decoding (stb_image: PNG, JPEG, BMP, TGA, PGM/PPM; 8/16-bit, gray, gray+alpha, RGB, RGBA)
 // into RGB float tensors [3,H,W] in [0,1], bilinear resizing and ImageNet normalisation.
 #pragma once
 #include <string>
@@ -7,11 +7,18 @@
 
 namespace fsad::io {
 
+/// The largest image decode_image / load_image accept, in pixels (width x height): 2^26, e.g.
+/// 8192 x 8192, whose float tensor takes 768 MiB. Checked on the header before any allocation,
+/// so that a small file claiming a huge size (a "dimension bomb") is refused at once.
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
+
 /// Decodes `path` to [3,H,W] RGB in [0,1]: gray is replicated, alpha dropped, 16-bit kept at
-/// full precision. Throws IOError naming the file when it cannot be read or decoded.
+/// full precision. Throws IOError naming the file when it cannot be read or decoded, or when its
+/// header claims more than kMaxImagePixels pixels.
 Tensor load_image(const std::string& path);
-/// Decodes an in-memory encoded image; `name` is used in messages.
-Tensor decode_image(const std::string& bytes, const std::string& name);
+/// Decodes an in-memory encoded image; `name` is used in messages. Images of more than max_pixels
+/// pixels are refused (IOError) on their header, before anything is allocated.
+Tensor decode_image(const std::string& bytes, const std::string& name, int64_t max_pixels = kMaxImagePixels);
 /// Bilinear resize of [C,H,W] to [C,out_h,out_w] (half-pixel centres, as PyTorch's
 /// F.interpolate(mode="bilinear", align_corners=False) without antialiasing).
 Tensor resize_bilinear(const Tensor& img, int64_t out_h, int64_t out_w);
