@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "fsad/io/safetensors.hpp"
+#include "fsad/io/file.hpp"
 
 namespace fsad::io {
 
