@@ -66,8 +66,11 @@ cmake --build build-fuzz -j"$jobs" --target $fuzz_targets
 for t in $fuzz_targets; do
   mkdir -p "build-fuzz/corpus/$t"
   echo "-- $t"
-  if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "build-fuzz/tests/fuzz/$t" -max_total_time="${FSAD_FUZZ_SECONDS:-45}" -timeout=10 -print_final_stats=1 \
-      -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$t" "tests/fuzz/seeds/${t#fuzz_}" >"build-fuzz/$t.log" 2>&1; then
+  dict=tests/fuzz/${t#fuzz_}.dict; [ -f "$dict" ] && dict_arg=(-dict="$dict") || dict_arg=()
+  # halt_on_error: undefined behaviour (e.g. an index past an array inside a struct, which ASan
+  # cannot see) ends the run like a crash
+  if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "build-fuzz/tests/fuzz/$t" -max_total_time="${FSAD_FUZZ_SECONDS:-45}" \
+      -timeout=10 -print_final_stats=1 "${dict_arg[@]}" -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$t" "tests/fuzz/seeds/${t#fuzz_}" >"build-fuzz/$t.log" 2>&1; then
     tail -n 80 "build-fuzz/$t.log"; exit 1  # the input that failed is saved as build-fuzz/crash-* (or leak-, oom-, timeout-)
   fi
   grep -E "DONE|^Done|number_of_executed_units" "build-fuzz/$t.log" | tail -n 3
