@@ -67,6 +67,11 @@ TEST_CASE("images: a header claiming more than kMaxImagePixels is refused before
         const std::string want = std::string(name) + ": image of 60000 x 60000 pixels exceeds fsad's limit";
         CHECK_THROWS_WITH_AS(io::decode_image(*bytes, name), doctest::Contains(want.c_str()), IOError);
     }
+    // sides near 2^32 (found by the fuzzer: their product overflowed int64 in this check)
+    std::string png4g = png;
+    for (size_t i = 16; i < 24; ++i) png4g[i] = '\xed';
+    CHECK_THROWS_WITH_AS(io::decode_image(png4g, "4g.png"),
+                         doctest::Contains("4g.png: image of 3991793133 x 3991793133 pixels exceeds fsad's limit"), IOError);
     // a file on disk: the message names the path
     const std::string path = (std::filesystem::temp_directory_path() / "fsad_image_bomb.png").string();
     io::write_file_atomic(path, png);

@@ -116,7 +116,8 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int64_t m
         const auto be32 = [&](size_t i) {
             return (int64_t{buf[i]} << 24) | (int64_t{buf[i + 1]} << 16) | (int64_t{buf[i + 2]} << 8) | int64_t{buf[i + 3]};
         };
-        if (be32(16) * be32(20) > max_pixels) throw too_large(be32(16), be32(20));
+        const int64_t pw = be32(16), ph = be32(20);  // each below 2^32: their product may not fit
+        if (pw > 0 && ph > 0 && (pw > max_pixels || ph > max_pixels / pw)) throw too_large(pw, ph);
     }
     int w = 0, h = 0, c = 0;
     if (!stbi_info_from_memory(buf, len, &w, &h, &c)) throw IOError(name + ": cannot decode image (" + stb_reason() + ")");
