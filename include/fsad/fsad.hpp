@@ -13,6 +13,7 @@
 #include "fsad/eval/py_random.hpp"
 #include "fsad/eval/report.hpp"
 #include "fsad/eval/roc.hpp"
+#include "fsad/imgproc/resize.hpp"
 #include "fsad/imgproc/transforms.hpp"
 #include "fsad/io/file.hpp"
 #include "fsad/io/image.hpp"

@@ -1,6 +1,7 @@
 // Image processing on RGB images [3,H,W] in [0,1] (torchvision.transforms.functional's maths):
-// crops with resizing, rotation, flips, colour adjustments, grayscale and Gaussian blur. Used by
-// the method's augmentations (method/augment.cpp) and the dataset corruptions (data/).
+// crops with resizing, rotation, flips, colour adjustments, grayscale, Gaussian blur, ImageNet
+// normalisation, the heat-map overlay. Used by the method's augmentations (method/augment.cpp),
+// the dataset corruptions (data/) and the detector.
 #include "fsad/imgproc/transforms.hpp"
 
 #include <algorithm>
@@ -215,6 +216,36 @@ Tensor gaussian_blur(const Tensor& img, float sigma) {
                 for (int64_t i = -r; i <= r; ++i) s += k[static_cast<size_t>(i + r)] * t[reflect(y + i, H) * W + x];
                 o[y * W + x] = s;
             }
+    }
+    return out;
+}
+
+void imagenet_normalize_into(const Tensor& img, float* dst) {
+    FSAD_CHECK(img.ndim() == 3 && img.dim(0) == 3, "imagenet_normalize: expected [3,H,W], got ", img.shape().str());
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
+    const int64_t hw = img.dim(1) * img.dim(2);
+    const float* src = img.data();
+    for (int64_t k = 0; k < 3; ++k)
+        for (int64_t i = 0; i < hw; ++i) dst[k * hw + i] = (src[k * hw + i] - mean[k]) / stdv[k];
+}
+
+Tensor imagenet_normalize(const Tensor& img) {
+    Tensor out = Tensor::empty(img.shape());
+    imagenet_normalize_into(img, out.data());
+    return out;
+}
+
+Tensor heatmap_overlay(const Tensor& img, const Tensor& map, float lo, float hi) {
+    FSAD_CHECK(img.ndim() == 3 && img.dim(0) == 3 && map.ndim() == 2 && map.dim(0) == img.dim(1) && map.dim(1) == img.dim(2),
+               "heatmap_overlay: needs img [3,H,W] and map [H,W] of the same size");
+    FSAD_CHECK(hi > lo, "heatmap_overlay: hi must exceed lo");
+    const int64_t hw = map.numel();
+    Tensor out = Tensor::empty(img.shape());
+    for (int64_t i = 0; i < hw; ++i) {
+        const float t = std::clamp((map.data()[i] - lo) / (hi - lo), 0.0f, 1.0f);
+        const float rgb[3] = {std::clamp(1.5f - std::fabs(4 * t - 3), 0.0f, 1.0f), std::clamp(1.5f - std::fabs(4 * t - 2), 0.0f, 1.0f),
+                              std::clamp(1.5f - std::fabs(4 * t - 1), 0.0f, 1.0f)};
+        for (int c = 0; c < 3; ++c) out.data()[c * hw + i] = 0.5f * img.data()[c * hw + i] + 0.5f * rgb[c];
     }
     return out;
 }
