@@ -91,6 +91,11 @@ TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused (stb 2
     for (size_t k = 0; k < 16; ++k) jpg[dht + 5 + k] = '\x20';  // 16 x 32 = 512 codes in the first table
     CHECK_THROWS_WITH_AS(io::decode_image(jpg, "dht.jpg"), doctest::Contains("dht.jpg: cannot decode image (corrupt JPEG"),
                          IOError);
+    // stb skips 0xFF fill bytes before the SOI (found by the fuzzer: the check looked for FF D8 first)
+    CHECK_THROWS_WITH_AS(io::decode_image("\xFF\xFF" + jpg, "fill.jpg"),
+                         doctest::Contains("fill.jpg: cannot decode image (corrupt JPEG"), IOError);
+    CHECK(io::decode_image("\xFF\xFF" + io::encode_jpeg(test::texture(1, false, 16, 16), 90), "ok.jpg").shape() ==
+          (Shape{3, 16, 16}));
 }
 
 TEST_CASE("images: a PGM/PPM header integer beyond 2^24 is refused (stb 2.27 int overflow)") {

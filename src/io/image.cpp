@@ -36,7 +36,7 @@ const char* unsupported_format(const std::string& b) {
 // skipping entropy-coded data, and reports whether every Huffman table is within that bound.
 bool jpeg_huffman_tables_ok(const std::string& b) {
     const auto at = [&](size_t i) -> unsigned { return i < b.size() ? static_cast<unsigned char>(b[i]) : 0u; };
-    size_t i = 2;  // after SOI
+    size_t i = 0;  // fill bytes and the SOI are skipped as the segments are
     while (i + 1 < b.size()) {
         if (at(i) != 0xFF || at(i + 1) == 0xFF) {  // entropy-coded data, junk, or a fill byte
             ++i;
@@ -100,7 +100,9 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int64_t m
         throw IOError(name + ": file too large to decode");
     if (const char* f = unsupported_format(bytes))
         throw IOError(name + ": " + f + " images are not supported (PNG, JPEG, BMP, TGA, PGM/PPM are)");
-    if (starts_with(bytes, "\xFF\xD8", 2) && !jpeg_huffman_tables_ok(bytes))
+    // what stb takes for a JPEG: an SOI marker, fill bytes (0xFF) allowed before it
+    const size_t soi = bytes.find_first_not_of('\xFF');
+    if (soi != std::string::npos && soi >= 1 && bytes[soi] == '\xD8' && !jpeg_huffman_tables_ok(bytes))
         throw IOError(name + ": cannot decode image (corrupt JPEG: a Huffman table has more than 256 codes)");
     if ((starts_with(bytes, "P5", 2) || starts_with(bytes, "P6", 2)) && !pnm_header_ok(bytes))
         throw IOError(name + ": cannot decode image (corrupt PGM/PPM header: a size or maximum value beyond 2^24)");
