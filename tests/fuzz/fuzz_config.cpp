@@ -27,6 +27,8 @@ std::string temp_path() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const std::string path = temp_path();
+    static const bool removed_at_exit = (std::atexit([] { std::remove(path.c_str()); }), true);
+    (void)removed_at_exit;
     static const char* const verbs[] = {nullptr, "fit", "score", "eval", "demo", "bench", "info", "synth"};
     const char* verb = size > 0 ? verbs[data[0] % 8] : nullptr;
     {
