@@ -2,8 +2,9 @@
 # The test command (README, .ci/run): installs dependencies, builds, runs the whole test suite,
 # then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (portable, and the
 # convolution and model tests tuned for this CPU), the CUDA backend on the CUDA emulator (parity
-# suite, CLI test, benchmark smoke run; also sanitized), then the safetensors fuzzer for a bounded
-# time. Tests needing ../shared skip cleanly without it.
+# suite, CLI test, benchmark smoke run; also sanitized), then the fuzzers of the safetensors reader,
+# the model file, the image decoder and the TOML configuration, each for a bounded time. Tests
+# needing ../shared skip cleanly without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --tests
@@ -57,14 +58,27 @@ if grep -q "ERROR OCCURRED" build-emu/bench.log; then cat build-emu/bench.log; e
 echo "$(grep -c "iterations:1" build-emu/bench.log) GPU benchmarks ran once each on the emulator"
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
-echo "== fuzz: safetensors reader (${FSAD_FUZZ_SECONDS:-60} s)"
+# each reader of untrusted bytes for FSAD_FUZZ_SECONDS (default 45 s; 3 minutes for the four) on
+# its seeds (tests/fuzz/seeds/<target>) and what earlier runs in this build folder found; an input
+# that runs over 10 s counts as a hang
+fuzz_targets="fuzz_safetensors fuzz_model fuzz_image fuzz_config"
+echo "== fuzz: safetensors, model file, image decoder, TOML configuration (${FSAD_FUZZ_SECONDS:-45} s each)"
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFSAD_FUZZ=ON \
       -DFSAD_BUILD_TESTS=OFF -DFSAD_BUILD_BENCH=OFF -DFSAD_BUILD_EXAMPLES=OFF -DFSAD_NATIVE=OFF -DFSAD_CUDA=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors
-mkdir -p build-fuzz/corpus
-build-fuzz/tests/fuzz/fuzz_safetensors -max_total_time="${FSAD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
-  build-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 3
+cmake --build build-fuzz -j"$jobs" --target $fuzz_targets
+for t in $fuzz_targets; do
+  mkdir -p "build-fuzz/corpus/$t"
+  echo "-- $t"
+  dict=tests/fuzz/${t#fuzz_}.dict; [ -f "$dict" ] && dict_arg=(-dict="$dict") || dict_arg=()
+  # halt_on_error: undefined behaviour (e.g. an index past an array inside a struct, which ASan
+  # cannot see) ends the run like a crash
+  if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "build-fuzz/tests/fuzz/$t" -max_total_time="${FSAD_FUZZ_SECONDS:-45}" \
+      -timeout=10 -print_final_stats=1 "${dict_arg[@]}" -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$t" "tests/fuzz/seeds/${t#fuzz_}" >"build-fuzz/$t.log" 2>&1; then
+    tail -n 80 "build-fuzz/$t.log"; exit 1  # the input that failed is saved as build-fuzz/crash-* (or leak-, oom-, timeout-)
+  fi
+  grep -E "DONE|^Done|number_of_executed_units" "build-fuzz/$t.log" | tail -n 3
+done
 echo "== all tests passed"
 # one closing line for CI: ctest's tests (a skipped one counts as skipped), the two sanitizer runs,
-# the emulated backend's three runs and the fuzzer run
-echo "summary: $((ctest_total - ctest_skipped + 6)) passed, 0 failed, ${ctest_skipped} skipped"
+# the emulated backend's three runs and the four fuzzer runs
+echo "summary: $((ctest_total - ctest_skipped + 9)) passed, 0 failed, ${ctest_skipped} skipped"

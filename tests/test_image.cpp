@@ -1,3 +1,5 @@
+#include <filesystem>
+
 #include "helpers.hpp"
 
 using namespace fsad;
@@ -34,6 +36,88 @@ TEST_CASE("images: unreadable, truncated and non-image files name the file") {
     CHECK_THROWS_WITH_AS(io::load_image(img("not_an_image.png")), doctest::Contains("not_an_image.png: cannot decode"), IOError);
     CHECK_THROWS_WITH_AS(io::load_image(img("missing.png")), doctest::Contains("missing.png: cannot open"), IOError);
     CHECK_THROWS_WITH_AS(io::decode_image("", "empty.png"), doctest::Contains("empty.png: empty file"), IOError);
+}
+
+namespace {
+std::string bytes_of(std::initializer_list<int> b) {
+    std::string s;
+    for (int x : b) s.push_back(static_cast<char>(x));
+    return s;
+}
+}  // namespace
+
+// a few bytes whose header claims 60000 x 60000 pixels (43 GB as floats): refused on the header,
+// before any allocation, with the file and the size named
+TEST_CASE("images: a header claiming more than kMaxImagePixels is refused before decoding") {
+    const std::string png = bytes_of({0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 'I', 'H', 'D', 'R', 0, 0, 0xea,
+                                      0x60, 0, 0, 0xea, 0x60, 8, 2, 0, 0, 0, 0x0f, 0xb0, 0xe2, 0x15, 0, 0, 0, 0x0c, 'I', 'D',
+                                      'A', 'T', 0x78, 0x9c, 0x63, 0x60, 0xa0, 0x0c, 0, 0, 0, 0x40, 0, 1, 0xb7, 0x34, 0x7c,
+                                      0xef, 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82});
+    const std::string pgm = "P5\n60000 60000\n255\n" + std::string(16, '\0');
+    // BMP: 14-byte file header, 40-byte info header (60000 x 60000, 24 bits), 4 bytes of pixels
+    std::string bmp = bytes_of({'B', 'M', 0x3a, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0, 40, 0, 0, 0, 0x60, 0xea, 0, 0, 0x60, 0xea,
+                                0, 0, 1, 0, 24, 0});
+    bmp += std::string(24, '\0') + std::string(4, '\x7f');
+    // TGA: uncompressed true-colour, 60000 x 60000, 24 bits
+    const std::string tga = bytes_of({0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x60, 0xea, 0x60, 0xea, 24, 0}) + std::string(8, '\x10');
+    const std::pair<const char*, const std::string*> bombs[] = {
+        {"bomb.png", &png}, {"bomb.pgm", &pgm}, {"bomb.bmp", &bmp}, {"bomb.tga", &tga}};
+    for (const auto& [name, bytes] : bombs) {
+        CAPTURE(name);
+        const std::string want = std::string(name) + ": image of 60000 x 60000 pixels exceeds fsad's limit";
+        CHECK_THROWS_WITH_AS(io::decode_image(*bytes, name), doctest::Contains(want.c_str()), IOError);
+    }
+    // sides near 2^32 (found by the fuzzer: their product overflowed int64 in this check)
+    std::string png4g = png;
+    for (size_t i = 16; i < 24; ++i) png4g[i] = '\xed';
+    CHECK_THROWS_WITH_AS(io::decode_image(png4g, "4g.png"),
+                         doctest::Contains("4g.png: image of 3991793133 x 3991793133 pixels exceeds fsad's limit"), IOError);
+    // a file on disk: the message names the path
+    const std::string path = (std::filesystem::temp_directory_path() / "fsad_image_bomb.png").string();
+    io::write_file_atomic(path, png);
+    const std::string want = path + ": image of 60000 x 60000";
+    CHECK_THROWS_WITH_AS(io::load_image(path), doctest::Contains(want.c_str()), IOError);
+    // at the limit's order of size a real image still decodes: 4096 x 1 (the limit is on pixels)
+    CHECK(io::decode_image(io::encode_png(Tensor::full(Shape{3, 1, 4096}, 0.5f)), "wide.png").shape() == (Shape{3, 1, 4096}));
+}
+
+// regressions of tests/fuzz/fuzz_image on stb_image 2.27 (Debian's libstb): inputs that made stb
+// write past a table or overflow an int are refused with the file named, before stb sees them
+TEST_CASE("images: a JPEG Huffman table of more than 256 codes is refused (stb 2.27 overflow)") {
+    std::string jpg = io::encode_jpeg(test::texture(1, false, 16, 16), 90);
+    REQUIRE(io::decode_image(jpg, "ok.jpg").shape() == (Shape{3, 16, 16}));
+    const size_t dht = jpg.find("\xFF\xC4");
+    REQUIRE(dht != std::string::npos);
+    for (size_t k = 0; k < 16; ++k) jpg[dht + 5 + k] = '\x20';  // 16 x 32 = 512 codes in the first table
+    CHECK_THROWS_WITH_AS(io::decode_image(jpg, "dht.jpg"), doctest::Contains("dht.jpg: cannot decode image (corrupt JPEG"),
+                         IOError);
+    // stb skips 0xFF fill bytes before the SOI (found by the fuzzer: the check looked for FF D8 first)
+    CHECK_THROWS_WITH_AS(io::decode_image("\xFF\xFF" + jpg, "fill.jpg"),
+                         doctest::Contains("fill.jpg: cannot decode image (corrupt JPEG"), IOError);
+    CHECK(io::decode_image("\xFF\xFF" + io::encode_jpeg(test::texture(1, false, 16, 16), 90), "ok.jpg").shape() ==
+          (Shape{3, 16, 16}));
+}
+
+TEST_CASE("images: a PGM/PPM header integer beyond 2^24 is refused (stb 2.27 int overflow)") {
+    const std::string pixels(16, '\x40');
+    // 4294967300 = 2^32 + 4: stb's int wraps it to a width of 4, a silently wrong image
+    for (const std::string header : {"P5\n4294967300 2\n255\n", "P6 2 # c\n 2 99999999999999\n", "P5\n16777217 1\n255\n"}) {
+        CAPTURE(header);
+        CHECK_THROWS_WITH_AS(io::decode_image(header + pixels, "big.pgm"),
+                             doctest::Contains("big.pgm: cannot decode image (corrupt PGM/PPM header"), IOError);
+    }
+    CHECK(io::decode_image("P5\n# a comment\n4 2\n255\n" + std::string(8, '\x80'), "ok.pgm").shape() == (Shape{3, 2, 4}));
+}
+
+TEST_CASE("images: GIF, PSD, HDR and PIC files are refused by name") {
+    const std::pair<std::string, const char*> cases[] = {{"GIF89a\x02\x00\x02\x00", "GIF"},
+                                                         {"8BPS\x00\x01", "PSD"},
+                                                         {"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n", "HDR"},
+                                                         {"\x53\x80\xF6\x34PICT", "PIC"}};
+    for (const auto& [bytes, fmt] : cases) {
+        const std::string want = std::string("x.img: ") + fmt + " images are not supported";
+        CHECK_THROWS_WITH_AS(io::decode_image(bytes, "x.img"), doctest::Contains(want.c_str()), IOError);
+    }
 }
 
 TEST_CASE("images: resizing and centre crop") {

@@ -8,8 +8,8 @@
 #include <random>
 
 #include "fsad/core/error.hpp"
+#include "fsad/imgproc/transforms.hpp"
 #include "fsad/io/image.hpp"
-#include "fsad/method/augment.hpp"
 
 namespace fsad::data {
 namespace {
@@ -165,14 +165,14 @@ Tensor jpeg(const Tensor& x) { return io::decode_image(io::encode_jpeg(x, 65), "
 
 Tensor glass_blur(const Tensor& x, Rng& rng) {  // sigma 0.25, max shift 1, 1 iteration
     const int64_t h = x.dim(1), w = x.dim(2), d = 1;
-    Tensor o = method::gaussian_blur(x, 0.25f);
+    Tensor o = imgproc::gaussian_blur(x, 0.25f);
     for (int64_t y = h - d; y > d; --y)  // range(h - d, d, -1): the last row/column is visited too
         for (int64_t xx = w - d; xx > d; --xx) {
             const int64_t dx = rng.integer(-d, d - 1), dy = rng.integer(-d, d - 1);  // np.random.randint(-d, d)
             for (int64_t c = 0; c < 3; ++c)
                 std::swap(o.data()[(c * h + y) * w + xx], o.data()[(c * h + y + dy) * w + xx + dx]);
         }
-    return clip01(method::gaussian_blur(o, 0.25f));
+    return clip01(imgproc::gaussian_blur(o, 0.25f));
 }
 
 Tensor elastic(const Tensor& x, Rng& rng) {  // alpha 1.6, sigma 6.4, affine jitter 2.24 px
@@ -200,7 +200,7 @@ Tensor elastic(const Tensor& x, Rng& rng) {  // alpha 1.6, sigma 6.4, affine jit
     Tensor field = Tensor::empty(Shape{3, h, w});  // dx, dy, unused
     for (int64_t i = 0; i < 2 * h * w; ++i) field.data()[i] = rng.uniform(-1.0f, 1.0f);
     for (int64_t i = 2 * h * w; i < 3 * h * w; ++i) field.data()[i] = 0.0f;
-    field = method::gaussian_blur(field, static_cast<float>(sigma));
+    field = imgproc::gaussian_blur(field, static_cast<float>(sigma));
     Tensor o = Tensor::empty(x.shape());
     for (int64_t y = 0; y < h; ++y)
         for (int64_t xx = 0; xx < w; ++xx) {

@@ -16,7 +16,7 @@
 
 #include "fsad/core/error.hpp"
 #include "fsad/eval/roc.hpp"
-#include "fsad/io/safetensors.hpp"
+#include "fsad/io/file.hpp"
 
 namespace fsad::eval {
 namespace fs = std::filesystem;

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "fsad/io/file.hpp"
 #include "fsad/io/safetensors.hpp"
 
 namespace fsad::io {

@@ -1,8 +1,5 @@
 #include "fsad/io/safetensors.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +9,7 @@
 #include <vector>
 
 #include "fsad/core/error.hpp"
+#include "fsad/io/file.hpp"
 
 namespace fsad::io {
 namespace {
@@ -63,41 +61,6 @@ T load_le(const uint8_t* p) {
 }
 
 }  // namespace
-
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw IOError(path + ": cannot open (" + std::strerror(errno) + ")");
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (f.bad()) throw IOError(path + ": read error");
-    return s;
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-    std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) throw IOError(path + ": cannot create temporary file " + tmp + " (" + std::strerror(errno) + ")");
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            throw IOError(path + ": write failed (" + std::strerror(e) + ")");
-        }
-        done += static_cast<size_t>(w);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        ::unlink(tmp.c_str());
-        throw IOError(path + ": could not flush to disk");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        int e = errno;
-        ::unlink(tmp.c_str());
-        throw IOError(path + ": cannot rename temporary file into place (" + std::strerror(e) + ")");
-    }
-}
 
 SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name) {
     if (size < 8) bad(name, "file has " + std::to_string(size) + " bytes, shorter than the 8-byte header length");

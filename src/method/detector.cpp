@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fsad/core/parallel.hpp"
+#include "fsad/core/parallel_for.hpp"
 #include "fsad/eval/roc.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/io/safetensors.hpp"
@@ -141,20 +142,30 @@ Detector::Detector(DetectorConfig cfg) : Detector(cfg, initial_backbone(cfg)) {}
 
 Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     : cfg_(std::move(cfg)), backbone_(std::move(backbone)) {
-    FSAD_CHECK(cfg_.resolution >= 32, "Detector: resolution must be at least 32, got ", cfg_.resolution);
+    FSAD_CHECK(cfg_.resolution >= 32 && cfg_.resolution <= 4096, "Detector: resolution must lie in [32, 4096], got ",
+               cfg_.resolution);
     FSAD_CHECK(cfg_.n_augment >= 0, "Detector: n_augment must be 0 or more");
-    FSAD_CHECK(cfg_.max_aspect >= 1, "Detector: max_aspect must be at least 1, got ", cfg_.max_aspect);
+    FSAD_CHECK(cfg_.max_aspect >= 1 && cfg_.max_aspect <= 64, "Detector: max_aspect must lie in [1, 64], got ",
+               cfg_.max_aspect);
+    // the shots view (set by fit; a model file's): both sides or neither, within the aspect bound
+    FSAD_CHECK(cfg_.view_h >= 0 && cfg_.view_w >= 0 && (cfg_.view_h > 0) == (cfg_.view_w > 0) &&
+                   static_cast<double>(std::max(cfg_.view_h, cfg_.view_w)) <=
+                       static_cast<double>(cfg_.resolution) * cfg_.max_aspect + 16 &&
+                   cfg_.view_h * cfg_.view_w <= (int64_t{1} << 26),
+               "Detector: the shots view ", cfg_.view_h, " x ", cfg_.view_w, " does not fit resolution ",
+               cfg_.resolution, " and max_aspect ", cfg_.max_aspect);
     FSAD_CHECK(cfg_.patch.coreset > 0 && cfg_.patch.coreset <= 1, "Detector: patch.coreset must lie in (0, 1], got ",
                cfg_.patch.coreset);
     FSAD_CHECK(cfg_.patch.max_bank >= 1, "Detector: patch.max_bank must be positive");
-    FSAD_CHECK(cfg_.patch.map_sigma >= 0, "Detector: patch.map_sigma must not be negative");
+    FSAD_CHECK(cfg_.patch.map_sigma >= 0 && cfg_.patch.map_sigma <= 256, "Detector: patch.map_sigma must lie in [0, 256], got ",
+               cfg_.patch.map_sigma);
     for (int64_t st : cfg_.patch.stages)
         FSAD_CHECK(st >= 0 && st < backbone_->num_stages(), "Detector: patch stage ", st, " out of range [0, ",
                    backbone_->num_stages() - 1, "]");
     FSAD_CHECK(cfg_.view == View::Squash || cfg_.resize_short == 0,
                "Detector: resize_short (centre crop) applies to the squash view only");
-    FSAD_CHECK(cfg_.resize_short == 0 || cfg_.resize_short >= cfg_.resolution,
-               "Detector: resize_short must be 0 or at least the resolution");
+    FSAD_CHECK(cfg_.resize_short == 0 || (cfg_.resize_short >= cfg_.resolution && cfg_.resize_short <= 8192),
+               "Detector: resize_short must be 0 or lie in [resolution, 8192], got ", cfg_.resize_short);
     FSAD_CHECK(cfg_.threshold_quantile > 0 && cfg_.threshold_quantile <= 1, "Detector: threshold_quantile in (0, 1]");
     if (cfg_.threads > 0) set_num_threads(cfg_.threads);
     cfg_.byol.augment.size = cfg_.resolution;
@@ -298,8 +309,8 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     // t: in the squash view square crops at the resolution as the paper draws them; in the keep
     // view crops of the view's own shape and size)
     std::vector<Tensor> views(normal.size());
-#pragma omp parallel for schedule(dynamic)
-    for (size_t i = 0; i < normal.size(); ++i) views[i] = view_of(normal[i]);
+    parallel_for_each(static_cast<int64_t>(normal.size()),
+                      [&](int64_t i) { views[static_cast<size_t>(i)] = view_of(normal[static_cast<size_t>(i)]); });
     const std::vector<Tensor> copies = seeded_images(n * A, cfg_.seed ^ 0x5deece66dULL, [&](int64_t i, Rng& r) {
         const size_t shot = static_cast<size_t>(i / A);
         if (cfg_.view == View::Squash) return method::augment(normal[shot], cfg_.byol.augment, r);
@@ -572,8 +583,8 @@ Detector::Scored Detector::score_views(const std::vector<Tensor>& images, bool w
         FSAD_CHECK(images[i].defined() && images[i].ndim() == 3 && images[i].dim(0) == 3 && images[i].dim(1) > 0 &&
                        images[i].dim(2) > 0,
                    "Detector::score: image ", i, " is not an RGB image [3,H,W]");
-#pragma omp parallel for schedule(dynamic)
-    for (size_t i = 0; i < images.size(); ++i) prepared[i] = view_of(images[i]);
+    parallel_for_each(static_cast<int64_t>(images.size()),
+                      [&](int64_t i) { prepared[static_cast<size_t>(i)] = view_of(images[static_cast<size_t>(i)]); });
     if (cfg_.scorer == Scorer::Global) {
         out.scores = density_.score(features(prepared)).to_vector();
         return out;
@@ -681,8 +692,10 @@ Detector Detector::load(const std::string& path, Device device) {
                           std::to_string(kVersion));
     const std::string signed_meta = meta("format") + meta("version") + meta("config") + meta("threshold") +
                                     meta("first_block_expand") + meta("inverted_residual_setting") + meta("activation");
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION  // tests/fuzz: mutated files reach the parsing below
     if (meta("checksum") != std::to_string(checksum(st.tensors, signed_meta)))
         throw FormatError(path + ": checksum mismatch: the model file was modified or damaged");
+#endif
     DetectorConfig cfg;
     double thr;
     try {
@@ -693,7 +706,13 @@ Detector Detector::load(const std::string& path, Device device) {
     }
     cfg.weights.clear();  // the weights are in the file
     cfg.device = device;
-    Detector d(cfg, build_backbone(cfg, &st.metadata));
+    Detector d = [&] {  // errors in the configuration or the architecture name the file
+        try {
+            return Detector(cfg, build_backbone(cfg, &st.metadata));
+        } catch (const Error& e) {
+            throw FormatError(path + ": " + e.what());
+        }
+    }();
     std::map<std::string, Tensor> sd;
     for (auto& [k, v] : st.tensors)
         if (k.rfind("backbone.", 0) == 0) sd[k.substr(9)] = v;

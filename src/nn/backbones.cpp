@@ -195,9 +195,15 @@ public:
         const int64_t last = make_divisible(1280 * std::max(1.0f, cfg.width));
         features_->add(conv_bn_act(3, in, 3, 2, 1, cfg.activation, rng));
         bool first = true;
+        // bounded well above torchvision's (t <= 6, c <= 320, n <= 4, s <= 2): a model file's metadata
+        // must not make a network of unbounded size
+        FSAD_CHECK(cfg.inverted_residual_setting.size() <= 32, "MobileNetV2: inverted_residual_setting has ",
+                   cfg.inverted_residual_setting.size(), " rows, at most 32");
         for (const auto& row : cfg.inverted_residual_setting) {
-            FSAD_CHECK(row.size() == 4 && row[0] >= 1 && row[1] >= 1 && row[2] >= 1 && row[3] >= 1,
-                       "MobileNetV2: inverted_residual_setting rows must be [t, c, n, s] of positive integers");
+            FSAD_CHECK(row.size() == 4 && row[0] >= 1 && row[0] <= 16 && row[1] >= 1 && row[1] <= 4096 && row[2] >= 1 &&
+                           row[2] <= 64 && (row[3] == 1 || row[3] == 2),
+                       "MobileNetV2: inverted_residual_setting rows must be [t, c, n, s] with t in [1, 16], c in "
+                       "[1, 4096], n in [1, 64], s 1 or 2");
             const int64_t out = make_divisible(static_cast<double>(row[1]) * cfg.width);
             for (int i = 0; i < row[2]; ++i) {
                 features_->add(std::make_shared<InvertedResidual>(in, out, i == 0 ? row[3] : 1, row[0],

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "fsad/core/tensor.hpp"
+#include "fsad/io/file.hpp"  // read_file, write_file_atomic (declared here before, kept for includers)
 
 namespace fsad::io {
 
@@ -26,11 +27,6 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
 /// Writes float32 tensors and string metadata atomically (temporary file, then rename).
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
-
-/// Reads a whole file; throws IOError naming it.
-std::string read_file(const std::string& path);
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-void write_file_atomic(const std::string& path, const std::string& bytes);
 
 /// Reads a NumPy .npy file of little-endian float32 (or float64, converted) in C order.
 Tensor read_npy(const std::string& path);

@@ -10,6 +10,7 @@
 
 #include "fsad/core/rng.hpp"
 #include "fsad/core/tensor.hpp"
+#include "fsad/imgproc/transforms.hpp"
 
 namespace fsad::method {
 
@@ -45,16 +46,17 @@ Tensor synthetic_corruption(const Tensor& img, Rng& rng);
 /// t_n(img) on an image already at working resolution.
 Tensor negative(const Tensor& img, Negative kind, Rng& rng);
 
-// Building blocks (deterministic), exposed for tests and for studying the method.
-Tensor crop_resize(const Tensor& img, double y0, double x0, double h, double w, int64_t out_h, int64_t out_w);
-Tensor rotate(const Tensor& img, float degrees);  ///< about the centre, bilinear, zero fill
-Tensor flip(const Tensor& img, bool horizontal);
-Tensor adjust_brightness(const Tensor& img, float factor);
-Tensor adjust_contrast(const Tensor& img, float factor);
-Tensor adjust_saturation(const Tensor& img, float factor);
-Tensor adjust_hue(const Tensor& img, float shift);  ///< shift in [-0.5, 0.5] of a full turn
-Tensor to_grayscale(const Tensor& img);
-Tensor gaussian_blur(const Tensor& img, float sigma);  ///< reflect padding, kernel 2*ceil(3 sigma)+1
+// Building blocks (deterministic), now in imgproc/transforms.hpp; named here too for callers and
+// tests that use them as method::...
+using imgproc::adjust_brightness;
+using imgproc::adjust_contrast;
+using imgproc::adjust_hue;
+using imgproc::adjust_saturation;
+using imgproc::crop_resize;
+using imgproc::flip;
+using imgproc::gaussian_blur;
+using imgproc::rotate;
+using imgproc::to_grayscale;
 
 /// Writes images [3,H,W] (same size) as one PNG grid with `cols` columns, atomically.
 void write_grid(const std::string& path, const std::vector<Tensor>& images, int64_t cols);
