@@ -1,12 +1,12 @@
 // CUDA runtime of fsad: the caching device allocator, copies, the per-device stream and the
 // per-thread library handles.
 //
-// Allocator: sizes are rounded (512 B below 1 MiB, 2 MiB multiples above) and returned blocks are
-// kept in per-size free lists; a request takes an exact-size block when there is one, otherwise
-// the smallest cached block up to 1.5x its size, otherwise cudaMalloc. When cudaMalloc fails the
-// cache is released and the call retried once, then the error names the request and the usage.
-// All work on a device is ordered on the device's one stream, so reusing a block freed by an
-// earlier op is safe without synchronisation.
+// Allocator: one caching pool per device (src/core/caching_pool.hpp); sizes are rounded (512 B
+// below 1 MiB, 2 MiB multiples above) and a request takes the smallest cached block up to 1.5x
+// its size, otherwise cudaMalloc. When cudaMalloc fails the cache is released and the call
+// retried once, then the error names the request and the usage. All work on a device is ordered
+// on the device's one stream, so reusing a block freed by an earlier op is safe without
+// synchronisation.
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../core/caching_pool.hpp"
 #include "common.cuh"
 #include "kernels.hpp"
 
@@ -43,12 +44,45 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 
+void set_device(int device) {
+    const int n = device_count();
+    if (n == 0) throw CudaError("cuda:" + std::to_string(device) + " requested, but no CUDA device is available (no GPU or no driver)");
+    if (device >= n)
+        throw CudaError("cuda:" + std::to_string(device) + " requested, but only " + std::to_string(n) + " CUDA device(s) are visible");
+    FSAD_CUDA_CHECK(cudaSetDevice(device));
+}
+
+struct DeviceMemory {
+    int device;
+    size_t round(size_t b) const {
+        if (b == 0) b = 1;
+        if (b < (1u << 20)) return (b + 511) & ~size_t(511);
+        const size_t mb2 = size_t(2) << 20;
+        return (b + mb2 - 1) / mb2 * mb2;
+    }
+    size_t reuse_limit(size_t size) const { return size + size / 2; }
+    void* allocate(size_t size) {
+        set_device(device);
+        void* p = nullptr;
+        const cudaError_t e = cudaMalloc(&p, size);
+        if (e == cudaSuccess) return p;
+        cudaGetLastError();
+        if (e == cudaErrorMemoryAllocation) return nullptr;
+        throw CudaError("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) +
+                        " failed: " + cudaGetErrorString(e));
+    }
+    void deallocate(void* p) { FSAD_CUDA_CHECK(cudaFree(p)); }
+    void settle() {  // queued kernels may still read the blocks about to be freed
+        FSAD_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+        FSAD_CUDA_CHECK(cudaSetDevice(device));
+    }
+};
+
 struct DeviceState {
+    explicit DeviceState(int device) : pool(DeviceMemory{device}) {}
     std::mutex mu;
     cudaStream_t stream = nullptr;
-    std::multimap<size_t, void*> free_blocks;  // real size -> block
-    std::unordered_map<void*, size_t> live;    // block -> real size (a reused block may be larger)
-    AllocatorStats st;
+    CachingPool<DeviceMemory> pool;
     void* ws = nullptr;
     size_t ws_bytes = 0;
     // staged host-to-device copies: two pinned buffers and the events of their last transfers
@@ -59,24 +93,14 @@ struct DeviceState {
 };
 
 DeviceState& state(int device) {
-    static DeviceState states[kMaxDevices];
+    // never destroyed: tensors may outlive static destructors
+    static const auto* states = [] {
+        auto* v = new std::vector<std::unique_ptr<DeviceState>>();
+        for (int d = 0; d < kMaxDevices; ++d) v->push_back(std::make_unique<DeviceState>(d));
+        return v;
+    }();
     FSAD_CHECK(device >= 0 && device < kMaxDevices, "cuda: device index ", device, " out of range");
-    return states[device];
-}
-
-size_t round_size(size_t b) {
-    if (b == 0) b = 1;
-    if (b < (1u << 20)) return (b + 511) & ~size_t(511);
-    const size_t mb2 = size_t(2) << 20;
-    return (b + mb2 - 1) / mb2 * mb2;
-}
-
-void set_device(int device) {
-    const int n = device_count();
-    if (n == 0) throw CudaError("cuda:" + std::to_string(device) + " requested, but no CUDA device is available (no GPU or no driver)");
-    if (device >= n)
-        throw CudaError("cuda:" + std::to_string(device) + " requested, but only " + std::to_string(n) + " CUDA device(s) are visible");
-    FSAD_CUDA_CHECK(cudaSetDevice(device));
+    return *(*states)[static_cast<size_t>(device)];
 }
 
 struct ThreadContexts {
@@ -148,86 +172,29 @@ void* workspace(int device, size_t bytes) {
 
 void* alloc(int device, size_t bytes) {
     DeviceState& s = state(device);
-    const size_t size = round_size(bytes);
-    {
-        std::lock_guard<std::mutex> lk(s.mu);
-        auto it = s.free_blocks.lower_bound(size);
-        if (it != s.free_blocks.end() && it->first <= size + size / 2) {
-            void* p = it->second;
-            const size_t real = it->first;
-            s.st.bytes_cached -= real;
-            s.free_blocks.erase(it);
-            s.live[p] = real;
-            s.st.bytes_in_use += real;
-            s.st.peak_bytes_in_use = std::max(s.st.peak_bytes_in_use, s.st.bytes_in_use);
-            ++s.st.reuses;
-            return p;
-        }
-    }
-    set_device(device);
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
-        cudaGetLastError();
-        empty_cache(device);
-        e = cudaMalloc(&p, size);
-    }
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        throw CudaError("cudaMalloc of " + std::to_string(size) + " bytes on cuda:" + std::to_string(device) + " failed: " +
-                        cudaGetErrorString(e) + " (" + std::to_string(s.st.bytes_in_use >> 20) + " MiB in use by fsad)");
-    }
-    std::lock_guard<std::mutex> lk(s.mu);
-    s.live[p] = size;
-    s.st.bytes_in_use += size;
-    s.st.peak_bytes_in_use = std::max(s.st.peak_bytes_in_use, s.st.bytes_in_use);
-    ++s.st.allocations;
+    void* p = s.pool.allocate(bytes);
+    if (!p)
+        throw CudaError("cudaMalloc of " + std::to_string(bytes) + " bytes on cuda:" + std::to_string(device) +
+                        " failed: " + cudaGetErrorString(cudaErrorMemoryAllocation) + " (" +
+                        std::to_string(s.pool.stats().bytes_in_use >> 20) + " MiB in use by fsad)");
     return p;
 }
 
-void release(int device, void* p, size_t bytes) noexcept {
-    if (!p) return;
-    DeviceState& s = state(device);
-    std::lock_guard<std::mutex> lk(s.mu);
-    auto it = s.live.find(p);
-    const size_t size = it != s.live.end() ? it->second : round_size(bytes);
-    if (it != s.live.end()) s.live.erase(it);
-    s.free_blocks.emplace(size, p);
-    s.st.bytes_in_use -= std::min(s.st.bytes_in_use, size);
-    s.st.bytes_cached += size;
-}
+void release(int device, void* p, size_t bytes) noexcept { state(device).pool.release(p, bytes); }
 
 void empty_cache(int device) {
     if (device_count() == 0) return;
-    DeviceState& s = state(device);
-    std::lock_guard<std::mutex> lk(s.mu);
-    if (s.stream) FSAD_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-    FSAD_CUDA_CHECK(cudaSetDevice(device));
-    for (auto& [size, p] : s.free_blocks) FSAD_CUDA_CHECK(cudaFree(p));
-    s.free_blocks.clear();
-    s.st.bytes_cached = 0;
+    state(device).pool.release_cached();
 }
 
-AllocatorStats stats(int device) {
-    DeviceState& s = state(device);
-    std::lock_guard<std::mutex> lk(s.mu);
-    return s.st;
-}
+AllocatorStats stats(int device) { return state(device).pool.stats(); }
 
-void reset_peak(int device) {
-    DeviceState& s = state(device);
-    std::lock_guard<std::mutex> lk(s.mu);
-    s.st.peak_bytes_in_use = s.st.bytes_in_use;
-}
+void reset_peak(int device) { state(device).pool.reset_peak(); }
 
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
     if (bytes == 0) return;
     const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
-    if (src_dev.is_cuda() && !dst_dev.is_cuda()) {
-        DeviceState& s = state(src_dev.index);
-        std::lock_guard<std::mutex> lk(s.mu);
-        ++s.st.reads_to_host;
-    }
+    if (src_dev.is_cuda() && !dst_dev.is_cuda()) state(src_dev.index).pool.count_read_to_host();
     cudaStream_t st = stream(dev);
     set_device(dev);
     if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {

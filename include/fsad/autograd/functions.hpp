@@ -1,7 +1,7 @@
 // Differentiable functions on Vars. Each records a closure that calls the matching *_backward
 // of the op front end; the derivative rules themselves are written once, in the kernels
 // (src/cpu/*.cpp headers state them). The table of which gradient goes where is
-// src/core/functions.cpp, short enough to audit in a minute.
+// src/autograd/functions.cpp, short enough to audit in a minute.
 #pragma once
 #include <vector>
 
