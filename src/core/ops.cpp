@@ -726,6 +726,27 @@ void ema_update(const Tensor& target, const Tensor& online, float beta) {
     FSAD_DISPATCH(target.device(), ema_update, target, online, beta);
 }
 
+DensityFit density_fit(const Tensor& features, const DensityFitOptions& o) {
+    need_ndim(features, 2, "density_fit", "features");
+    need(features.dim(0) >= 1 && features.dim(1) >= 1, "density_fit",
+         "need at least one sample of dimension >= 1, got features " + features.shape().str());
+    need(o.ridge >= 0, "density_fit", "ridge must be >= 0, got " + std::to_string(o.ridge));
+    DensityFit r;
+    FSAD_DISPATCH(features.device(), density_fit, features, o, r);
+    return r;
+}
+
+Tensor density_score(const Tensor& features, const DensityFit& g, DensityCache& cache, bool l2) {
+    const int64_t d = static_cast<int64_t>(g.mu.size());
+    need(d >= 1 && g.info == 0 && g.L.size() == static_cast<size_t>(d * d), "density_score", "the density is not fitted");
+    need_ndim(features, 2, "density_score", "features");
+    need(features.dim(1) == d, "density_score",
+         "features " + features.shape().str() + " do not have dimension " + std::to_string(d));
+    Tensor out = Tensor::empty(Shape{features.dim(0)}, features.device());
+    FSAD_DISPATCH(features.device(), density_score, features, g, cache, l2, out);
+    return out;
+}
+
 void set_precision(Precision p) { g_precision.store(p); }
 Precision precision() { return t_precision >= 0 ? static_cast<Precision>(t_precision) : g_precision.load(); }
 PrecisionScope::PrecisionScope(Precision p) : outer_(t_precision) { t_precision = static_cast<int>(p); }

@@ -9,6 +9,9 @@
 namespace fsad::cpu {
 using ops::BatchNormSaved;
 using ops::Conv2dParams;
+using ops::DensityCache;
+using ops::DensityFit;
+using ops::DensityFitOptions;
 using ops::PreparedConv;
 using ops::Pool2dParams;
 

@@ -1,14 +1,15 @@
-// The Gaussian density on the GPU (src/method/density.cpp states the method): fit in double with
-// cuBLAS (Dsyrk for the covariance) and cuSOLVER (Dpotrf for the Cholesky factor), the
-// Ledoit-Wolf statistics reduced on the device in a fixed order (a fit is the same run to run);
+// The Gaussian density on the GPU (ops::density_fit, density_score; include/fsad/method/density.hpp
+// states the method): fit in double with cuBLAS (Dsyrk for the covariance) and cuSOLVER (Dpotrf
+// for the Cholesky factor), the Ledoit-Wolf statistics reduced on the device in a fixed order (a
+// fit is the same run to run; math::ledoit_wolf_from_moments makes the shrinkage of them);
 // scoring in float32 with one triangular solve (Strsm) for a whole batch of features, as the
 // model file stores the factor in float32. The kernels and their launches are in density.cuh.
 #include <climits>
 #include <cmath>
+#include <mutex>
 
 #include "common.cuh"
 #include "density.cuh"
-#include "fsad/method/density.hpp"
 #include "kernels.hpp"
 
 namespace fsad::cuda {
@@ -28,7 +29,7 @@ void init_bad(const Scratch<int>& bad, cudaStream_t s) {
 
 }  // namespace
 
-DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double ridge) {
+void density_fit(const Tensor& f, const DensityFitOptions& o, DensityFit& r) {
     const int dev = f.device().index;
     Context& c = context(dev);
     StreamLaunch launch{c.stream};
@@ -37,10 +38,10 @@ DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double 
     Scratch<double> x(dev, nd), mu(dev, static_cast<size_t>(d)), S(dev, dd), acc(dev, 3);
     Scratch<int> bad(dev, 1);
     init_bad(bad, c.stream);
-    density::rows_to_double(launch, f.data(), x.p, n, d, l2, bad.p);
+    density::rows_to_double(launch, f.data(), x.p, n, d, o.l2_normalize, bad.p);
     const int bad_row = first_bad_row(bad, c.stream);
     if (bad_row != INT_MAX)
-        throw Error("GaussianDensity::fit: feature row " + std::to_string(bad_row) + " has a non-finite value");
+        throw Error("density_fit: feature row " + std::to_string(bad_row) + " has a non-finite value");
     density::centre(launch, x.p, mu.p, n, d);
     // S = Xc^T Xc / n: row-major Xc [n,d] is the column-major [d,n] matrix A, S = A A^T / n
     const double inv_n = 1.0 / static_cast<double>(n), zero = 0.0;
@@ -52,9 +53,9 @@ DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double 
     FSAD_CUDA_CHECK(cudaMemcpyAsync(h, acc.p, sizeof h, cudaMemcpyDeviceToHost, c.stream));
     FSAD_CUDA_CHECK(cudaStreamSynchronize(c.stream));
     const double tr = h[0], fro = h[1], beta_ = h[2], target = tr / static_cast<double>(d);
-    double s = 0.0, scale = 1.0, diag = ridge;
-    if (ledoit_wolf) {  // scikit-learn's ledoit_wolf_shrinkage, as the CPU path
-        s = method::ledoit_wolf_from_moments(tr, fro, beta_, n, d);
+    double s = 0.0, scale = 1.0, diag = o.ridge;
+    if (o.ledoit_wolf) {  // scikit-learn's ledoit_wolf_shrinkage, as the CPU path
+        s = math::ledoit_wolf_from_moments(tr, fro, beta_, n, d);
         scale = 1.0 - s;
         diag = s * target;
     }
@@ -68,7 +69,7 @@ DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double 
                                          work.p, lwork, info.p));
     int hinfo = 0;
     FSAD_CUDA_CHECK(cudaMemcpyAsync(&hinfo, info.p, sizeof(int), cudaMemcpyDeviceToHost, c.stream));
-    DensityFitResult r;
+    r = DensityFit{};
     r.mu.resize(static_cast<size_t>(d));
     std::vector<double> colmajor(dd);
     FSAD_CUDA_CHECK(cudaMemcpyAsync(r.mu.data(), mu.p, r.mu.size() * sizeof(double), cudaMemcpyDeviceToHost, c.stream));
@@ -79,15 +80,25 @@ DensityFitResult density_fit(const Tensor& f, bool l2, bool ledoit_wolf, double 
     r.L.assign(dd, 0.0);  // row-major lower: L[i][j] = S(i, j), i >= j
     for (int64_t i = 0; i < d; ++i)
         for (int64_t j = 0; j <= i; ++j) r.L[static_cast<size_t>(i * d + j)] = colmajor[static_cast<size_t>(i + j * d)];
-    return r;
 }
 
-void density_score(const Tensor& f, const Tensor& mu, const Tensor& L, bool l2, const Tensor& out) {
+void density_score(const Tensor& f, const DensityFit& g, DensityCache& cache, bool l2, const Tensor& out) {
     const int dev = f.device().index;
-    Context& c = context(dev);
-    StreamLaunch launch{c.stream};
     const int64_t m = f.dim(0), d = f.dim(1);
     if (m == 0) return;
+    Tensor mu, L;  // float32 copies on this device (the model file's precision), made once per device
+    {
+        std::lock_guard<std::mutex> lock(cache.mutex);
+        auto& slot = cache.by_device[dev];
+        if (!slot.first.defined()) {
+            slot.first = Tensor::from_vector(Shape{d}, std::vector<float>(g.mu.begin(), g.mu.end())).to(f.device());
+            slot.second = Tensor::from_vector(Shape{d, d}, std::vector<float>(g.L.begin(), g.L.end())).to(f.device());
+        }
+        mu = slot.first;
+        L = slot.second;
+    }
+    Context& c = context(dev);
+    StreamLaunch launch{c.stream};
     Scratch<float> z(dev, static_cast<size_t>(m * d));
     Scratch<int> bad(dev, 1);
     init_bad(bad, c.stream);
@@ -100,7 +111,7 @@ void density_score(const Tensor& f, const Tensor& mu, const Tensor& L, bool l2, 
     density::row_norms(launch, z.p, out.data(), m, d);
     const int bad_row = first_bad_row(bad, c.stream);
     if (bad_row != INT_MAX)
-        throw Error("GaussianDensity::score: feature row " + std::to_string(bad_row) + " has a non-finite value");
+        throw Error("density_score: feature row " + std::to_string(bad_row) + " has a non-finite value");
 }
 
 }  // namespace fsad::cuda

@@ -12,6 +12,9 @@
 namespace fsad::cuda {
 using ops::BatchNormSaved;
 using ops::Conv2dParams;
+using ops::DensityCache;
+using ops::DensityFit;
+using ops::DensityFitOptions;
 using ops::PreparedConv;
 using ops::Pool2dParams;
 
@@ -56,17 +59,5 @@ void batchnorm_eval_residual(const Tensor& x, const Tensor& gamma, const Tensor&
 /// n floats rounded to nearest even into dst; n bfloat16 widened (exactly) into dst.
 void to_bf16(int device, const float* src, uint16_t* dst, int64_t n);
 void from_bf16(int device, const uint16_t* src, float* dst, int64_t n);
-
-// ------------------------------------------------------------------ Gaussian density (density.cu)
-struct DensityFitResult {
-    std::vector<double> mu, L;  ///< mean [d]; Cholesky factor, row-major lower [d*d]
-    double shrinkage = 0;
-    int info = 0;               ///< cuSOLVER potrf info: 0 = positive definite
-};
-/// Mean, shrunk covariance (Ledoit-Wolf or ridge) and its Cholesky factor of features [n,d].
-DensityFitResult density_fit(const Tensor& features, bool l2, bool ledoit_wolf, double ridge);
-/// Mahalanobis distances of features [m,d] into out [m], float32; mu [d] and the row-major lower
-/// factor L [d,d] already on the features' device.
-void density_score(const Tensor& features, const Tensor& mu, const Tensor& L, bool l2, const Tensor& out);
 
 }  // namespace fsad::cuda

@@ -99,4 +99,18 @@ FSAD_HD float bf16_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b
 /// v rounded to the nearest bfloat16, as a float32.
 FSAD_HD float round_bf16(float v) { return bf16_float(bf16_bits(v)); }
 
+/// Ledoit-Wolf shrinkage intensity from the moments of centred samples Xc [n, d], as scikit-learn's
+/// ledoit_wolf_shrinkage(X, assume_centered=False) (covariance/_shrunk_covariance.py): trace =
+/// tr(S), frobenius = |S|_F^2 with S = Xc^T Xc / n, row_power = sum_i (sum_a Xc[i,a]^2)^2. The one
+/// place the formula is written: each backend's density fit computes the moments its own way.
+/// 0 when d == 1 or n <= 1. (Host only: a fit reads its moments back first.)
+inline double ledoit_wolf_from_moments(double trace, double frobenius, double row_power, int64_t n, int64_t d) {
+    if (d == 1 || n <= 1) return 0.0;
+    const double nn = static_cast<double>(n), dd = static_cast<double>(d), mu = trace / dd;
+    const double beta = (row_power / nn - frobenius) / (dd * nn);
+    const double delta = (frobenius - 2.0 * mu * trace + dd * mu * mu) / dd;
+    const double b = beta < delta ? beta : delta;
+    return b == 0.0 ? 0.0 : b / delta;
+}
+
 }  // namespace fsad::math

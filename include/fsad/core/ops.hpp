@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fsad/core/math.hpp"
@@ -290,5 +291,42 @@ Tensor sum_dim_backward(const Shape& x_shape, const Tensor& dy, int dim);
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s);
 /// target <- beta*target + (1-beta)*online over flat buffers.
 void ema_update(const Tensor& target, const Tensor& online, float beta);
+
+// ---------------------------------------------------------------- Gaussian density
+// The statistics of method::GaussianDensity (include/fsad/method/density.hpp states the maths),
+// in double precision on the features' device; what they produce lives on the host.
+struct DensityFitOptions {
+    bool l2_normalize = true;  ///< rows scaled to unit length first (as F.normalize)
+    bool ledoit_wolf = true;   ///< Sigma = (1-s) S + s tr(S)/d I (math::ledoit_wolf_from_moments); else S + ridge I
+    double ridge = 0;          ///< >= 0
+};
+struct DensityFit {
+    std::vector<double> mu, L;  ///< mean [d]; lower Cholesky factor of Sigma, row-major [d, d]
+    double shrinkage = 0;       ///< Ledoit-Wolf's s; 0 for ridge
+    int info = 0;               ///< potrf's: 0, or the order of a leading minor of Sigma that is not positive
+    /// The low-rank form, made by CPU fits of n < d/2 samples (low_rank = n; else 0): Sigma =
+    /// alpha I + beta Xc^T Xc, scored through Woodbury with the centred samples Xc [n, d] and the
+    /// lower factor Lk [n, n] of K = (alpha/beta) I_n + Xc Xc^T (O(n d) per feature, not O(d^2)).
+    int64_t low_rank = 0;
+    double alpha = 0;
+    std::vector<double> Xc, Lk;
+};
+/// What scoring derives from a DensityFit on first use, once (thread-safe): L^-1 for CPU
+/// scoring through the full factor; float32 mu and L on each CUDA device that scored.
+struct DensityCache {
+    std::once_flag once;
+    std::vector<double> Linv;
+    std::mutex mutex;
+    std::map<int, std::pair<Tensor, Tensor>> by_device;
+};
+/// Mean, shrunk covariance and its Cholesky factor of features [n, d].
+/// requires n, d >= 1, every value finite (else throws naming the first bad row), ridge >= 0.
+/// ensures the result's info != 0 when Sigma is not positive definite (mu and L then unusable).
+DensityFit density_fit(const Tensor& features, const DensityFitOptions& o);
+/// Mahalanobis distances |L^-1 (x - mu)| of features [m, d] (rows normalised first when l2) -> [m]
+/// on their device: the CPU in double (through the low-rank form when g has it), CUDA in float32
+/// (one triangular solve per batch).
+/// requires g fitted (info 0) in d dimensions; `cache` belongs to g (a fresh one when g changes).
+Tensor density_score(const Tensor& features, const DensityFit& g, DensityCache& cache, bool l2);
 
 }  // namespace fsad::ops

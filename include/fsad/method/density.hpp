@@ -7,12 +7,10 @@
 // precision (d up to 2048 with a few dozen samples is ill-conditioned).
 #pragma once
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <utility>
 #include <vector>
 
+#include "fsad/core/ops.hpp"
 #include "fsad/core/tensor.hpp"
 
 namespace fsad::method {
@@ -39,11 +37,11 @@ public:
     /// Mahalanobis distances of features [m, d] -> [m].
     Tensor score(const Tensor& features) const;
 
-    bool fitted() const { return dim_ > 0; }
-    int64_t dim() const { return dim_; }
+    bool fitted() const { return !fit_.mu.empty(); }
+    int64_t dim() const { return static_cast<int64_t>(fit_.mu.size()); }
     const GaussianOptions& options() const { return opt_; }
     /// Shrinkage intensity used (Ledoit-Wolf's estimate; 0 for Ridge).
-    double shrinkage() const { return shrinkage_; }
+    double shrinkage() const { return fit_.shrinkage; }
     /// mu [d] and the lower Cholesky factor L [d, d] of Sigma, as float32 tensors (for saving).
     Tensor mean() const;
     Tensor cholesky() const;
@@ -52,35 +50,21 @@ public:
 
 private:
     GaussianOptions opt_;
-    int64_t dim_ = 0;
-    double shrinkage_ = 0;
-    std::vector<double> mu_, L_;  // L_ row-major lower triangle (upper part zero)
-    // Made from L on first use by score() (const and thread-safe): L^-1 (lower, row-major) for
-    // CPU scoring through the full factor, computed once under `once`; float32 mu and L on each
-    // CUDA device that scored, uploaded once (the mutex guards the map). A fit or set() starts a
-    // fresh cache; copies of a density share it, which is safe since they share mu and L until
-    // one of them is refitted.
-    struct Derived {
-        std::once_flag once;
-        std::vector<double> Linv;
-        std::mutex mutex;
-        std::map<int, std::pair<Tensor, Tensor>> by_device;
-    };
-    std::shared_ptr<Derived> derived_ = std::make_shared<Derived>();
-    // low-rank form when fitted on n < d/2 samples (see fit): centred samples, factor of K
-    int64_t low_rank_ = 0;
-    double alpha_ = 0;
-    std::vector<double> Xc_, Lk_;
+    ops::DensityFit fit_;  // mu, the factor L and (CPU fits of few samples) the low-rank form
+    // What score() derives from fit_ on first use (ops::DensityCache). A fit or set() starts a
+    // fresh one; copies of a density share it, which is safe since they share fit_ until one of
+    // them is refitted.
+    std::shared_ptr<ops::DensityCache> cache_ = std::make_shared<ops::DensityCache>();
 };
 
 /// Ledoit-Wolf shrinkage intensity of samples X [n, d] (row-major doubles), as scikit-learn's
 /// ledoit_wolf_shrinkage(X, assume_centered=False).
 double ledoit_wolf_shrinkage(const std::vector<double>& X, int64_t n, int64_t d);
 
-/// The same shrinkage from the moments of the centred samples Xc [n, d] (the one place its formula
-/// is written; the CPU and CUDA fits compute the moments their own way): trace = tr(S),
-/// frobenius = |S|_F^2 with S = Xc^T Xc / n, row_power = sum_i (sum_a Xc[i,a]^2)^2.
-/// 0 when d == 1 or n <= 1.
-double ledoit_wolf_from_moments(double trace, double frobenius, double row_power, int64_t n, int64_t d);
+/// The same shrinkage from the moments of the centred samples: math::ledoit_wolf_from_moments
+/// (include/fsad/core/math.hpp, where both backends' fits read it).
+inline double ledoit_wolf_from_moments(double trace, double frobenius, double row_power, int64_t n, int64_t d) {
+    return math::ledoit_wolf_from_moments(trace, frobenius, row_power, n, d);
+}
 
 }  // namespace fsad::method
