@@ -7,6 +7,9 @@
 # needing ../shared skip cleanly without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== layers"
+# every #include follows the layer graph of docs/architecture.md (a second, not a build)
+scripts/check-layers.sh || { echo "fix the includes above or, if the graph itself changed, docs/architecture.md and scripts/check-layers.sh" >&2; exit 1; }
 scripts/bootstrap.sh --tests
 jobs=$(nproc)
 

@@ -743,6 +743,38 @@ TEST_CASE("cuda: the Gaussian density fit (cuSOLVER) and scores (cuBLAS) match t
     CHECK_THROWS_WITH_AS(g.fit(gpu(bad)), doctest::Contains("row 5"), Error);
 }
 
+TEST_CASE("cuda: the density ops (density_fit, density_score) match the CPU's") {
+    for (bool lw : {true, false}) {
+        for (bool l2 : {true, false}) {
+            CAPTURE(lw);
+            CAPTURE(l2);
+            Tensor f = rnd(Shape{40, 24}, 400), q = rnd(Shape{33, 24}, 401);
+            ops::DensityFitOptions o;
+            o.l2_normalize = l2;
+            o.ledoit_wolf = lw;
+            o.ridge = lw ? 0.0 : 1e-2;
+            const ops::DensityFit a = ops::density_fit(f, o), b = ops::density_fit(gpu(f), o);
+            REQUIRE(a.info == 0);
+            REQUIRE(b.info == 0);
+            CHECK(b.low_rank == 0);  // the GPU scores through the full factor
+            CHECK(b.shrinkage == doctest::Approx(a.shrinkage).epsilon(1e-9));
+            REQUIRE(b.mu.size() == a.mu.size());
+            REQUIRE(b.L.size() == a.L.size());
+            for (size_t k = 0; k < a.mu.size(); ++k) CHECK(b.mu[k] == doctest::Approx(a.mu[k]).epsilon(1e-9));
+            for (size_t k = 0; k < a.L.size(); ++k) CHECK(b.L[k] == doctest::Approx(a.L[k]).epsilon(1e-7));
+            ops::DensityCache ca, cb;
+            Tensor sa = ops::density_score(q, a, ca, l2), sb = ops::density_score(gpu(q), a, cb, l2);
+            CHECK(sb.is_cuda());
+            close(sa, sb, "scores", 1e-3f, 1e-4f);
+            CHECK(cb.by_device.count(0) == 1);  // float32 mu and L uploaded once, kept for the next batch
+        }
+    }
+    CHECK_THROWS_WITH_AS(ops::density_fit(gpu(rnd(Shape{8}, 402)), {}), doctest::Contains("density_fit: features must have 2 dimensions"), Error);
+    ops::DensityFit g = ops::density_fit(gpu(rnd(Shape{10, 4}, 403)), {});
+    ops::DensityCache c;
+    CHECK_THROWS_WITH_AS(ops::density_score(gpu(rnd(Shape{3, 5}, 404)), g, c, true), doctest::Contains("dimension 4"), Error);
+}
+
 TEST_CASE("cuda: the profiler times GPU ops with events on the device's stream") {
     Tensor x = gpu(rnd(Shape{4, 16, 32, 32}, 91)), w = gpu(rnd(Shape{32, 16, 3, 3}, 92));
     ops::Conv2dParams p;

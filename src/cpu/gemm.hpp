@@ -1,4 +1,4 @@
-// GEMM on the CPU. fsad owns the threading: OpenBLAS runs single-threaded (set in runtime.cpp)
+// GEMM on the CPU. fsad owns the threading: OpenBLAS runs single-threaded (set in blas_threads.cpp)
 // and fsad splits work across its OpenMP threads. Two thread pools on two cores spin against
 // each other (OpenBLAS workers vs OpenMP workers waiting after a region), which measured
 // several times slower than either alone.

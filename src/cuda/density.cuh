@@ -1,6 +1,6 @@
-// Kernels of the Gaussian density on the GPU (src/method/density.cpp states the method) and the
-// launches of each stage; density.cu puts cuBLAS (Dsyrk, Strsm) and cuSOLVER (Dpotrf) between
-// them. Built by nvcc into the backend and by the host compiler into the CPU tests (SIMT
+// Kernels of the Gaussian density on the GPU (include/fsad/method/density.hpp states the method)
+// and the launches of each stage; density.cu puts cuBLAS (Dsyrk, Strsm) and cuSOLVER (Dpotrf)
+// between them. Built by nvcc into the backend and by the host compiler into the CPU tests (SIMT
 // emulator, see device.cuh).
 #pragma once
 #include <cmath>

@@ -1,6 +1,7 @@
 // Caching allocators. A training step allocates the same sizes every iteration; returning
 // blocks to per-size free lists (instead of to malloc) removes the allocation storm and the
-// page faults of fresh large blocks. One allocator per device type; CUDA's lives in src/cuda.
+// page faults of fresh large blocks. One allocator per device, all of one design
+// (src/core/caching_pool.hpp): the host's in src/cpu/memory.cpp, each GPU's in src/cuda/runtime.cu.
 #pragma once
 #include <cstddef>
 #include <cstdint>
