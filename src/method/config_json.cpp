@@ -39,8 +39,9 @@ void require(const json& j, const char* key) {
         throw json::out_of_range::create(403, std::string("key '") + (key + 1) + "' not found", &j);
 }
 
-}  // namespace
-
+// The configuration of a JSON object, as the model file stores it (older files included: the
+// keys of version 1 must be there, later keys take their defaults, and the three choices whose
+// defaults changed since version 1 take that version's value). Throws json::exception naming the key.
 DetectorConfig read_config(json j) {
     for (const char* k : kVersion1Keys) require(j, k);
     if (j.contains("patch"))
@@ -51,6 +52,8 @@ DetectorConfig read_config(json j) {
         j.emplace(key, then);  // only where the key is missing
     return j.get<DetectorConfig>();
 }
+
+}  // namespace
 
 std::string to_json(const DetectorConfig& cfg) { return json(cfg).dump(); }
 

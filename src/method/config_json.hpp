@@ -81,10 +81,4 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectorConfig, backbone, width,
                                                 flips, view_h, view_w, patch, density, threshold_quantile, seed,
                                                 byol)
 
-/// The configuration of a JSON object, as the model file stores it (older files included: the
-/// keys of version 1 must be there, later keys take their defaults, and the three choices whose
-/// defaults changed since version 1 take that version's value). Throws nlohmann::json::exception
-/// naming the key.
-DetectorConfig read_config(nlohmann::json j);
-
 }  // namespace fsad
