@@ -1,3 +1,4 @@
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -200,4 +201,76 @@ TEST_CASE("detector: a version-1 model file, written by fsad before the patch sc
         CAPTURE(name);
         CHECK(d.score(io::load_image(test::data_dir() + "/images/" + name)) == doctest::Approx(score).epsilon(2e-5));
     }
+}
+
+TEST_CASE("detector: a version-2 model file, written by fsad before the configuration was serialised by nlohmann's macros, loads and scores as it did") {
+    // tests/data/model_v2.fsad: `fsad fit --normal DIR --backbone resnet18 --weights none --width 0.05
+    // --res 32 --coreset 0.5 --patch-stages 1,2 --quantile 0.95 --seed 3 --negatives cutpaste
+    // --freeze-stages 1 --train-precision bf16` by fsad at 912b0bd on the six images of
+    // tests/data/images (3 x 2 px: the shots' view is 32 x 48); the scores are what that fsad's
+    // Detector::score gave for two of test::texture's images.
+    const Detector d = Detector::load(test::data_dir() + "/model_v2.fsad");
+    const DetectorConfig& c = d.config();
+    CHECK(c.scorer == Scorer::PatchKnn);
+    CHECK(c.view == View::Shots);
+    CHECK(c.flips == Flips::Off);
+    CHECK(c.view_h == 32);
+    CHECK(c.view_w == 48);
+    CHECK(c.patch.coreset == 0.5);
+    CHECK(c.patch.stages == std::vector<int64_t>{1, 2});
+    CHECK(c.threshold_quantile == 0.95);
+    CHECK(c.seed == 3);
+    CHECK(c.byol.negative == method::Negative::CutPaste);
+    CHECK(c.byol.frozen_stages == 1);
+    REQUIRE(c.byol.precision.has_value());
+    CHECK(*c.byol.precision == ops::Precision::BF16);
+    CHECK(c.backbone == nn::BackboneKind::ResNet18);
+    CHECK(c.width == 0.05f);
+    CHECK(d.threshold() == doctest::Approx(1118.2422292072092).epsilon(1e-9));
+    const std::vector<std::pair<bool, float>> want{{false, 0.775869846f}, {true, 0.918641567f}};
+    for (const auto& [scratch, score] : want) {
+        CAPTURE(scratch);
+        CHECK(d.score(test::texture(7, scratch, 40, 56)) == doctest::Approx(score).epsilon(2e-5));
+    }
+    // and this fsad writes that configuration byte for byte as that fsad did
+    CHECK(to_json(c) == io::read_safetensors(test::data_dir() + "/model_v2.fsad").metadata.at("config"));
+}
+
+TEST_CASE("detector configuration JSON: round trip, older files' defaults, errors naming the key") {
+    DetectorConfig c = tiny();
+    c.scorer = Scorer::PatchGauss;
+    c.view = View::Keep;
+    c.flips = Flips::On;
+    c.patch.stages = {2, 3};
+    c.density.shrinkage = method::Shrinkage::Ridge;
+    c.byol.pair = method::PairLoss::FixedCentre;
+    c.byol.negative = method::Negative::Scar;
+    const std::string j = to_json(c);
+    CHECK(to_json(detector_config_from_json(j)) == j);
+    auto edited = [&](const std::string& from, const std::string& to) {
+        std::string e = j;
+        const size_t at = e.find(from);
+        REQUIRE_MESSAGE(at != std::string::npos, from);
+        return e.replace(at, from.size(), to);
+    };
+    // keys that files before the patch scorers and the mirrored shots lack: what they were fitted with
+    std::string v1 = edited("\"scorer\":\"patch-gauss\",", "");
+    for (const char* k : {"\"view\":\"keep\",", "\"flips\":\"on\",", "\"max_aspect\":8.0,"}) v1.erase(v1.find(k), std::strlen(k));
+    const DetectorConfig v = detector_config_from_json(v1);
+    CHECK(v.scorer == Scorer::Global);
+    CHECK(v.view == View::Squash);
+    CHECK(v.flips == Flips::Off);
+    CHECK(v.max_aspect == 8.0);
+    // a key every file has held is required; a bad value is refused, naming its key
+    CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"lr\":", "\"rate\":")),
+                         doctest::Contains("key 'byol/lr' not found"), FormatError);
+    CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"resolution\":32", "\"resolution\":\"32\"")),
+                         doctest::Contains("(/resolution) type must be number"), FormatError);
+    CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"view\":\"keep\"", "\"view\":\"kept\"")),
+                         doctest::Contains("(/view) unknown view 'kept' (squash | keep | shots)"), FormatError);
+    // names that used to be read as the first choice are refused too
+    CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"shrinkage\":\"ridge\"", "\"shrinkage\":\"rigde\"")),
+                         doctest::Contains("(/density/shrinkage) unknown shrinkage 'rigde'"), FormatError);
+    CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"fixed-centre\"", "\"fixed-center\"")),
+                         doctest::Contains("(/byol/pair) unknown pair loss 'fixed-center'"), FormatError);
 }

@@ -9,17 +9,35 @@ namespace fsad::cli {
 
 namespace {
 
-// cpu | cuda | cuda:N, checked while parsing so that a typo fails before any work
-const CLI::Validator kDevice(
-    [](std::string& s) -> std::string {
-        try {
-            parse_device(s);
-            return "";
-        } catch (const Error& e) {
-            return e.what();
-        }
-    },
-    "cpu|cuda[:N]", "device");
+// An option whose text `parse` turns into `field` (an enum, the device): the parser's fsad::Error,
+// which says what it accepts, is the usage error, so a typo fails while parsing.
+template <class Field, class Parse>
+CLI::Option* add_parsed(CLI::App* c, const std::string& flag, Field& field, Parse parse, const std::string& help) {
+    const CLI::Validator valid(
+        [parse](std::string& s) {
+            try {
+                parse(s);
+                return std::string();
+            } catch (const Error& e) {
+                return std::string(e.what());
+            }
+        },
+        "", "parsed");
+    return c->add_option_function<std::string>(flag, [&field, parse](const std::string& s) { field = parse(s); }, help)
+        ->check(valid);
+}
+
+// cpu | cuda | cuda:N, refused while parsing when this build has no CUDA backend
+Device parse_device_flag(const std::string& s) {
+    const Device d = parse_device(s);
+    if (d.is_cuda() && !cuda_built())
+        throw Error(s + ": this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu");
+    return d;
+}
+
+CLI::Option* add_device(CLI::App* c, Device& device) {
+    return add_parsed(c, "--device", device, parse_device_flag, "cpu | cuda[:N]")->type_name("cpu|cuda[:N]");
+}
 
 const char* const kTf32Help = "shorthand for --precision tf32";
 const char* const kPrecisionHelp =
@@ -29,62 +47,59 @@ const char* const kPrecisionHelp =
     "no faster there)";
 const std::vector<std::string> kPrecisions{"fp32", "tf32", "bf16"};
 
-void add_detector_flags(CLI::App* c, DetectorFlags& f) {
-    c->add_option("--backbone", f.backbone, "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2")
-        ->check(CLI::IsMember({"resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2"}));
-    c->add_option("--weights", f.weights,
+void add_detector_flags(CLI::App* c, DetectorArgs& a) {
+    DetectorConfig& f = a.cfg;
+    add_parsed(c, "--backbone", f.backbone, nn::parse_backbone_kind, "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2");
+    c->add_option("--weights", a.weights,
                   "ImageNet weights (safetensors, torchvision key names); default: $FSAD_WEIGHTS, then "
                   "~/.cache/fsad/weights/<backbone>.safetensors; 'none' = random initialisation");
     c->add_option("--width", f.width, "channel width multiplier (1 = the published network)")->check(CLI::Range(0.05, 4.0));
-    c->add_option("--negatives", f.negatives, "negative augmentation for L_np: none | cutpaste | scar | union | cifar")
-        ->check(CLI::IsMember({"none", "cutpaste", "scar", "union", "cifar"}));
-    c->add_option("--steps", f.steps,
+    add_parsed(c, "--negatives", f.byol.negative, method::parse_negative,
+               "negative augmentation for L_np: none | cutpaste | scar | union | cifar");
+    c->add_option("--steps", f.byol.steps,
                   "contrastive fine-tuning steps (default 0: none, the patch scorers gain nothing from it; eval's "
                   "fine-tuning methods default to the paper's 200)")
         ->check(CLI::Range(0, 1000000));
-    c->add_option("--batch", f.batch, "fine-tuning batch size")->check(CLI::Range(2, 4096));
-    c->add_option("--lr", f.lr, "Adam learning rate")->check(CLI::PositiveNumber);
-    c->add_option("--res", f.res, "working resolution, px")->check(CLI::Range(32, 1024));
+    c->add_option("--batch", f.byol.batch, "fine-tuning batch size")->check(CLI::Range(2, 4096));
+    c->add_option("--lr", f.byol.lr, "Adam learning rate")->check(CLI::PositiveNumber);
+    c->add_option("--res", f.resolution, "working resolution, px")->check(CLI::Range(32, 1024));
     c->add_option("--resize-short", f.resize_short, "test-time: resize the short side to this, centre-crop --res (0 = plain resize)")
         ->check(CLI::Range(0, 4096));
     c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the density (N_A; 0 = the shots' own views)")->check(CLI::Range(0, 1000));
-    c->add_option("--scorer", f.scorer,
-                  "auto (the patch scorer that best separates held-out shots from synthetic defects) | global (the "
-                  "paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, anomaly maps) | "
-                  "patch-knn (nearest patch in a coreset memory bank, anomaly maps)")
-        ->check(CLI::IsMember({"auto", "global", "patch-gauss", "patch-knn"}));
-    c->add_option("--view", f.view,
-                  "shots (default: one size for all images, short side --res, the shots' median aspect ratio; square "
-                  "for near-square products) | squash (resize to --res x --res) | keep (short side to --res, each "
-                  "image's own aspect; --resize-short implies squash)")
-        ->check(CLI::IsMember({"squash", "keep", "shots"}));
+    add_parsed(c, "--scorer", f.scorer, parse_scorer,
+               "auto (the patch scorer that best separates held-out shots from synthetic defects) | global (the "
+               "paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, anomaly maps) | "
+               "patch-knn (nearest patch in a coreset memory bank, anomaly maps)");
+    add_parsed(c, "--view", f.view, parse_view,
+               "shots (default: one size for all images, short side --res, the shots' median aspect ratio; square "
+               "for near-square products) | squash (resize to --res x --res) | keep (short side to --res, each "
+               "image's own aspect; --resize-short implies squash)");
     c->add_flag("--auto-global", f.auto_global,
                 "--scorer auto: the global scorer is a candidate too, chosen against whole-image corruptions as well");
-    c->add_option("--flips", f.flips,
-                  "patch scorers: mirrored shots in the fit (auto: when the shots look the same mirrored)")
-        ->check(CLI::IsMember({"auto", "on", "off"}));
-    c->add_option("--coreset", f.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
+    add_parsed(c, "--flips", f.flips, parse_flips,
+               "auto | on | off: patch scorers: mirrored shots in the fit (auto: when the shots look the same mirrored)");
+    c->add_option("--coreset", f.patch.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
         ->check(CLI::Range(1e-4, 1.0));
-    c->add_option("--patch-stages", f.patch_stages,
+    c->add_option("--patch-stages", f.patch.stages,
                   "patch scorers: backbone stages whose maps make the patch features, comma separated, finest first "
                   "(default: the stride-8 and stride-16 stages; MobileNetV2 2,4, ResNet 1,2)")
         ->delimiter(',')
         ->check(CLI::Range(0, 16));
-    c->add_flag("--no-adapt", f.no_adapt, "no contrastive fine-tuning: ImageNet features only");
-    c->add_flag("--freeze-bn", f.freeze_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
-    c->add_option("--freeze-stages", f.freeze_stages,
+    c->add_flag_callback("--no-adapt", [&f] { f.adapt = false; }, "no contrastive fine-tuning: ImageNet features only");
+    c->add_flag("--freeze-bn", f.byol.freeze_backbone_bn, "keep the backbone's BatchNorm statistics frozen while fine-tuning");
+    c->add_option("--freeze-stages", f.byol.frozen_stages,
                   "fine-tune only the later stages: the stem and this many stages stay as loaded (ResNet: 0-4, MobileNetV2: 0-8)")
         ->check(CLI::Range(0, 64));
-    c->add_flag("--no-colour", f.no_colour, "affine augmentation only (no colour jitter, grayscale, blur)");
-    c->add_option("--quantile", f.quantile, "decision threshold: this quantile of held-out normal scores")->check(CLI::Range(0.5, 1.0));
-    c->add_option("--device", f.device, "cpu | cuda[:N]")->check(kDevice);
-    c->add_option("--precision", f.precision, kPrecisionHelp)->check(CLI::IsMember(kPrecisions));
-    c->add_flag("--tf32", f.tf32, kTf32Help);
-    c->add_option("--train-precision", f.train_precision,
-                  "the fine-tuning steps' precision (default: --precision's): --train-precision bf16 with the default "
-                  "--precision fp32 fine-tunes on bfloat16 tensor cores and computes the Gaussian's and the scores' "
-                  "features in exact FP32")
-        ->check(CLI::IsMember(kPrecisions));
+    c->add_flag_callback("--no-colour", [&f] { f.byol.augment.colour = false; },
+                         "affine augmentation only (no colour jitter, grayscale, blur)");
+    c->add_option("--quantile", f.threshold_quantile, "decision threshold: this quantile of held-out normal scores")->check(CLI::Range(0.5, 1.0));
+    add_device(c, f.device);
+    c->add_option("--precision", a.precision, kPrecisionHelp)->check(CLI::IsMember(kPrecisions));
+    c->add_flag("--tf32", a.tf32, kTf32Help);
+    add_parsed(c, "--train-precision", f.byol.precision, ops::parse_precision,
+               "fp32 | tf32 | bf16: the fine-tuning steps' precision (default: --precision's): --train-precision bf16 "
+               "with the default --precision fp32 fine-tunes on bfloat16 tensor cores and computes the Gaussian's and "
+               "the scores' features in exact FP32");
     c->add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
     c->add_option("--seed", f.seed, "random seed (shots, augmentations, initialisation)")->check(CLI::NonNegativeNumber);
 }
@@ -115,7 +130,7 @@ Cli::Cli()
     c_score->add_option("--threshold", score.threshold, "override the model's decision threshold");
     c_score->add_flag("--fail-on-anomaly", score.fail_on_anomaly, "exit with status 2 when any image is anomalous");
     c_score->add_option("--threads", score.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
-    c_score->add_option("--device", score.device, "cpu | cuda[:N]")->check(kDevice);
+    add_device(c_score, score.device);
     c_score->add_option("--precision", score.precision, kPrecisionHelp)->check(CLI::IsMember(kPrecisions));
     c_score->add_flag("--tf32", score.tf32, kTf32Help);
 
@@ -151,12 +166,12 @@ Cli::Cli()
     add_detector_flags(c_demo, demo.det);
 
     c_bench = app.add_subcommand("bench", "how fast this machine scores and fine-tunes (random weights)");
-    c_bench->add_option("--backbone", bench.backbone, "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2")
-        ->check(CLI::IsMember({"resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2"}));
+    add_parsed(c_bench, "--backbone", bench.backbone, nn::parse_backbone_kind,
+               "resnet18 | resnet34 | resnet50 | resnet101 | mobilenetv2");
     c_bench->add_option("--res", bench.res, "resolution, px")->check(CLI::Range(32, 1024));
     c_bench->add_option("--batch", bench.batch, "batch size")->check(CLI::Range(2, 4096));
     c_bench->add_option("--steps", bench.steps, "timed fine-tuning steps")->check(CLI::Range(1, 1000));
-    c_bench->add_option("--device", bench.device, "cpu | cuda[:N]")->check(kDevice);
+    add_device(c_bench, bench.device);
     c_bench->add_option("--precision", bench.precision, kPrecisionHelp)->check(CLI::IsMember(kPrecisions));
     c_bench->add_option("--threads", bench.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
     c_bench->add_flag("--profile", bench.profile, "also print the time per op (fsad::ops::Profiler) of one forward pass and one step");

@@ -33,10 +33,6 @@ void check_interrupt() {
     if (g_stop.load()) throw Interrupted();
 }
 
-std::string cuda_unsupported_reason() {
-    return "this build of fsad has no CUDA backend (configure with FSAD_CUDA=ON); use --device cpu";
-}
-
 void apply_precision(const std::string& precision, bool tf32, Device dev) {
     if (tf32 && !precision.empty() && precision != "tf32")
         throw Error("--tf32 and --precision " + precision + " disagree (--tf32 is --precision tf32)");
@@ -62,63 +58,38 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
     return o;
 }
 
-DetectorConfig make_config(const DetectorFlags& f, std::string* note) {
+DetectorConfig DetectorArgs::tool_defaults() {
     DetectorConfig c;
-    c.backbone = nn::parse_backbone_kind(f.backbone);
-    c.width = f.width;
-    const Device dev = parse_device(f.device);
-    if (dev.is_cuda() && !cuda_built())
-        throw Error("--device " + f.device + ": " + cuda_unsupported_reason());
-    c.device = dev;
-    apply_precision(f.precision, f.tf32, dev);
-    if (!f.train_precision.empty()) {
-        try {
-            c.byol.precision = ops::parse_precision(f.train_precision);
-        } catch (const Error& e) {
-            throw Error(std::string("--train-precision: ") + e.what());
-        }
-        if (*c.byol.precision == ops::Precision::TF32 && !dev.is_cuda())
-            throw Error("--train-precision tf32 applies to --device cuda only (the CPU computes in exact FP32)");
-    }
-    if (f.weights == "none") {
+    c.adapt = true;
+    c.byol.steps = 0;  // the patch scorers gain nothing from fine-tuning
+    return c;
+}
+
+DetectorConfig finish_config(const DetectorArgs& a, std::string* note) {
+    DetectorConfig c = a.cfg;
+    apply_precision(a.precision, a.tf32, c.device);
+    if (c.byol.precision == ops::Precision::TF32 && !c.device.is_cuda())
+        throw Error("--train-precision tf32 applies to --device cuda only (the CPU computes in exact FP32)");
+    if (a.weights == "none") {
         c.weights.clear();
         if (note) *note = "random initialisation (--weights none): features are not ImageNet features";
-    } else if (!f.weights.empty()) {
-        c.weights = f.weights;
-        if (note) *note = "weights " + f.weights;
+    } else if (!a.weights.empty()) {
+        c.weights = a.weights;
+        if (note) *note = "weights " + a.weights;
     } else {
         c.weights = nn::find_weights(c.backbone);
         if (note) {
             if (!c.weights.empty()) {
                 *note = "weights " + c.weights;
             } else {
-                *note = "no ImageNet weights for " + f.backbone + " (looked in " +
+                *note = "no ImageNet weights for " + nn::to_string(c.backbone) + " (looked in " +
                         join(nn::weight_search_paths(c.backbone), ", ") +
                         "): using a randomly initialised backbone. Few-shot AUROC is far lower without "
                         "pretraining (the paper's Table 5: 52.5 vs 67.3 on CIFAR10-C); README explains how to get weights.";
             }
         }
     }
-    c.adapt = !f.no_adapt;
-    c.resolution = f.res;
-    c.resize_short = f.resize_short;
-    c.n_augment = f.n_augment;
-    c.scorer = parse_scorer(f.scorer);
-    c.view = f.resize_short > 0 ? View::Squash : parse_view(f.view);  // --resize-short: a square centre crop
-    c.patch.coreset = f.coreset;
-    c.auto_global = f.auto_global;
-    c.flips = parse_flips(f.flips);
-    c.patch.stages = f.patch_stages;
-    c.threshold_quantile = f.quantile;
-    c.threads = f.threads;
-    c.seed = static_cast<uint64_t>(f.seed);
-    c.byol.steps = f.steps;
-    c.byol.batch = f.batch;
-    c.byol.lr = f.lr;
-    c.byol.negative = method::parse_negative(f.negatives);
-    c.byol.freeze_backbone_bn = f.freeze_bn;
-    c.byol.frozen_stages = f.freeze_stages;
-    c.byol.augment.colour = !f.no_colour;
+    if (c.resize_short > 0) c.view = View::Squash;  // --resize-short: a square centre crop
     return c;
 }
 

@@ -137,17 +137,17 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
 
 // ------------------------------------------------------------------------------------------ fit
 int run_fit(const FitArgs& a, bool quiet) {
-    apply_threads(a.det.threads);
+    apply_threads(a.det.cfg.threads);
     std::string wnote;
-    DetectorConfig cfg = make_config(a.det, &wnote);
-    std::cout << "backbone " << a.det.backbone << ": " << wnote << "\n";
+    DetectorConfig cfg = finish_config(a.det, &wnote);
+    std::cout << "backbone " << nn::to_string(cfg.backbone) << ": " << wnote << "\n";
     std::vector<std::string> files = data::list_images(a.normal);
     if (files.empty()) throw IOError(a.normal + ": no image files (png, jpg, bmp, ...) in the normal folder");
     if (a.shots > 0) {
         if (a.shots > static_cast<int64_t>(files.size()))
             throw Error("--shots " + std::to_string(a.shots) + ": " + a.normal + " holds only " + std::to_string(files.size()) + " images");
         std::vector<std::string> pick;
-        for (int64_t i : eval::PyRandom(static_cast<uint64_t>(a.det.seed)).sample(static_cast<int64_t>(files.size()), a.shots))
+        for (int64_t i : eval::PyRandom(cfg.seed).sample(static_cast<int64_t>(files.size()), a.shots))
             pick.push_back(files[static_cast<size_t>(i)]);
         files = pick;
     }
@@ -178,8 +178,7 @@ int run_fit(const FitArgs& a, bool quiet) {
 // ---------------------------------------------------------------------------------------- score
 int run_score(const ScoreArgs& a, bool quiet) {
     apply_threads(a.threads);
-    const Device dev = parse_device(a.device);
-    if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
+    const Device dev = a.device;
     apply_precision(a.precision, a.tf32, dev);
     Detector det = Detector::load(a.model, dev);
     if (a.threshold >= 0) det.set_threshold(a.threshold);
@@ -266,22 +265,24 @@ int run_score(const ScoreArgs& a, bool quiet) {
 
 // ----------------------------------------------------------------------------------------- eval
 int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const std::string& config_text, CLI::App* app) {
-    apply_threads(a.det.threads);
-    DetectorFlags f = a.det;
+    apply_threads(a.det.cfg.threads);
+    DetectorArgs d = a.det;
+    DetectorConfig& f = d.cfg;
     const bool cifar = a.dataset == "cifar10" || a.dataset == "cifar100";
     // the paper's CIFAR setting unless the flags say otherwise: 32 -> 64 px, affine augmentation only
-    if (cifar && app->count("--res") == 0) f.res = 64;
-    if (cifar && app->count("--no-colour") == 0) f.no_colour = true;
-    if (a.method == "ours-np" && app->count("--negatives") == 0) f.negatives = cifar ? "cifar" : "cutpaste";
-    if (a.method == "no-adapt") f.no_adapt = true;
-    else if (app->count("--steps") == 0) f.steps = 200;  // a fine-tuning method: the paper's step count
+    if (cifar && app->count("--res") == 0) f.resolution = 64;
+    if (cifar && app->count("--no-colour") == 0) f.byol.augment.colour = false;
+    if (a.method == "ours-np" && app->count("--negatives") == 0)
+        f.byol.negative = cifar ? method::Negative::CifarBlurShift : method::Negative::CutPaste;
+    if (a.method == "no-adapt") f.adapt = false;
+    else if (app->count("--steps") == 0) f.byol.steps = 200;  // a fine-tuning method: the paper's step count
     std::string wnote;
-    DetectorConfig cfg = make_config(f, &wnote);
+    DetectorConfig cfg = finish_config(d, &wnote);
     if (a.method == "contrastive") cfg.byol.pair = method::PairLoss::None;
     if (a.method == "fixed-centre") cfg.byol.pair = method::PairLoss::FixedCentre;
     if (a.method == "ours-np" && cfg.byol.negative == method::Negative::None)
         throw Error("--method ours-np needs negatives; --negatives none contradicts it");
-    std::cout << "backbone " << f.backbone << ": " << wnote << "\n";
+    std::cout << "backbone " << nn::to_string(cfg.backbone) << ": " << wnote << "\n";
 
     // check the report location before the long run
     const fs::path rep = fs::path(a.report);
@@ -302,7 +303,7 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
     po.detector = cfg;
     po.shots = a.shots;
     po.seeds = a.seeds;
-    po.first_seed = static_cast<int>(a.det.seed);
+    po.first_seed = static_cast<int>(cfg.seed);
     po.test_normals = a.test_normals;
     po.test_anomalies = a.test_anomalies;
     eval::EvalResult res = run_with_progress(ds, po, quiet);
@@ -314,9 +315,9 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
     info.config_text = config_text;
     info.versions = versions(cfg);
     info.references = references(a.dataset, a.method);
-    info.notes.push_back("Backbone " + f.backbone + ": " + wnote);
-    if (!info.references.empty() && f.backbone != "resnet18")
-        info.notes.push_back("The paper's numbers are for ResNet18; this run used " + f.backbone + ".");
+    info.notes.push_back("Backbone " + nn::to_string(cfg.backbone) + ": " + wnote);
+    if (!info.references.empty() && cfg.backbone != nn::BackboneKind::ResNet18)
+        info.notes.push_back("The paper's numbers are for ResNet18; this run used " + nn::to_string(cfg.backbone) + ".");
     if (cifar) {
         info.notes.push_back("CIFAR-10 here are JPEG re-encodings of the originals, so the jpeg corruption differs less "
                              "from the clean images than in the original CIFAR10-C.");
@@ -340,29 +341,29 @@ int run_eval(const EvalArgs& a, bool quiet, const std::string& command, const st
 }
 
 // ----------------------------------------------------------------------------------------- demo
-DetectorFlags DemoArgs::demo_defaults() {
-    DetectorFlags f;  // fsad's defaults (no fine-tuning, auto patch scorer) at 128 px
-    f.res = 128;
-    return f;
+DetectorArgs DemoArgs::demo_defaults() {
+    DetectorArgs d;  // fsad's defaults (no fine-tuning, auto patch scorer) at 128 px
+    d.cfg.resolution = 128;
+    return d;
 }
 
 int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const std::string& config_text) {
-    apply_threads(a.det.threads);
+    apply_threads(a.det.cfg.threads);
     const auto t0 = std::chrono::steady_clock::now();
     std::string wnote;
-    DetectorConfig cfg = make_config(a.det, &wnote);
+    DetectorConfig cfg = finish_config(a.det, &wnote);
     std::cout << "fsad demo: generated industrial textures (metal, fabric, wood, stone) with scratches, holes, stains and cracks\n"
-              << "backbone " << a.det.backbone << ": " << wnote << "\n";
+              << "backbone " << nn::to_string(cfg.backbone) << ": " << wnote << "\n";
     data::SyntheticOptions so;
     so.products = a.products;
-    so.size = a.det.res;
-    so.seed = static_cast<uint64_t>(a.det.seed);
+    so.size = cfg.resolution;
+    so.seed = cfg.seed;
     data::Dataset ds = data::synthetic_dataset(so);
     eval::ProtocolOptions po;
     po.detector = cfg;
     po.shots = a.shots;
     po.seeds = a.seeds;
-    po.first_seed = static_cast<int>(a.det.seed);
+    po.first_seed = static_cast<int>(cfg.seed);
     eval::EvalResult res = run_with_progress(ds, po, quiet);
     eval::ReportInfo info;
     info.title = "fsad demo: few-shot anomaly detection on generated textures";
@@ -370,7 +371,7 @@ int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const st
     info.config_json = "{\"demo\": true, \"detector\": " + to_json(cfg) + "}";
     info.config_text = config_text;
     info.versions = versions(cfg);
-    info.notes.push_back("Backbone " + a.det.backbone + ": " + wnote);
+    info.notes.push_back("Backbone " + nn::to_string(cfg.backbone) + ": " + wnote);
     info.notes.push_back("Each product: " + std::to_string(so.pool) + " normal parts to draw the shots from, " +
                          std::to_string(so.test_normal) + " normal and " + std::to_string(so.test_per_defect * 4) +
                          " defective test parts (scratch, hole, stain, crack).");
@@ -419,10 +420,9 @@ int run_info(const InfoArgs& a) {
 // ---------------------------------------------------------------------------------------- bench
 int run_bench(const BenchArgs& a) {
     apply_threads(a.threads);
-    const Device dev = parse_device(a.device);
-    if (dev.is_cuda() && !cuda_built()) throw Error("--device " + a.device + ": " + cuda_unsupported_reason());
+    const Device dev = a.device;
     apply_precision(a.precision, false, dev);
-    nn::BackboneConfig bc{nn::parse_backbone_kind(a.backbone)};
+    nn::BackboneConfig bc{a.backbone};
     auto net = nn::make_backbone(bc, 1);
     net->to(dev);
     net->eval();
@@ -452,7 +452,7 @@ int run_bench(const BenchArgs& a) {
     for (int64_t i = 0; i < a.batch; ++i) perm[static_cast<size_t>(i)] = (i + 1) % a.batch;
     const double step = timed([&] { tr.train_step(x, x, &x, perm); }, static_cast<int>(a.steps));
     std::cout << version_string() << " on " << (dev.is_cuda() ? cuda_device_name(dev.index) : "cpu, " + std::to_string(get_num_threads()) + " thread(s)")
-              << ", " << ops::precision_name(ops::precision()) << "\n" << a.backbone << " features at " << a.res << " px, batch " << a.batch << ": " << fmt(static_cast<double>(a.batch) / infer, 1)
+              << ", " << ops::precision_name(ops::precision()) << "\n" << nn::to_string(a.backbone) << " features at " << a.res << " px, batch " << a.batch << ": " << fmt(static_cast<double>(a.batch) / infer, 1)
               << " images/s\nfine-tuning step (BYOL + L_pp + L_np, Adam, EMA) at " << a.res << " px, batch " << a.batch << ": "
               << fmt(step, 3) << " s/step (" << fmt(1.0 / step, 2) << " steps/s)\n";
     if (a.profile) {  // one more of each, op by op (on a GPU: device time between events)

@@ -14,10 +14,11 @@ namespace fsad::cli {
 struct FitArgs {
     std::string normal, output;
     int64_t shots = 0;
-    DetectorFlags det;
+    DetectorArgs det;
 };
 struct ScoreArgs {
-    std::string model, csv, device = "cpu", precision, maps;
+    std::string model, csv, precision, maps;
+    Device device = Device::cpu();
     std::vector<std::string> inputs;
     bool json = false, fail_on_anomaly = false, tf32 = false;
     double threshold = -1;
@@ -29,18 +30,20 @@ struct EvalArgs {
     std::vector<int> shots{5};
     int seeds = 5;
     int64_t test_limit = 0, test_normals = 0, test_anomalies = 0;
-    DetectorFlags det;
+    DetectorArgs det;
 };
 struct DemoArgs {
     std::string out = "fsad-demo";
     std::vector<std::string> products;
     std::vector<int> shots{5};
     int seeds = 2;
-    DetectorFlags det = demo_defaults();
-    static DetectorFlags demo_defaults();
+    DetectorArgs det = demo_defaults();
+    static DetectorArgs demo_defaults();
 };
 struct BenchArgs {
-    std::string backbone = "resnet18", device = "cpu", precision;
+    nn::BackboneKind backbone = nn::BackboneKind::ResNet18;
+    std::string precision;
+    Device device = Device::cpu();
     int64_t res = 224, batch = 32, steps = 3;
     int threads = 0;
     bool profile = false;

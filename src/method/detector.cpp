@@ -15,97 +15,6 @@ namespace {
 
 using json = nlohmann::json;
 
-json config_json(const DetectorConfig& c) {
-    const auto& b = c.byol;
-    return {{"backbone", nn::to_string(c.backbone)},
-            {"width", c.width},
-            {"weights", c.weights},
-            {"adapt", c.adapt},
-            {"resolution", c.resolution},
-            {"resize_short", c.resize_short},
-            {"n_augment", c.n_augment},
-            {"scorer", to_string(c.scorer)},
-            {"view", to_string(c.view)},
-            {"max_aspect", c.max_aspect},
-            {"auto_global", c.auto_global},
-            {"flips", to_string(c.flips)},
-            {"view_h", c.view_h},
-            {"view_w", c.view_w},
-            {"patch", {{"map_sigma", c.patch.map_sigma}, {"coreset", c.patch.coreset}, {"max_bank", c.patch.max_bank},
-                       {"stages", c.patch.stages}, {"flip_ratio", c.patch.flip_ratio}}},
-            {"density", {{"shrinkage", c.density.shrinkage == method::Shrinkage::LedoitWolf ? "ledoit-wolf" : "ridge"},
-                         {"ridge", c.density.ridge},
-                         {"l2_normalize", c.density.l2_normalize}}},
-            {"threshold_quantile", c.threshold_quantile},
-            {"seed", c.seed},
-            {"byol",
-             {{"steps", b.steps}, {"batch", b.batch}, {"lr", b.lr}, {"beta1", b.beta1}, {"beta2", b.beta2},
-              {"ema", b.ema}, {"ema_cosine", b.ema_cosine}, {"contrastive", b.contrastive},
-              {"pair", b.pair == method::PairLoss::CrossInstance ? "cross-instance"
-                       : b.pair == method::PairLoss::FixedCentre ? "fixed-centre"
-                                                                 : "none"},
-              {"lambda_pp", b.lambda_pp}, {"negative", method::to_string(b.negative)}, {"lambda_np", b.lambda_np},
-              {"hidden", b.hidden}, {"projection", b.projection}, {"freeze_backbone_bn", b.freeze_backbone_bn},
-              {"frozen_stages", b.frozen_stages},
-              {"precision", b.precision ? json(ops::precision_name(*b.precision)) : json(nullptr)}}}};
-}
-
-DetectorConfig config_from_json(const json& j) {
-    DetectorConfig c;
-    c.backbone = nn::parse_backbone_kind(j.at("backbone").get<std::string>());
-    c.width = j.at("width").get<float>();
-    c.weights = j.at("weights").get<std::string>();
-    c.adapt = j.at("adapt").get<bool>();
-    c.resolution = j.at("resolution").get<int64_t>();
-    c.resize_short = j.at("resize_short").get<int64_t>();
-    c.n_augment = j.at("n_augment").get<int64_t>();
-    // version 1 files (before the patch scorers) have none of these: the paper's global scorer
-    c.scorer = parse_scorer(j.value("scorer", std::string("global")));
-    c.view = parse_view(j.value("view", std::string("squash")));
-    c.max_aspect = j.value("max_aspect", 8.0);
-    c.auto_global = j.value("auto_global", false);
-    c.flips = parse_flips(j.value("flips", std::string("off")));  // files before flips: fitted without
-    c.view_h = j.value("view_h", int64_t{0});
-    c.view_w = j.value("view_w", int64_t{0});
-    if (j.contains("patch")) {
-        const auto& p = j.at("patch");
-        c.patch.map_sigma = p.at("map_sigma").get<double>();
-        c.patch.coreset = p.at("coreset").get<double>();
-        c.patch.max_bank = p.at("max_bank").get<int64_t>();
-        c.patch.stages = p.value("stages", std::vector<int64_t>{});
-        c.patch.flip_ratio = p.value("flip_ratio", 1.1);
-    }
-    const auto& d = j.at("density");
-    c.density.shrinkage = d.at("shrinkage").get<std::string>() == "ridge" ? method::Shrinkage::Ridge : method::Shrinkage::LedoitWolf;
-    c.density.ridge = d.at("ridge").get<double>();
-    c.density.l2_normalize = d.at("l2_normalize").get<bool>();
-    c.threshold_quantile = j.at("threshold_quantile").get<double>();
-    c.seed = j.at("seed").get<uint64_t>();
-    const auto& b = j.at("byol");
-    c.byol.steps = b.at("steps").get<int64_t>();
-    c.byol.batch = b.at("batch").get<int64_t>();
-    c.byol.lr = b.at("lr").get<float>();
-    c.byol.beta1 = b.at("beta1").get<float>();
-    c.byol.beta2 = b.at("beta2").get<float>();
-    c.byol.ema = b.at("ema").get<float>();
-    c.byol.ema_cosine = b.at("ema_cosine").get<bool>();
-    c.byol.lambda_pp = b.at("lambda_pp").get<float>();
-    c.byol.lambda_np = b.at("lambda_np").get<float>();
-    c.byol.freeze_backbone_bn = b.value("freeze_backbone_bn", false);
-    c.byol.frozen_stages = b.value("frozen_stages", int64_t{0});
-    if (b.contains("precision") && !b.at("precision").is_null())
-        c.byol.precision = ops::parse_precision(b.at("precision").get<std::string>());
-    c.byol.contrastive = b.at("contrastive").get<bool>();
-    const std::string pair = b.at("pair").get<std::string>();
-    c.byol.pair = pair == "cross-instance" ? method::PairLoss::CrossInstance
-                  : pair == "fixed-centre" ? method::PairLoss::FixedCentre
-                                           : method::PairLoss::None;
-    c.byol.negative = method::parse_negative(b.at("negative").get<std::string>());
-    c.byol.hidden = b.at("hidden").get<int64_t>();
-    c.byol.projection = b.at("projection").get<int64_t>();
-    return c;
-}
-
 // FNV-1a over names, shapes and bytes of the tensors and the metadata that matters.
 uint64_t checksum(const std::map<std::string, Tensor>& t, const std::string& meta) {
     uint64_t h = 1469598103934665603ULL;
@@ -663,10 +572,9 @@ void Detector::save(const std::string& path) const {
         case Scorer::PatchKnn: t["patch.bank"] = knn_.bank(); break;
         case Scorer::Auto: throw Error("Detector::save: no scorer was chosen");  // fit replaces Auto
     }
-    json meta_cfg = config_json(cfg_);
     std::map<std::string, std::string> meta{{"format", kFormat},
                                             {"version", std::to_string(kVersion)},
-                                            {"config", meta_cfg.dump()},
+                                            {"config", to_json(cfg_)},
                                             {"threshold", json(threshold_).dump()}};
     // MobileNetV2 variants of the loaded checkpoint travel with the model
     const auto& bc = backbone_->config();
@@ -699,7 +607,7 @@ Detector Detector::load(const std::string& path, Device device) {
     DetectorConfig cfg;
     double thr;
     try {
-        cfg = config_from_json(json::parse(meta("config")));
+        cfg = detector_config_from_json(meta("config"));
         thr = json::parse(meta("threshold")).get<double>();
     } catch (const std::exception& e) {
         throw FormatError(path + ": invalid configuration in the model file (" + e.what() + ")");
@@ -785,15 +693,5 @@ Flips parse_flips(const std::string& s) {
 }
 std::string to_string(Flips f) { return f == Flips::On ? "on" : f == Flips::Off ? "off" : "auto"; }
 std::string to_string(View v) { return v == View::Keep ? "keep" : v == View::Shots ? "shots" : "squash"; }
-
-std::string to_json(const DetectorConfig& cfg) { return config_json(cfg).dump(); }
-
-DetectorConfig detector_config_from_json(const std::string& text) {
-    try {
-        return config_from_json(json::parse(text));
-    } catch (const json::exception& e) {
-        throw FormatError(std::string("detector configuration: ") + e.what());
-    }
-}
 
 }  // namespace fsad

@@ -183,7 +183,10 @@ private:
     double threshold_ = 0;
 };
 
-/// The configuration as a JSON object (the form the model file stores) and back.
+/// The configuration as a JSON object (the form the model file stores; src/method/config_json.hpp
+/// lists the stored fields) and back: keys a configuration lacks keep their defaults, except those
+/// every model file has held since version 1; a missing key, a value of another type or an unknown
+/// name is FormatError naming the key.
 std::string to_json(const DetectorConfig& cfg);
 DetectorConfig detector_config_from_json(const std::string& json_text);
 
