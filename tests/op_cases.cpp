@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <regex>
 
 namespace fsad::test {
 namespace {
@@ -270,16 +268,5 @@ std::vector<Var> vars_on(const OpCase& c, Device d) {
 }
 
 Tensor output_grad(const Shape& s, Device d) { return normal(s, 999).to(d); }
-
-std::vector<std::string> declared_kernels(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw Error("cannot read " + path);
-    const std::regex decl(R"(^void\s+(\w+)\s*\()");
-    std::vector<std::string> names;
-    std::smatch m;
-    for (std::string line; std::getline(in, line);)
-        if (std::regex_search(line, m, decl)) names.push_back(m[1]);
-    return names;
-}
 
 }  // namespace fsad::test

@@ -1,6 +1,6 @@
 // One table of op cases (in the manner of ggml's tests/test-backend-ops.cpp) that every backend
 // test reads: the finite-difference gradient check (tests/test_gradcheck.cpp), the CPU-vs-CUDA
-// parity (tests/test_op_parity.cpp) and the op benchmarks (bench/bench_ops.cpp). A case is an
+// parity (tests/test_cuda.cpp) and the op benchmarks (bench/bench_ops.cpp). A case is an
 // op's inputs and parameters as data, and the op as a function of Vars, so that each driver runs
 // it its own way: on the CPU with a gradient, on two devices, in a timing loop. Every kernel of
 // src/core/kernel_decls.inc must be named by some case (tests/test_op_coverage.cpp), so a new op
@@ -59,8 +59,5 @@ std::vector<OpCase> op_cases();
 std::vector<Var> vars_on(const OpCase& c, Device d);
 /// The gradient that drivers give the output's backward: seeded values of `s` on `d`.
 Tensor output_grad(const Shape& s, Device d);
-
-/// The kernel names that src/core/kernel_decls.inc at `path` declares, in order.
-std::vector<std::string> declared_kernels(const std::string& path);
 
 }  // namespace fsad::test
