@@ -1,9 +1,10 @@
 // CPU-vs-CUDA parity of every op of the front end, forward and backward: every case of the op
 // table (tests/op_cases.cpp) with its tolerances, then what the table cannot express (BF16's
-// fallbacks, activation kinks, networks, trainers, the density). Built with the CUDA backend, it runs on a GPU and exits 77 (skipped) when none is
-// visible (tests/main_cuda.cpp); built with FSAD_CUDA=EMULATED it runs on the CUDA emulator
-// (tests/emu), as in every CI run. The tolerances are for any summation order (cuDNN's
-// algorithms, the CPU's Winograd and packed GEMM), not for the emulator's reference loops.
+// fallbacks, activation kinks, networks, trainers, the density). Built with the CUDA backend, it
+// runs on a GPU and exits 77 (skipped) when none is visible (tests/main_cuda.cpp); built with
+// FSAD_CUDA=EMULATED it runs on the CUDA emulator (tests/emu), as in every CI run. The tolerances
+// are for any summation order (cuDNN's algorithms, the CPU's Winograd and packed GEMM), not for
+// the emulator's reference loops.
 #include <doctest/doctest.h>
 
 #include <cmath>
