@@ -14,12 +14,7 @@ using bench::kResNet18;
 using benchmark::internal::Benchmark;
 const Device kGpu = Device::cuda(0);
 
-// FSAD_BENCH_SMOKE=1: every benchmark once, at a small size. CI runs the suite so on the CUDA
-// emulator (FSAD_CUDA=EMULATED), so that this code has run before a GPU's minutes are spent on it.
-const bool kSmoke = [] {
-    const char* e = std::getenv("FSAD_BENCH_SMOKE");
-    return e && *e && *e != '0';
-}();
+using bench::kSmoke;
 // a smoke run's fine-tuning: ResNet18 at 1/8 width, small heads (the emulator runs a thread per
 // element: the full network's 17M parameters make Adam and EMA alone take seconds there)
 void smoke_size(method::ByolOptions& o, nn::BackboneConfig& cfg) {

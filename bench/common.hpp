@@ -37,6 +37,14 @@ inline const ConvShape kResNet18[] = {
     {"layer4", 512, 512, 7, 3, 1, 1},
 };
 
+/// FSAD_BENCH_SMOKE=1: every benchmark once, at a small size. CI runs the GPU suite so on the CUDA
+/// emulator (FSAD_CUDA=EMULATED), so that its code has run before a GPU's minutes are spent on it,
+/// and the op table's benchmarks so on the CPU (ctest bench_ops).
+inline const bool kSmoke = [] {
+    const char* e = std::getenv("FSAD_BENCH_SMOKE");
+    return e && *e && *e != '0';
+}();
+
 inline int bench_threads() {
     const char* e = std::getenv("FSAD_BENCH_THREADS");
     return e ? std::atoi(e) : 2;

@@ -1,0 +1,272 @@
+// The op cases: shapes small enough for the CUDA emulator under ASan, chosen to reach each
+// kernel's paths (strides, groups, dilation, several images per GEMM chunk, planes under and over
+// a block). The tolerances are those the hand-written tests these cases replace had settled on.
+#include "op_cases.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace fsad::test {
+namespace {
+using math::Activation;
+using ops::Conv2dParams;
+using ops::Pool2dParams;
+using Vars = std::vector<Var>;
+
+Tensor normal(const Shape& s, uint64_t seed, float std = 1.0f) { return Rng(seed).normal_tensor(s, 0.0f, std); }
+Tensor uniform(const Shape& s, uint64_t seed, float lo, float hi) { return Rng(seed).uniform_tensor(s, lo, hi); }
+// Values spread apart, in [-2, 2], so that a +-h perturbation never changes a max or crosses a
+// ReLU kink.
+Tensor spread(const Shape& s, uint64_t seed) {
+    Tensor t = Tensor::empty(s);
+    std::vector<int64_t> perm(static_cast<size_t>(t.numel()));
+    for (size_t i = 0; i < perm.size(); ++i) perm[i] = static_cast<int64_t>(i);
+    Rng r(seed);
+    std::shuffle(perm.begin(), perm.end(), r.engine());
+    for (size_t i = 0; i < perm.size(); ++i)
+        t.data()[i] = -2.0f + 4.0f * (static_cast<float>(perm[i]) + 0.5f) / static_cast<float>(perm.size());
+    return t;
+}
+const char* act_name(Activation a) {
+    return a == Activation::ReLU ? "ReLU" : a == Activation::ReLU6 ? "ReLU6" : "identity";
+}
+// the first `n` of the case's inputs get a gradient
+std::vector<bool> first(size_t n, size_t inputs) {
+    std::vector<bool> g(inputs, false);
+    std::fill_n(g.begin(), n, true);
+    return g;
+}
+
+void convolutions(std::vector<OpCase>& t) {
+    struct Conv {
+        Shape x, w;
+        Conv2dParams p;
+        bool bias, bf16;
+        const char* what;
+    };
+    const Conv convs[] = {
+        {{2, 3, 7, 6}, {4, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1}, true, false, "3x3"},
+        {{2, 4, 8, 8}, {6, 2, 3, 3}, {2, 2, 1, 1, 1, 1, 2}, false, false, "groups 2, stride 2"},
+        {{1, 3, 9, 9}, {2, 3, 3, 3}, {1, 2, 2, 0, 2, 2, 1}, true, false, "dilation 2, asymmetric"},
+        {{2, 4, 6, 6}, {4, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 4}, true, false, "depthwise"},
+        {{2, 4, 7, 7}, {4, 1, 3, 3}, {2, 2, 1, 1, 1, 1, 4}, false, false, "depthwise stride 2"},
+        {{2, 5, 4, 4}, {3, 5, 1, 1}, {1, 1, 0, 0, 1, 1, 1}, false, false, "pointwise"},
+        {{1, 3, 11, 11}, {4, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}, false, false, "ResNet stem"},
+        {{5, 3, 4, 4}, {4, 3, 3, 3}, {2, 2, 1, 1, 1, 1, 1}, true, false, "several images per GEMM chunk"},
+        {{7, 4, 3, 3}, {6, 2, 1, 1}, {1, 1, 0, 0, 1, 1, 2}, false, false, "chunked pointwise, groups"},
+        // wider layers, also in BF16 (cuDNN's algorithms for real channel counts)
+        {{2, 3, 17, 15}, {8, 3, 7, 7}, {2, 2, 3, 3, 1, 1, 1}, true, true, "stem 8 channels"},
+        {{2, 16, 9, 9}, {16, 16, 3, 3}, {1, 1, 1, 1, 1, 1, 1}, false, true, "3x3 16 channels"},
+        {{2, 16, 9, 9}, {32, 16, 1, 1}, {2, 2, 0, 0, 1, 1, 1}, false, true, "1x1 downsample"},
+        {{2, 12, 8, 8}, {12, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 12}, false, true, "depthwise 12 channels"},
+        {{1, 8, 10, 10}, {8, 4, 3, 3}, {1, 1, 2, 2, 2, 2, 2}, true, true, "grouped + dilated"},
+    };
+    uint64_t seed = 100;
+    for (const Conv& c : convs) {
+        std::vector<Tensor> in{normal(c.x, seed), normal(c.w, seed + 1, 0.5f)};
+        if (c.bias) in.push_back(normal(Shape{c.w[0]}, seed + 2));
+        seed += 3;
+        const size_t n = in.size();
+        t.push_back({.op = "conv2d", .kernels = {"conv2d_forward", "conv2d_backward"},
+                     .label = std::string(c.what) + " " + c.x.str(), .inputs = std::move(in), .grad = first(n, n),
+                     .run = [c](const Vars& v) { return ag::conv2d(v[0], v[1], c.bias ? &v[2] : nullptr, c.p); },
+                     .out_tol = {1e-4f, 1e-4f}, .grad_par = {1e-4f, 1e-3f}, .bf16 = c.bf16});
+    }
+    // inference only: the convolution, batch norm, residual and activation in one op
+    Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    for (Activation act : {Activation::Identity, Activation::ReLU, Activation::ReLU6})
+        for (bool residual : {false, true}) {
+            std::vector<Tensor> in{uniform(Shape{3, 16, 12, 12}, 21, -1, 1), uniform(Shape{8, 16, 3, 3}, 22, -0.3f, 0.3f),
+                                   uniform(Shape{8}, 23, 0.5f, 2.0f), uniform(Shape{8}, 24, -1, 1),
+                                   uniform(Shape{8}, 25, -1, 1), uniform(Shape{8}, 26, 0.5f, 1.5f)};
+            if (residual) in.push_back(uniform(Shape{3, 8, 12, 12}, 27, -1, 1));
+            t.push_back({.op = "conv2d_bn_eval_forward", .kernels = {"conv2d_bn_eval_forward"},
+                         .label = std::string(act_name(act)) + (residual ? " + residual" : ""),
+                         .inputs = std::move(in), .run = [p, act, residual](const Vars& v) {
+                             return Var(ops::conv2d_bn_eval_forward(v[0].value(), v[1].value(), v[2].value(), v[3].value(),
+                                                                    v[4].value(), v[5].value(), 1e-5f, p, act,
+                                                                    residual ? &v[6].value() : nullptr));
+                         }});
+        }
+}
+
+void batchnorms(std::vector<OpCase>& t) {
+    // inputs: x, gamma, beta (differentiable), running mean and variance (updated in train mode)
+    // (beta and the evaluation-mode statistics from seeds `seed`..`seed + 2`, of spread `std`)
+    auto add = [&t](Shape s, Tensor x, Tensor gamma, Activation act, double h, uint64_t seed, float std) {
+        const int64_t c = s[1];
+        const std::string label = s.str() + " " + act_name(act);
+        Tensor beta = normal(Shape{c}, seed, std);
+        t.push_back({.op = "batchnorm_train", .kernels = {"batchnorm_forward_train", "batchnorm_backward"},
+                     .label = label,
+                     .inputs = {x, gamma, beta, Tensor::zeros(Shape{c}), Tensor::full(Shape{c}, 1.0f)},
+                     .grad = first(3, 5),
+                     .run = [act](const Vars& v) {
+                         return ag::batchnorm_train(v[0], v[1], v[2], v[3].value(), v[4].value(), 0.1f, 1e-5f, act);
+                     },
+                     .grad_tol = {h, 3e-3, 3e-2}, .grad_par = {1e-3f, 1e-4f}});
+        t.push_back({.op = "batchnorm_eval",
+                     .kernels = {"batchnorm_forward_eval", "batchnorm_invstd", "batchnorm_backward"},
+                     .label = label,
+                     .inputs = {x, gamma, beta, normal(Shape{c}, seed + 1, std), uniform(Shape{c}, seed + 2, 0.5f, 2.0f)},
+                     .grad = first(3, 5),
+                     .run = [act](const Vars& v) {
+                         return ag::batchnorm_eval(v[0], v[1], v[2], v[3].value(), v[4].value(), 1e-5f, act);
+                     },
+                     .grad_tol = {h}, .grad_par = {1e-3f, 1e-4f}});
+    };
+    for (Shape s : {Shape{4, 3, 3, 2}, Shape{6, 5}})
+        add(s, normal(s, 11), uniform(Shape{s[1]}, 12, 0.5f, 1.5f), Activation::Identity, 1e-2, 13, 1.0f);
+    // fused activations on spread values (no output near a kink); ReLU6 with 4x the scale to
+    // reach its cap too
+    const Shape s{4, 3, 3, 2};
+    add(s, spread(s, 16), uniform(Shape{3}, 17, 0.5f, 1.5f), Activation::ReLU, 1e-3, 18, 0.3f);
+    add(s, spread(s, 16), ops::affine(uniform(Shape{3}, 17, 0.5f, 1.5f), 4.0f, 0.0f), Activation::ReLU6, 1e-3, 18, 0.3f);
+}
+
+void activations_and_pooling(std::vector<OpCase>& t) {
+    // spread values kept clear of the kinks; x3.7 reaches ReLU6's cap
+    const Tensor x = spread(Shape{3, 4, 5}, 21);
+    for (auto [act, scale] : {std::pair{Activation::ReLU, 1.0f}, std::pair{Activation::ReLU6, 3.7f}})
+        t.push_back({.op = "activation", .kernels = {"activation_forward", "activation_backward"},
+                     .label = act_name(act), .inputs = {ops::affine(x, scale, 0.0f)}, .grad = {true},
+                     .run = [act](const Vars& v) { return ag::activation(v[0], act); }, .grad_tol = {1e-3}});
+    const Tensor px = spread(Shape{2, 3, 7, 7}, 31);
+    Tensor ties = px.clone();  // whole numbers: windows with repeated maxima (the first in row-major order wins)
+    for (int64_t i = 0; i < ties.numel(); ++i) ties.data()[i] = std::floor(ties.data()[i] * 2.0f);
+    const Pool2dParams pools[] = {{3, 3, 2, 2, 1, 1}, {2, 2, 2, 2, 0, 0}, {3, 2, 1, 2, 1, 0}};
+    for (const Pool2dParams& p : pools) {
+        const std::string label = std::to_string(p.kh) + "x" + std::to_string(p.kw) + " stride " +
+                                  std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w) + " pad " +
+                                  std::to_string(p.pad_h) + "x" + std::to_string(p.pad_w);
+        auto maxpool = [p](const Vars& v) { return ag::maxpool2d(v[0], p); };
+        t.push_back({.op = "maxpool2d", .kernels = {"maxpool2d_forward", "maxpool2d_backward"}, .label = label,
+                     .inputs = {px}, .grad = {true}, .run = maxpool, .grad_tol = {1e-3}});
+        t.push_back({.op = "maxpool2d", .kernels = {"maxpool2d_forward", "maxpool2d_backward"}, .label = label + " ties",
+                     .inputs = {ties}, .grad = {true}, .run = maxpool, .gradcheck = false});
+        t.push_back({.op = "avgpool2d", .kernels = {"avgpool2d_forward", "avgpool2d_backward"}, .label = label,
+                     .inputs = {normal(Shape{2, 3, 6, 5}, 32)}, .grad = {true},
+                     .run = [p](const Vars& v) { return ag::avgpool2d(v[0], p); }});
+    }
+    t.push_back({.op = "global_avgpool", .kernels = {"global_avgpool_forward", "global_avgpool_backward"},
+                 .label = "[2,3,4,5]", .inputs = {normal(Shape{2, 3, 4, 5}, 33)}, .grad = {true},
+                 .run = [](const Vars& v) { return ag::global_avgpool(v[0]); }});
+}
+
+void elementwise(std::vector<OpCase>& t) {
+    const Tensor a = normal(Shape{3, 4}, 41), b = normal(Shape{3, 4}, 42);
+    t.push_back({.op = "add", .kernels = {"axpby"}, .label = "[3,4]", .inputs = {a, b}, .grad = {true, true},
+                 .run = [](const Vars& v) { return ag::add(v[0], v[1]); }});
+    t.push_back({.op = "sub", .kernels = {"axpby", "affine"}, .label = "[3,4]", .inputs = {a, b}, .grad = {true, true},
+                 .run = [](const Vars& v) { return ag::sub(v[0], v[1]); }});
+    t.push_back({.op = "mul", .kernels = {"mul"}, .label = "[3,4]", .inputs = {a, b}, .grad = {true, true},
+                 .run = [](const Vars& v) { return ag::mul(v[0], v[1]); }});
+    t.push_back({.op = "mul", .kernels = {"mul"}, .label = "same input twice", .inputs = {a}, .grad = {true},
+                 .run = [](const Vars& v) { return ag::mul(v[0], v[0]); }});
+    t.push_back({.op = "affine", .kernels = {"affine"}, .label = "-1.5 x + 0.25", .inputs = {a}, .grad = {true},
+                 .run = [](const Vars& v) { return ag::affine(v[0], -1.5f, 0.25f); }});
+    // no backward: in-place accumulation, rounding to bfloat16 (bit-equal on every device)
+    t.push_back({.op = "add_", .kernels = {"axpby"}, .label = "[1000]",
+                 .inputs = {uniform(Shape{1000}, 16, -1, 1), uniform(Shape{1000}, 17, -1, 1)},
+                 .run = [](const Vars& v) {
+                     ops::add_(v[0].value(), v[1].value(), 0.25f);
+                     return v[0];
+                 }});
+    t.push_back({.op = "round_bf16", .kernels = {"round_bf16"}, .label = "[4099]",
+                 .inputs = {uniform(Shape{4099}, 9, -3, 3)},
+                 .run = [](const Vars& v) { return Var(ops::round_bf16(v[0].value())); }, .out_tol = {0, 0}});
+}
+
+void linear_and_shapes(std::vector<OpCase>& t) {
+    const Tensor x = normal(Shape{5, 7}, 51), w = normal(Shape{3, 7}, 52), b = normal(Shape{3}, 53);
+    t.push_back({.op = "linear", .kernels = {"linear_forward", "linear_backward"}, .label = "bias", .inputs = {x, w, b},
+                 .grad = {true, true, true}, .run = [](const Vars& v) { return ag::linear(v[0], v[1], &v[2]); }});
+    t.push_back({.op = "linear", .kernels = {"linear_forward", "linear_backward"}, .label = "no bias", .inputs = {x, w},
+                 .grad = {true, true}, .run = [](const Vars& v) { return ag::linear(v[0], v[1], nullptr); }});
+    const Tensor a = normal(Shape{2, 3, 2}, 61), c = normal(Shape{3, 3, 2}, 63);
+    t.push_back({.op = "concat", .kernels = {"copy_strided"}, .label = "dim 1", .inputs = {a, normal(Shape{2, 1, 2}, 62)},
+                 .grad = {true, true}, .run = [](const Vars& v) { return ag::concat({v[0], v[1]}, 1); }});
+    t.push_back({.op = "concat", .kernels = {"copy_strided"}, .label = "dim 0", .inputs = {a, c}, .grad = {true, true},
+                 .run = [](const Vars& v) { return ag::concat({v[0], v[1]}, 0); }});
+    t.push_back({.op = "reshape", .kernels = {}, .label = "[2,3,2] -> [6,2]", .inputs = {a}, .grad = {true},
+                 .run = [](const Vars& v) { return ag::reshape(v[0], Shape{6, 2}); }});
+    t.push_back({.op = "slice", .kernels = {"copy_strided"}, .label = "rows 1-3", .inputs = {c}, .grad = {true},
+                 .run = [](const Vars& v) { return ag::slice(v[0], 1, 3); }});
+    t.push_back({.op = "gather_rows", .kernels = {"gather_rows", "scatter_add_rows"}, .label = "repeats",
+                 .inputs = {c}, .grad = {true}, .run = [](const Vars& v) { return ag::gather_rows(v[0], {2, 0, 2, 1}); }});
+}
+
+void rows_and_reductions(std::vector<OpCase>& t) {
+    for (int64_t d : {6, 300}) {  // rows within one block of threads and over it
+        const Tensor a = normal(Shape{4, d}, 71), b = normal(Shape{4, d}, 72);
+        const std::string label = "[4," + std::to_string(d) + "]";
+        t.push_back({.op = "l2_normalize", .kernels = {"l2_normalize_forward", "l2_normalize_backward"},
+                     .label = label, .inputs = {a}, .grad = {true},
+                     .run = [](const Vars& v) { return ag::l2_normalize(v[0]); }, .grad_tol = {1e-3}});
+        t.push_back({.op = "cosine_similarity", .kernels = {"cosine_similarity_forward", "cosine_similarity_backward"},
+                     .label = label, .inputs = {a, b}, .grad = {true, true},
+                     .run = [](const Vars& v) { return ag::cosine_similarity(v[0], v[1]); }, .grad_tol = {1e-3}});
+    }
+    // one side constant (stop-gradient), as in the BYOL losses
+    t.push_back({.op = "cosine_similarity", .kernels = {"cosine_similarity_forward", "cosine_similarity_backward"},
+                 .label = "stop-gradient", .inputs = {normal(Shape{4, 6}, 71), normal(Shape{4, 6}, 72)},
+                 .grad = {true, false}, .run = [](const Vars& v) { return ag::cosine_similarity(v[0], v[1]); },
+                 .grad_tol = {1e-3}});
+    const Tensor a = normal(Shape{3, 4, 2}, 81);
+    t.push_back({.op = "sum", .kernels = {"sum_all", "sum_dim_backward"}, .label = "[3,4,2]", .inputs = {a},
+                 .grad = {true}, .run = [](const Vars& v) { return ag::sum(v[0]); }});
+    // many blocks' partial sums; a finite difference cannot resolve one term of 100k
+    t.push_back({.op = "sum", .kernels = {"sum_all", "sum_dim_backward"}, .label = "[100003]",
+                 .inputs = {uniform(Shape{100003}, 31, -1, 1)}, .grad = {true},
+                 .run = [](const Vars& v) { return ag::sum(v[0]); }, .gradcheck = false, .out_tol = {1e-5f, 1e-3f}});
+    t.push_back({.op = "mean", .kernels = {"sum_all", "sum_dim_backward", "affine"}, .label = "[3,4,2]", .inputs = {a},
+                 .grad = {true}, .run = [](const Vars& v) { return ag::mean(v[0]); }});
+    for (int dim = 0; dim < 3; ++dim)
+        t.push_back({.op = "sum_dim", .kernels = {"sum_dim", "sum_dim_backward"}, .label = "dim " + std::to_string(dim),
+                     .inputs = {a}, .grad = {true}, .run = [dim](const Vars& v) { return ag::sum_dim(v[0], dim); }});
+}
+
+void optimisers(std::vector<OpCase>& t) {
+    // three Adam steps on a flat buffer: inputs param, grad, m, v (all but grad updated in place)
+    const math::AdamStep st{1e-3f, 0.9f, 0.99f, 1e-8f, 1e-4f, 1 - 0.9f * 0.9f, std::sqrt(1 - 0.99f * 0.99f)};
+    t.push_back({.op = "adam_step", .kernels = {"adam_step"}, .label = "[5000] x3",
+                 .inputs = {uniform(Shape{5000}, 40, -1, 1), uniform(Shape{5000}, 41, -1, 1),
+                            uniform(Shape{5000}, 42, 0, 0.1f), uniform(Shape{5000}, 43, 0, 0.1f)},
+                 .run = [st](const Vars& v) {
+                     for (int i = 0; i < 3; ++i) ops::adam_step(v[0].value(), v[1].value(), v[2].value(), v[3].value(), st);
+                     return v[0];
+                 }});
+    t.push_back({.op = "ema_update", .kernels = {"ema_update"}, .label = "[5000]",
+                 .inputs = {uniform(Shape{5000}, 44, -1, 1), uniform(Shape{5000}, 45, -1, 1)},
+                 .run = [](const Vars& v) {
+                     ops::ema_update(v[0].value(), v[1].value(), 0.99f);
+                     return v[0];
+                 }});
+}
+}  // namespace
+
+bool OpCase::differentiable() const { return std::find(grad.begin(), grad.end(), true) != grad.end(); }
+
+std::vector<OpCase> op_cases() {
+    std::vector<OpCase> t;
+    convolutions(t);
+    batchnorms(t);
+    activations_and_pooling(t);
+    elementwise(t);
+    linear_and_shapes(t);
+    rows_and_reductions(t);
+    optimisers(t);
+    return t;
+}
+
+std::vector<Var> vars_on(const OpCase& c, Device d) {
+    std::vector<Var> v;
+    for (size_t i = 0; i < c.inputs.size(); ++i)
+        v.emplace_back(d.is_cuda() ? c.inputs[i].to(d) : c.inputs[i].clone(), i < c.grad.size() && c.grad[i]);
+    return v;
+}
+
+Tensor output_grad(const Shape& s, Device d) { return normal(s, 999).to(d); }
+
+}  // namespace fsad::test
