@@ -166,31 +166,42 @@ void byol_fit(benchmark::State& st) {
     st.SetLabel(st.range(2) ? "views prefetched" : "views in turn");
 }
 
-// Scoring throughput of a fitted detector (ResNet18, 224 px input images: resize is a no-op copy)
+// Scoring throughput of a fitted detector from host images (224 px inputs: the resize is a copy).
+// range(0): images per call, range(1): precision, range(2): scorer (0 global, 1 patch-gauss,
+// 2 patch-knn), range(3): backbone (0 ResNet18: the first GPU run's case; 1 MobileNetV2, the default).
+// The patch scorers compute the stage maps on the GPU and score the patches on the host.
 void detector_score(benchmark::State& st) {
     if (!have_gpu(st)) return;
     const int64_t n = st.range(0);
     const PrecisionArg prec(st.range(1));
-    DetectorConfig c;  // the paper's global scorer on ResNet18 (the first GPU run's numbers)
-    c.backbone = nn::BackboneKind::ResNet18;
-    c.scorer = Scorer::Global;
-    c.adapt = false;
-    c.n_augment = 2;
-    c.device = kGpu;
+    const Scorer sc = bench::kScorers[st.range(2)];
+    const nn::BackboneKind bb = st.range(3) ? nn::BackboneKind::MobileNetV2 : nn::BackboneKind::ResNet18;
     const int64_t res = kSmoke ? 32 : 224;
-    c.resolution = res;
-    Detector det(c);
-    Rng rng(4);
-    std::vector<Tensor> shots, imgs;
-    for (int i = 0; i < 5; ++i) shots.push_back(rng.uniform_tensor(Shape{3, res, res}, 0, 1));
-    det.fit(shots);
-    for (int64_t i = 0; i < n; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, res, res}, 0, 1));
+    Detector det = bench::bench_detector(sc, bb, kGpu, res);
+    det.fit(bench::random_images(5, res, 4));
+    const std::vector<Tensor> imgs = bench::random_images(n, res, 5);
     det.score(imgs);
     for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
-    bench::profile_if_asked("detector score cuda " + std::to_string(res) + "/" + std::to_string(n) + " " + prec.name(),
+    const std::string what = nn::to_string(bb) + " " + to_string(sc) + " " + prec.name();
+    bench::profile_if_asked("detector score cuda " + std::to_string(res) + "/" + std::to_string(n) + " " + what,
                             [&] { det.score(imgs); }, 1);
     bench::rate(st, "img/s", static_cast<double>(n));
-    st.SetLabel(prec.name());
+    st.SetLabel(what);
+}
+
+// A 10-shot fit on the GPU (no fine-tuning), per scorer, MobileNetV2 224 px: range(0) scorer.
+void detector_fit(benchmark::State& st) {
+    if (!have_gpu(st)) return;
+    const Scorer sc = bench::kScorers[st.range(0)];
+    const int64_t res = kSmoke ? 32 : 224;
+    const std::vector<Tensor> shots = bench::random_images(kSmoke ? 3 : 10, res, 4);
+    bench::bench_detector(sc, nn::BackboneKind::MobileNetV2, kGpu, res).fit(shots);  // cuDNN's search, allocator
+    for (auto _ : st) {
+        Detector det = bench::bench_detector(sc, nn::BackboneKind::MobileNetV2, kGpu, res);
+        det.fit(shots);
+        benchmark::DoNotOptimize(det.threshold());
+    }
+    st.SetLabel(to_string(sc));
 }
 
 // The backbone alone on device-resident images (what the peer's "resnet18 features" line times):
@@ -246,13 +257,20 @@ void conv_args(Benchmark* b) {
     if (kSmoke) b->Iterations(1);
 }
 void batchnorm_args(Benchmark* b) { sized(b, {{64, 64, 112}, {64, 256, 14}}, {{2, 8, 16}}); }
-void byol_step_args(Benchmark* b) { sized(b, {{224, 64, 0}, {224, 64, 2}}, {{32, 4, 0}, {32, 4, 2}}, 2.0); }
+void byol_step_args(Benchmark* b) { sized(b, {{224, 64, 0}, {224, 64, 1}, {224, 64, 2}}, {{32, 4, 0}, {32, 4, 2}}, 2.0); }
 void byol_fit_args(Benchmark* b) {
     sized(b, {{224, 64, 1}, {224, 64, 0}}, {{32, 4, 1}, {32, 4, 0}});
     b->Iterations(1);
 }
-void detector_score_args(Benchmark* b) { sized(b, {{512, 0}, {512, 2}}, {{3, 0}, {3, 2}}, 2.0); }
-void infer_args(Benchmark* b) { sized(b, {{224, 512, 0}, {224, 512, 2}}, {{32, 2, 0}, {32, 2, 2}}, 1.0); }
+void detector_score_args(Benchmark* b) {
+    sized(b, {{512, 0, 0, 0}, {512, 2, 0, 0}, {512, 0, 0, 1}, {512, 0, 1, 1}, {512, 0, 2, 1}, {512, 2, 1, 1}},
+          {{3, 0, 0, 0}, {3, 2, 0, 0}, {3, 0, 1, 1}, {3, 0, 2, 1}}, 1.0);
+}
+void detector_fit_args(Benchmark* b) {
+    sized(b, {{0}, {1}, {2}}, {{1}, {2}});
+    b->Iterations(kSmoke ? 1 : 3);
+}
+void infer_args(Benchmark* b) { sized(b, {{224, 512, 0}, {224, 512, 1}, {224, 512, 2}}, {{32, 2, 0}, {32, 2, 2}}, 1.0); }
 void copy_args(Benchmark* b) { sized(b, {{256, 1}, {256, 0}}, {{16, 1}, {16, 0}}); }  // 16 images: 9.6 MB, staged
 void linear_args(Benchmark* b) { sized(b, {{128, 512, 4096}, {128, 4096, 256}}, {{8, 64, 128}}); }
 }  // namespace
@@ -263,6 +281,7 @@ BENCHMARK(batchnorm_relu)->Apply(batchnorm_args)->Unit(benchmark::kMicrosecond)-
 BENCHMARK(byol_step)->Apply(byol_step_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(byol_fit)->Apply(byol_fit_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(detector_score)->Apply(detector_score_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(detector_fit)->Apply(detector_fit_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(infer_cuda)->Apply(infer_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(copy_to_gpu)->Apply(copy_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(linear)->Apply(linear_args)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -66,3 +66,35 @@ void byol_step(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK(byol_step)->Args({64, 64})->Args({128, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+namespace {
+// The detector with each scorer (issue 19: "fit and scoring time per image for each scorer"):
+// a fit on 10 shots and scoring 32 images, 224 px, MobileNetV2 (the default), no fine-tuning.
+// range(0): scorer (0 global, 1 patch-gauss, 2 patch-knn).
+void detector_fit(benchmark::State& st) {
+    bench::set_threads_once();
+    const Scorer sc = bench::kScorers[st.range(0)];
+    const std::vector<Tensor> shots = bench::random_images(10, 224, 5);
+    for (auto _ : st) {
+        Detector det = bench::bench_detector(sc, nn::BackboneKind::MobileNetV2, Device::cpu(), 224);
+        det.fit(shots);
+        benchmark::DoNotOptimize(det.threshold());
+    }
+    st.SetLabel(to_string(sc));
+}
+
+void detector_score(benchmark::State& st) {
+    bench::set_threads_once();
+    const Scorer sc = bench::kScorers[st.range(0)];
+    Detector det = bench::bench_detector(sc, nn::BackboneKind::MobileNetV2, Device::cpu(), 224);
+    det.fit(bench::random_images(10, 224, 5));
+    const std::vector<Tensor> imgs = bench::random_images(32, 224, 6);
+    det.score(imgs);  // warm-up (allocator, prepared convolutions)
+    for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
+    bench::rate(st, "img/s", static_cast<double>(imgs.size()));
+    st.SetLabel(to_string(sc));
+}
+}  // namespace
+
+BENCHMARK(detector_fit)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK(detector_score)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();

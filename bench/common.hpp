@@ -84,6 +84,28 @@ void profile_if_asked(const std::string& label, F&& step, int reps = 3) {
     f << "== " << label << ": ops over " << reps << " iterations\n" << table << "\n";
 }
 
+/// The scorers the detector benchmarks compare (argument index -> scorer).
+inline constexpr Scorer kScorers[] = {Scorer::Global, Scorer::PatchGauss, Scorer::PatchKnn};
+
+/// A detector as `fsad fit` makes it with only the weights given (the default backbone, no
+/// fine-tuning, mirrored shots decided from the shots), random weights (the speed is the same)
+/// and the scorer fixed, not chosen: fitted on `shots` random res x res images on `dev`.
+inline Detector bench_detector(Scorer scorer, nn::BackboneKind backbone, Device dev, int64_t res) {
+    DetectorConfig c;
+    c.backbone = backbone;
+    c.scorer = scorer;
+    c.resolution = res;
+    c.device = dev;
+    return Detector(c);
+}
+/// `n` random res x res images in [0, 1] (seeded).
+inline std::vector<Tensor> random_images(int64_t n, int64_t res, uint64_t seed) {
+    Rng rng(seed);
+    std::vector<Tensor> out;
+    for (int64_t i = 0; i < n; ++i) out.push_back(rng.uniform_tensor(Shape{3, res, res}, 0, 1));
+    return out;
+}
+
 inline void rate(benchmark::State& st, const char* name, double per_iteration) {
     st.counters[name] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
 }

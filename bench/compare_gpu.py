@@ -1,64 +1,111 @@
 #!/usr/bin/env python3
-"""Side-by-side table of scripts/gpu-check.sh's two outputs: fsad's GPU benchmarks (Google
-Benchmark JSON) and the PyTorch GPU peer (bench/torch_gpu_bench.py's text). Ratio > 1 means
-fsad is faster. Usage: compare_gpu.py BENCH_JSON TORCH_TXT"""
+"""Side-by-side table of scripts/gpu-check.sh's outputs: fsad's GPU benchmarks (Google Benchmark
+JSON, one or more files; a file cut short by a timeout gives the benchmarks it finished) and the
+PyTorch GPU peer (bench/torch_gpu_bench.py's text). Ratio > 1 means fsad is faster than the best
+peer layout. Usage: compare_gpu.py TORCH_TXT BENCH_JSON [BENCH_JSON ...]
+A missing or unreadable file leaves its rows out (or '-'); the table is always written."""
 import json
 import re
 import sys
 
 
-def main():
-    fs = json.load(open(sys.argv[1]))["benchmarks"]
-    torch_lines = open(sys.argv[2]).read().splitlines()
-    rows = []
-    # convolutions: label "<layer> fp32|tf32|bf16", counters TFLOP/s
-    peer = {}
-    for line in torch_lines:
+def load_benchmarks(path):
+    """The benchmarks of one Google Benchmark JSON file, also of one cut off mid-write."""
+    try:
+        text = open(path).read()
+    except OSError as e:
+        print(f"<!-- {path}: {e.strerror} -->")
+        return []
+    try:
+        return json.loads(text)["benchmarks"]
+    except (ValueError, KeyError):
+        pass
+    # cut short: take each complete object of the "benchmarks" array
+    start = text.find('"benchmarks"')
+    out, dec = [], json.JSONDecoder()
+    i = text.find("{", start) if start >= 0 else -1
+    while i >= 0:
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except ValueError:
+            break
+        out.append(obj)
+        i = text.find("{", end)
+    print(f"<!-- {path}: cut short, {len(out)} benchmarks recovered -->")
+    return out
+
+
+def peer_tables(lines):
+    conv, step, feat = {}, {}, {}
+    for line in lines:
         m = re.match(r"torch (forward|backward)\s+(\S+)\s+(fp32|tf32|bf16)\s+([\d.]+) ms\s+([\d.]+) TFLOP/s", line)
         if m:
-            peer[(m.group(1), m.group(2), m.group(3))] = float(m.group(5))
+            conv[(m.group(1), m.group(2), m.group(3))] = float(m.group(5))
+        m = re.match(r"torch byol_step res \d+ batch \d+ (\w+)(?: (nchw|cl))?:\s+([\d.]+) ms/step", line)
+        if m:
+            step[(m.group(1), m.group(2) or "nchw")] = float(m.group(3))
+        m = re.match(r"torch resnet18 features res \d+ batch \d+ (\w+)(?: (nchw|cl))?:.*?([\d.]+) img/s", line)
+        if m:
+            feat[(m.group(1), m.group(2) or "nchw")] = float(m.group(3))
+    return conv, step, feat
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    try:
+        torch_lines = open(sys.argv[1]).read().splitlines()
+    except OSError:
+        torch_lines = []
+    fs = [b for p in sys.argv[2:] for b in load_benchmarks(p) if not b.get("error_occurred")]
+    conv, step, feat = peer_tables(torch_lines)
+    rows = []  # (case, fsad, peer NCHW, peer CL, ratio fsad / best peer)
+
+    def row(case, ours, unit, peer, higher_better=True, fmt="{:.2f}"):
+        a, b = peer.get("nchw"), peer.get("cl")
+        best = [v for v in (a, b) if v]
+        ratio = None
+        if best and ours:
+            ratio = ours / max(best) if higher_better else min(best) / ours
+        show = lambda v: (fmt.format(v) + " " + unit) if v else "-"
+        rows.append((case, show(ours), show(a), show(b), ratio))
+
     for b in fs:
-        if "error_occurred" in b and b["error_occurred"]:
-            continue
-        name = b["name"]
+        name, label = b["name"], b.get("label", "")
         if "cuda_conv2d" in name:
             direction = "forward" if "forward" in name else "backward"
-            layer, prec = b.get("label", "? ?").split()
-            ours = b.get("TFLOP/s", 0.0) / 1e12 if b.get("TFLOP/s", 0) > 1e6 else b.get("TFLOP/s", 0.0)
-            theirs = peer.get((direction, layer, prec))
-            peak = b.get("FP32_peak_TFLOP/s", 0.0)
-            of_peak = f" ({100.0 * ours / peak:.0f}% of the FP32 peak {peak:.1f})" if peak > 0 else ""
-            rows.append((f"conv {direction} {layer} {prec}", f"{ours:.2f} TFLOP/s{of_peak}",
-                         f"{theirs:.2f} TFLOP/s" if theirs else "-", ours / theirs if theirs else None))
-    text = "\n".join(torch_lines)
-    # the peer's step and features lines by precision (fp32 | bf16: autocast)
-    step = dict(re.findall(r"torch byol_step res \d+ batch \d+ (\w+):.*?([\d.]+) steps/s", text))
-    inf = dict(re.findall(r"torch resnet18 features res \d+ batch \d+ (\w+):.*?([\d.]+) img/s", text))
+            layer, prec = (label.split() + ["?", "?"])[:2]
+            ours = b.get("TFLOP/s", 0.0)
+            ours = ours / 1e12 if ours > 1e6 else ours
+            row(f"conv {direction} {layer} {prec}", ours, "TFLOP/s", {"nchw": conv.get((direction, layer, prec))})
     for b in fs:
-        prec = b.get("label", "fp32")
-        if b["name"].startswith("byol_step") and not b.get("error_occurred"):
-            ours = b["steps/s"]
-            theirs = float(step[prec]) if prec in step else None
-            rows.append((f"full fine-tuning step 224/64 {prec}", f"{ours:.2f} steps/s",
-                         f"{theirs:.2f} steps/s" if theirs else "-", ours / theirs if theirs else None))
-        if b["name"].startswith("infer_cuda") and not b.get("error_occurred"):
-            ours = b["img/s"]
-            theirs = float(inf[prec]) if prec in inf else None
-            rows.append((f"ResNet18 features 224 px batch 512, on-device input, {prec}", f"{ours:.0f} img/s",
-                         f"{theirs:.0f} img/s" if theirs else "-", ours / theirs if theirs else None))
-        if b["name"].startswith("byol_fit") and not b.get("error_occurred"):
-            rows.append((f"fit's fine-tuning 224/64, views augmented on the CPU ({b.get('label', '')})",
-                         f"{b['steps/s']:.2f} steps/s", "-", None))
-        if b["name"].startswith("copy_to_gpu") and not b.get("error_occurred"):
-            rows.append((f"host-to-device copy, 256 images ({b.get('label', '')})", f"{b['GB/s']:.1f} GB/s", "-", None))
-        if b["name"].startswith("detector_score") and not b.get("error_occurred"):
-            ours = b["img/s"]
-            theirs = float(inf[prec]) if prec in inf else None
-            rows.append((f"score 224 px, {prec} (fsad: whole detector; torch: backbone only)", f"{ours:.0f} img/s",
-                         f"{theirs:.0f} img/s" if theirs else "-", ours / theirs if theirs else None))
-    print("| case | fsad | PyTorch | ratio |\n| --- | --- | --- | --- |")
-    for name, a, b, r in rows:
-        print(f"| {name} | {a} | {b} | {r:.2f} |" if r else f"| {name} | {a} | {b} | - |")
+        name, label = b["name"], b.get("label", "")
+        prec = label or "fp32"
+        if name.startswith("byol_step"):
+            ms = 1000.0 / b["steps/s"]
+            row(f"fine-tuning step ResNet18 224 px batch 64, {prec}", ms, "ms",
+                {k: step.get((prec, k)) for k in ("nchw", "cl")}, higher_better=False)
+        elif name.startswith("infer_cuda"):
+            row(f"ResNet18 features 224 px batch 512, on-device input, {prec}", b["img/s"], "img/s",
+                {k: feat.get((prec, k)) for k in ("nchw", "cl")}, fmt="{:.0f}")
+        elif name.startswith("detector_score"):
+            bb, scorer, p = (label.split() + ["?", "?", "?"])[:3]  # "<backbone> <scorer> <precision>"
+            peer = {k: feat.get((p, k)) for k in ("nchw", "cl")} if bb == "resnet18" and scorer == "global" else {}
+            row(f"detector scoring from host images 224 px, {bb} {scorer} {p} (peer: ResNet18 backbone only)",
+                b["img/s"], "img/s", peer, fmt="{:.0f}")
+        elif name.startswith("detector_fit"):
+            row(f"detector fit, 10 shots, MobileNetV2 224 px, no fine-tuning, {label}", b["real_time"], b["time_unit"], {},
+                higher_better=False, fmt="{:.0f}")
+        elif name.startswith("byol_fit"):
+            row(f"fit's fine-tuning 224 px batch 64, views augmented on the CPU ({label})", b["steps/s"], "steps/s", {})
+        elif name.startswith("copy_to_gpu"):
+            row(f"host-to-device copy, 256 images ({label})", b["GB/s"], "GB/s", {}, fmt="{:.1f}")
+    print("| case | fsad | PyTorch NCHW | PyTorch channels_last | fsad vs best peer |")
+    print("| --- | --- | --- | --- | --- |")
+    for case, a, n, c, r in rows:
+        print(f"| {case} | {a} | {n} | {c} | {f'{r:.2f}x' if r else '-'} |")
+    if not fs:
+        print("| (no fsad benchmark finished) | - | - | - | - |")
 
 
 if __name__ == "__main__":

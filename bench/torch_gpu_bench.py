@@ -2,8 +2,9 @@
 """PyTorch GPU peer of bench/bench_cuda.cpp: the same ResNet18 convolution shapes (batch 64),
 forward and backward (data + filter), with cudnn.benchmark on, in fp32 (TF32 off), tf32 (TF32 on)
 and bf16 (bfloat16 tensors); the fine-tuning step and feature extraction in fp32 and bf16
-(torch.autocast to bfloat16: convolutions and linear layers in bfloat16, FP32 master weights).
-Timed with CUDA events after warm-up. Prints one line per case."""
+(torch.autocast to bfloat16: convolutions and linear layers in bfloat16, FP32 master weights), tf32
+(TF32 on), each in NCHW and channels_last memory format. Timed with CUDA events after warm-up.
+Prints one line per case; bench/compare_gpu.py reads them."""
 import argparse
 import contextlib
 
@@ -37,7 +38,7 @@ def autocast(bf16):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def byol_step_bench(res, batch, reps, bf16=False):
+def byol_step_bench(res, batch, reps, bf16=False, tag="fp32", layout="nchw"):
     """The fine-tuning step of ../shared/peers/torch_cpu_bench.py (BYOL + L_pp + L_np, Adam, EMA)
     on the GPU, eager mode; bf16: its forward passes under autocast (the losses in float32)."""
     import torchvision
@@ -54,10 +55,12 @@ def byol_step_bench(res, batch, reps, bf16=False):
     target.projector.load_state_dict(online.projector.state_dict())
     for p in target.parameters():
         p.requires_grad_(False)
+    mf = torch.channels_last if layout == "cl" else torch.contiguous_format
+    online, target = online.to(memory_format=mf), target.to(memory_format=mf)
     opt = torch.optim.Adam(online.parameters(), lr=3e-4)
     on_params = list(online.backbone.parameters()) + list(online.projector.parameters())
     tg_params = list(target.backbone.parameters()) + list(target.projector.parameters())
-    v1, v2, vn = (torch.randn(batch, 3, res, res, device=dev) for _ in range(3))
+    v1, v2, vn = (torch.randn(batch, 3, res, res, device=dev).contiguous(memory_format=mf) for _ in range(3))
     perm = torch.roll(torch.arange(batch, device=dev), -1)
 
     def step():
@@ -80,8 +83,7 @@ def byol_step_bench(res, batch, reps, bf16=False):
             torch._foreach_add_(tg_params, on_params, alpha=0.01)
 
     ms = timed(step, reps)
-    tag = "bf16" if bf16 else "fp32"
-    print(f"torch byol_step res {res} batch {batch} {tag}: {ms:8.2f} ms/step  {1000.0 / ms:7.2f} steps/s")
+    print(f"torch byol_step res {res} batch {batch} {tag} {layout}: {ms:8.2f} ms/step  {1000.0 / ms:7.2f} steps/s")
     return step
 
 
@@ -100,17 +102,17 @@ def profile_step(step, reps=3):
         print(f"# torch profiler unavailable: {e}")
 
 
-def infer_bench(res, batch, reps, bf16=False):
+def infer_bench(res, batch, reps, bf16=False, tag="fp32", layout="nchw"):
     import torchvision
     dev = torch.device("cuda")
     bb = torchvision.models.resnet18()
     bb.fc = torch.nn.Identity()
-    bb = bb.to(dev).eval()
-    x = torch.rand(batch, 3, res, res, device=dev)
+    mf = torch.channels_last if layout == "cl" else torch.contiguous_format
+    bb = bb.to(dev).eval().to(memory_format=mf)
+    x = torch.rand(batch, 3, res, res, device=dev).contiguous(memory_format=mf)
     with torch.no_grad(), autocast(bf16):
         ms = timed(lambda: bb(x), reps)
-    tag = "bf16" if bf16 else "fp32"
-    print(f"torch resnet18 features res {res} batch {batch} {tag}: {ms:8.2f} ms  {batch * 1000.0 / ms:9.1f} img/s (on-device input)")
+    print(f"torch resnet18 features res {res} batch {batch} {tag} {layout}: {ms:8.2f} ms  {batch * 1000.0 / ms:9.1f} img/s (on-device input)")
 
 
 def main():
@@ -122,14 +124,16 @@ def main():
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
     print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    step = byol_step_bench(224, 64, 10)
-    infer_bench(224, 512, 10)
-    # fsad's BF16 runs matrix products as TF32: the same here (autocast runs linear layers in bf16)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    byol_step_bench(224, 64, 10, bf16=True)
-    infer_bench(224, 512, 10, bf16=True)
+    step = None
+    # the step and the features in each precision and layout; fsad's BF16 runs matrix products as
+    # TF32: the same here (autocast runs linear layers in bf16)
+    for tag in ("fp32", "tf32", "bf16"):
+        torch.backends.cudnn.allow_tf32 = tag == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tag != "fp32"
+        for layout in ("nchw", "cl"):
+            s = byol_step_bench(224, 64, 10, bf16=tag == "bf16", tag=tag, layout=layout)
+            step = step or s
+            infer_bench(224, 512, 10, bf16=tag == "bf16", tag=tag, layout=layout)
     for tag in ("fp32", "tf32", "bf16"):
         torch.backends.cudnn.allow_tf32 = tag == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tag == "tf32"
@@ -146,7 +150,7 @@ def main():
                       a.reps) - f
             print(f"torch forward  {name:15s} {tag}  {f:8.3f} ms  {2 * macs / f * 1e-9:7.2f} TFLOP/s")
             print(f"torch backward {name:15s} {tag}  {b:8.3f} ms  {4 * macs / b * 1e-9:7.2f} TFLOP/s")
-    if a.profile:
+    if a.profile:  # the FP32 NCHW step
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
         profile_step(step)
