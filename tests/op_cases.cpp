@@ -244,6 +244,24 @@ void optimisers(std::vector<OpCase>& t) {
                      return v[0];
                  }});
 }
+
+void density(std::vector<OpCase>& t) {
+    // the Gaussian density: fit on the first input's rows, score the second's; no backward. The CPU
+    // scores in double (n < d/2: through the low-rank form), CUDA in float32 through the full factor
+    for (int64_t n : {40, 5}) {
+        const int64_t d = 24;
+        t.push_back({.op = "density_fit + density_score", .kernels = {"density_fit", "density_score"},
+                     .label = "fit [" + std::to_string(n) + "," + std::to_string(d) + "], score [33," + std::to_string(d) + "]",
+                     .inputs = {normal(Shape{n, d}, 400 + static_cast<uint64_t>(n)), normal(Shape{33, d}, 401)},
+                     .run = [](const Vars& v) {
+                         const ops::DensityFit g = ops::density_fit(v[0].value(), {});
+                         FSAD_CHECK(g.info == 0, "density case: the covariance is not positive definite");
+                         ops::DensityCache cache;
+                         return Var(ops::density_score(v[1].value(), g, cache, true));
+                     },
+                     .out_tol = {1e-3f, 1e-4f}});
+    }
+}
 }  // namespace
 
 bool OpCase::differentiable() const { return std::find(grad.begin(), grad.end(), true) != grad.end(); }
@@ -257,6 +275,7 @@ std::vector<OpCase> op_cases() {
     linear_and_shapes(t);
     rows_and_reductions(t);
     optimisers(t);
+    density(t);
     return t;
 }
 
