@@ -479,7 +479,7 @@ TEST_CASE("simt: the density kernels, with the library calls done on the CPU, gi
             }
         std::vector<double> scratch(kc::density::moments_scratch(n, d));
         kc::density::moments(launch, S.data(), x.data(), n, d, acc.data(), scratch.data());
-        const double s = method::ledoit_wolf_from_moments(acc[0], acc[1], acc[2], n, d);
+        const double s = math::ledoit_wolf_from_moments(acc[0], acc[1], acc[2], n, d);
         const std::vector<double> before = S;
         kc::density::shrink(launch, S.data(), d, 1.0 - s, s * acc[0] / static_cast<double>(d));
         for (int64_t j = 0; j < d; ++j)

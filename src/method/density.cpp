@@ -11,43 +11,6 @@
 
 namespace fsad::method {
 
-double ledoit_wolf_shrinkage(const std::vector<double>& X0, int64_t n, int64_t d) {
-    if (d == 1 || n <= 1) return 0.0;
-    // centre
-    std::vector<double> X = X0, mean(static_cast<size_t>(d), 0.0);
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < d; ++k) mean[static_cast<size_t>(k)] += X[static_cast<size_t>(i * d + k)];
-    for (auto& m : mean) m /= static_cast<double>(n);
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < d; ++k) X[static_cast<size_t>(i * d + k)] -= mean[static_cast<size_t>(k)];
-    // scikit-learn's formulas (covariance/_shrunk_covariance.py), with X2 = X**2:
-    //   emp_cov_trace = sum(X2, 0)/n, mu = sum(emp_cov_trace)/d
-    //   beta_ = sum(X2^T X2), delta_ = sum((X^T X)^2)/n^2
-    //   beta = (beta_/n - delta_)/(d n), delta = (delta_ - 2 mu sum(emp_cov_trace) + d mu^2)/d
-    //   shrinkage = min(beta, delta)/delta
-    std::vector<double> X2(X.size());
-    for (size_t i = 0; i < X.size(); ++i) X2[i] = X[i] * X[i];
-    double trace = 0;
-    for (double v : X2) trace += v;
-    const double emp_trace = trace / static_cast<double>(n);  // sum of emp_cov_trace
-    // sum of the entries of X2^T X2 = sum_i (sum_a X2[i,a])^2; sum((X^T X)^2) = sum((X X^T)^2),
-    // the n x n Gram being much smaller than d x d.
-    double beta_ = 0, delta_ = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        double r = 0;
-        for (int64_t a = 0; a < d; ++a) r += X2[static_cast<size_t>(i * d + a)];
-        beta_ += r * r;
-    }
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-            double h = 0;  // (X X^T)[i, j]
-            for (int64_t a = 0; a < d; ++a) h += X[static_cast<size_t>(i * d + a)] * X[static_cast<size_t>(j * d + a)];
-            delta_ += h * h;
-        }
-    const double nn = static_cast<double>(n);
-    return math::ledoit_wolf_from_moments(emp_trace, delta_ / (nn * nn), beta_, n, d);
-}
-
 void GaussianDensity::fit(const Tensor& features, const GaussianOptions& opt) {
     FSAD_CHECK(opt.ridge >= 0, "GaussianDensity::fit: ridge must be >= 0, got ", opt.ridge);
     ops::DensityFitOptions o;

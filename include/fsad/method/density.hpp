@@ -57,14 +57,4 @@ private:
     std::shared_ptr<ops::DensityCache> cache_ = std::make_shared<ops::DensityCache>();
 };
 
-/// Ledoit-Wolf shrinkage intensity of samples X [n, d] (row-major doubles), as scikit-learn's
-/// ledoit_wolf_shrinkage(X, assume_centered=False).
-double ledoit_wolf_shrinkage(const std::vector<double>& X, int64_t n, int64_t d);
-
-/// The same shrinkage from the moments of the centred samples: math::ledoit_wolf_from_moments
-/// (include/fsad/core/math.hpp, where both backends' fits read it).
-inline double ledoit_wolf_from_moments(double trace, double frobenius, double row_power, int64_t n, int64_t d) {
-    return math::ledoit_wolf_from_moments(trace, frobenius, row_power, n, d);
-}
-
 }  // namespace fsad::method
