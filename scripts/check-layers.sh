@@ -17,6 +17,8 @@
 #   eval          ... data
 #   cli, capi     ... eval                 (include/fsad/fsad.h is capi; fsad/fsad.hpp, the umbrella,
 #                                          is above everything and included by no library file)
+# include/fsad/detail/ holds internal headers (not the API; public headers or tests need them) and
+# counts as core: they include nothing of fsad's above core.
 # The backends' headers are private: above core nothing includes src/cpu or src/cuda.
 # Prints every forbidden edge as file:line and exits 1 when there is one.
 set -euo pipefail
@@ -54,6 +56,7 @@ layer_of() {
     case "$1" in
         include/fsad/fsad.hpp) echo umbrella ;;
         include/fsad/fsad.h) echo capi ;;
+        include/fsad/detail/*) echo core ;;  # internals that public headers or tests need: core level
         include/fsad/*/*) local p=${1#include/fsad/}; echo "${p%%/*}" ;;
         src/*/*) local p=${1#src/}; echo "${p%%/*}" ;;
         *) echo outside ;;

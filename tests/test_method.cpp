@@ -173,7 +173,7 @@ TEST_CASE("eval: AUROC with ties matches scikit-learn; ROC curve endpoints") {
     CHECK_THROWS_WITH_AS(eval::auroc({1, 2}, {0, 2}), doctest::Contains("label 2"), Error);
 }
 
-#include "fsad/eval/py_random.hpp"
+#include "fsad/detail/py_random.hpp"
 
 TEST_CASE("eval: PyRandom reproduces CPython's random (values printed by CPython 3.11)") {
     eval::PyRandom r0(0);

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "fsad/core/parallel_for.hpp"
+#include "fsad/detail/parallel_for.hpp"
 #include "helpers.hpp"
 
 using namespace fsad;

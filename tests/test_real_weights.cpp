@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <map>
 
-#include "fsad/eval/py_random.hpp"
+#include "fsad/detail/py_random.hpp"
 #include "fsad/fsad.hpp"
 
 using namespace fsad;

@@ -10,7 +10,6 @@
 #include "fsad/data/dataset.hpp"
 #include "fsad/data/synthetic.hpp"
 #include "fsad/eval/protocol.hpp"
-#include "fsad/eval/py_random.hpp"
 #include "fsad/eval/report.hpp"
 #include "fsad/eval/roc.hpp"
 #include "fsad/imgproc/resize.hpp"

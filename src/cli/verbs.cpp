@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include "fsad/detail/py_random.hpp"
+
 namespace fsad::cli {
 namespace fs = std::filesystem;
 

@@ -1,5 +1,5 @@
 // Element-wise kernels, optimiser kernels, linear layers and small reductions on the CPU.
-// The per-element arithmetic of activations, Adam and EMA comes from fsad/core/math.hpp,
+// The per-element arithmetic of activations, Adam and EMA comes from fsad/detail/math.hpp,
 // shared with the CUDA kernels. Gradient rule: outputs written (=).
 #include <algorithm>
 #include <cmath>

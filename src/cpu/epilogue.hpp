@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#include "fsad/core/math.hpp"
+#include "fsad/detail/math.hpp"
 
 namespace fsad::cpu {
 

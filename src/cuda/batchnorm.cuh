@@ -13,7 +13,7 @@
 #pragma once
 #include "device.cuh"
 #include "fsad/core/error.hpp"
-#include "fsad/core/math.hpp"
+#include "fsad/detail/math.hpp"
 
 namespace fsad::cuda {
 inline namespace FSAD_KERNEL_ABI {

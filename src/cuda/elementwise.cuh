@@ -1,5 +1,5 @@
 // Element-wise, row-wise and reduction kernels, and the launches of each op. The arithmetic is
-// fsad/core/math.hpp's (shared with the CPU loops); the formulas and gradient rules are those
+// fsad/detail/math.hpp's (shared with the CPU loops); the formulas and gradient rules are those
 // stated at the top of src/cpu/elementwise.cpp and src/cpu/rowwise.cpp. Reductions accumulate in
 // double (as the CPU does) and are deterministic: no atomics except in scatter_add_rows, whose
 // repeated indices must add. Built by nvcc into the backend (elementwise.cu) and by the host
@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "device.cuh"
-#include "fsad/core/math.hpp"
+#include "fsad/detail/math.hpp"
 
 namespace fsad::cuda {
 inline namespace FSAD_KERNEL_ABI {

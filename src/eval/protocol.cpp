@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "fsad/core/error.hpp"
-#include "fsad/eval/py_random.hpp"
+#include "fsad/detail/py_random.hpp"
 #include "fsad/eval/roc.hpp"
 #include "fsad/io/image.hpp"
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fsad/core/parallel.hpp"
-#include "fsad/core/parallel_for.hpp"
+#include "fsad/detail/parallel_for.hpp"
 #include "fsad/eval/roc.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/io/safetensors.hpp"

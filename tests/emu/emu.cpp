@@ -784,7 +784,7 @@ cudnnStatus_t conv_search(const char* fn, cudnnHandle_t h, cudnnTensorDescriptor
 // Runs a float reference loop f(a, b, out, alpha, beta) on operands of the call's type: float
 // pointers as they are; bfloat16 ones widened to float (exact), and the result rounded back to
 // bfloat16 to nearest even, as cuDNN's PSEUDO_BFLOAT16_CONFIG computes (float accumulation).
-// Written apart from fsad's own conversion (fsad/core/math.hpp), so that a mistake there shows.
+// Written apart from fsad's own conversion (fsad/detail/math.hpp), so that a mistake there shows.
 float widen_bf16(uint16_t b) {
     const uint32_t u = static_cast<uint32_t>(b) << 16;
     float v;

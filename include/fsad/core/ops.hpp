@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "fsad/core/math.hpp"
+#include "fsad/detail/math.hpp"
 #include "fsad/core/tensor.hpp"
 
 namespace fsad::ops {

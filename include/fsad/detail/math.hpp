@@ -1,5 +1,7 @@
 // Element-wise arithmetic shared by the CPU loops and the CUDA kernels. Marked host+device so
 // that the CPU tests exercise exactly the arithmetic the GPU runs.
+// Internal (include/fsad/detail/): needed by public headers, the library's sources or its tests,
+// not part of the API; it may change without notice. The umbrella fsad/fsad.hpp does not list it.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,5 +1,7 @@
 // A parallel loop whose body may throw: an exception cannot leave an OpenMP region (the program
 // would end in std::terminate), so the first one is carried out of the loop and rethrown.
+// Internal (include/fsad/detail/): needed by public headers, the library's sources or its tests,
+// not part of the API; it may change without notice. The umbrella fsad/fsad.hpp does not list it.
 #pragma once
 #include <atomic>
 #include <cstdint>

@@ -2,6 +2,8 @@
 // (../shared/peers/mt_reference.py uses random.Random(seed).sample(sorted paths, k)):
 // MT19937 seeded with init_by_array as CPython's random.seed(int), randbelow by rejection of
 // getrandbits, and random.sample's set-based selection.
+// Internal (include/fsad/detail/): needed by public headers, the library's sources or its tests,
+// not part of the API; it may change without notice. The umbrella fsad/fsad.hpp does not list it.
 #pragma once
 #include <cstdint>
 #include <unordered_set>
