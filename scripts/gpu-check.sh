@@ -106,6 +106,13 @@ if [[ -z "$BIN" ]]; then
     "$BIN/fsad" info 2>&1 | tee -a "$LOG"
 fi
 
+# the GPU libraries are opened on first use (src/cuda/libraries.hpp): which ones `fsad info` found,
+# and what a CPU-only start costs (8.6 MB linked lazily against 252 MB linked, on the build machine)
+say "libraries: $("$BIN/fsad" info 2>&1 | grep -i 'cuda backend')"
+if [[ -x /usr/bin/time ]]; then
+    say "memory: $( { /usr/bin/time -f '%M KB maximum resident' "$BIN/fsad" --help >/dev/null; } 2>&1 | tail -n 1) (fsad --help)"
+fi
+
 say "== CPU-vs-CUDA parity tests ($(elapsed))"
 timeout "$(lim 120)" "$BIN/fsad_cuda_tests" --duration=true 2>&1 | tee "$OUTDIR/cuda-tests.txt" | grep -v "^[0-9.]* s: " | tail -n 40
 say "parity tests: exit ${PIPESTATUS[0]}; slowest cases:"

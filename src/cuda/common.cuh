@@ -1,12 +1,9 @@
 // Shared plumbing of the CUDA backend: typed errors that carry the failing call, its status
 // string, file and line; the per-device stream; per-thread library handles (cuBLAS, cuDNN,
-// cuSOLVER) created lazily; the launcher of the kernel headers' sequences (device.cuh has the
+// cuSOLVER; the libraries themselves loaded on first use, libraries.hpp) created lazily; the launcher of the kernel headers' sequences (device.cuh has the
 // launch-size helpers, loops and block reductions).
 #pragma once
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <cudnn.h>
-#include <cusolverDn.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -14,6 +11,7 @@
 #include "device.cuh"
 #include "fsad/core/error.hpp"
 #include "kernels.hpp"
+#include "libraries.hpp"  // cuDNN, cuBLAS, cuSOLVER: their headers and the tables of their functions
 
 namespace fsad::cuda {
 
@@ -30,12 +28,12 @@ const char* cusolver_status_string(cusolverStatus_t s);
 #define FSAD_CUDNN_CHECK(call)                                                                               \
     do {                                                                                                     \
         const cudnnStatus_t fsad_s_ = (call);                                                                \
-        if (fsad_s_ != CUDNN_STATUS_SUCCESS) ::fsad::cuda::throw_error(#call, cudnnGetErrorString(fsad_s_), __FILE__, __LINE__); \
+        if (fsad_s_ != CUDNN_STATUS_SUCCESS) ::fsad::cuda::throw_error(#call, ::fsad::cuda::cudnn_api().cudnnGetErrorString(fsad_s_), __FILE__, __LINE__); \
     } while (0)
 #define FSAD_CUBLAS_CHECK(call)                                                                                  \
     do {                                                                                                         \
         const cublasStatus_t fsad_s_ = (call);                                                                   \
-        if (fsad_s_ != CUBLAS_STATUS_SUCCESS) ::fsad::cuda::throw_error(#call, cublasGetStatusString(fsad_s_), __FILE__, __LINE__); \
+        if (fsad_s_ != CUBLAS_STATUS_SUCCESS) ::fsad::cuda::throw_error(#call, ::fsad::cuda::cublas_api().cublasGetStatusString(fsad_s_), __FILE__, __LINE__); \
     } while (0)
 #define FSAD_CUSOLVER_CHECK(call)                                                                                        \
     do {                                                                                                                 \

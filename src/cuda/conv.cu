@@ -25,37 +25,37 @@ constexpr size_t kWorkspaceLimit = size_t(512) << 20;  // the most workspace an 
 struct TensorDesc {
     cudnnTensorDescriptor_t d = nullptr;
     TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
-        FSAD_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-        FSAD_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, static_cast<int>(n), static_cast<int>(c),
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnCreateTensorDescriptor(&d));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, static_cast<int>(n), static_cast<int>(c),
                                                     static_cast<int>(h), static_cast<int>(w)));
     }
-    ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
+    ~TensorDesc() { cudnn_api().cudnnDestroyTensorDescriptor(d); }
     TensorDesc(const TensorDesc&) = delete;
     TensorDesc& operator=(const TensorDesc&) = delete;
 };
 struct FilterDesc {
     cudnnFilterDescriptor_t d = nullptr;
     FilterDesc(const Tensor& w, cudnnDataType_t type) {
-        FSAD_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
-        FSAD_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, type, CUDNN_TENSOR_NCHW, static_cast<int>(w.dim(0)),
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnCreateFilterDescriptor(&d));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnSetFilter4dDescriptor(d, type, CUDNN_TENSOR_NCHW, static_cast<int>(w.dim(0)),
                                                     static_cast<int>(w.dim(1)), static_cast<int>(w.dim(2)),
                                                     static_cast<int>(w.dim(3))));
     }
-    ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
+    ~FilterDesc() { cudnn_api().cudnnDestroyFilterDescriptor(d); }
     FilterDesc(const FilterDesc&) = delete;
     FilterDesc& operator=(const FilterDesc&) = delete;
 };
 struct ConvDesc {
     cudnnConvolutionDescriptor_t d = nullptr;
     ConvDesc(const Conv2dParams& p, bool exact) {
-        FSAD_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnCreateConvolutionDescriptor(&d));
         // the compute type is float in every precision (bfloat16 tensors: PSEUDO_BFLOAT16_CONFIG)
-        FSAD_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d, p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h, p.dil_w,
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnSetConvolution2dDescriptor(d, p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h, p.dil_w,
                                                          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        FSAD_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, p.groups));
-        FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnSetConvolutionGroupCount(d, p.groups));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnSetConvolutionMathType(d, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
     }
-    ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
+    ~ConvDesc() { cudnn_api().cudnnDestroyConvolutionDescriptor(d); }
     ConvDesc(const ConvDesc&) = delete;
     ConvDesc& operator=(const ConvDesc&) = delete;
 };
@@ -110,7 +110,7 @@ Choice pick(const Perf* perf, int returned, ops::Precision prec, const char* wha
 bool searched(cudnnStatus_t s, const Descs& d, const char* call) {
     if (s == CUDNN_STATUS_SUCCESS) return true;
     if (s == CUDNN_STATUS_NOT_SUPPORTED && d.prec == ops::Precision::BF16) return false;
-    throw_error(call, cudnnGetErrorString(s), __FILE__, __LINE__);
+    throw_error(call, cudnn_api().cudnnGetErrorString(s), __FILE__, __LINE__);
 }
 
 // cudnnFind* writes its outputs while timing: callers pass scratch outputs when the real output
@@ -123,20 +123,20 @@ Choice find_algo(Dir dir, Context& c, const Descs& d, const void* x, const void*
     int returned = 0;
     if (dir == Dir::Fwd) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        const cudnnStatus_t s = cudnnFindConvolutionForwardAlgorithmEx(
+        const cudnnStatus_t s = cudnn_api().cudnnFindConvolutionForwardAlgorithmEx(
             c.cudnn, d.x.d, x, d.w.d, w, d.conv.d, d.y.d, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, ws, ws_bytes);
         return searched(s, d, "cudnnFindConvolutionForwardAlgorithmEx") ? pick(perf, returned, d.prec, "forward") : none;
     }
     if (dir == Dir::BwdData) {  // x is dx, y is dy here
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        const cudnnStatus_t s = cudnnFindConvolutionBackwardDataAlgorithmEx(
+        const cudnnStatus_t s = cudnn_api().cudnnFindConvolutionBackwardDataAlgorithmEx(
             c.cudnn, d.w.d, w, d.y.d, y, d.conv.d, d.x.d, const_cast<void*>(x), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
             &returned, perf, ws, ws_bytes);
         return searched(s, d, "cudnnFindConvolutionBackwardDataAlgorithmEx") ? pick(perf, returned, d.prec, "backward-data")
                                                                               : none;
     }
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];  // w is dw here
-    const cudnnStatus_t s = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    const cudnnStatus_t s = cudnn_api().cudnnFindConvolutionBackwardFilterAlgorithmEx(
         c.cudnn, d.x.d, x, d.y.d, y, d.conv.d, d.w.d, const_cast<void*>(w), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
         &returned, perf, ws, ws_bytes);
     return searched(s, d, "cudnnFindConvolutionBackwardFilterAlgorithmEx") ? pick(perf, returned, d.prec, "backward-filter")
@@ -169,10 +169,10 @@ Choice algo_for(Dir dir, Context& c, const Descs& d, const Key& k, const void* x
 bool run_forward(Context& c, const Descs& d, const Key& k, const void* x, const void* w, void* y) {
     const Choice ch = algo_for(Dir::Fwd, c, d, k, x, w, y);
     if (ch.algo == kNoAlgo) return false;
-    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
+    FSAD_CUDNN_CHECK(cudnn_api().cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
-    FSAD_CUDNN_CHECK(cudnnConvolutionForward(c.cudnn, &one, d.x.d, x, d.w.d, w, d.conv.d,
+    FSAD_CUDNN_CHECK(cudnn_api().cudnnConvolutionForward(c.cudnn, &one, d.x.d, x, d.w.d, w, d.conv.d,
                                              static_cast<cudnnConvolutionFwdAlgo_t>(ch.algo), ws, ch.workspace, &zero, d.y.d,
                                              y));
     return true;
@@ -180,10 +180,10 @@ bool run_forward(Context& c, const Descs& d, const Key& k, const void* x, const 
 bool run_backward_data(Context& c, const Descs& d, const Key& k, const void* w, const void* dy, void* dx) {
     const Choice ch = algo_for(Dir::BwdData, c, d, k, dx, w, const_cast<void*>(dy));
     if (ch.algo == kNoAlgo) return false;
-    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
+    FSAD_CUDNN_CHECK(cudnn_api().cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
-    FSAD_CUDNN_CHECK(cudnnConvolutionBackwardData(c.cudnn, &one, d.w.d, w, d.y.d, dy, d.conv.d,
+    FSAD_CUDNN_CHECK(cudnn_api().cudnnConvolutionBackwardData(c.cudnn, &one, d.w.d, w, d.y.d, dy, d.conv.d,
                                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(ch.algo), ws, ch.workspace,
                                                   &zero, d.x.d, dx));
     return true;
@@ -191,10 +191,10 @@ bool run_backward_data(Context& c, const Descs& d, const Key& k, const void* w, 
 bool run_backward_filter(Context& c, const Descs& d, const Key& k, const void* x, const void* dy, void* dw) {
     const Choice ch = algo_for(Dir::BwdFilter, c, d, k, x, dw, const_cast<void*>(dy));
     if (ch.algo == kNoAlgo) return false;
-    FSAD_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.d, ch.math));
+    FSAD_CUDNN_CHECK(cudnn_api().cudnnSetConvolutionMathType(d.conv.d, ch.math));
     void* ws = ch.workspace ? workspace(c.device, ch.workspace) : nullptr;
     const float one = 1.0f, zero = 0.0f;
-    FSAD_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.cudnn, &one, d.x.d, x, d.y.d, dy, d.conv.d,
+    FSAD_CUDNN_CHECK(cudnn_api().cudnnConvolutionBackwardFilter(c.cudnn, &one, d.x.d, x, d.y.d, dy, d.conv.d,
                                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(ch.algo), ws,
                                                     ch.workspace, &zero, d.w.d, dw));
     return true;
@@ -269,7 +269,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
         const float one = 1.0f;
         TensorDesc b(1, bias->numel(), 1, 1);
         TensorDesc yf(y.dim(0), y.dim(1), y.dim(2), y.dim(3));
-        FSAD_CUDNN_CHECK(cudnnAddTensor(c.cudnn, &one, b.d, bias->data(), &one, yf.d, y.data()));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnAddTensor(c.cudnn, &one, b.d, bias->data(), &one, yf.d, y.data()));
     }
 }
 
@@ -328,7 +328,7 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
         const float one = 1.0f, zero = 0.0f;
         TensorDesc b(1, db->numel(), 1, 1);
         TensorDesc dyf(dy.dim(0), dy.dim(1), dy.dim(2), dy.dim(3));
-        FSAD_CUDNN_CHECK(cudnnConvolutionBackwardBias(c.cudnn, &one, dyf.d, dy.data(), &zero, b.d, db->data()));
+        FSAD_CUDNN_CHECK(cudnn_api().cudnnConvolutionBackwardBias(c.cudnn, &one, dyf.d, dy.data(), &zero, b.d, db->data()));
     }
 }
 

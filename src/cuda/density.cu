@@ -45,7 +45,7 @@ void density_fit(const Tensor& f, const DensityFitOptions& o, DensityFit& r) {
     density::centre(launch, x.p, mu.p, n, d);
     // S = Xc^T Xc / n: row-major Xc [n,d] is the column-major [d,n] matrix A, S = A A^T / n
     const double inv_n = 1.0 / static_cast<double>(n), zero = 0.0;
-    FSAD_CUBLAS_CHECK(cublasDsyrk(c.cublas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(d), static_cast<int>(n),
+    FSAD_CUBLAS_CHECK(cublas_api().cublasDsyrk(c.cublas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(d), static_cast<int>(n),
                                   &inv_n, x.p, static_cast<int>(d), &zero, S.p, static_cast<int>(d)));
     Scratch<double> moments_scratch(dev, density::moments_scratch(n, d));
     density::moments(launch, S.p, x.p, n, d, acc.p, moments_scratch.p);
@@ -61,11 +61,11 @@ void density_fit(const Tensor& f, const DensityFitOptions& o, DensityFit& r) {
     }
     density::shrink(launch, S.p, d, scale, diag);
     int lwork = 0;
-    FSAD_CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(c.cusolver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(d), S.p,
+    FSAD_CUSOLVER_CHECK(cusolver_api().cusolverDnDpotrf_bufferSize(c.cusolver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(d), S.p,
                                                     static_cast<int>(d), &lwork));
     Scratch<double> work(dev, static_cast<size_t>(std::max(lwork, 1)));
     Scratch<int> info(dev, 1);
-    FSAD_CUSOLVER_CHECK(cusolverDnDpotrf(c.cusolver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(d), S.p, static_cast<int>(d),
+    FSAD_CUSOLVER_CHECK(cusolver_api().cusolverDnDpotrf(c.cusolver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(d), S.p, static_cast<int>(d),
                                          work.p, lwork, info.p));
     int hinfo = 0;
     FSAD_CUDA_CHECK(cudaMemcpyAsync(&hinfo, info.p, sizeof(int), cudaMemcpyDeviceToHost, c.stream));
@@ -105,7 +105,7 @@ void density_score(const Tensor& f, const DensityFit& g, DensityCache& cache, bo
     density::centre_rows(launch, f.data(), mu.data(), z.p, m, d, l2, bad.p);
     // row-major lower L is the column-major upper U = L^T; solve L Y = Z, i.e. U^T Y = Z
     const float one = 1.0f;
-    FSAD_CUBLAS_CHECK(cublasStrsm(c.cublas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
+    FSAD_CUBLAS_CHECK(cublas_api().cublasStrsm(c.cublas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
                                   static_cast<int>(d), static_cast<int>(m), &one, L.data(), static_cast<int>(d), z.p,
                                   static_cast<int>(d)));
     density::row_norms(launch, z.p, out.data(), m, d);

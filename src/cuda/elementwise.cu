@@ -76,7 +76,7 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const 
     Context& c = context(dev_of(x));
     const float one = 1.0f, zero = 0.0f;
     if (n > 0)
-        FSAD_CUBLAS_CHECK(cublasSgemm(c.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w.data(), in, x.data(), in, &zero,
+        FSAD_CUBLAS_CHECK(cublas_api().cublasSgemm(c.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w.data(), in, x.data(), in, &zero,
                                       y.data(), out));
     if (bias && n > 0) {
         StreamLaunch launch{c.stream};
@@ -92,12 +92,12 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const T
     const float one = 1.0f, zero = 0.0f;
     if (dx) {
         if (n > 0)
-            FSAD_CUBLAS_CHECK(cublasSgemm(c.cublas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w.data(), in, dy.data(), out,
+            FSAD_CUBLAS_CHECK(cublas_api().cublasSgemm(c.cublas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w.data(), in, dy.data(), out,
                                           &zero, dx->data(), in));
     }
     if (dw) {
         if (n > 0)
-            FSAD_CUBLAS_CHECK(cublasSgemm(c.cublas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x.data(), in, dy.data(), out,
+            FSAD_CUBLAS_CHECK(cublas_api().cublasSgemm(c.cublas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x.data(), in, dy.data(), out,
                                           &zero, dw->data(), in));
         else
             fill(*dw, 0.0f);

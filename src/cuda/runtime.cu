@@ -107,9 +107,9 @@ struct ThreadContexts {
     std::unordered_map<int, Context> by_device;
     ~ThreadContexts() {
         for (auto& [d, c] : by_device) {  // best effort at thread exit: errors are ignored
-            if (c.cudnn) cudnnDestroy(c.cudnn);
-            if (c.cublas) cublasDestroy(c.cublas);
-            if (c.cusolver) cusolverDnDestroy(c.cusolver);
+            if (c.cudnn) cudnn_api().cudnnDestroy(c.cudnn);
+            if (c.cublas) cublas_api().cublasDestroy(c.cublas);
+            if (c.cusolver) cusolver_api().cusolverDnDestroy(c.cusolver);
         }
     }
 };
@@ -143,17 +143,24 @@ Context& context(int device) {
     set_device(device);
     Context& c = tc.by_device[device];
     if (!c.stream) {
-        c.device = device;
-        c.stream = stream(device);
-        FSAD_CUBLAS_CHECK(cublasCreate(&c.cublas));
-        FSAD_CUBLAS_CHECK(cublasSetStream(c.cublas, c.stream));
-        FSAD_CUDNN_CHECK(cudnnCreate(&c.cudnn));
-        FSAD_CUDNN_CHECK(cudnnSetStream(c.cudnn, c.stream));
-        FSAD_CUSOLVER_CHECK(cusolverDnCreate(&c.cusolver));
-        FSAD_CUSOLVER_CHECK(cusolverDnSetStream(c.cusolver, c.stream));
+        // the libraries first (loaded on first use: a missing one throws before any handle exists),
+        // then the handles, kept only when all three are made
+        const CublasApi& blas = cublas_api();
+        const CudnnApi& dnn = cudnn_api();
+        const CusolverApi& solver = cusolver_api();
+        Context n;
+        n.device = device;
+        n.stream = stream(device);
+        FSAD_CUBLAS_CHECK(blas.cublasCreate(&n.cublas));
+        FSAD_CUBLAS_CHECK(blas.cublasSetStream(n.cublas, n.stream));
+        FSAD_CUDNN_CHECK(dnn.cudnnCreate(&n.cudnn));
+        FSAD_CUDNN_CHECK(dnn.cudnnSetStream(n.cudnn, n.stream));
+        FSAD_CUSOLVER_CHECK(solver.cusolverDnCreate(&n.cusolver));
+        FSAD_CUSOLVER_CHECK(solver.cusolverDnSetStream(n.cusolver, n.stream));
+        c = n;
     }
     // cuBLAS math mode follows the TF32 switch (ops::set_allow_tf32) at every use
-    FSAD_CUBLAS_CHECK(cublasSetMathMode(c.cublas, ops::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    FSAD_CUBLAS_CHECK(cublas_api().cublasSetMathMode(c.cublas, ops::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     return c;
 }
 
@@ -281,17 +288,35 @@ std::string versions() {
         cudaGetLastError();
         drv = 0;
     }
-    const size_t dnn = cudnnGetVersion();  // major * 10000 + minor * 100 + patch (cuDNN 9)
+    // each library's version, or why it cannot be loaded (asking loads it: `fsad info` does)
+    auto loaded = [](auto version) {
+        try {
+            return version();
+        } catch (const Error& e) {
+            const std::string m = e.what();
+            return std::string("not loadable (") + m.substr(0, m.find('\n')) + ")";
+        }
+    };
     auto lib = [](auto get) {
         int v[3] = {0, 0, 0};
         for (int k = 0; k < 3; ++k)
             if (get(static_cast<libraryPropertyType>(k), &v[k]) != 0) return std::string("?");
         return std::to_string(v[0]) + "." + std::to_string(v[1]) + "." + std::to_string(v[2]);
     };
-    return "CUDA runtime " + dotted(rt) + ", driver " + (drv ? dotted(drv) : std::string("none")) + ", cuDNN " +
-           std::to_string(dnn / 10000) + "." + std::to_string(dnn / 100 % 100) + "." + std::to_string(dnn % 100) +
-           ", cuBLAS " + lib([](libraryPropertyType t, int* v) { return static_cast<int>(cublasGetProperty(t, v)); }) +
-           ", cuSOLVER " + lib([](libraryPropertyType t, int* v) { return static_cast<int>(cusolverGetProperty(t, v)); });
+    const std::string dnn = loaded([] {
+        const size_t v = cudnn_api().cudnnGetVersion();  // major * 10000 + minor * 100 + patch (cuDNN 9)
+        return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+    });
+    const std::string blas = loaded([&] {
+        const CublasApi& api = cublas_api();
+        return lib([&](libraryPropertyType t, int* v) { return static_cast<int>(api.cublasGetProperty(t, v)); });
+    });
+    const std::string solver = loaded([&] {
+        const CusolverApi& api = cusolver_api();
+        return lib([&](libraryPropertyType t, int* v) { return static_cast<int>(api.cusolverGetProperty(t, v)); });
+    });
+    return "CUDA runtime " + dotted(rt) + ", driver " + (drv ? dotted(drv) : std::string("none")) + ", cuDNN " + dnn +
+           ", cuBLAS " + blas + ", cuSOLVER " + solver;
 }
 
 // FP32 lanes per SM (fused multiply-adds per clock; CUDA C++ Programming Guide, arithmetic

@@ -7,9 +7,29 @@
 #         cuSOLVER), so that the CPU-vs-CUDA parity suite runs without a GPU. Not for installing.
 # FSAD_CUDA_ARCHITECTURES: the GPU architectures to compile for (default 80;86;89;90: A100,
 # RTX 30xx/A-series, L4/RTX 40xx, H100/H200); CI builds one to save time.
-# Sets FSAD_WITH_CUDA and, when ON, the imported target fsad_cuda_libs.
+# Sets FSAD_WITH_CUDA, FSAD_CUDA_LIBRARY_DEFINITIONS and, when ON, the target fsad_cuda_libs.
 set(FSAD_WITH_CUDA OFF)
 set(FSAD_CUDA_EMULATED OFF)
+set(FSAD_CUDA_LIBRARY_DEFINITIONS "")  # the SONAMEs and folders of the libraries opened on first use
+
+# The SONAME of a shared library (what the dynamic loader looks for: libcublas.so.13) and its folder.
+function(fsad_library_soname file out_soname out_dir)
+  get_filename_component(_real "${file}" REALPATH)
+  get_filename_component(_dir "${file}" DIRECTORY)
+  set(_soname "")
+  find_program(FSAD_OBJDUMP NAMES objdump ${CMAKE_OBJDUMP})
+  if(FSAD_OBJDUMP)
+    execute_process(COMMAND ${FSAD_OBJDUMP} -p "${_real}" OUTPUT_VARIABLE _dump ERROR_QUIET)
+    if(_dump MATCHES "SONAME +([^ \n]+)")
+      set(_soname "${CMAKE_MATCH_1}")
+    endif()
+  endif()
+  if(NOT _soname)
+    get_filename_component(_soname "${file}" NAME)
+  endif()
+  set(${out_soname} "${_soname}" PARENT_SCOPE)
+  set(${out_dir} "${_dir}" PARENT_SCOPE)
+endfunction()
 set(FSAD_CUDA_ARCHITECTURES "80;86;89;90" CACHE STRING "CUDA architectures of the CUDA backend")
 if(NOT FSAD_CUDA MATCHES "^(AUTO|ON|OFF|EMULATED)$")
   message(FATAL_ERROR "FSAD_CUDA must be AUTO, ON, OFF or EMULATED (got '${FSAD_CUDA}')")
@@ -60,10 +80,25 @@ elseif(NOT FSAD_CUDA STREQUAL "OFF")
     message(STATUS "fsad: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${FSAD_CUDA_ARCHITECTURES}, "
                    "cuDNN ${FSAD_CUDNN_LIB})")
     if(NOT TARGET fsad_cuda_libs)
+      # Linked: the CUDA runtime, statically (it opens the driver itself when first asked, so a CUDA
+      # build starts on a machine without CUDA). Not linked: cuDNN, cuBLAS and cuSOLVER, opened on
+      # first use (src/cuda/libraries.hpp) by the SONAME found here, then in the folder found here.
       add_library(fsad_cuda_libs INTERFACE)
-      target_include_directories(fsad_cuda_libs SYSTEM INTERFACE $<BUILD_INTERFACE:${FSAD_CUDNN_INCLUDE}>)
-      target_link_libraries(fsad_cuda_libs INTERFACE CUDA::cudart CUDA::cublas CUDA::cusolver
-                            $<BUILD_INTERFACE:${FSAD_CUDNN_LIB}> $<INSTALL_INTERFACE:${FSAD_CUDNN_LIB}>)
+      target_include_directories(fsad_cuda_libs SYSTEM INTERFACE $<BUILD_INTERFACE:${FSAD_CUDNN_INCLUDE}>
+                                 $<BUILD_INTERFACE:${CUDAToolkit_INCLUDE_DIRS}>)
+      target_link_libraries(fsad_cuda_libs INTERFACE CUDA::cudart_static ${CMAKE_DL_LIBS})
+      set(FSAD_CUDA_LIBRARY_DEFINITIONS "")
+      foreach(_lib CUDNN CUBLAS CUSOLVER)
+        if(_lib STREQUAL "CUDNN")
+          set(_file "${FSAD_CUDNN_LIB}")
+        else()
+          string(TOLOWER "${_lib}" _name)
+          set(_file "${CUDA_${_name}_LIBRARY}")
+        endif()
+        fsad_library_soname("${_file}" _soname _dir)
+        list(APPEND FSAD_CUDA_LIBRARY_DEFINITIONS "FSAD_${_lib}_SONAME=\"${_soname}\"" "FSAD_${_lib}_DIR=\"${_dir}\"")
+        message(STATUS "fsad: ${_lib} opened on first use as ${_soname} (else ${_dir}/${_soname})")
+      endforeach()
     endif()
   endif()
 endif()
