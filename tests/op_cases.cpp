@@ -262,6 +262,39 @@ void density(std::vector<OpCase>& t) {
                      .out_tol = {1e-3f, 1e-4f}});
     }
 }
+
+void patch_scoring(std::vector<OpCase>& t) {
+    // the patch scorers' kernels (method/patch.hpp); no backward
+    t.push_back({.op = "resize_bilinear", .kernels = {"resize_bilinear"}, .label = "[2,3,7,5] up to 14x11",
+                 .inputs = {uniform(Shape{2, 3, 7, 5}, 500, -1, 1)},
+                 .run = [](const Vars& v) { return Var(ops::resize_bilinear(v[0].value(), 14, 11)); }});
+    t.push_back({.op = "resize_bilinear", .kernels = {"resize_bilinear"}, .label = "[2,9,12] down to 4x5",
+                 .inputs = {uniform(Shape{2, 9, 12}, 501, -1, 1)},
+                 .run = [](const Vars& v) { return Var(ops::resize_bilinear(v[0].value(), 4, 5)); }});
+    t.push_back({.op = "channels_last", .kernels = {"channels_last"}, .label = "[2,5,3,4]",
+                 .inputs = {uniform(Shape{2, 5, 3, 4}, 502, -1, 1)},
+                 .run = [](const Vars& v) { return Var(ops::channels_last(v[0].value())); }, .out_tol = {0, 0}});
+    // queries over two of the CPU's 512-row chunks; the bank's squared norms as an input
+    const Tensor bank = normal(Shape{257, 16}, 503);
+    Tensor sq = Tensor::empty(Shape{257});
+    for (int64_t j = 0; j < 257; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < 16; ++k) s += double(bank.data()[j * 16 + k]) * bank.data()[j * 16 + k];
+        sq.data()[j] = static_cast<float>(s);
+    }
+    // sigma 1.5: radius 6, wider than the 5-row planes (reflections of reflections)
+    t.push_back({.op = "gaussian_blur", .kernels = {"gaussian_blur"}, .label = "[2,5,9] sigma 1.5",
+                 .inputs = {uniform(Shape{2, 5, 9}, 505, -1, 1)},
+                 .run = [](const Vars& v) { return Var(ops::gaussian_blur(v[0].value(), 1.5)); }});
+    t.push_back({.op = "gaussian_blur", .kernels = {"gaussian_blur"}, .label = "[1,1,40,33] sigma 4",
+                 .inputs = {uniform(Shape{1, 1, 40, 33}, 506, 0, 3)},
+                 .run = [](const Vars& v) { return Var(ops::gaussian_blur(v[0].value(), 4.0)); }});
+    t.push_back({.op = "row_max", .kernels = {"row_max"}, .label = "[7,1000]", .inputs = {uniform(Shape{7, 1000}, 507, -5, 5)},
+                 .run = [](const Vars& v) { return Var(ops::row_max(v[0].value())); }, .out_tol = {0, 0}});
+    t.push_back({.op = "nearest_distance", .kernels = {"nearest_distance"}, .label = "[1100,16] to [257,16]",
+                 .inputs = {normal(Shape{1100, 16}, 504), bank, sq},
+                 .run = [](const Vars& v) { return Var(ops::nearest_distance(v[0].value(), v[1].value(), v[2].value())); }});
+}
 }  // namespace
 
 bool OpCase::differentiable() const { return std::find(grad.begin(), grad.end(), true) != grad.end(); }
@@ -276,6 +309,7 @@ std::vector<OpCase> op_cases() {
     rows_and_reductions(t);
     optimisers(t);
     density(t);
+    patch_scoring(t);
     return t;
 }
 

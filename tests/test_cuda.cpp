@@ -633,6 +633,26 @@ TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
     for (size_t i = 0; i < pa.size(); ++i) CHECK(pb[i] == doctest::Approx(pa[i]).epsilon(2e-2));
     const auto ma = cpu_p.score_map({test[0]}), mb = gpu_p.score_map({test[0]});
     CHECK(mb[0].shape() == ma[0].shape());
+
+    // each patch scorer: the patch scores, maps (upsampled, blurred) and their maxima on the GPU
+    for (Scorer sc : {Scorer::PatchGauss, Scorer::PatchKnn}) {
+        CAPTURE(to_string(sc));
+        DetectorConfig q = p;
+        q.scorer = sc;
+        q.device = Device::cpu();
+        Detector on_cpu(q);
+        on_cpu.fit(shots);
+        q.device = kGpu;
+        Detector on_gpu(q);
+        on_gpu.fit(shots);
+        const Detector::Scored sa = on_cpu.score_views(test, true), sb = on_gpu.score_views(test, true);
+        REQUIRE(sb.maps.size() == test.size());
+        for (size_t i = 0; i < test.size(); ++i) {
+            CHECK(sb.scores[i] == doctest::Approx(sa.scores[i]).epsilon(2e-2));
+            CHECK(!sb.maps[i].is_cuda());
+            close(sa.maps[i], gpu(sb.maps[i]), "patch anomaly map", 2e-2f, 1e-3f);
+        }
+    }
 }
 
 TEST_CASE("cuda: the Gaussian density fit (cuSOLVER) and scores (cuBLAS) match the CPU") {

@@ -12,11 +12,14 @@
 
 #include <fsad/fsad.hpp>
 
+#include <algorithm>
 #include <climits>
+#include <cmath>
 
 #include "../src/cuda/batchnorm.cuh"
 #include "../src/cuda/density.cuh"
 #include "../src/cuda/elementwise.cuh"
+#include "../src/cuda/patch.cuh"
 #include "../src/cuda/pool.cuh"
 #include "helpers.hpp"
 
@@ -309,6 +312,75 @@ TEST_CASE("simt: pooling kernels match the CPU ops, in 32- and 64-bit indexing")
     for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % hw);
     launch(kc::pool::global_avg_fwd_k, 1, 64, static_cast<const float*>(x.data()), y.data(), nc, hw);  // 2 warps, 5 planes
     for (float v : y) CHECK(v == doctest::Approx(19.5));
+}
+
+// ------------------------------------------------------------------ the patch scorers' kernels
+
+TEST_CASE("simt: the patch scorers' kernels (resize, layout, blur, row maximum, nearest row) match the CPU ops") {
+    Emulated launch;
+    const Tensor x = rnd(Shape{2, 3, 7, 5}, 30);
+    const Vec xv = vec(x);
+    const Tensor up = ops::resize_bilinear(x, 14, 11), down = ops::resize_bilinear(x, 3, 2);
+    const Tensor last = ops::channels_last(x), blur = ops::gaussian_blur(x, 1.5);  // radius 6 > 5 columns
+    const Tensor rows = rnd(Shape{9, 700}, 31);
+    const Vec rv = vec(rows);
+    const auto got = both_orders([&] {
+        Vec u(up.numel()), d(down.numel()), l(last.numel()), b(blur.numel()), tmp(blur.numel()), m(9);
+        kc::patch::resize_bilinear(launch, xv.data(), u.data(), 6, 7, 5, 14, 11);
+        kc::patch::resize_bilinear(launch, xv.data(), d.data(), 6, 7, 5, 3, 2);
+        kc::patch::channels_last(launch, xv.data(), l.data(), 2, 3, 35);
+        const int64_t r = static_cast<int64_t>(4.0 * 1.5 + 0.5);
+        std::vector<double> k(static_cast<size_t>(2 * r + 1));
+        double sum = 0;
+        for (int64_t j = -r; j <= r; ++j) sum += k[static_cast<size_t>(j + r)] = std::exp(-0.5 * double(j * j) / (1.5 * 1.5));
+        for (double& v : k) v /= sum;
+        kc::patch::gaussian_blur(launch, xv.data(), tmp.data(), b.data(), k.data(), r, 6, 7, 5);
+        kc::patch::row_max(launch, rv.data(), m.data(), 9, 700);
+        return std::vector<Vec>{u, d, l, b, m};
+    });
+    FSAD_CHECK_CLOSE("resize up", got[0], vec(up), 1e-6, 1e-6);  // the same taps (math::bilinear_tap)
+    FSAD_CHECK_CLOSE("resize down", got[1], vec(down), 1e-6, 1e-6);
+    CHECK(got[2] == vec(last));
+    FSAD_CHECK_CLOSE("blur", got[3], vec(blur), 1e-6, 1e-6);
+    CHECK(got[4] == vec(ops::row_max(rows)));
+    // a NaN anywhere in a row makes its maximum NaN, as on the CPU
+    Vec with_nan = rv;
+    with_nan[3 * 700 + 650] = std::nanf("");
+    Vec m(9);
+    kc::patch::row_max(launch, with_nan.data(), m.data(), 9, 700);
+    CHECK(std::isnan(m[3]));
+    CHECK(std::isnan(vec(ops::row_max(Tensor::from_vector(rows.shape(), with_nan)))[3]));
+    CHECK(m[4] == got[4][4]);
+
+    // nearest bank row, the products done here: repeated bank rows make exact ties, which go to
+    // the first (the CPU's scan); more bank rows than threads, and fewer
+    for (int64_t M : {int64_t(600), int64_t(37)}) {
+        CAPTURE(M);
+        const int64_t P = 50, C = 8;
+        Vec bank = vec(rnd(Shape{M, C}, 32));
+        for (int64_t j = M / 2; j < M; ++j)
+            std::copy_n(bank.begin() + (j - M / 2) * C, C, bank.begin() + j * C);  // the second half repeats the first
+        const Tensor q = rnd(Shape{P, C}, 33), b = Tensor::from_vector(Shape{M, C}, bank);
+        Vec sq(static_cast<size_t>(M)), g(static_cast<size_t>(P * M));
+        for (int64_t j = 0; j < M; ++j) {
+            double s = 0;
+            for (int64_t c = 0; c < C; ++c) s += double(bank[j * C + c]) * bank[j * C + c];
+            sq[j] = static_cast<float>(s);
+        }
+        const Vec qv = vec(q);
+        for (int64_t i = 0; i < P; ++i)
+            for (int64_t j = 0; j < M; ++j) {
+                float s = 0;
+                for (int64_t c = 0; c < C; ++c) s += qv[i * C + c] * bank[j * C + c];
+                g[i * M + j] = s;
+            }
+        const Vec dist = both_orders([&] {
+            Vec out(static_cast<size_t>(P));
+            kc::patch::nearest(launch, g.data(), sq.data(), qv.data(), bank.data(), out.data(), P, M, C);
+            return out;
+        });
+        FSAD_CHECK_CLOSE("nearest", dist, vec(ops::nearest_distance(q, b, Tensor::from_vector(Shape{M}, sq))), 1e-6, 1e-5);
+    }
 }
 
 // ------------------------------------------------------------------ element-wise, row-wise, reductions

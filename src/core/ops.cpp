@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -632,6 +633,62 @@ Tensor gather_rows_backward(const Tensor& dy, const std::vector<int64_t>& index,
     Tensor dx = Tensor::zeros(s, dy.device());
     FSAD_DISPATCH(dy.device(), scatter_add_rows, dy, index, dx);
     return dx;
+}
+
+Tensor resize_bilinear(const Tensor& x, int64_t H, int64_t W) {
+    need(x.defined() && x.ndim() >= 2, "resize_bilinear", "input must be [..., h, w], got " + (x.defined() ? x.shape().str() : std::string("an undefined tensor")));
+    const int64_t h = x.dim(x.ndim() - 2), w = x.dim(x.ndim() - 1);
+    need(h > 0 && w > 0 && H > 0 && W > 0, "resize_bilinear",
+         "sizes must be positive: " + x.shape().str() + " to " + std::to_string(H) + "x" + std::to_string(W));
+    Shape s = x.shape();
+    s[x.ndim() - 2] = H;
+    s[x.ndim() - 1] = W;
+    Tensor y = Tensor::empty(s, x.device());
+    if (y.numel() > 0) FSAD_DISPATCH(x.device(), resize_bilinear, x, x.numel() / (h * w), h, w, y, H, W);
+    return y;
+}
+
+Tensor channels_last(const Tensor& x) {
+    need_ndim(x, 4, "channels_last", "input");
+    Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2), x.dim(3), x.dim(1)}, x.device());
+    if (y.numel() > 0) FSAD_DISPATCH(x.device(), channels_last, x, x.dim(0), x.dim(1), x.dim(2) * x.dim(3), y);
+    return y;
+}
+
+Tensor nearest_distance(const Tensor& q, const Tensor& bank, const Tensor& bank_sqnorm) {
+    need_ndim(q, 2, "nearest_distance", "queries");
+    need_ndim(bank, 2, "nearest_distance", "bank");
+    need(bank.dim(0) >= 1 && bank.dim(1) == q.dim(1), "nearest_distance",
+         "bank " + bank.shape().str() + " must have at least one row of the queries' width " + q.shape().str());
+    need_shape(bank_sqnorm, Shape{bank.dim(0)}, "nearest_distance", "bank_sqnorm");
+    need_same_device(q, bank, "nearest_distance", "queries", "bank");
+    need_same_device(q, bank_sqnorm, "nearest_distance", "queries", "bank_sqnorm");
+    Tensor out = Tensor::empty(Shape{q.dim(0)}, q.device());
+    if (q.dim(0) > 0) FSAD_DISPATCH(q.device(), nearest_distance, q, bank, bank_sqnorm, out);
+    return out;
+}
+
+Tensor gaussian_blur(const Tensor& x, double sigma) {
+    need(x.defined() && x.ndim() >= 2, "gaussian_blur", "input must be [..., H, W], got " + (x.defined() ? x.shape().str() : std::string("an undefined tensor")));
+    need(std::isfinite(sigma) && sigma > 0, "gaussian_blur", "sigma must be positive and finite, got " + std::to_string(sigma));
+    const int64_t H = x.dim(x.ndim() - 2), W = x.dim(x.ndim() - 1);
+    Tensor y = like(x);
+    if (y.numel() == 0) return y;
+    const int64_t r = static_cast<int64_t>(4.0 * sigma + 0.5);
+    std::vector<double> taps(static_cast<size_t>(2 * r + 1));
+    double sum = 0;
+    for (int64_t j = -r; j <= r; ++j) sum += taps[static_cast<size_t>(j + r)] = std::exp(-0.5 * double(j * j) / (sigma * sigma));
+    for (double& v : taps) v /= sum;
+    FSAD_DISPATCH(x.device(), gaussian_blur, x, x.numel() / (H * W), H, W, taps, y);
+    return y;
+}
+
+Tensor row_max(const Tensor& x) {
+    need_ndim(x, 2, "row_max", "input");
+    need(x.dim(1) >= 1, "row_max", "rows must not be empty, got " + x.shape().str());
+    Tensor y = Tensor::empty(Shape{x.dim(0)}, x.device());
+    if (x.dim(0) > 0) FSAD_DISPATCH(x.device(), row_max, x, x.dim(0), x.dim(1), y);
+    return y;
 }
 
 Tensor l2_normalize_forward(const Tensor& x, float eps) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fsad/core/error.hpp"
+#include "fsad/detail/math.hpp"
 
 namespace fsad::imgproc {
 
@@ -18,19 +19,10 @@ Tensor resize_bilinear(const Tensor& img, int64_t oh, int64_t ow) {
     Tensor out = Tensor::empty(Shape{c, oh, ow});
     const float sy = static_cast<float>(h) / static_cast<float>(oh), sx = static_cast<float>(w) / static_cast<float>(ow);
     for (int64_t y = 0; y < oh; ++y) {
-        float fy = std::max(0.0f, (static_cast<float>(y) + 0.5f) * sy - 0.5f);
-        int64_t y0 = std::min<int64_t>(static_cast<int64_t>(fy), h - 1), y1 = std::min<int64_t>(y0 + 1, h - 1);
-        float ly = fy - static_cast<float>(y0);
+        const math::BilinearTap ty = math::bilinear_tap(y, h, sy);
         for (int64_t x = 0; x < ow; ++x) {
-            float fx = std::max(0.0f, (static_cast<float>(x) + 0.5f) * sx - 0.5f);
-            int64_t x0 = std::min<int64_t>(static_cast<int64_t>(fx), w - 1), x1 = std::min<int64_t>(x0 + 1, w - 1);
-            float lx = fx - static_cast<float>(x0);
-            for (int64_t k = 0; k < c; ++k) {
-                const float* p = img.data() + k * h * w;
-                float v = (1 - ly) * ((1 - lx) * p[y0 * w + x0] + lx * p[y0 * w + x1]) +
-                          ly * ((1 - lx) * p[y1 * w + x0] + lx * p[y1 * w + x1]);
-                out.data()[(k * oh + y) * ow + x] = v;
-            }
+            const math::BilinearTap tx = math::bilinear_tap(x, w, sx);
+            for (int64_t k = 0; k < c; ++k) out.data()[(k * oh + y) * ow + x] = math::bilinear_at(img.data() + k * h * w, w, ty, tx);
         }
     }
     return out;

@@ -159,27 +159,47 @@ Tensor Detector::features(const std::vector<Tensor>& prepared, const std::functi
 }
 
 std::vector<Tensor> Detector::patch_maps(const std::vector<Tensor>& prepared, const std::function<void(int64_t)>& done) const {
-    NoGradGuard ng;
     std::vector<Tensor> out(prepared.size());
-    const std::vector<int64_t> stages = cfg_.patch.stages.empty() ? backbone_->patch_stages() : cfg_.patch.stages;
-    const int64_t last = *std::max_element(stages.begin(), stages.end());
-    const size_t bs = cfg_.device.is_cuda() ? 256 : 16;
     int64_t count = 0;
-    for (const auto& idx : batches_by_size(prepared, bs)) {
-        const std::vector<Var> maps = backbone_->forward_stages(Var(method::normalized_batch(pick(prepared, idx)).to(cfg_.device)), last);
-        std::vector<Tensor> taps;
-        for (int64_t s : stages) taps.push_back(maps[static_cast<size_t>(s)].value().to(Device::cpu()));
-        const Tensor f = method::patch_features(taps);
-        for (size_t j = 0; j < idx.size(); ++j) out[idx[j]] = f[static_cast<int64_t>(j)];
+    patch_batches(prepared, [&](const std::vector<size_t>& idx, const Tensor& f) {
+        const Tensor host = f.to(Device::cpu());
+        for (size_t j = 0; j < idx.size(); ++j) out[idx[j]] = host[static_cast<int64_t>(j)];
         count += static_cast<int64_t>(idx.size());
         if (done) done(count);
-    }
+    });
     return out;
 }
 
-Tensor Detector::patch_scores(const Tensor& fmap) const {
-    const Tensor rows = method::patch_rows(fmap.reshape(Shape{1, fmap.dim(0), fmap.dim(1), fmap.dim(2)}));
-    return cfg_.scorer == Scorer::PatchKnn ? knn_.score(rows) : patch_density_.score(rows);
+void Detector::patch_score(const std::vector<Tensor>& prepared, Scored& out, bool want_maps) const {
+    out.scores.resize(prepared.size());
+    if (want_maps) out.maps.resize(prepared.size());
+    patch_batches(prepared, [&](const std::vector<size_t>& idx, const Tensor& f) {
+        const int64_t n = f.dim(0), H = prepared[idx[0]].dim(1), W = prepared[idx[0]].dim(2);  // one view size per batch
+        const Tensor rows = method::patch_rows(f);
+        const Tensor grids = (cfg_.scorer == Scorer::PatchKnn ? knn_.score(rows) : patch_density_.score(rows))
+                                 .reshape(Shape{n, f.dim(2), f.dim(3)});
+        const Tensor maps = method::anomaly_maps(grids, H, W, cfg_.patch.map_sigma);
+        const Tensor best = ops::row_max(maps.reshape(Shape{n, H * W})).to(Device::cpu());
+        const Tensor host = want_maps ? maps.to(Device::cpu()) : Tensor();
+        for (size_t j = 0; j < idx.size(); ++j) {
+            out.scores[idx[j]] = best.data()[j];
+            if (want_maps) out.maps[idx[j]] = host[static_cast<int64_t>(j)];
+        }
+    });
+}
+
+void Detector::patch_batches(const std::vector<Tensor>& prepared,
+                             const std::function<void(const std::vector<size_t>&, const Tensor&)>& each) const {
+    NoGradGuard ng;
+    const std::vector<int64_t> stages = cfg_.patch.stages.empty() ? backbone_->patch_stages() : cfg_.patch.stages;
+    const int64_t last = *std::max_element(stages.begin(), stages.end());
+    const size_t bs = cfg_.device.is_cuda() ? 256 : 16;
+    for (const auto& idx : batches_by_size(prepared, bs)) {
+        const std::vector<Var> maps = backbone_->forward_stages(Var(method::normalized_batch(pick(prepared, idx)).to(cfg_.device)), last);
+        std::vector<Tensor> taps;
+        for (int64_t s : stages) taps.push_back(maps[static_cast<size_t>(s)].value());
+        each(idx, method::patch_features(taps));
+    }
 }
 
 void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(const FitProgress&)>& progress) {
@@ -498,15 +518,7 @@ Detector::Scored Detector::score_views(const std::vector<Tensor>& images, bool w
         out.scores = density_.score(features(prepared)).to_vector();
         return out;
     }
-    const std::vector<Tensor> fm = patch_maps(prepared);
-    out.scores.resize(images.size());
-    for (size_t i = 0; i < images.size(); ++i) {
-        const Tensor ps = patch_scores(fm[i]);
-        Tensor map = method::anomaly_map(ps.data(), fm[i].dim(1), fm[i].dim(2), prepared[i].dim(1), prepared[i].dim(2),
-                                         cfg_.patch.map_sigma);
-        out.scores[i] = *std::max_element(map.data(), map.data() + map.numel());
-        if (want_maps) out.maps.push_back(std::move(map));
-    }
+    patch_score(prepared, out, want_maps);
     return out;
 }
 

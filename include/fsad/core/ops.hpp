@@ -286,6 +286,24 @@ Tensor sum_dim(const Tensor& x, int dim);
 /// Gradient of sum_dim: broadcast dy back over `dim` of x_shape.
 Tensor sum_dim_backward(const Shape& x_shape, const Tensor& dy, int dim);
 
+// ---------------------------------------------------------------- patch scorers (forward only)
+/// x [..., h, w] -> [..., H, W]: each plane resized bilinearly with half-pixel centres, no
+/// antialiasing (PyTorch's F.interpolate(mode="bilinear", align_corners=False)).
+/// requires x.ndim() >= 2, h, w, H, W >= 1.
+Tensor resize_bilinear(const Tensor& x, int64_t H, int64_t W);
+/// x [N, C, H, W] -> [N, H, W, C] (channels last): with a reshape, one row per position.
+Tensor channels_last(const Tensor& x);
+/// Euclidean distance of each row of q [P, C] to its nearest row of bank [M, C] -> [P];
+/// bank_sqnorm [M] holds |b_j|^2. The nearest row is found through |b|^2 - 2 q.b (matrix
+/// products) and its distance computed directly. requires M >= 1, all three on one device.
+Tensor nearest_distance(const Tensor& q, const Tensor& bank, const Tensor& bank_sqnorm);
+/// x [..., H, W] -> the same shape, each plane blurred by a Gaussian of `sigma` px as
+/// scipy.ndimage.gaussian_filter by default: radius round(4 sigma), 'reflect' borders, axis H
+/// first, then W, weights normalised to sum 1 (sums in double). requires sigma > 0.
+Tensor gaussian_blur(const Tensor& x, double sigma);
+/// x [R, K] -> [R]: each row's maximum (NaN when the row has a NaN). requires K >= 1.
+Tensor row_max(const Tensor& x);
+
 // ---------------------------------------------------------------- optimiser kernels (flat buffers)
 /// One Adam step over flat buffers of equal length.
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s);

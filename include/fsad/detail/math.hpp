@@ -101,6 +101,40 @@ FSAD_HD float bf16_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b
 /// v rounded to the nearest bfloat16, as a float32.
 FSAD_HD float round_bf16(float v) { return bf16_float(bf16_bits(v)); }
 
+/// Bilinear resizing with half-pixel centres and no antialiasing (PyTorch's F.interpolate(mode=
+/// "bilinear", align_corners=False)): output index o of a resize from n_in samples, scale = n_in /
+/// n_out, reads samples i0 and i1 with weights 1 - l and l. Shared by imgproc's resize and both
+/// backends' resize_bilinear kernels, so that all three give the same numbers.
+struct BilinearTap {
+    int64_t i0, i1;
+    float l;
+};
+FSAD_HD BilinearTap bilinear_tap(int64_t o, int64_t n_in, float scale) {
+    float f = (static_cast<float>(o) + 0.5f) * scale - 0.5f;
+    f = f > 0.0f ? f : 0.0f;
+    BilinearTap t;
+    t.i0 = static_cast<int64_t>(f);
+    if (t.i0 > n_in - 1) t.i0 = n_in - 1;
+    t.i1 = t.i0 + 1 < n_in ? t.i0 + 1 : n_in - 1;
+    t.l = f - static_cast<float>(t.i0);
+    return t;
+}
+/// The value at (ty, tx) of a plane p with `w` columns.
+FSAD_HD float bilinear_at(const float* p, int64_t w, const BilinearTap& ty, const BilinearTap& tx) {
+    return (1 - ty.l) * ((1 - tx.l) * p[ty.i0 * w + tx.i0] + tx.l * p[ty.i0 * w + tx.i1]) +
+           ty.l * ((1 - tx.l) * p[ty.i1 * w + tx.i0] + tx.l * p[ty.i1 * w + tx.i1]);
+}
+
+/// scipy.ndimage's 'reflect' border (half-sample symmetric: d c b a | a b c d | d c b a): the
+/// sample that index i of a line of n reads.
+FSAD_HD int64_t reflect_index(int64_t i, int64_t n) {
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+    return i;
+}
+/// A NaN-propagating maximum: NaN when either is NaN.
+FSAD_HD float max_nan(float a, float b) { return (a != a || a > b) ? a : b; }
+
 /// Ledoit-Wolf shrinkage intensity from the moments of centred samples Xc [n, d], as scikit-learn's
 /// ledoit_wolf_shrinkage(X, assume_centered=False) (covariance/_shrunk_covariance.py): trace =
 /// tr(S), frobenius = |S|_F^2 with S = Xc^T Xc / n, row_power = sum_i (sum_a Xc[i,a]^2)^2. The one

@@ -89,9 +89,10 @@ struct DetectorConfig {
     double threshold_quantile = 0.99;
     int threads = 0;                   ///< 0 = all cores
     uint64_t seed = 0;
-    /// Where the backbone runs (fine-tuning and features). Not stored in the model file: a model
-    /// fitted on a GPU loads on a CPU and back. The Gaussian density is fitted and evaluated on the
-    /// CPU (d = 512 or 1280 features: milliseconds).
+    /// Where the backbone runs (fine-tuning, features) and where scoring runs up to each image's
+    /// patch scores (Mahalanobis distances, nearest-neighbour distances); the anomaly maps made of
+    /// them (upsampled, blurred) and the fits of the densities and the coreset run on the CPU. Not
+    /// stored in the model file: a model fitted on a GPU loads on a CPU and back.
     Device device = Device::cpu();
 };
 
@@ -169,8 +170,13 @@ private:
                     const std::function<void(int64_t done)>& done = {}) const;
     std::vector<Tensor> patch_maps(const std::vector<Tensor>& prepared,
                                    const std::function<void(int64_t done)>& done = {}) const;
-    // patch scorers: patch scores [h*w] of one patch-feature map -> image score and view-size map
-    Tensor patch_scores(const Tensor& fmap) const;
+    // patch scorers: each view's score (and map, at the view's size, when asked), all on
+    // cfg.device up to the scores and maps copied back
+    void patch_score(const std::vector<Tensor>& prepared, Scored& out, bool want_maps) const;
+    // the backbone's patch features [n, C, h, w] on cfg.device, batch by batch (views of one size
+    // together), handed to `each` with the views' indices
+    void patch_batches(const std::vector<Tensor>& prepared,
+                       const std::function<void(const std::vector<size_t>& idx, const Tensor& features)>& each) const;
     void fit_patch(const std::vector<Tensor>& normal_views, const std::vector<Tensor>& copies,
                    const std::function<void(const FitProgress&)>& progress);
     DetectorConfig cfg_;

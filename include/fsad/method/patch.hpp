@@ -20,6 +20,7 @@
 // patch scorers; tests/test_patch.cpp holds fsad to that reference (tools/make_patch_golden.py).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "fsad/core/tensor.hpp"
@@ -27,18 +28,22 @@
 
 namespace fsad::method {
 
-/// Stage maps [N, C_i, H_i, W_i] (CPU; the first is the finest grid) -> patch features
-/// [N, sum C_i, H_0, W_0]: each map average-pooled (pool x pool, stride 1, padding pool/2,
-/// padding counted), the others bilinearly resized to the first one's grid, concatenated.
+/// Stage maps [N, C_i, H_i, W_i] (one device; the first is the finest grid) -> patch features
+/// [N, sum C_i, H_0, W_0] on that device: each map average-pooled (pool x pool, stride 1, padding
+/// pool/2, padding counted), the others bilinearly resized to the first one's grid, concatenated.
 Tensor patch_features(const std::vector<Tensor>& maps, int pool = 3);
 
-/// [N, C, h, w] -> [N*h*w, C]: one row per position (image-major, then row-major positions).
+/// [N, C, h, w] -> [N*h*w, C] on its device: one row per position (image-major, then row-major
+/// positions).
 Tensor patch_rows(const Tensor& features);
 
 /// Bilinear upsampling of scores [h, w] to [H, W] (half-pixel centres) followed by a Gaussian
 /// blur of `sigma` px with scipy.ndimage.gaussian_filter's defaults ('reflect' borders, radius
 /// round(4 sigma)); sigma <= 0 skips the blur. Returns [H, W].
 Tensor anomaly_map(const float* scores, int64_t h, int64_t w, int64_t H, int64_t W, double sigma);
+/// The same for score grids [n, h, w] on any device -> maps [n, H, W] on that device
+/// (ops::resize_bilinear, ops::gaussian_blur).
+Tensor anomaly_maps(const Tensor& grids, int64_t H, int64_t W, double sigma);
 
 /// Greedy k-centre coreset (PatchCore): starts from a seeded random row of x [M, C], then
 /// repeatedly adds the row farthest (Euclidean) from those chosen. Returns m distinct row
@@ -48,17 +53,20 @@ std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed);
 /// Nearest-neighbour patch scorer.
 class PatchKnn {
 public:
-    /// bank [M, C] (CPU), all finite, M >= 1.
+    /// bank [M, C] (any device; kept on the CPU), all finite, M >= 1.
     void fit(const Tensor& bank);
-    /// Euclidean distance of each row of q [P, C] to its nearest bank row -> [P].
+    /// Euclidean distance of each row of q [P, C] to its nearest bank row -> [P] on q's device
+    /// (ops::nearest_distance; a CUDA device gets its copy of the bank on first use).
     /// Thread-safe on a fitted scorer.
     Tensor score(const Tensor& q) const;
     bool fitted() const { return bank_.defined(); }
     const Tensor& bank() const { return bank_; }
 
 private:
-    Tensor bank_;                 // [M, C]
-    std::vector<float> sqnorm_;   // |b|^2 per bank row
+    struct OnDevices;              // the bank and its norms per CUDA device, made on first use
+    Tensor bank_;                  // [M, C], CPU
+    Tensor sqnorm_;                // [M]: |b|^2 per bank row
+    std::shared_ptr<OnDevices> on_devices_;
 };
 
 }  // namespace fsad::method
