@@ -57,6 +57,39 @@ TEST_CASE("detector: fit, score, save, load, same scores; deterministic per seed
     fs::remove(p);
 }
 
+TEST_CASE("detector: resolution auto is 448 px for shots of 448 px or more (median short side), else 224") {
+    auto img = [](int64_t h, int64_t w) { return Tensor::full(Shape{3, h, w}, 0.5f); };
+    CHECK(auto_resolution({img(512, 512), img(600, 448)}) == 448);
+    CHECK(auto_resolution({img(447, 900)}) == 224);
+    CHECK(auto_resolution({img(300, 300), img(500, 500), img(1000, 1000)}) == 448);  // the median
+    CHECK(auto_resolution({img(300, 300), img(500, 500), img(100, 1000)}) == 224);
+    CHECK(auto_resolution({img(400, 400), img(500, 500)}) == 448);                    // the middle two's mean: 450
+    CHECK(auto_resolution({img(400, 400), img(440, 500)}) == 224);                    // 420
+    CHECK(auto_resolution({img(32, 32)}) == 224);
+    CHECK_THROWS_AS(auto_resolution({}), Error);
+
+    DetectorConfig c;  // the default: resolution auto
+    REQUIRE(c.resolution == 0);
+    c.backbone = nn::BackboneKind::ResNet18;
+    c.width = 0.05f;
+    c.scorer = Scorer::PatchGauss;
+    Detector d(c);
+    CHECK_THROWS_WITH_AS(d.view_of(img(500, 500)), doctest::Contains("chosen by fit"), Error);
+    d.fit({texture(1, false, 500, 500), texture(2, false, 520, 500), texture(3, false, 500, 560)});
+    CHECK(d.config().resolution == 448);
+    CHECK(d.view_of(img(1000, 1000)).dim(1) == 448);
+    CHECK(d.score_map({texture(4, true, 500, 500)})[0].dim(1) == 500);
+    d.fit({texture(1, false, 64, 64), texture(2, false, 64, 64)});  // a refit chooses again
+    CHECK(d.config().resolution == 224);
+    const std::string p = tmp("auto_res.fsad");
+    d.save(p);
+    CHECK(Detector::load(p).config().resolution == 224);  // the model file keeps the choice
+    fs::remove(p);
+    c.resize_short = 256;  // a centre crop needs a resolution given
+    c.view = View::Squash;
+    CHECK_THROWS_WITH_AS(Detector{c}, doctest::Contains("resize_short"), Error);
+}
+
 TEST_CASE("detector: bad input and damaged model files are clear errors") {
     Detector d(tiny());
     CHECK_THROWS_WITH_AS(d.fit({}), doctest::Contains("no normal images"), Error);

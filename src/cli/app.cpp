@@ -27,6 +27,21 @@ CLI::Option* add_parsed(CLI::App* c, const std::string& flag, Field& field, Pars
         ->check(valid);
 }
 
+// auto (0: fit chooses) | 32 ... 1024 px
+int64_t parse_resolution(const std::string& s) {
+    if (s == "auto") return 0;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+        v = std::stoll(s, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != s.size() || s.empty() || v < 32 || v > 1024)
+        throw Error("resolution '" + s + "': expected auto or a number of pixels from 32 to 1024");
+    return v;
+}
+
 // cpu | cuda | cuda:N, refused while parsing when this build has no CUDA backend
 Device parse_device_flag(const std::string& s) {
     const Device d = parse_device(s);
@@ -62,7 +77,10 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
         ->check(CLI::Range(0, 1000000));
     c->add_option("--batch", f.byol.batch, "fine-tuning batch size")->check(CLI::Range(2, 4096));
     c->add_option("--lr", f.byol.lr, "Adam learning rate")->check(CLI::PositiveNumber);
-    c->add_option("--res", f.resolution, "working resolution, px")->check(CLI::Range(32, 1024));
+    add_parsed(c, "--res", f.resolution, parse_resolution,
+               "working resolution, px (32-1024), or auto (default: 448 when the shots' median short side has "
+               "448 px or more, else 224)")
+        ->type_name("auto|PX");
     c->add_option("--resize-short", f.resize_short, "test-time: resize the short side to this, centre-crop --res (0 = plain resize)")
         ->check(CLI::Range(0, 4096));
     c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the density (N_A; 0 = the shots' own views)")->check(CLI::Range(0, 1000));

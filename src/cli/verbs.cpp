@@ -358,7 +358,7 @@ int run_demo(const DemoArgs& a, bool quiet, const std::string& command, const st
               << "backbone " << nn::to_string(cfg.backbone) << ": " << wnote << "\n";
     data::SyntheticOptions so;
     so.products = a.products;
-    so.size = cfg.resolution;
+    so.size = cfg.resolution > 0 ? cfg.resolution : 128;  // --res auto: the demo's own size
     so.seed = cfg.seed;
     data::Dataset ds = data::synthetic_dataset(so);
     eval::ProtocolOptions po;

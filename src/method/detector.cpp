@@ -47,12 +47,26 @@ std::shared_ptr<nn::Backbone> initial_backbone(const DetectorConfig& c) {
 }
 }  // namespace
 
+int64_t auto_resolution(const std::vector<Tensor>& shots) {
+    FSAD_CHECK(!shots.empty(), "auto_resolution: no images");
+    std::vector<int64_t> shorts;
+    for (const Tensor& t : shots) {
+        FSAD_CHECK(t.defined() && t.ndim() == 3, "auto_resolution: images must be [3,H,W]");
+        shorts.push_back(std::min(t.dim(1), t.dim(2)));
+    }
+    std::sort(shorts.begin(), shorts.end());
+    const size_t m = shorts.size();
+    const double median = m % 2 ? static_cast<double>(shorts[m / 2]) : 0.5 * static_cast<double>(shorts[m / 2 - 1] + shorts[m / 2]);
+    return median >= 448 ? 448 : 224;
+}
+
 Detector::Detector(DetectorConfig cfg) : Detector(cfg, initial_backbone(cfg)) {}
 
 Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     : cfg_(std::move(cfg)), backbone_(std::move(backbone)) {
-    FSAD_CHECK(cfg_.resolution >= 32 && cfg_.resolution <= 4096, "Detector: resolution must lie in [32, 4096], got ",
-               cfg_.resolution);
+    FSAD_CHECK(cfg_.resolution == 0 || (cfg_.resolution >= 32 && cfg_.resolution <= 4096),
+               "Detector: resolution must be 0 (auto) or lie in [32, 4096], got ", cfg_.resolution);
+    auto_resolution_ = cfg_.resolution == 0;
     FSAD_CHECK(cfg_.n_augment >= 0, "Detector: n_augment must be 0 or more");
     FSAD_CHECK(cfg_.max_aspect >= 1 && cfg_.max_aspect <= 64, "Detector: max_aspect must lie in [1, 64], got ",
                cfg_.max_aspect);
@@ -73,8 +87,9 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
                    backbone_->num_stages() - 1, "]");
     FSAD_CHECK(cfg_.view == View::Squash || cfg_.resize_short == 0,
                "Detector: resize_short (centre crop) applies to the squash view only");
-    FSAD_CHECK(cfg_.resize_short == 0 || (cfg_.resize_short >= cfg_.resolution && cfg_.resize_short <= 8192),
-               "Detector: resize_short must be 0 or lie in [resolution, 8192], got ", cfg_.resize_short);
+    FSAD_CHECK(cfg_.resize_short == 0 || (cfg_.resolution > 0 && cfg_.resize_short >= cfg_.resolution && cfg_.resize_short <= 8192),
+               "Detector: resize_short must be 0 or lie in [resolution, 8192] (with a resolution given, not auto), got ",
+               cfg_.resize_short);
     FSAD_CHECK(cfg_.threshold_quantile > 0 && cfg_.threshold_quantile <= 1, "Detector: threshold_quantile in (0, 1]");
     if (cfg_.threads > 0) set_num_threads(cfg_.threads);
     cfg_.byol.augment.size = cfg_.resolution;
@@ -87,6 +102,7 @@ Tensor Detector::view_of(const Tensor& img) const {
     FSAD_CHECK(img.defined() && img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) > 0 && img.dim(2) > 0,
                "Detector: not an RGB image [3,H,W]");
     const int64_t H = img.dim(1), W = img.dim(2), r = cfg_.resolution;
+    FSAD_CHECK(r > 0, "Detector: the working resolution (auto) is chosen by fit");
     if (cfg_.view == View::Shots) {
         FSAD_CHECK(cfg_.view_h > 0 && cfg_.view_w > 0, "Detector: the shots view's size is set by fit");
         if (H == cfg_.view_h && W == cfg_.view_w) return img;
@@ -212,6 +228,8 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     FSAD_CHECK(!patch || normal.size() >= 2, "Detector::fit: the ", to_string(cfg_.scorer),
                " scorer needs at least 2 normal images (its threshold is calibrated by leaving each one out), got ",
                normal.size());
+    if (auto_resolution_) cfg_.resolution = auto_resolution(normal);  // a refit chooses again
+    cfg_.byol.augment.size = cfg_.resolution;
     if (cfg_.adapt && cfg_.byol.steps > 0) {
         const nn::BackboneConfig bc = backbone_->config();
         method::ByolTrainer tr(backbone_, [&] { return nn::make_backbone(bc, cfg_.seed + 1); }, cfg_.byol);

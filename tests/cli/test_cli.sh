@@ -35,6 +35,8 @@ contains "$W/err" "--frobnicate" "the unknown flag is named"
 expect 106 "no verb is refused" "$FSAD"
 expect 105 "bad choice is refused" "$FSAD" fit --normal x -o y --backbone vgg16
 contains "$W/err" "vgg16" "the bad value is named"
+expect 105 "a resolution out of range is refused" "$FSAD" fit --normal x -o y --res 10
+contains "$W/err" "expected auto or a number of pixels" "the resolution's forms are named"
 expect 0 "fsad info" "$FSAD" info
 contains "$W/out" "weights" "info lists where weights are looked for"
 contains "$W/out" "cpu kernels:" "info says which CPU kernels this build has"
@@ -62,6 +64,14 @@ expect 0 "fit" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --step
 [[ -s $W/m.fsad ]] && ok "fit wrote the model" || bad "fit wrote the model"
 contains "$W/out" "fitted on 5 image(s)" "fit reports what it used"
 contains "$W/out" "random initialisation" "fit says the backbone is random"
+expect 0 "fit at resolution auto" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 3 --res auto --backbone resnet18 \
+  --weights none --width 0.125 --scorer patch-gauss --threads 2 -o "$W/ma.fsad"
+python3 -c "
+import json,struct,sys
+b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]
+c=json.loads(json.loads(b[8:8+n])['__metadata__']['config'])
+assert c['resolution']==224, c['resolution']
+" "$W/ma.fsad" && ok "auto chose 224 px for small shots and the model keeps it" || bad "auto chose 224 px for small shots and the model keeps it"
 expect 0 "fit with frozen stages" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --freeze-stages 3 "${TINY[@]}" -o "$W/mf.fsad"
 expect 1 "fit with more frozen stages than the backbone has" "$FSAD" fit --normal "$W/ds/metal/train/good" --steps 2 --freeze-stages 5 "${TINY[@]}" -o "$W/x.fsad"
 contains "$W/err" "frozen_stages must lie in [0, 4]" "the stage count is named"

@@ -159,7 +159,7 @@ def test_bad_input_raises_with_the_cpp_message(fitted, tmp_path):
         fsad.Detector(resolutoin=64)
     with pytest.raises(fsad.ArgumentError, match="byol.steps"):
         fsad.Detector(byol={"steps": "many"})
-    with pytest.raises(fsad.ArgumentError, match=r"resolution must lie in \[32, 4096\]"):
+    with pytest.raises(fsad.ArgumentError, match=r"resolution must be 0 \(auto\) or lie in \[32, 4096\]"):
         fsad.Detector(TINY, resolution=8)
     with pytest.raises(fsad.StateError, match="not fitted"):
         fsad.Detector(TINY).score([image()])
