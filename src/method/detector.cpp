@@ -121,6 +121,9 @@ Tensor Detector::view_of(const Tensor& img) const {
 }
 
 namespace {
+// t itself on the CPU (no copy), else its copy there
+Tensor on_host(const Tensor& t) { return t.is_cuda() ? t.to(Device::cpu()) : t; }
+
 // Batches of same-sized views (views of other sizes go in other batches), in order of first size.
 std::vector<std::vector<size_t>> batches_by_size(const std::vector<Tensor>& views, size_t bs) {
     std::vector<std::pair<std::vector<int64_t>, std::vector<size_t>>> groups;
@@ -178,7 +181,7 @@ std::vector<Tensor> Detector::patch_maps(const std::vector<Tensor>& prepared, co
     std::vector<Tensor> out(prepared.size());
     int64_t count = 0;
     patch_batches(prepared, [&](const std::vector<size_t>& idx, const Tensor& f) {
-        const Tensor host = f.to(Device::cpu());
+        const Tensor host = on_host(f);
         for (size_t j = 0; j < idx.size(); ++j) out[idx[j]] = host[static_cast<int64_t>(j)];
         count += static_cast<int64_t>(idx.size());
         if (done) done(count);
@@ -195,8 +198,8 @@ void Detector::patch_score(const std::vector<Tensor>& prepared, Scored& out, boo
         const Tensor grids = (cfg_.scorer == Scorer::PatchKnn ? knn_.score(rows) : patch_density_.score(rows))
                                  .reshape(Shape{n, f.dim(2), f.dim(3)});
         const Tensor maps = method::anomaly_maps(grids, H, W, cfg_.patch.map_sigma);
-        const Tensor best = ops::row_max(maps.reshape(Shape{n, H * W})).to(Device::cpu());
-        const Tensor host = want_maps ? maps.to(Device::cpu()) : Tensor();
+        const Tensor best = on_host(ops::row_max(maps.reshape(Shape{n, H * W})));
+        const Tensor host = want_maps ? on_host(maps) : Tensor();
         for (size_t j = 0; j < idx.size(); ++j) {
             out.scores[idx[j]] = best.data()[j];
             if (want_maps) out.maps[idx[j]] = host[static_cast<int64_t>(j)];
