@@ -295,6 +295,58 @@ void patch_scoring(std::vector<OpCase>& t) {
                  .inputs = {normal(Shape{1100, 16}, 504), bank, sq},
                  .run = [](const Vars& v) { return Var(ops::nearest_distance(v[0].value(), v[1].value(), v[2].value())); }});
 }
+
+void image_sets(std::vector<OpCase>& t) {
+    // the fine-tuning's views (method/augment.hpp): two images of different sizes packed in one
+    // tensor (plus 5 unused values at the end), values in [0, 1]; no backward
+    using ops::PackedImage;
+    const std::vector<PackedImage> two = ops::pack_images({{13, 17}, {8, 9}});
+    const int64_t n2 = 3 * (13 * 17 + 8 * 9) + 5;
+    t.push_back({.op = "crop_resize_images", .kernels = {"crop_resize_images"},
+                 .label = "[3,13,17] + [3,8,9]: 3 crops (fractional, shrunk 2x+ with flips, enlarged)",
+                 .inputs = {uniform(Shape{n2}, 600, 0, 1)}, .run = [two](const Vars& v) {
+                     return Var(ops::crop_resize_images(v[0].value(), two,
+                                                        {{.image = 0, .y0 = 1.5, .x0 = 0.25, .h = 10, .w = 12.5, .out_h = 7, .out_w = 6},
+                                                         {.image = 0, .y0 = 0, .x0 = 0, .h = 13, .w = 17, .out_h = 4, .out_w = 5, .hflip = true, .vflip = true},
+                                                         {.image = 1, .y0 = 2, .x0 = 3, .h = 5, .w = 4, .out_h = 11, .out_w = 9, .hflip = true}}));
+                 }});
+    t.push_back({.op = "rotate_images", .kernels = {"rotate_images"}, .label = "[3,13,17] by 17 deg + [3,8,9] by -40 deg",
+                 .inputs = {uniform(Shape{n2}, 601, 0, 1)},
+                 .run = [two](const Vars& v) { return Var(ops::rotate_images(v[0].value(), two, {17.0f, -40.0f})); }});
+    // the six colour transforms, one per image, on images that share nothing but the tensor
+    const std::vector<PackedImage> six = ops::pack_images(std::vector<std::pair<int64_t, int64_t>>(6, {7, 19}));
+    const std::vector<ops::ColourOp> colours = {{math::Colour::Brightness, 1.3f}, {math::Colour::Contrast, 0.7f},
+                                                {math::Colour::Saturation, 1.6f}, {math::Colour::Hue, -0.2f},
+                                                {math::Colour::Grayscale, 0}, {math::Colour::None, 0}};
+    t.push_back({.op = "colour_images", .kernels = {"colour_images"}, .label = "6 x [3,7,19]: each transform",
+                 .inputs = {uniform(Shape{6 * 3 * 7 * 19}, 602, 0, 1)},
+                 .run = [six, colours](const Vars& v) { return Var(ops::colour_images(v[0].value(), six, colours)); }});
+    // radius 6 on a 5-row image (reflections of reflections) and an image left as it is
+    const std::vector<PackedImage> blur = ops::pack_images({{5, 14}, {9, 9}, {12, 6}});
+    t.push_back({.op = "blur_images", .kernels = {"blur_images"}, .label = "[3,5,14] sigma 2, [3,9,9] none, [3,12,6] sigma 0.6",
+                 .inputs = {uniform(Shape{3 * (5 * 14 + 81 + 72)}, 603, 0, 1)}, .run = [blur](const Vars& v) {
+                     return Var(ops::blur_images(v[0].value(), blur,
+                                                 {imgproc::gaussian_taps(2.0f), {}, imgproc::gaussian_taps(0.6f)}));
+                 }});
+    // CutPaste (partly outside), a rotated scar, an image without a job; the output is the
+    // destination after the paste (the input itself is left alone: the op runs on a copy)
+    const std::vector<PackedImage> dst = ops::pack_images({{16, 18}, {16, 18}, {16, 18}});
+    const std::vector<PackedImage> patches = ops::pack_images({{5, 7}, {9, 3}});
+    ops::PasteJob cut, scar, none;
+    cut.patch = 0, cut.canvas_h = 5, cut.canvas_w = 7, cut.dy = 13, cut.dx = -2;
+    scar.patch = 1, scar.canvas_h = scar.canvas_w = 12, scar.oy = 1, scar.ox = 4, scar.rotate = true, scar.degrees = 31;
+    scar.dy = 3, scar.dx = -3;
+    t.push_back({.op = "paste_images", .kernels = {"paste_images"}, .label = "CutPaste [3,5,7], scar [3,9,3] at 31 deg, none",
+                 .inputs = {uniform(Shape{3 * 3 * 16 * 18}, 604, 0, 1), uniform(Shape{3 * (35 + 27)}, 605, 0, 1)},
+                 .run = [dst, patches, cut, scar, none](const Vars& v) {
+                     Tensor out = v[0].value().clone();
+                     ops::paste_images(out, dst, v[1].value(), patches, {cut, scar, none});
+                     return Var(out);
+                 }});
+    t.push_back({.op = "imagenet_normalize", .kernels = {"imagenet_normalize"}, .label = "[2,3,5,6]",
+                 .inputs = {uniform(Shape{2, 3, 5, 6}, 606, 0, 1)},
+                 .run = [](const Vars& v) { return Var(ops::imagenet_normalize(v[0].value())); }});
+}
 }  // namespace
 
 bool OpCase::differentiable() const { return std::find(grad.begin(), grad.end(), true) != grad.end(); }
@@ -310,6 +362,7 @@ std::vector<OpCase> op_cases() {
     optimisers(t);
     density(t);
     patch_scoring(t);
+    image_sets(t);
     return t;
 }
 

@@ -102,3 +102,112 @@ TEST_CASE("augment: a grid of samples is written as a PNG") {
     CHECK(back.shape() == Shape{3, 2 * 24 + 3 * 2, 3 * 24 + 4 * 2});
     std::filesystem::remove(p);
 }
+
+namespace {
+// Same shape, every value equal.
+bool identical(const Tensor& a, const Tensor& b) {
+    if (a.shape() != b.shape()) return false;
+    for (int64_t i = 0; i < a.numel(); ++i)
+        if (a.data()[i] != b.data()[i]) return false;
+    return true;
+}
+// Shots of different sizes packed one after another (ops::pack_images), as ByolTrainer packs them.
+struct Packed {
+    std::vector<Tensor> shots;
+    Tensor packed;
+    std::vector<ops::PackedImage> images;
+};
+Packed packed_shots(const std::vector<std::pair<int64_t, int64_t>>& sizes) {
+    Packed p;
+    int64_t total = 0;
+    p.images = ops::pack_images(sizes, &total);
+    p.packed = Tensor::empty(Shape{total});
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        p.shots.push_back(test_image(sizes[i].first, sizes[i].second, 40 + i));
+        std::copy(p.shots[i].data(), p.shots[i].data() + p.shots[i].numel(), p.packed.data() + p.images[i].offset);
+    }
+    return p;
+}
+}  // namespace
+
+TEST_CASE("augment: split into draws and their application, per image and batched over packed images, to the bit") {
+    const Packed s = packed_shots({{50, 70}, {33, 33}, {90, 41}});
+    for (int variant = 0; variant < 3; ++variant) {
+        CAPTURE(variant);
+        AugmentOptions o;
+        o.size = 24;
+        if (variant == 1) o.out_h = 20, o.out_w = 30;      // an aspect other than square
+        if (variant == 2) o.colour = false, o.blur_p = 1;  // affine only (the blur is not drawn)
+        o.jitter_p = variant == 0 ? 1.0f : 0.8f;
+        std::vector<AugmentParams> params;
+        std::vector<Tensor> expect;
+        for (int i = 0; i < 12; ++i) {
+            const size_t shot = static_cast<size_t>(i) % s.shots.size();
+            Rng a(900 + i), b(900 + i);
+            const Tensor ref = augment(s.shots[shot], o, a);  // the one-call form draws the same
+            AugmentParams p = sample_augment(s.shots[shot].dim(1), s.shots[shot].dim(2), o, b);
+            CHECK(identical(apply_augment(s.shots[shot], p), ref));
+            p.crop.image = static_cast<int64_t>(shot);
+            params.push_back(p);
+            expect.push_back(ref);
+        }
+        if (variant == 2) CHECK(params[0].blur_sigma == 0.0f);
+        const Tensor views = augment_images(s.packed, s.images, params);
+        REQUIRE(views.shape() == Shape{12, 3, expect[0].dim(1), expect[0].dim(2)});
+        for (int64_t i = 0; i < 12; ++i) {
+            CAPTURE(i);
+            const Tensor got = views.slice(i, i + 1).reshape(expect[static_cast<size_t>(i)].shape());
+            CHECK(identical(got, expect[static_cast<size_t>(i)]));
+        }
+    }
+    // normalisation of a batch: imgproc's per image
+    Rng r(3);
+    const Tensor views = augment_images(s.packed, s.images, {sample_augment(50, 70, {}, r)});
+    CHECK(identical(ops::imagenet_normalize(views).reshape(Shape{3, 224, 224}),
+                    imgproc::imagenet_normalize(views.reshape(Shape{3, 224, 224}))));
+}
+
+TEST_CASE("augment: negatives split into draws and their application, batched (every kind in one batch), to the bit") {
+    const int64_t n = 10, h = 40, w = 48;
+    std::vector<NegativeParams> params;
+    std::vector<Tensor> expect;
+    Tensor views = Tensor::empty(Shape{n, 3, h, w});
+    const Negative kinds[] = {Negative::CutPaste, Negative::Scar, Negative::Union, Negative::CifarBlurShift, Negative::None};
+    for (int64_t i = 0; i < n; ++i) {
+        const Tensor img = test_image(h, w, 70 + static_cast<uint64_t>(i));
+        std::copy(img.data(), img.data() + img.numel(), views.data() + i * img.numel());
+        const Negative k = kinds[i % 5];
+        Rng a(500 + static_cast<uint64_t>(i)), b(500 + static_cast<uint64_t>(i));
+        const Tensor ref = negative(img, k, a);
+        const NegativeParams p = sample_negative(h, w, k, b);
+        CHECK((p.kind != Negative::Union && (k == Negative::Union || p.kind == k)));
+        CHECK(identical(apply_negative(img, p), ref));
+        params.push_back(p);
+        expect.push_back(ref);
+    }
+    const Tensor out = negative_images(views, params);
+    for (int64_t i = 0; i < n; ++i) {
+        CAPTURE(i);
+        CHECK(identical(out.slice(i, i + 1).reshape(Shape{3, h, w}), expect[static_cast<size_t>(i)]));
+    }
+    CHECK_THROWS_WITH_AS(negative_images(views, {params[0]}), doctest::Contains("one draw per view"), Error);
+}
+
+TEST_CASE("augment: the image-set ops refuse bad layouts and parameters with the op named") {
+    const Tensor x = Tensor::zeros(Shape{3 * 4 * 5});
+    const std::vector<ops::PackedImage> one = {{0, 4, 5}};
+    CHECK_THROWS_WITH_AS(ops::rotate_images(x, {{1, 4, 5}}, {0.0f}), doctest::Contains("does not lie within"), Error);
+    CHECK_THROWS_WITH_AS(ops::rotate_images(x, one, {}), doctest::Contains("one angle per image"), Error);
+    CHECK_THROWS_WITH_AS(ops::rotate_images(Tensor::zeros(Shape{100}), {{0, 2, 2}, {11, 2, 2}}, {0.0f, 0.0f}),
+                         doctest::Contains("input images overlap (at value 11)"), Error);
+    CHECK_THROWS_WITH_AS(ops::crop_resize_images(x, one, {{.image = 1, .h = 2, .w = 2, .out_h = 2, .out_w = 2}}),
+                         doctest::Contains("names image 1 of 1"), Error);
+    CHECK_THROWS_WITH_AS(ops::crop_resize_images(x, one, {{.image = 0, .h = 0, .w = 2, .out_h = 2, .out_w = 2}}),
+                         doctest::Contains("empty crop"), Error);
+    CHECK_THROWS_WITH_AS(ops::colour_images(x, one, {{math::Colour::Hue, 0.7f}}), doctest::Contains("outside [-0.5, 0.5]"), Error);
+    CHECK_THROWS_WITH_AS(ops::blur_images(x, one, {{0.5f, 0.5f}}), doctest::Contains("odd length"), Error);
+    ops::PasteJob j;
+    j.patch = 0, j.canvas_h = 2, j.canvas_w = 2, j.oy = 1;
+    CHECK_THROWS_WITH_AS(ops::paste_images(x, one, x, {{0, 2, 2}}, {j}), doctest::Contains("does not lie on its canvas"), Error);
+    CHECK_THROWS_WITH_AS(augment_images(x, one, {}), doctest::Contains("no views"), Error);
+}

@@ -595,6 +595,63 @@ TEST_CASE("cuda: a fine-tuning step reads back only its losses and the features'
     }
 }
 
+TEST_CASE("cuda: the fine-tuning's views made on the GPU (augment_images, negative_images) match the CPU's") {
+    // three shots of different sizes packed, twelve views with every draw (colour, blur, rotation,
+    // flips), then each kind of negative on them
+    int64_t total = 0;
+    const std::vector<ops::PackedImage> images = ops::pack_images({{50, 70}, {33, 33}, {90, 41}}, &total);
+    const Tensor packed = rnd(Shape{total}, 80, 0.0f, 1.0f);
+    method::AugmentOptions o;
+    o.size = 24;
+    o.jitter_p = 1;
+    o.blur_p = 0.5f;
+    std::vector<method::AugmentParams> params;
+    std::vector<method::NegativeParams> negs;
+    const method::Negative kinds[] = {method::Negative::CutPaste, method::Negative::Scar, method::Negative::CifarBlurShift,
+                                      method::Negative::None};
+    Rng r(81);
+    for (int i = 0; i < 12; ++i) {
+        const ops::PackedImage& im = images[static_cast<size_t>(i % 3)];
+        params.push_back(method::sample_augment(im.h, im.w, o, r));
+        params.back().crop.image = i % 3;
+        negs.push_back(method::sample_negative(24, 24, kinds[i % 4], r));
+    }
+    const Tensor cpu_views = method::augment_images(packed, images, params);
+    const Tensor gpu_views = method::augment_images(gpu(packed), images, params);
+    CHECK(gpu_views.device() == kGpu);
+    close(cpu_views, gpu_views, "views");
+    close(method::negative_images(cpu_views, negs), method::negative_images(gpu_views, negs), "negatives");
+    close(ops::imagenet_normalize(cpu_views), ops::imagenet_normalize(gpu_views), "normalised views");
+}
+
+TEST_CASE("cuda: a fine-tuning step from views made on the GPU matches one from views made on the CPU") {
+    std::vector<Tensor> shots;
+    for (uint64_t i = 0; i < 3; ++i) shots.push_back(rnd(Shape{3, 40 + 8 * static_cast<int64_t>(i), 48}, 90 + i, 0.0f, 1.0f));
+    std::vector<method::StepStats> stats;
+    std::vector<size_t> reads;
+    for (bool on_device : {true, false}) {
+        method::ByolOptions o;
+        o.batch = 4;
+        o.hidden = 64;
+        o.projection = 32;
+        o.negative = method::Negative::Union;
+        o.augment.size = 32;
+        o.device = kGpu;
+        o.augment_on_device = on_device;
+        nn::BackboneConfig cfg{nn::BackboneKind::ResNet18, 0.125f};
+        auto make = [&] { return nn::make_backbone(cfg, 5); };
+        method::ByolTrainer tr(make(), make, o);
+        tr.step(shots);  // (the first step also searches cuDNN's algorithms and packs the shots)
+        const size_t before = allocator_stats(kGpu).reads_to_host;
+        stats.push_back(tr.step(shots));
+        reads.push_back(allocator_stats(kGpu).reads_to_host - before);
+    }
+    // the same draws: the losses agree to the views' rounding
+    CHECK(stats[0].loss == doctest::Approx(stats[1].loss).epsilon(1e-4));
+    CHECK(stats[0].neg == doctest::Approx(stats[1].neg).epsilon(1e-4));
+    CHECK(reads[0] <= reads[1]);  // making the views on the device reads nothing back
+}
+
 TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
     DetectorConfig c;  // the paper's method: fine-tuned ResNet18, global Gaussian
     c.backbone = nn::BackboneKind::ResNet18;

@@ -16,6 +16,7 @@
 #include <climits>
 #include <cmath>
 
+#include "../src/cuda/augment.cuh"
 #include "../src/cuda/batchnorm.cuh"
 #include "../src/cuda/density.cuh"
 #include "../src/cuda/elementwise.cuh"
@@ -381,6 +382,71 @@ TEST_CASE("simt: the patch scorers' kernels (resize, layout, blur, row maximum, 
         });
         FSAD_CHECK_CLOSE("nearest", dist, vec(ops::nearest_distance(q, b, Tensor::from_vector(Shape{M}, sq))), 1e-6, 1e-5);
     }
+}
+
+TEST_CASE("simt: the augmentation kernels (crop, rotate, colour with the contrast mean, blur, paste, normalise) match the CPU ops") {
+    Emulated launch;
+    // six images of two sizes (more values than a block has threads, and fewer): each colour
+    // transform once; crops of the first two, rotations, blurs of all; a CutPaste and a scar
+    using ops::PackedImage;
+    std::vector<std::pair<int64_t, int64_t>> sizes = {{13, 17}, {5, 4}, {13, 17}, {5, 4}, {13, 17}, {5, 4}};
+    int64_t total = 0;
+    const std::vector<PackedImage> im = ops::pack_images(sizes, &total);
+    const Tensor x = rnd(Shape{total}, 60, 0.0f, 1.0f);
+    const Vec xv = vec(x);
+    const std::vector<ops::CropJob> crops = {{.image = 0, .y0 = 1.5, .x0 = 0.25, .h = 10, .w = 12.5, .out_h = 7, .out_w = 6},
+                                             {.image = 1, .y0 = 0, .x0 = 1, .h = 5, .w = 3, .out_h = 9, .out_w = 8, .hflip = true, .vflip = true}};
+    const std::vector<PackedImage> crop_out = ops::pack_images({{7, 6}, {9, 8}});
+    const std::vector<float> degrees = {17, -40, 0, 90, 5, -3};
+    std::vector<math::RotateMap> maps;
+    for (size_t i = 0; i < im.size(); ++i) maps.push_back(math::rotate_map(im[i].h, im[i].w, degrees[i]));
+    const std::vector<ops::ColourOp> colours = {{math::Colour::Brightness, 1.3f}, {math::Colour::Contrast, 0.7f},
+                                                {math::Colour::Saturation, 1.6f}, {math::Colour::Hue, -0.2f},
+                                                {math::Colour::Contrast, 1.4f}, {math::Colour::Grayscale, 0}};
+    std::vector<std::vector<float>> taps = {imgproc::gaussian_taps(2.0f), {}, imgproc::gaussian_taps(0.6f), {}, {}, imgproc::gaussian_taps(1.0f)};
+    std::vector<float> flat;
+    std::vector<int64_t> starts{0};
+    for (const auto& t : taps) {
+        flat.insert(flat.end(), t.begin(), t.end());
+        starts.push_back(static_cast<int64_t>(flat.size()));
+    }
+    const std::vector<PackedImage> patches = {{0, 5, 7}, {3 * 35, 9, 3}};
+    const Tensor pv_t = rnd(Shape{3 * (35 + 27)}, 61, 0.0f, 1.0f);
+    const Vec pv = vec(pv_t);
+    std::vector<ops::PasteJob> jobs(6);
+    jobs[0].patch = 0, jobs[0].canvas_h = 5, jobs[0].canvas_w = 7, jobs[0].dy = 10, jobs[0].dx = -2;
+    jobs[2].patch = 1, jobs[2].canvas_h = jobs[2].canvas_w = 12, jobs[2].oy = 1, jobs[2].ox = 4, jobs[2].rotate = true;
+    jobs[2].degrees = 31, jobs[2].dy = 3, jobs[2].dx = -3;
+    std::vector<math::RotateMap> paste_maps;
+    for (const auto& j : jobs) paste_maps.push_back(math::rotate_map(j.canvas_h, j.canvas_w, j.degrees));
+    const auto got = both_orders([&] {
+        Vec c(static_cast<size_t>(3 * (42 + 72))), r(xv.size()), k(xv.size()), b(xv.size()), tmp(xv.size()), p = xv, n(xv.size());
+        std::vector<double> mean(6);
+        kc::augment::crop(launch, xv.data(), im.data(), crops.data(), crop_out.data(), c.data(), 2, 3 * 72);
+        kc::augment::rotate(launch, xv.data(), im.data(), maps.data(), r.data(), 6, 3 * 13 * 17);
+        kc::augment::colour(launch, xv.data(), im.data(), colours.data(), mean.data(), k.data(), 6, 3 * 13 * 17, true);
+        kc::augment::blur(launch, xv.data(), im.data(), flat.data(), starts.data(), tmp.data(), b.data(), 6, 3 * 13 * 17);
+        kc::augment::paste(launch, p.data(), im.data(), pv.data(), patches.data(), jobs.data(), paste_maps.data(), 6, 3 * 144);
+        kc::augment::normalize(launch, xv.data(), n.data(), static_cast<int64_t>(xv.size()) / (3 * 13 * 17), 13 * 17);
+        return std::vector<Vec>{c, r, k, b, p, n};
+    });
+    // the same arithmetic (detail/math.hpp), but the library may be built with -march=native and
+    // contract products into FMAs where this test is not: agreement to rounding
+    FSAD_CHECK_CLOSE("crop", got[0], vec(ops::crop_resize_images(x, im, crops)), 1e-6, 1e-6);
+    FSAD_CHECK_CLOSE("rotate", got[1], vec(ops::rotate_images(x, im, degrees)), 1e-6, 1e-6);
+    FSAD_CHECK_CLOSE("colour", got[2], vec(ops::colour_images(x, im, colours)), 1e-6, 1e-6);
+    FSAD_CHECK_CLOSE("blur", got[3], vec(ops::blur_images(x, im, taps)), 1e-6, 1e-6);
+    Tensor pasted = x.clone();
+    ops::paste_images(pasted, im, pv_t, patches, jobs);
+    FSAD_CHECK_CLOSE("paste", got[4], vec(pasted), 1e-6, 1e-6);
+    int64_t moved = 0;  // (something was pasted)
+    for (size_t i = 0; i < xv.size(); ++i) moved += got[4][i] != xv[i];
+    CHECK(moved > 20);
+    // normalise as a batch of [3,13,17] images: 3 x 221 + 3 x 20 values do not divide evenly, so
+    // compare the whole planes it covers
+    const int64_t planes = static_cast<int64_t>(xv.size()) / (3 * 13 * 17);
+    const Vec ref = vec(ops::imagenet_normalize(x.slice(0, planes * 3 * 13 * 17).reshape(Shape{planes, 3, 13, 17})));
+    FSAD_CHECK_CLOSE("normalise", Vec(got[5].begin(), got[5].begin() + static_cast<long>(ref.size())), ref, 1e-6, 1e-6);
 }
 
 // ------------------------------------------------------------------ element-wise, row-wise, reductions

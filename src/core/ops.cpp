@@ -691,6 +691,131 @@ Tensor row_max(const Tensor& x) {
     return y;
 }
 
+// ---------------------------------------------------------------- image sets
+std::vector<PackedImage> pack_images(const std::vector<std::pair<int64_t, int64_t>>& sizes, int64_t* total) {
+    std::vector<PackedImage> out;
+    out.reserve(sizes.size());
+    int64_t at = 0;
+    for (const auto& [h, w] : sizes) {
+        out.push_back({at, h, w});
+        at += 3 * h * w;
+    }
+    if (total) *total = at;
+    return out;
+}
+
+namespace {
+// Every image a positive size, wholly inside x (a defined float tensor).
+void need_images(const Tensor& x, const std::vector<PackedImage>& images, const char* op, const char* name) {
+    need_defined(x, op, name);
+    for (size_t i = 0; i < images.size(); ++i) {
+        const PackedImage& m = images[i];
+        need(m.h > 0 && m.w > 0 && m.h * m.w < (int64_t(1) << 29) && m.offset >= 0 && m.offset + 3 * m.h * m.w <= x.numel(), op,
+             std::string(name) + " image " + std::to_string(i) + " ([3," + std::to_string(m.h) + "," + std::to_string(m.w) +
+                 "] at " + std::to_string(m.offset) + ") does not lie within its " + std::to_string(x.numel()) + " values");
+    }
+    std::vector<std::pair<int64_t, int64_t>> spans;  // [begin, end) of each image
+    for (const PackedImage& m : images) spans.emplace_back(m.offset, m.offset + 3 * m.h * m.w);
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i)
+        need(spans[i].first >= spans[i - 1].second, op, std::string(name) + " images overlap (at value " + std::to_string(spans[i].first) + ")");
+}
+// The output of an op that keeps the layout: values outside the images are x's (copied, unless
+// the images cover the whole tensor as a batch of views does).
+Tensor same_layout(const Tensor& x, const std::vector<PackedImage>& images) {
+    int64_t covered = 0;
+    for (const PackedImage& m : images) covered += 3 * m.h * m.w;
+    return covered == x.numel() ? like(x) : x.clone();  // (need_images refuses overlaps)
+}
+void need_per_image(size_t n, size_t images, const char* op, const char* what) {
+    need(n == images, op, std::string("one ") + what + " per image expected: " + std::to_string(n) + " for " + std::to_string(images) + " images");
+}
+}  // namespace
+
+Tensor crop_resize_images(const Tensor& src, const std::vector<PackedImage>& images, const std::vector<CropJob>& jobs) {
+    need_images(src, images, "crop_resize_images", "source");
+    std::vector<std::pair<int64_t, int64_t>> sizes;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const CropJob& c = jobs[j];
+        need(c.image >= 0 && c.image < static_cast<int64_t>(images.size()), "crop_resize_images",
+             "job " + std::to_string(j) + " names image " + std::to_string(c.image) + " of " + std::to_string(images.size()));
+        need(c.h > 0 && c.w > 0 && c.out_h > 0 && c.out_w > 0 && std::isfinite(c.y0) && std::isfinite(c.x0), "crop_resize_images",
+             "job " + std::to_string(j) + ": empty crop or output");
+        sizes.emplace_back(c.out_h, c.out_w);
+    }
+    int64_t total = 0;
+    const std::vector<PackedImage> out_images = pack_images(sizes, &total);
+    Tensor y = Tensor::empty(Shape{total}, src.device());
+    if (total > 0) FSAD_DISPATCH(src.device(), crop_resize_images, src, images, jobs, out_images, y);
+    return y;
+}
+
+Tensor rotate_images(const Tensor& x, const std::vector<PackedImage>& images, const std::vector<float>& degrees) {
+    need_images(x, images, "rotate_images", "input");
+    need_per_image(degrees.size(), images.size(), "rotate_images", "angle");
+    for (float d : degrees) need(std::isfinite(d), "rotate_images", "angles must be finite");
+    Tensor y = same_layout(x, images);
+    if (!images.empty()) FSAD_DISPATCH(x.device(), rotate_images, x, images, degrees, y);
+    return y;
+}
+
+Tensor colour_images(const Tensor& x, const std::vector<PackedImage>& images, const std::vector<ColourOp>& ops) {
+    need_images(x, images, "colour_images", "input");
+    need_per_image(ops.size(), images.size(), "colour_images", "colour op");
+    for (const ColourOp& o : ops) {
+        need(static_cast<int>(o.kind) >= 0 && static_cast<int>(o.kind) <= static_cast<int>(math::Colour::Grayscale) &&
+                 std::isfinite(o.factor),
+             "colour_images", "unknown colour op or a factor that is not finite");
+        need(o.kind != math::Colour::Hue || (o.factor >= -0.5f && o.factor <= 0.5f), "colour_images",
+             "hue shift " + std::to_string(o.factor) + " outside [-0.5, 0.5]");
+    }
+    Tensor y = same_layout(x, images);
+    if (!images.empty()) FSAD_DISPATCH(x.device(), colour_images, x, images, ops, y);
+    return y;
+}
+
+Tensor blur_images(const Tensor& x, const std::vector<PackedImage>& images, const std::vector<std::vector<float>>& taps) {
+    need_images(x, images, "blur_images", "input");
+    need_per_image(taps.size(), images.size(), "blur_images", "set of taps");
+    std::vector<float> flat;
+    std::vector<int64_t> starts{0};
+    for (const auto& t : taps) {
+        need(t.empty() || t.size() % 2 == 1, "blur_images", "taps must be of odd length, got " + std::to_string(t.size()));
+        flat.insert(flat.end(), t.begin(), t.end());
+        starts.push_back(static_cast<int64_t>(flat.size()));
+    }
+    Tensor y = same_layout(x, images);
+    if (!images.empty()) FSAD_DISPATCH(x.device(), blur_images, x, images, flat, starts, y);
+    return y;
+}
+
+void paste_images(const Tensor& dst, const std::vector<PackedImage>& dst_images, const Tensor& patches,
+                  const std::vector<PackedImage>& patch_images, const std::vector<PasteJob>& jobs) {
+    need_images(dst, dst_images, "paste_images", "destination");
+    need_images(patches, patch_images, "paste_images", "patches");
+    need_same_device(dst, patches, "paste_images", "destination", "patches");
+    need_per_image(jobs.size(), dst_images.size(), "paste_images", "paste job");
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        const PasteJob& j = jobs[i];
+        if (j.patch < 0) continue;
+        need(j.patch < static_cast<int64_t>(patch_images.size()), "paste_images",
+             "job " + std::to_string(i) + " names patch " + std::to_string(j.patch) + " of " + std::to_string(patch_images.size()));
+        const PackedImage& p = patch_images[static_cast<size_t>(j.patch)];
+        need(j.canvas_h > 0 && j.canvas_w > 0 && j.oy >= 0 && j.ox >= 0 && j.oy + p.h <= j.canvas_h && j.ox + p.w <= j.canvas_w &&
+                 std::isfinite(j.degrees),
+             "paste_images", "job " + std::to_string(i) + ": the patch does not lie on its canvas");
+    }
+    if (!dst_images.empty()) FSAD_DISPATCH(dst.device(), paste_images, dst, dst_images, patches, patch_images, jobs);
+}
+
+Tensor imagenet_normalize(const Tensor& x) {
+    need_ndim(x, 4, "imagenet_normalize", "input");
+    need(x.dim(1) == 3, "imagenet_normalize", "input must be [N,3,H,W], got " + x.shape().str());
+    Tensor y = like(x);
+    if (y.numel() > 0) FSAD_DISPATCH(x.device(), imagenet_normalize, x, x.dim(0), x.dim(2) * x.dim(3), y);
+    return y;
+}
+
 Tensor l2_normalize_forward(const Tensor& x, float eps) {
     need_rows(x, "l2_normalize_forward", "input");
     Tensor y = like(x);

@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "fsad/core/parallel.hpp"
+#include "fsad/imgproc/transforms.hpp"
 #include "fsad/io/image.hpp"
 #include "fsad/method/losses.hpp"
 
@@ -83,6 +84,26 @@ void ByolTrainer::sync_target() {
     target_->flat_buffers().copy_from(online_->flat_buffers().slice(0, nb));
 }
 
+const ByolTrainer::PackedShots& ByolTrainer::packed_shots(const std::vector<Tensor>& shots) {
+    std::vector<const float*> source;
+    for (const Tensor& s : shots) source.push_back(s.data());
+    if (packed_.packed.defined() && source == packed_.source) return packed_;
+    std::vector<std::pair<int64_t, int64_t>> sizes;
+    for (const Tensor& s : shots) {
+        FSAD_CHECK(s.defined() && s.ndim() == 3 && s.dim(0) == 3 && s.device().is_cpu(),
+                   "ByolTrainer: the shots must be RGB images [3,H,W] on the CPU");
+        sizes.emplace_back(s.dim(1), s.dim(2));
+    }
+    int64_t total = 0;
+    packed_.images = ops::pack_images(sizes, &total);
+    Tensor host = Tensor::empty(Shape{total});
+    for (size_t i = 0; i < shots.size(); ++i)
+        std::copy(shots[i].data(), shots[i].data() + shots[i].numel(), host.data() + packed_.images[i].offset);
+    packed_.packed = host.to(opt_.device);
+    packed_.source = std::move(source);
+    return packed_;
+}
+
 ByolTrainer::Views ByolTrainer::prepare_views(const std::vector<Tensor>& shots) {
     FSAD_CHECK(!shots.empty(), "ByolTrainer::step: no training images");
     const int64_t B = opt_.batch;
@@ -91,33 +112,54 @@ ByolTrainer::Views ByolTrainer::prepare_views(const std::vector<Tensor>& shots) 
     std::vector<uint64_t> seeds(static_cast<size_t>(B));
     for (auto& s : seeds) s = rng_.engine()();
     const bool neg = opt_.negative != Negative::None && opt_.lambda_np > 0;
-    std::vector<Tensor> v1(static_cast<size_t>(B)), v2(static_cast<size_t>(B)), vn(neg ? static_cast<size_t>(B) : 0);
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t i = 0; i < B; ++i) {
-        Rng r(seeds[static_cast<size_t>(i)]);
-        const Tensor& x = shots[static_cast<size_t>(idx[static_cast<size_t>(i)])];
-        v1[static_cast<size_t>(i)] = augment(x, opt_.augment, r);
-        v2[static_cast<size_t>(i)] = augment(x, opt_.augment, r);
-        if (neg) {
-            AugmentOptions affine = opt_.augment;  // negatives start from an affine view of the shot
-            affine.colour = false;
-            vn[static_cast<size_t>(i)] = negative(augment(x, affine, r), opt_.negative, r);
-        }
-    }
+    AugmentOptions affine = opt_.augment;  // negatives start from an affine view of the shot
+    affine.colour = false;
     Views v;
+    if (views_on_device()) {
+        // the draws on the host, in the order augment() makes them; the views by kernels
+        std::vector<AugmentParams> p1(static_cast<size_t>(B)), p2(static_cast<size_t>(B)), pa(neg ? static_cast<size_t>(B) : 0);
+        std::vector<NegativeParams> pn(pa.size());
+        for (int64_t i = 0; i < B; ++i) {
+            Rng r(seeds[static_cast<size_t>(i)]);
+            const size_t k = static_cast<size_t>(i);
+            const int64_t shot = idx[k];
+            const Tensor& x = shots[static_cast<size_t>(shot)];
+            imgproc::check_rgb(x, "augment");
+            p1[k] = sample_augment(x.dim(1), x.dim(2), opt_.augment, r);
+            p2[k] = sample_augment(x.dim(1), x.dim(2), opt_.augment, r);
+            p1[k].crop.image = p2[k].crop.image = shot;
+            if (neg) {
+                pa[k] = sample_augment(x.dim(1), x.dim(2), affine, r);
+                pa[k].crop.image = shot;
+                pn[k] = sample_negative(pa[k].crop.out_h, pa[k].crop.out_w, opt_.negative, r);
+            }
+        }
+        const PackedShots& ps = packed_shots(shots);
+        v.x1 = ops::imagenet_normalize(augment_images(ps.packed, ps.images, p1));
+        v.x2 = ops::imagenet_normalize(augment_images(ps.packed, ps.images, p2));
+        if (neg) v.xn = ops::imagenet_normalize(negative_images(augment_images(ps.packed, ps.images, pa), pn));
+    } else {
+        std::vector<Tensor> v1(static_cast<size_t>(B)), v2(static_cast<size_t>(B)), vn(neg ? static_cast<size_t>(B) : 0);
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < B; ++i) {
+            Rng r(seeds[static_cast<size_t>(i)]);
+            const Tensor& x = shots[static_cast<size_t>(idx[static_cast<size_t>(i)])];
+            v1[static_cast<size_t>(i)] = augment(x, opt_.augment, r);
+            v2[static_cast<size_t>(i)] = augment(x, opt_.augment, r);
+            if (neg) vn[static_cast<size_t>(i)] = negative(augment(x, affine, r), opt_.negative, r);
+        }
+        v.x1 = normalized_batch(v1);
+        v.x2 = normalized_batch(v2);
+        if (neg) v.xn = normalized_batch(vn);
+    }
     v.perm.resize(static_cast<size_t>(B));
     for (int64_t i = 0; i < B; ++i) v.perm[static_cast<size_t>(i)] = i;
     std::shuffle(v.perm.begin(), v.perm.end(), rng_.engine());
-    v.x1 = normalized_batch(v1);
-    v.x2 = normalized_batch(v2);
-    if (neg) v.xn = normalized_batch(vn);
     return v;
 }
 
 StepStats ByolTrainer::run_views(const Views& v) {
-    const Device dev = opt_.device;
-    const Tensor xn = v.xn.defined() ? v.xn.to(dev) : Tensor();
-    return train_step(v.x1.to(dev), v.x2.to(dev), xn.defined() ? &xn : nullptr, v.perm);
+    return train_step(v.x1, v.x2, v.xn.defined() ? &v.xn : nullptr, v.perm);  // (copied to the device there)
 }
 
 StepStats ByolTrainer::step(const std::vector<Tensor>& shots) { return run_views(prepare_views(shots)); }
@@ -213,8 +255,8 @@ void ByolTrainer::fit(const std::vector<Tensor>& shots, const std::function<void
     // Either way only one thread at a time touches rng_ (run_views draws nothing), one step after
     // the other, so the draws come in the same order. A future of std::async joins its thread when
     // destroyed, also when a step or the progress callback throws.
-    const bool prefetch = opt_.prefetch == ByolOptions::Prefetch::On ||
-                          (opt_.prefetch == ByolOptions::Prefetch::Auto && opt_.device.is_cuda());
+    const bool prefetch = !views_on_device() && (opt_.prefetch == ByolOptions::Prefetch::On ||
+                                                 (opt_.prefetch == ByolOptions::Prefetch::Auto && opt_.device.is_cuda()));
     const auto policy = prefetch ? std::launch::async : std::launch::deferred;
     const int threads = get_num_threads();  // OpenMP's thread count is per thread: carry it over
     auto prepare = [&] {

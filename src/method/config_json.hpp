@@ -63,7 +63,7 @@ FSAD_JSON_ENUM(PairLoss, parse_pair_loss, to_string)
 FSAD_JSON_ENUM(Shrinkage, parse_shrinkage, to_string)
 
 // Not stored (loading a model never needed them): eps, weight_decay, augment, seed (the
-// detector's seed is), device, prefetch.
+// detector's seed is), device, augment_on_device, prefetch.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ByolOptions, steps, batch, lr, beta1, beta2, ema, ema_cosine,
                                                 contrastive, pair, lambda_pp, negative, lambda_np, hidden, projection,
                                                 freeze_backbone_bn, frozen_stages, precision)

@@ -304,6 +304,53 @@ Tensor gaussian_blur(const Tensor& x, double sigma);
 /// x [R, K] -> [R]: each row's maximum (NaN when the row has a NaN). requires K >= 1.
 Tensor row_max(const Tensor& x);
 
+// ---------------------------------------------------------------- image sets (augmentation, forward only)
+// The fine-tuning's views made where the network runs (method/augment.hpp's augment_views): each
+// op works on RGB images [3,h,w] in [0,1] packed one after another in one flat tensor (sizes may
+// differ; a list of PackedImage says where each is), with parameters per image, so that one
+// launch serves a batch of views. imgproc/transforms.hpp's per-image functions are the
+// definitions: both compute through the same functions of detail/math.hpp. An op that keeps the
+// layout leaves values outside the images as they were.
+struct PackedImage {
+    int64_t offset = 0, h = 0, w = 0;  ///< the image [3,h,w] starts `offset` floats into the tensor
+};
+/// Images of sizes (h, w) packed in order; `total` (optional) gets the floats they need.
+std::vector<PackedImage> pack_images(const std::vector<std::pair<int64_t, int64_t>>& sizes, int64_t* total = nullptr);
+
+struct CropJob {
+    int64_t image = 0;                    ///< which source image
+    double y0 = 0, x0 = 0, h = 0, w = 0;  ///< the region in fractional pixels (imgproc::crop_resize)
+    int64_t out_h = 0, out_w = 0;
+    bool hflip = false, vflip = false;    ///< the crop then flipped (imgproc::flip)
+};
+/// The jobs' crops, resized and flipped, packed in job order (pack_images of their out sizes).
+Tensor crop_resize_images(const Tensor& src, const std::vector<PackedImage>& images, const std::vector<CropJob>& jobs);
+/// Image i rotated by degrees[i] about its centre (imgproc::rotate); the same layout.
+Tensor rotate_images(const Tensor& x, const std::vector<PackedImage>& images, const std::vector<float>& degrees);
+struct ColourOp {
+    math::Colour kind = math::Colour::None;  ///< brightness, contrast, saturation, hue, grayscale or none
+    float factor = 0;                        ///< the factor (hue: the shift)
+};
+/// Image i transformed by ops[i] (imgproc::adjust_brightness, _contrast, _saturation, _hue,
+/// to_grayscale); the same layout.
+Tensor colour_images(const Tensor& x, const std::vector<PackedImage>& images, const std::vector<ColourOp>& ops);
+/// Image i filtered by the separable taps[i] (odd length, along x then y, mirror borders, as
+/// imgproc::gaussian_blur with imgproc::gaussian_taps); empty taps: copied.
+Tensor blur_images(const Tensor& x, const std::vector<PackedImage>& images, const std::vector<std::vector<float>>& taps);
+struct PasteJob {
+    int64_t patch = -1;                   ///< which patch; -1: the destination image is left alone
+    int64_t canvas_h = 0, canvas_w = 0;   ///< a zero canvas with the patch at (oy, ox) on it
+    int64_t oy = 0, ox = 0;
+    bool rotate = false;                  ///< the canvas rotated by `degrees` (math::canvas_at)
+    float degrees = 0;
+    int64_t dy = 0, dx = 0;               ///< the canvas's origin in the destination image
+};
+/// In place: destination image i gets the covered pixels of jobs[i]'s canvas (CutPaste, scar).
+void paste_images(const Tensor& dst, const std::vector<PackedImage>& dst_images, const Tensor& patches,
+                  const std::vector<PackedImage>& patch_images, const std::vector<PasteJob>& jobs);
+/// x [N,3,H,W] -> (x - mean_c) / std_c with ImageNet's mean and std (imgproc::imagenet_normalize).
+Tensor imagenet_normalize(const Tensor& x);
+
 // ---------------------------------------------------------------- optimiser kernels (flat buffers)
 /// One Adam step over flat buffers of equal length.
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const math::AdamStep& s);

@@ -4,6 +4,7 @@
 // dataset corruptions (data/) are built on these; resizing is in imgproc/resize.hpp.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "fsad/core/tensor.hpp"
 
@@ -22,6 +23,8 @@ Tensor adjust_saturation(const Tensor& img, float factor);
 Tensor adjust_hue(const Tensor& img, float shift);  ///< shift in [-0.5, 0.5] of a full turn
 Tensor to_grayscale(const Tensor& img);
 Tensor gaussian_blur(const Tensor& img, float sigma);  ///< reflect padding, kernel 2*ceil(3 sigma)+1
+/// gaussian_blur's weights: 2*ceil(3 sigma)+1 of them, exp(-i^2 / (2 sigma^2)) normalised to sum 1 (float).
+std::vector<float> gaussian_taps(float sigma);
 
 /// A heat-map overlay: img [3,H,W] in [0,1] half-blended with a blue-green-yellow-red colour
 /// map of `map` [H,W] (values at or below lo blue, at or above hi red).

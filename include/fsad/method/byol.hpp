@@ -38,13 +38,19 @@ struct ByolOptions {
     /// stages, parameters and BatchNorm statistics); 0 = the paper's setting, all adapted.
     int64_t frozen_stages = 0;
     uint64_t seed = 0;
-    /// Where the networks live and the steps run (Device::cuda(i) with the CUDA backend). The
-    /// augmentations run on the CPU; each step's batch is copied over.
+    /// Where the networks live and the steps run (Device::cuda(i) with the CUDA backend).
     Device device = Device::cpu();
-    /// fit(): prepare the next step's views (augmentation, normalisation) on a second host thread
-    /// while the current step runs. Auto = on a GPU (the CPU is otherwise idle while the device
-    /// computes), off on the CPU (both would compete for the same cores). The views, and so the
-    /// results, are the same either way: the random draws happen in the same order.
+    /// On a GPU, make the views there (augment_images, negative_images: the shots are copied
+    /// once, each step's random draws are made on the host and applied by a few kernels over the
+    /// whole batch). false: augmented on the CPU and copied over, as on the CPU. The draws are the
+    /// same either way; the views agree to rounding.
+    bool augment_on_device = true;
+    /// fit(): prepare the next step's views on the CPU (augmentation, normalisation) on a second
+    /// host thread while the current step runs. Auto = on a GPU whose views are made on the CPU
+    /// (the CPU is otherwise idle while the device computes), off otherwise (on the CPU both would
+    /// compete for the same cores; views made on the device need no CPU time). The views, and so
+    /// the results, are the same either way: the random draws happen in the same order. Views made
+    /// on the device are never prefetched (one host thread drives the device).
     enum class Prefetch { Auto, On, Off } prefetch = Prefetch::Auto;
     /// The arithmetic of the fine-tuning steps (ops::PrecisionScope around each); unset = the
     /// process-wide ops::precision(). BF16 here with FP32 process-wide fine-tunes on bfloat16
@@ -102,6 +108,15 @@ private:
         std::vector<int64_t> perm;
     };
     Views prepare_views(const std::vector<Tensor>& shots);  // draws from rng_: call in step order
+    bool views_on_device() const { return opt_.device.is_cuda() && opt_.augment_on_device; }
+    // the shots packed on the device (augment_on_device), made again when `shots` changes
+    struct PackedShots {
+        std::vector<const float*> source;  // the host tensors they were copied from
+        Tensor packed;
+        std::vector<ops::PackedImage> images;
+    };
+    const PackedShots& packed_shots(const std::vector<Tensor>& shots);
+    PackedShots packed_;
     StepStats run_views(const Views& v);
 
     ByolOptions opt_;
