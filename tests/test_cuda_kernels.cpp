@@ -272,16 +272,20 @@ TEST_CASE("simt: pooling kernels match the CPU ops, in 32- and 64-bit indexing")
         const Vec xv = vec(x), dyv = vec(dy);
         const auto got = both_orders([&] {
             Vec my(y.numel()), mdx(x.numel()), ay(y.numel()), adx(x.numel());
+            std::vector<int32_t> arg(static_cast<size_t>(y.numel())), arg64(arg.size());
             kc::pool::max_forward(launch, g, xv.data(), my.data());
-            kc::pool::max_backward(launch, g, xv.data(), dyv.data(), mdx.data());
+            kc::pool::max_backward(launch, g, xv.data(), dyv.data(), mdx.data(), arg.data());
             kc::pool::avg_forward(launch, g, xv.data(), ay.data());
             kc::pool::avg_backward(launch, g, dyv.data(), adx.data());
             // the 64-bit instantiations (taken beyond 2^31 values) compute the same
             Vec my64(y.numel()), mdx64(x.numel());
             launch(kc::pool::maxpool_fwd_k<int64_t>, kc::blocks_for(y.numel()), kc::kThreads, xv.data(), my64.data(), g,
                    y.numel());
-            launch(kc::pool::maxpool_bwd_k<int64_t>, kc::blocks_for(x.numel()), kc::kThreads, xv.data(), dyv.data(),
-                   mdx64.data(), g, x.numel());
+            launch(kc::pool::maxpool_argmax_k<int64_t>, kc::blocks_for(y.numel()), kc::kThreads, xv.data(), arg64.data(), g,
+                   y.numel());
+            CHECK(arg64 == arg);
+            launch(kc::pool::maxpool_bwd_k<int64_t>, kc::blocks_for(x.numel()), kc::kThreads,
+                   static_cast<const int32_t*>(arg64.data()), dyv.data(), mdx64.data(), g, x.numel());
             CHECK(my64 == my);
             CHECK(mdx64 == mdx);
             return std::vector<Vec>{my, mdx, ay, adx};

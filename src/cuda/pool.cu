@@ -21,8 +21,10 @@ void maxpool2d_forward(const Tensor& x, const Pool2dParams& p, const Tensor& y) 
 }
 void maxpool2d_backward(const Tensor& x, const Tensor& dy, const Pool2dParams& p, const Tensor& dx) {
     if (dx.numel() == 0) return;
+    FSAD_CHECK(x.dim(2) * x.dim(3) < (int64_t(1) << 31), "maxpool2d_backward: planes of 2^31 values or more are not supported on the GPU");
     auto launch = launcher(x);
-    pool::max_backward(launch, geo(x, dy, p), x.data(), dy.data(), dx.data());
+    Scratch<int32_t> arg(x.device().index, static_cast<size_t>(dy.numel()));
+    pool::max_backward(launch, geo(x, dy, p), x.data(), dy.data(), dx.data(), arg.p);
 }
 void avgpool2d_forward(const Tensor& x, const Pool2dParams& p, const Tensor& y) {
     if (y.numel() == 0) return;
