@@ -373,6 +373,7 @@ TEST_CASE("detector: patch scorers refuse a one-shot fit; the global scorer has 
 TEST_CASE("detector: the auto scorer picks the candidate with the best synthetic AUROC, deterministically") {
     std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false), texture(7, false)};
     DetectorConfig c = tiny(Scorer::Auto);
+    c.patch.fallback_auroc = 0;  // (the fallback to the global scorer: the next case)
     Detector a(c), b(c);
     a.fit(shots);
     b.fit(shots);
@@ -409,6 +410,49 @@ TEST_CASE("detector: the auto scorer picks the candidate with the best synthetic
     Detector g(tiny(Scorer::PatchGauss));
     g.fit(shots);
     CHECK(g.selection().empty());
+}
+
+TEST_CASE("detector: the auto scorer falls back to the global scorer when no patch scorer separates the synthetic defects") {
+    std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false), texture(7, false)};
+    const std::vector<Tensor> test{texture(6, true), texture(8, false), texture(9, true, 40, 56)};
+    DetectorConfig c = tiny(Scorer::Auto);
+    c.patch.fallback_auroc = 0;
+    Detector patch(c);
+    patch.fit(shots);
+    double best = 0;
+    for (const auto& s : patch.selection()) best = std::max(best, s.synthetic_auroc);
+    // a bar above the best patch scorer's synthetic AUROC: the global scorer, listed third
+    c.patch.fallback_auroc = best + 0.01;
+    Detector fb(c);
+    fb.fit(shots);
+    REQUIRE(fb.selection().size() == 3);
+    CHECK(fb.selection()[0].synthetic_auroc == patch.selection()[0].synthetic_auroc);
+    CHECK(fb.selection()[1].synthetic_auroc == patch.selection()[1].synthetic_auroc);
+    CHECK(fb.selection()[2].scorer == "global");
+    CHECK(fb.config().scorer == Scorer::Global);
+    // its scores are those of the global scorer fitted on the shots' views (its threshold is the
+    // held-out shots' prediction bound, as the patch scorers')
+    DetectorConfig g = tiny(Scorer::Global);
+    Detector global(g);
+    global.fit(shots);
+    const std::vector<float> want = global.score(test), got = fb.score(test);
+    FSAD_CHECK_CLOSE("fallback scores", got, want, 1e-5, 1e-5);
+    CHECK(std::isfinite(fb.threshold()));
+    CHECK(fb.threshold() > 0);
+    // at the best patch scorer's value exactly, no fallback
+    c.patch.fallback_auroc = best;
+    Detector kept(c);
+    kept.fit(shots);
+    CHECK(kept.selection().size() == 2);
+    CHECK(kept.config().scorer != Scorer::Global);
+    // the choice travels in the model file
+    const std::string p = tmp("fallback.fsad");
+    fb.save(p);
+    const Detector back = Detector::load(p);
+    CHECK(back.config().scorer == Scorer::Global);
+    CHECK(back.config().patch.fallback_auroc == doctest::Approx(best + 0.01));
+    CHECK(back.score(test) == got);
+    fs::remove(p);
 }
 
 TEST_CASE("detector: the shots view fixes one size from the shots' median aspect ratio") {

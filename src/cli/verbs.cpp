@@ -173,7 +173,13 @@ int run_fit(const FitArgs& a, bool quiet) {
     det.save(a.output);
     std::cout << "fitted on " << files.size() << " image(s) from " << a.normal << " in " << fmt(since(t0), 1) << " s ("
               << (cfg.adapt && cfg.byol.steps > 0 ? std::to_string(cfg.byol.steps) + " fine-tuning steps" : "no fine-tuning")
-              << "); threshold " << fmt(det.threshold(), 4) << "\nwrote " << a.output << "\n";
+              << "); threshold " << fmt(det.threshold(), 4) << "\nscorer " << to_string(det.config().scorer);
+    if (!det.selection().empty()) {  // --scorer auto: the table it chose from
+        std::cout << " (auto; synthetic AUROC";
+        for (const auto& c : det.selection()) std::cout << " " << c.scorer << " " << fmt(100 * c.synthetic_auroc);
+        std::cout << ")";
+    }
+    std::cout << "\nwrote " << a.output << "\n";
     return 0;
 }
 

@@ -452,13 +452,16 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     // scorer fitted on the other shots. The clean scores calibrate the threshold.
     std::vector<Scorer> candidates = select ? std::vector<Scorer>{Scorer::PatchGauss, Scorer::PatchKnn}
                                             : std::vector<Scorer>{cfg_.scorer};
-    // the global scorer as a candidate: pooled features of the views, copies and defects
+    // the global scorer (a candidate, or the fallback): pooled features of the views, copies and defects
     Tensor gv, gc, gd;
-    if (with_global) {
-        candidates.push_back(Scorer::Global);
+    auto global_features = [&] {
         gv = features(views).to(Device::cpu());
         if (A > 0) gc = features(copies).to(Device::cpu());
         gd = features(defects).to(Device::cpu());
+    };
+    if (with_global) {
+        candidates.push_back(Scorer::Global);
+        global_features();
     }
     auto global_rows = [&](const std::vector<int64_t>& use) {
         std::vector<Tensor> r;
@@ -479,7 +482,8 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     };
     std::vector<std::vector<float>> held(candidates.size());
     selection_.clear();
-    for (size_t c = 0; c < candidates.size(); ++c) {
+    // candidate c's held-out scores (and, when selecting, its synthetic AUROC)
+    auto hold_out = [&](size_t c) {
         std::vector<float> bad;
         for (int64_t i = 0; i < n; ++i) {
             if (progress) progress({"threshold", static_cast<int64_t>(c) * n + i, static_cast<int64_t>(candidates.size()) * n, 0});
@@ -500,10 +504,19 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
                 bad.push_back(image_score(candidates[c], g, k, fd[static_cast<size_t>(i * K + d)], defects[static_cast<size_t>(i * K + d)]));
         }
         if (select) selection_.push_back({to_string(candidates[c]), eval::auroc_pos_neg(held[c], bad)});
-    }
+    };
+    for (size_t c = 0; c < candidates.size(); ++c) hold_out(c);
     size_t best = 0;
     for (size_t c = 1; c < selection_.size(); ++c)
         if (selection_[c].synthetic_auroc > selection_[best].synthetic_auroc) best = c;
+    if (select && !with_global && selection_[best].synthetic_auroc < cfg_.patch.fallback_auroc) {
+        // neither patch scorer tells the shots from pasted local defects: the global scorer
+        global_features();
+        candidates.push_back(Scorer::Global);
+        held.emplace_back();
+        hold_out(candidates.size() - 1);
+        best = candidates.size() - 1;
+    }
     cfg_.scorer = candidates[best];
     std::vector<int64_t> everyone(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) everyone[static_cast<size_t>(i)] = i;

@@ -171,6 +171,27 @@ maps = {p.name: size(p) for p in pathlib.Path(sys.argv[1]).glob("*.png")}
 imgs = sorted(pathlib.Path(sys.argv[2]).rglob("*.png"))
 assert imgs and all(size(i) in maps.values() for i in imgs), (maps, [size(i) for i in imgs])
 PY
+# the auto scorer's fallback to the global scorer: global exactly when the better patch scorer's
+# synthetic AUROC (printed by fit) is under --fallback-auroc
+for fb in 0 1; do
+  expect 0 "fit with --fallback-auroc $fb" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --fallback-auroc $fb \
+    --backbone resnet18 --weights none --width 0.125 --res 32 --threads 2 -o "$W/mfb$fb.fsad"
+  contains "$W/out" "(auto; synthetic AUROC patch-gauss" "fit prints the auto scorer's table"
+  python3 - "$W/out" "$W/mfb$fb.fsad" $fb <<'PY' && ok "--fallback-auroc $fb: global exactly when no patch scorer reaches it" || bad "--fallback-auroc $fb: global exactly when no patch scorer reaches it"
+import json, re, struct, sys
+line = next(l for l in open(sys.argv[1]) if l.startswith("scorer "))
+vals = dict(re.findall(r"(patch-gauss|patch-knn|global) ([\d.]+)", line))
+b = open(sys.argv[2], "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+c = json.loads(json.loads(b[8:8 + n])["__metadata__"]["config"])
+fb = float(sys.argv[3])
+assert c["patch"]["fallback_auroc"] == fb, c["patch"]
+want = "global" if max(float(vals["patch-gauss"]), float(vals["patch-knn"])) < 100 * fb else None
+assert (c["scorer"] == "global") == (want == "global"), (line, c["scorer"])
+assert ("global" in vals) == (c["scorer"] == "global"), line
+PY
+done
+expect 105 "a fallback AUROC above 1 is refused" "$FSAD" fit --normal x -o y --fallback-auroc 1.5
+contains "$W/err" "--fallback-auroc" "the option is named"
 expect 0 "fit with the global scorer" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --scorer global "${TINY[@]}" -o "$W/mglob.fsad"
 expect 1 "--maps with the global scorer is refused" "$FSAD" -q score -m "$W/mglob.fsad" "$W/ds/metal/test" --maps "$W/maps2"
 contains "$W/err" "no anomaly map" "the refusal says why"

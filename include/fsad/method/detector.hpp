@@ -21,7 +21,8 @@ enum class Scorer {
     PatchGauss,  ///< one Gaussian shared by all patch positions; image score = max of the smoothed map
     PatchKnn,    ///< nearest-neighbour distance to a coreset of the shots' patches; max of the map
     Auto,        ///< chosen at fit time from the shots alone: the patch scorer that best separates
-                 ///< each held-out shot from synthetic defects pasted into it (Detector::selection)
+                 ///< each held-out shot from synthetic defects pasted into it (Detector::selection),
+                 ///< or the global scorer when neither separates them (PatchConfig::fallback_auroc)
 };
 Scorer parse_scorer(const std::string& s);  ///< auto | global | patch-gauss | patch-knn
 std::string to_string(Scorer s);
@@ -56,6 +57,11 @@ struct PatchConfig {
     std::vector<int64_t> stages;  ///< backbone stages tapped (forward_features' list, finest first);
                                   ///< empty = Backbone::patch_stages() (strides 8 and 16)
     double flip_ratio = 1.1;  ///< Flips::Auto: mirrored shots are used up to this score ratio
+    /// Scorer::Auto without auto_global: when the better patch scorer's synthetic AUROC is below
+    /// this, the patch scorers cannot tell a held-out shot from local defects pasted into it (the
+    /// product's normal variation is not local: CIFAR-10's classes, 47-59, against 69-98 on the
+    /// industrial sets), and the global scorer is used instead. 0 = never.
+    double fallback_auroc = 0.65;
 };
 
 /// The defaults are the recipe measured best across every dataset fsad was evaluated on
@@ -150,7 +156,9 @@ public:
 
     /// Scorer::Auto: each candidate's synthetic AUROC (held-out shots against synthetic defects
     /// pasted into them, each scored by the candidate fitted on the other shots); the fitted
-    /// detector's config().scorer is the best. Empty for a fixed scorer or a loaded model.
+    /// detector's config().scorer is the best, or "global" (listed last, its own synthetic AUROC
+    /// for information) when the patch scorers' best is under PatchConfig::fallback_auroc. Empty
+    /// for a fixed scorer or a loaded model.
     struct Candidate {
         std::string scorer;
         double synthetic_auroc = 0;
