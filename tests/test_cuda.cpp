@@ -645,10 +645,15 @@ TEST_CASE("cuda: a fine-tuning step from views made on the GPU matches one from 
         const size_t before = allocator_stats(kGpu).reads_to_host;
         stats.push_back(tr.step(shots));
         reads.push_back(allocator_stats(kGpu).reads_to_host - before);
+        // other shots (of other sizes): packed again, not the first ones' copy
+        std::vector<Tensor> other;
+        for (uint64_t i = 0; i < 2; ++i) other.push_back(rnd(Shape{3, 36, 52 + 4 * static_cast<int64_t>(i)}, 95 + i, 0.0f, 1.0f));
+        stats.push_back(tr.step(other));
     }
     // the same draws: the losses agree to the views' rounding
-    CHECK(stats[0].loss == doctest::Approx(stats[1].loss).epsilon(1e-4));
-    CHECK(stats[0].neg == doctest::Approx(stats[1].neg).epsilon(1e-4));
+    CHECK(stats[0].loss == doctest::Approx(stats[2].loss).epsilon(1e-4));
+    CHECK(stats[0].neg == doctest::Approx(stats[2].neg).epsilon(1e-4));
+    CHECK(stats[1].loss == doctest::Approx(stats[3].loss).epsilon(1e-4));
     CHECK(reads[0] <= reads[1]);  // making the views on the device reads nothing back
 }
 

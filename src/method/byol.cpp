@@ -1,5 +1,6 @@
 #include "fsad/method/byol.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <future>
 #include <numbers>
@@ -85,9 +86,10 @@ void ByolTrainer::sync_target() {
 }
 
 const ByolTrainer::PackedShots& ByolTrainer::packed_shots(const std::vector<Tensor>& shots) {
-    std::vector<const float*> source;
-    for (const Tensor& s : shots) source.push_back(s.data());
-    if (packed_.packed.defined() && source == packed_.source) return packed_;
+    const bool same = packed_.packed.defined() && shots.size() == packed_.source.size() &&
+                      std::equal(shots.begin(), shots.end(), packed_.source.begin(),
+                                 [](const Tensor& a, const Tensor& b) { return a.same_storage(b) && a.data() == b.data() && a.shape() == b.shape(); });
+    if (same) return packed_;
     std::vector<std::pair<int64_t, int64_t>> sizes;
     for (const Tensor& s : shots) {
         FSAD_CHECK(s.defined() && s.ndim() == 3 && s.dim(0) == 3 && s.device().is_cpu(),
@@ -100,7 +102,7 @@ const ByolTrainer::PackedShots& ByolTrainer::packed_shots(const std::vector<Tens
     for (size_t i = 0; i < shots.size(); ++i)
         std::copy(shots[i].data(), shots[i].data() + shots[i].numel(), host.data() + packed_.images[i].offset);
     packed_.packed = host.to(opt_.device);
-    packed_.source = std::move(source);
+    packed_.source = shots;
     return packed_;
 }
 

@@ -43,7 +43,8 @@ struct ByolOptions {
     /// On a GPU, make the views there (augment_images, negative_images: the shots are copied
     /// once, each step's random draws are made on the host and applied by a few kernels over the
     /// whole batch). false: augmented on the CPU and copied over, as on the CPU. The draws are the
-    /// same either way; the views agree to rounding.
+    /// same either way; the views agree to rounding. (The device's copy is made again when a step
+    /// is given other shot tensors, not when the pixels of the same tensors change in place.)
     bool augment_on_device = true;
     /// fit(): prepare the next step's views on the CPU (augmentation, normalisation) on a second
     /// host thread while the current step runs. Auto = on a GPU whose views are made on the CPU
@@ -109,9 +110,11 @@ private:
     };
     Views prepare_views(const std::vector<Tensor>& shots);  // draws from rng_: call in step order
     bool views_on_device() const { return opt_.device.is_cuda() && opt_.augment_on_device; }
-    // the shots packed on the device (augment_on_device), made again when `shots` changes
+    // the shots packed on the device (augment_on_device), made again when step() is given other
+    // tensors (their pixels changed in place are not seen)
     struct PackedShots {
-        std::vector<const float*> source;  // the host tensors they were copied from
+        std::vector<Tensor> source;  // the host tensors they were copied from (held: their memory
+                                     // cannot be reused by other shots while they are compared)
         Tensor packed;
         std::vector<ops::PackedImage> images;
     };

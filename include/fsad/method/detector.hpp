@@ -97,10 +97,11 @@ struct DetectorConfig {
     double threshold_quantile = 0.99;
     int threads = 0;                   ///< 0 = all cores
     uint64_t seed = 0;
-    /// Where the backbone runs (fine-tuning, features) and where scoring runs up to each image's
-    /// patch scores (Mahalanobis distances, nearest-neighbour distances); the anomaly maps made of
-    /// them (upsampled, blurred) and the fits of the densities and the coreset run on the CPU. Not
-    /// stored in the model file: a model fitted on a GPU loads on a CPU and back.
+    /// Where the backbone runs (fine-tuning with its augmented views, features) and where scoring
+    /// runs up to each image's score and anomaly map (Mahalanobis and nearest-neighbour distances,
+    /// the maps upsampled and blurred); the fits of the densities and the coreset, and the fit's
+    /// held-out scoring, run on the CPU. Not stored in the model file: a model fitted on a GPU loads
+    /// on a CPU and back.
     Device device = Device::cpu();
 };
 
