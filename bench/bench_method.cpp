@@ -68,6 +68,56 @@ void byol_step(benchmark::State& st) {
 BENCHMARK(byol_step)->Args({64, 64})->Args({128, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 namespace {
+// One fine-tuning step's views on the CPU: 64 regular views at 224 px from 10 shots of 256 x 256
+// (colour, blur, rotation as the defaults draw them), normalised. range(0) = 0: ByolTrainer's CPU
+// path, augment() per view on the OpenMP threads, then normalized_batch; 1: the same draws applied
+// by the batched image-set ops (augment_images, imagenet_normalize: what a GPU runs, here on the
+// CPU's kernels).
+void augment_views(benchmark::State& st) {
+    bench::set_threads_once();
+    const bool batched = st.range(0) == 1;
+    const int64_t B = 64;
+    std::vector<Tensor> shots;
+    std::vector<std::pair<int64_t, int64_t>> sizes;
+    for (uint64_t i = 0; i < 10; ++i) {
+        shots.push_back(Rng(20 + i).uniform_tensor(Shape{3, 256, 256}, 0, 1));
+        sizes.emplace_back(256, 256);
+    }
+    int64_t total = 0;
+    const std::vector<ops::PackedImage> images = ops::pack_images(sizes, &total);
+    Tensor packed = Tensor::empty(Shape{total});
+    for (size_t i = 0; i < shots.size(); ++i)
+        std::copy(shots[i].data(), shots[i].data() + shots[i].numel(), packed.data() + images[i].offset);
+    const method::AugmentOptions o;  // 224 px, the paper's policy
+    uint64_t step = 0;
+    for (auto _ : st) {
+        ++step;
+        if (batched) {
+            std::vector<method::AugmentParams> p(static_cast<size_t>(B));
+            for (int64_t i = 0; i < B; ++i) {
+                Rng r(step * 1000 + static_cast<uint64_t>(i));
+                p[static_cast<size_t>(i)] = method::sample_augment(256, 256, o, r);
+                p[static_cast<size_t>(i)].crop.image = i % 10;
+            }
+            benchmark::DoNotOptimize(ops::imagenet_normalize(method::augment_images(packed, images, p)).data());
+        } else {
+            std::vector<Tensor> v(static_cast<size_t>(B));
+#pragma omp parallel for schedule(dynamic)
+            for (int64_t i = 0; i < B; ++i) {
+                Rng r(step * 1000 + static_cast<uint64_t>(i));
+                v[static_cast<size_t>(i)] = method::augment(shots[static_cast<size_t>(i % 10)], o, r);
+            }
+            benchmark::DoNotOptimize(method::normalized_batch(v).data());
+        }
+    }
+    bench::rate(st, "views/s", static_cast<double>(B));
+    st.SetLabel(batched ? "batched image-set ops" : "per view (ByolTrainer's CPU path)");
+}
+}  // namespace
+
+BENCHMARK(augment_views)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+namespace {
 // The detector with each scorer (issue 19: "fit and scoring time per image for each scorer"):
 // a fit on 10 shots and scoring 32 images, 224 px, MobileNetV2 (the default), no fine-tuning.
 // range(0): scorer (0 global, 1 patch-gauss, 2 patch-knn).
