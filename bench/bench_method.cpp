@@ -78,16 +78,9 @@ void augment_views(benchmark::State& st) {
     const bool batched = st.range(0) == 1;
     const int64_t B = 64;
     std::vector<Tensor> shots;
-    std::vector<std::pair<int64_t, int64_t>> sizes;
-    for (uint64_t i = 0; i < 10; ++i) {
-        shots.push_back(Rng(20 + i).uniform_tensor(Shape{3, 256, 256}, 0, 1));
-        sizes.emplace_back(256, 256);
-    }
-    int64_t total = 0;
-    const std::vector<ops::PackedImage> images = ops::pack_images(sizes, &total);
-    Tensor packed = Tensor::empty(Shape{total});
-    for (size_t i = 0; i < shots.size(); ++i)
-        std::copy(shots[i].data(), shots[i].data() + shots[i].numel(), packed.data() + images[i].offset);
+    for (uint64_t i = 0; i < 10; ++i) shots.push_back(Rng(20 + i).uniform_tensor(Shape{3, 256, 256}, 0, 1));
+    std::vector<ops::PackedImage> images;
+    const Tensor packed = method::pack_images(shots, images);
     const method::AugmentOptions o;  // 224 px, the paper's policy
     uint64_t step = 0;
     for (auto _ : st) {

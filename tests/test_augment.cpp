@@ -119,13 +119,9 @@ struct Packed {
 };
 Packed packed_shots(const std::vector<std::pair<int64_t, int64_t>>& sizes) {
     Packed p;
-    int64_t total = 0;
-    p.images = ops::pack_images(sizes, &total);
-    p.packed = Tensor::empty(Shape{total});
-    for (size_t i = 0; i < sizes.size(); ++i) {
-        p.shots.push_back(test_image(sizes[i].first, sizes[i].second, 40 + i));
-        std::copy(p.shots[i].data(), p.shots[i].data() + p.shots[i].numel(), p.packed.data() + p.images[i].offset);
-    }
+    for (size_t i = 0; i < sizes.size(); ++i) p.shots.push_back(test_image(sizes[i].first, sizes[i].second, 40 + i));
+    p.packed = pack_images(p.shots, p.images);
+    CHECK(p.images[1].offset == 3 * sizes[0].first * sizes[0].second);  // one after another
     return p;
 }
 }  // namespace

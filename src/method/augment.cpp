@@ -38,21 +38,6 @@ Tensor apply_jitter(const Tensor& img, const Jitter& j) {
     return out;
 }
 
-// Pastes `patch` [3,ph,pw] into img at (y0, x0), where mask (ph x pw, optional) is nonzero.
-void paste(Tensor& img, const Tensor& patch, const std::vector<float>* mask, int64_t y0, int64_t x0) {
-    const int64_t h = img.dim(1), w = img.dim(2), ph = patch.dim(1), pw = patch.dim(2);
-    for (int64_t c = 0; c < 3; ++c)
-        for (int64_t y = 0; y < ph; ++y)
-            for (int64_t x = 0; x < pw; ++x) {
-                const int64_t ty = y0 + y, tx = x0 + x;
-                if (ty < 0 || ty >= h || tx < 0 || tx >= w) continue;
-                const float m = mask ? (*mask)[static_cast<size_t>(y * pw + x)] : 1.0f;
-                if (m <= 0) continue;
-                float& dst = img.data()[(c * h + ty) * w + tx];
-                dst = (1 - m) * dst + m * patch.data()[(c * ph + y) * pw + x];
-            }
-}
-
 NegativeParams sample_cutpaste(int64_t h, int64_t w, Rng& rng) {
     NegativeParams p;
     p.kind = Negative::CutPaste;
@@ -91,19 +76,25 @@ Tensor negative_patch(const Tensor& img, const NegativeParams& p) {
                         p.jitter);
 }
 
-Tensor apply_scar(const Tensor& img, const NegativeParams& p) {
-    const Tensor patch = negative_patch(img, p);
-    const int64_t side = p.side;
-    Tensor canvas = Tensor::zeros(Shape{3, side, side}), mcanvas = Tensor::zeros(Shape{3, side, side});
-    Tensor ones = Tensor::full(patch.shape(), 1.0f);
-    paste(canvas, patch, nullptr, (side - p.ph) / 2, (side - p.pw) / 2);
-    paste(mcanvas, ones, nullptr, (side - p.ph) / 2, (side - p.pw) / 2);
-    Tensor rp = rotate(canvas, p.degrees), rm = rotate(mcanvas, p.degrees);
-    std::vector<float> mask(static_cast<size_t>(side * side));
-    for (int64_t i = 0; i < side * side; ++i) mask[static_cast<size_t>(i)] = rm.data()[i] > 0.5f ? 1.0f : 0.0f;
-    Tensor out = img.clone();
-    paste(out, rp, &mask, p.dy, p.dx);
-    return out;
+// Where a CutPaste or scar puts its patch (patch index `patch` of a packed set): CutPaste the
+// patch itself at (dy, dx); the scar a side x side canvas with the strip in its middle, rotated
+// (math::canvas_at: the strip's footprint, rotated alike, says which pixels it covers).
+ops::PasteJob paste_job(const NegativeParams& p, int64_t patch) {
+    ops::PasteJob j;
+    j.patch = patch;
+    j.dy = p.dy;
+    j.dx = p.dx;
+    if (p.kind == Negative::CutPaste) {
+        j.canvas_h = p.ph;
+        j.canvas_w = p.pw;
+    } else {
+        j.canvas_h = j.canvas_w = p.side;
+        j.oy = (p.side - p.ph) / 2;
+        j.ox = (p.side - p.pw) / 2;
+        j.rotate = true;
+        j.degrees = p.degrees;
+    }
+    return j;
 }
 
 // Round k of a batch's colour jitter: view i's k-th adjustment (or none).
@@ -242,16 +233,31 @@ Tensor apply_negative(const Tensor& img, const NegativeParams& p) {
     switch (p.kind) {
         case Negative::None:
         case Negative::Union: return img;  // (Union is resolved by sample_negative)
-        case Negative::CutPaste: {
-            Tensor out = img.clone();
-            paste(out, negative_patch(img, p), nullptr, p.dy, p.dx);
+        case Negative::CutPaste:
+        case Negative::Scar: {  // the batched op on this one image
+            const Tensor out = img.clone(), patch = negative_patch(img, p);
+            ops::paste_images(out, {{0, img.dim(1), img.dim(2)}}, patch, {{0, p.ph, p.pw}}, {paste_job(p, 0)});
             return out;
         }
-        case Negative::Scar: return apply_scar(img, p);
         case Negative::CifarBlurShift:
             return adjust_contrast(adjust_brightness(gaussian_blur(img, p.sigma), p.brightness), p.contrast);
     }
     return img;
+}
+
+Tensor pack_images(const std::vector<Tensor>& images, std::vector<ops::PackedImage>& layout, Device device) {
+    std::vector<std::pair<int64_t, int64_t>> sizes;
+    for (size_t i = 0; i < images.size(); ++i) {
+        FSAD_CHECK(images[i].device().is_cpu(), "pack_images: image ", i, " is not on the CPU");
+        check_rgb(images[i], "pack_images");
+        sizes.emplace_back(images[i].dim(1), images[i].dim(2));
+    }
+    int64_t total = 0;
+    layout = ops::pack_images(sizes, &total);
+    Tensor host = Tensor::empty(Shape{total});
+    for (size_t i = 0; i < images.size(); ++i)
+        std::copy(images[i].data(), images[i].data() + images[i].numel(), host.data() + layout[i].offset);
+    return device.is_cpu() ? host : host.to(device);
 }
 
 Tensor augment_images(const Tensor& packed, const std::vector<ops::PackedImage>& images, const std::vector<AugmentParams>& params) {
@@ -301,24 +307,11 @@ Tensor negative_images(const Tensor& views, const std::vector<NegativeParams>& p
         const NegativeParams& p = params[static_cast<size_t>(i)];
         cifar |= p.kind == Negative::CifarBlurShift;
         if (p.kind != Negative::CutPaste && p.kind != Negative::Scar) continue;
-        ops::PasteJob& j = jobs[static_cast<size_t>(i)];
-        j.patch = static_cast<int64_t>(crops.size());
+        jobs[static_cast<size_t>(i)] = paste_job(p, static_cast<int64_t>(crops.size()));
         crops.push_back({.image = i, .y0 = double(p.sy), .x0 = double(p.sx), .h = double(p.ph), .w = double(p.pw), .out_h = p.ph,
                          .out_w = p.pw});
         sizes.emplace_back(p.ph, p.pw);
         jitters.push_back(&p.jitter);
-        j.dy = p.dy;
-        j.dx = p.dx;
-        if (p.kind == Negative::CutPaste) {
-            j.canvas_h = p.ph;
-            j.canvas_w = p.pw;
-        } else {
-            j.canvas_h = j.canvas_w = p.side;
-            j.oy = (p.side - p.ph) / 2;
-            j.ox = (p.side - p.pw) / 2;
-            j.rotate = true;
-            j.degrees = p.degrees;
-        }
     }
     if (!crops.empty()) {
         const std::vector<ops::PackedImage> patch_layout = ops::pack_images(sizes);

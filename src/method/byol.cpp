@@ -90,18 +90,7 @@ const ByolTrainer::PackedShots& ByolTrainer::packed_shots(const std::vector<Tens
                       std::equal(shots.begin(), shots.end(), packed_.source.begin(),
                                  [](const Tensor& a, const Tensor& b) { return a.same_storage(b) && a.data() == b.data() && a.shape() == b.shape(); });
     if (same) return packed_;
-    std::vector<std::pair<int64_t, int64_t>> sizes;
-    for (const Tensor& s : shots) {
-        FSAD_CHECK(s.defined() && s.ndim() == 3 && s.dim(0) == 3 && s.device().is_cpu(),
-                   "ByolTrainer: the shots must be RGB images [3,H,W] on the CPU");
-        sizes.emplace_back(s.dim(1), s.dim(2));
-    }
-    int64_t total = 0;
-    packed_.images = ops::pack_images(sizes, &total);
-    Tensor host = Tensor::empty(Shape{total});
-    for (size_t i = 0; i < shots.size(); ++i)
-        std::copy(shots[i].data(), shots[i].data() + shots[i].numel(), host.data() + packed_.images[i].offset);
-    packed_.packed = host.to(opt_.device);
+    packed_.packed = pack_images(shots, packed_.images, opt_.device);
     packed_.source = shots;
     return packed_;
 }

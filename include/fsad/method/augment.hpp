@@ -89,7 +89,10 @@ NegativeParams sample_negative(int64_t height, int64_t width, Negative kind, Rng
 /// The negative of one image on the CPU.
 Tensor apply_negative(const Tensor& img, const NegativeParams& p);
 
-/// Views of packed source images (ops::pack_images) on their device: view i is params[i] applied
+/// RGB images [3,H,W] on the CPU (sizes may differ) copied one after another into one tensor on
+/// `device`; `layout` gets where each lies (ops::pack_images).
+Tensor pack_images(const std::vector<Tensor>& images, std::vector<ops::PackedImage>& layout, Device device = Device::cpu());
+/// Views of packed source images (pack_images) on their device: view i is params[i] applied
 /// to image params[i].crop.image. Every view must have the same output size; the result is
 /// [n,3,h,w] in [0,1], not normalised. Equal to apply_augment's views up to rounding (the same
 /// arithmetic; on the CPU, to the bit).
