@@ -171,7 +171,7 @@ void byol_fit(benchmark::State& st) {
 
 // Scoring throughput of a fitted detector from host images (224 px inputs: the resize is a copy).
 // range(0): images per call, range(1): precision, range(2): scorer (0 global, 1 patch-gauss,
-// 2 patch-knn), range(3): backbone (0 ResNet18: the first GPU run's case; 1 MobileNetV2, the default).
+// 2 patch-knn, 3 patch-sum), range(3): backbone (0 ResNet18: the first GPU run's case; 1 MobileNetV2, the default).
 // The patch scorers compute the stage maps on the GPU and score the patches on the host.
 void detector_score(benchmark::State& st) {
     if (!have_gpu(st)) return;
@@ -266,11 +266,11 @@ void byol_fit_args(Benchmark* b) {
     b->Iterations(1);
 }
 void detector_score_args(Benchmark* b) {
-    sized(b, {{512, 0, 0, 0}, {512, 2, 0, 0}, {512, 0, 0, 1}, {512, 0, 1, 1}, {512, 0, 2, 1}, {512, 2, 1, 1}},
-          {{3, 0, 0, 0}, {3, 2, 0, 0}, {3, 0, 1, 1}, {3, 0, 2, 1}}, 1.0);
+    sized(b, {{512, 0, 0, 0}, {512, 2, 0, 0}, {512, 0, 0, 1}, {512, 0, 1, 1}, {512, 0, 2, 1}, {512, 0, 3, 1}, {512, 2, 1, 1}},
+          {{3, 0, 0, 0}, {3, 2, 0, 0}, {3, 0, 1, 1}, {3, 0, 2, 1}, {3, 0, 3, 1}}, 1.0);
 }
 void detector_fit_args(Benchmark* b) {
-    sized(b, {{0}, {1}, {2}}, {{1}, {2}});
+    sized(b, {{0}, {1}, {2}, {3}}, {{1}, {2}, {3}});
     b->Iterations(kSmoke ? 1 : 3);
 }
 void infer_args(Benchmark* b) { sized(b, {{224, 512, 0}, {224, 512, 1}, {224, 512, 2}}, {{32, 2, 0}, {32, 2, 2}}, 1.0); }

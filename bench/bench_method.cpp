@@ -113,7 +113,7 @@ BENCHMARK(augment_views)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRe
 namespace {
 // The detector with each scorer (issue 19: "fit and scoring time per image for each scorer"):
 // a fit on 10 shots and scoring 32 images, 224 px, MobileNetV2 (the default), no fine-tuning.
-// range(0): scorer (0 global, 1 patch-gauss, 2 patch-knn).
+// range(0): scorer (0 global, 1 patch-gauss, 2 patch-knn, 3 patch-sum).
 void detector_fit(benchmark::State& st) {
     bench::set_threads_once();
     const Scorer sc = bench::kScorers[st.range(0)];
@@ -139,5 +139,5 @@ void detector_score(benchmark::State& st) {
 }
 }  // namespace
 
-BENCHMARK(detector_fit)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK(detector_score)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(detector_fit)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK(detector_score)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -85,7 +85,7 @@ void profile_if_asked(const std::string& label, F&& step, int reps = 3) {
 }
 
 /// The scorers the detector benchmarks compare (argument index -> scorer).
-inline constexpr Scorer kScorers[] = {Scorer::Global, Scorer::PatchGauss, Scorer::PatchKnn};
+inline constexpr Scorer kScorers[] = {Scorer::Global, Scorer::PatchGauss, Scorer::PatchKnn, Scorer::PatchSum};
 
 /// A detector as `fsad fit` makes it with only the weights given (the default backbone, no
 /// fine-tuning, mirrored shots decided from the shots), random weights (the speed is the same)

@@ -700,7 +700,7 @@ TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
     CHECK(mb[0].shape() == ma[0].shape());
 
     // each patch scorer: the patch scores, maps (upsampled, blurred) and their maxima on the GPU
-    for (Scorer sc : {Scorer::PatchGauss, Scorer::PatchKnn}) {
+    for (Scorer sc : {Scorer::PatchGauss, Scorer::PatchKnn, Scorer::PatchSum}) {
         CAPTURE(to_string(sc));
         DetectorConfig q = p;
         q.scorer = sc;

@@ -1,7 +1,9 @@
 // Hostile model files (regressions of tests/fuzz/fuzz_model): files with a valid checksum whose
 // configuration or architecture asks for unbounded work are refused on load, naming the file;
 // an error while scoring leaves the parallel loop as an exception.
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -46,16 +48,22 @@ void save_tiny(const std::string& path, Scorer scorer, nn::BackboneKind kind = n
     d.save(path);
 }
 
-// Rewrites the file's metadata with edit(), then signs it again: a file that passes the checksum.
-template <class Edit>
-void resign(const std::string& path, Edit edit) {
+// Rewrites the file's metadata with edit() (and its tensors with edit_tensors()), then signs it
+// again: a file that passes the checksum.
+template <class Edit, class EditTensors>
+void resign(const std::string& path, Edit edit, EditTensors edit_tensors) {
     io::SafeTensors st = io::read_safetensors(path);
     edit(st.metadata);
+    edit_tensors(st.tensors);
     auto& m = st.metadata;
     m["checksum"] = std::to_string(fnv1a(st.tensors, m["format"] + m["version"] + m["config"] + m["threshold"] +
                                                          m["first_block_expand"] + m["inverted_residual_setting"] +
                                                          m["activation"]));
     io::write_safetensors(path, st.tensors, st.metadata);
+}
+template <class Edit>
+void resign(const std::string& path, Edit edit) {
+    resign(path, edit, [](auto&) {});
 }
 
 void replace(std::string& s, const std::string& from, const std::string& to) {
@@ -99,6 +107,39 @@ TEST_CASE("model file: a configuration asking for unbounded work is refused, nam
     });
     CHECK_THROWS_WITH_AS(Detector::load(g), doctest::Contains("resize_short must be 0 or lie in [resolution, 8192]"),
                          FormatError);
+}
+
+TEST_CASE("model file: a patch-sum file missing a part or with bad divisors is refused, naming the tensor") {
+    const std::string base = tmp("sum.fsad");
+    save_tiny(base, Scorer::PatchSum);
+    REQUIRE(Detector::load(base).patch_scale()[0] > 0);
+    auto scale = [](float a, float b, int64_t n = 2) {
+        Tensor t = Tensor::zeros(Shape{n});
+        t.data()[0] = a;
+        if (n > 1) t.data()[1] = b;
+        return t;
+    };
+    const std::pair<std::function<void(std::map<std::string, Tensor>&)>, std::string> edits[] = {
+        {[](auto& t) { t.erase("patch.bank"); }, "tensor 'patch.bank' missing"},
+        {[](auto& t) { t.erase("patch.scale"); }, "tensor 'patch.scale' missing"},
+        {[](auto& t) { t.erase("patch.mean"); }, "tensor 'patch.mean' missing"},
+        {[&](auto& t) { t["patch.scale"] = scale(-1, 1); }, "'patch.scale' must hold two positive finite divisors"},
+        {[&](auto& t) { t["patch.scale"] = scale(1, std::nanf("")); }, "'patch.scale' must hold two positive finite divisors"},
+        {[&](auto& t) { t["patch.scale"] = scale(1, 1, 1); }, "'patch.scale' must hold two positive finite divisors"},
+        {[&](auto& t) {
+             const Tensor& b = t["patch.bank"];
+             t["patch.bank"] = Tensor::zeros(Shape{b.dim(0), b.dim(1) + 1});
+         },
+         "the patch Gaussian and the memory bank differ in feature size"},
+    };
+    for (const auto& [edit, message] : edits) {
+        CAPTURE(message);
+        const std::string p = tmp("sum_edited.fsad");
+        std::filesystem::copy_file(base, p, std::filesystem::copy_options::overwrite_existing);
+        resign(p, [](auto&) {}, edit);
+        CHECK_THROWS_WITH_AS(Detector::load(p), doctest::Contains((p + ": ").c_str()), FormatError);
+        CHECK_THROWS_WITH_AS(Detector::load(p), doctest::Contains(message.c_str()), FormatError);
+    }
 }
 
 TEST_CASE("model file: a MobileNetV2 architecture beyond bounds is refused, naming the file") {

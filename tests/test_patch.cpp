@@ -306,7 +306,7 @@ TEST_CASE("backbones: forward_stages gives forward_features' stage maps and stop
 TEST_CASE("detector: patch scorers give maps at the image's size whose maximum is the score; save/load keeps them") {
     std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false)};
     std::vector<Tensor> test{texture(4, false), texture(5, true), texture(6, true, 40, 70)};
-    for (Scorer s : {Scorer::PatchGauss, Scorer::PatchKnn}) {
+    for (Scorer s : {Scorer::PatchGauss, Scorer::PatchKnn, Scorer::PatchSum}) {
         CAPTURE(to_string(s));
         Detector d(tiny(s));
         d.fit(shots);
@@ -332,6 +332,37 @@ TEST_CASE("detector: patch scorers give maps at the image's size whose maximum i
         FSAD_CHECK_CLOSE("loaded scores", l.score(test), sc, 1e-3, 1e-4);  // mu and L stored as float32
         fs::remove(p);
     }
+}
+
+TEST_CASE("detector: patch-sum is the two patch scorers' maps, each over its own threshold, summed") {
+    const std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false), texture(7, false)};
+    const std::vector<Tensor> test{texture(4, false), texture(5, true), texture(6, true, 40, 70)};
+    Detector sum(tiny(Scorer::PatchSum)), gauss(tiny(Scorer::PatchGauss)), knn(tiny(Scorer::PatchKnn));
+    sum.fit(shots);
+    gauss.fit(shots);
+    knn.fit(shots);
+    CHECK(gauss.patch_scale() == std::array<double, 2>{0, 0});
+    // the divisors are the two scorers' thresholds (the same held-out shots, the same fits)
+    CHECK(sum.patch_scale()[0] == gauss.threshold());
+    CHECK(sum.patch_scale()[1] == knn.threshold());
+    const auto ms = sum.score_views(test, true), mg = gauss.score_views(test, true), mk = knn.score_views(test, true);
+    for (size_t i = 0; i < test.size(); ++i) {
+        CAPTURE(i);
+        std::vector<float> want(static_cast<size_t>(mg.maps[i].numel()));
+        for (size_t p = 0; p < want.size(); ++p)  // upsampling and blur are linear: the map of the sum
+            want[p] = static_cast<float>(mg.maps[i].data()[p] / gauss.threshold() + mk.maps[i].data()[p] / knn.threshold());
+        FSAD_CHECK_CLOSE("patch-sum map", ms.maps[i].to_vector(), want, 1e-4, 1e-5);
+    }
+    // its threshold is the prediction bound of its own held-out sums: at most the two parts' bounds
+    // added (the maximum of a sum is at most the sum of the maxima), and positive
+    CHECK(sum.threshold() > 0);
+    CHECK(sum.threshold() < 2.5);
+    CHECK(ms.scores[1] > ms.scores[0]);  // the scratch
+    // the divisors travel in the model file
+    const std::string p = tmp("sum.fsad");
+    sum.save(p);
+    CHECK(Detector::load(p).patch_scale()[1] == doctest::Approx(knn.threshold()).epsilon(1e-6));
+    fs::remove(p);
 }
 
 TEST_CASE("detector: the keep view keeps the aspect ratio up to max_aspect") {
@@ -366,45 +397,51 @@ TEST_CASE("detector: patch scorers refuse a one-shot fit; the global scorer has 
     DetectorConfig bad = tiny(Scorer::PatchKnn);
     bad.patch.coreset = 0;
     CHECK_THROWS_WITH_AS(Detector{bad}, doctest::Contains("coreset"), Error);
-    CHECK_THROWS_WITH_AS(parse_scorer("patchcore"), doctest::Contains("global | patch-gauss | patch-knn"), Error);
+    CHECK_THROWS_WITH_AS(parse_scorer("patchcore"), doctest::Contains("global | patch-gauss | patch-knn | patch-sum"), Error);
     CHECK_THROWS_WITH_AS(parse_view("crop"), doctest::Contains("squash | keep"), Error);
 }
 
-TEST_CASE("detector: the auto scorer picks the candidate with the best synthetic AUROC, deterministically") {
+TEST_CASE("detector: the auto scorer is patch-sum, with every candidate's synthetic AUROC, deterministically") {
     std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false), texture(7, false)};
     DetectorConfig c = tiny(Scorer::Auto);
     c.patch.fallback_auroc = 0;  // (the fallback to the global scorer: the next case)
     Detector a(c), b(c);
     a.fit(shots);
     b.fit(shots);
-    REQUIRE(a.selection().size() == 2);
+    REQUIRE(a.selection().size() == 3);
     CHECK(a.selection()[0].scorer == "patch-gauss");
     CHECK(a.selection()[1].scorer == "patch-knn");
+    CHECK(a.selection()[2].scorer == "patch-sum");
     for (const auto& s : a.selection()) {
         CHECK(s.synthetic_auroc >= 0);
         CHECK(s.synthetic_auroc <= 1);
     }
-    const bool gauss_wins = a.selection()[0].synthetic_auroc >= a.selection()[1].synthetic_auroc;
-    CHECK(a.config().scorer == (gauss_wins ? Scorer::PatchGauss : Scorer::PatchKnn));
+    CHECK(a.config().scorer == Scorer::PatchSum);
+    // the table's patch-sum row and threshold are those of a fixed patch-sum fit
+    DetectorConfig fixed = c;
+    fixed.scorer = Scorer::PatchSum;
+    Detector f(fixed);
+    f.fit(shots);
+    CHECK(f.threshold() == a.threshold());
+    CHECK(f.patch_scale() == a.patch_scale());
+    CHECK(f.score(texture(6, true)) == a.score(texture(6, true)));
     CHECK(b.config().scorer == a.config().scorer);
-    CHECK(b.selection()[0].synthetic_auroc == a.selection()[0].synthetic_auroc);
-    CHECK(b.selection()[1].synthetic_auroc == a.selection()[1].synthetic_auroc);
+    for (size_t i = 0; i < 3; ++i) CHECK(b.selection()[i].synthetic_auroc == a.selection()[i].synthetic_auroc);
     CHECK(b.threshold() == a.threshold());
     // the choice travels in the model file as a fixed scorer
     const std::string p = tmp("auto.fsad");
     a.save(p);
     CHECK(Detector::load(p).config().scorer == a.config().scorer);
     fs::remove(p);
-    // with the global scorer among the candidates: three rows, the same choice rule
+    // with the global scorer among the candidates: four rows; global when its synthetic AUROC is
+    // above patch-sum's
     c.auto_global = true;
     Detector ag(c);
     ag.fit(shots);
-    REQUIRE(ag.selection().size() == 3);
-    CHECK(ag.selection()[2].scorer == "global");
-    size_t best = 0;
-    for (size_t i = 1; i < 3; ++i)
-        if (ag.selection()[i].synthetic_auroc > ag.selection()[best].synthetic_auroc) best = i;
-    CHECK(to_string(ag.config().scorer) == ag.selection()[best].scorer);
+    REQUIRE(ag.selection().size() == 4);
+    CHECK(ag.selection()[3].scorer == "global");
+    const bool global_wins = ag.selection()[3].synthetic_auroc > ag.selection()[2].synthetic_auroc;
+    CHECK(ag.config().scorer == (global_wins ? Scorer::Global : Scorer::PatchSum));
     CHECK(std::isfinite(ag.score(texture(6, true))));
     // a fixed scorer computes no table
     Detector g(tiny(Scorer::PatchGauss));
@@ -421,14 +458,13 @@ TEST_CASE("detector: the auto scorer falls back to the global scorer when no pat
     patch.fit(shots);
     double best = 0;
     for (const auto& s : patch.selection()) best = std::max(best, s.synthetic_auroc);
-    // a bar above the best patch scorer's synthetic AUROC: the global scorer, listed third
+    // a bar above the best patch scorer's synthetic AUROC: the global scorer, listed last
     c.patch.fallback_auroc = best + 0.01;
     Detector fb(c);
     fb.fit(shots);
-    REQUIRE(fb.selection().size() == 3);
-    CHECK(fb.selection()[0].synthetic_auroc == patch.selection()[0].synthetic_auroc);
-    CHECK(fb.selection()[1].synthetic_auroc == patch.selection()[1].synthetic_auroc);
-    CHECK(fb.selection()[2].scorer == "global");
+    REQUIRE(fb.selection().size() == 4);
+    for (size_t i = 0; i < 3; ++i) CHECK(fb.selection()[i].synthetic_auroc == patch.selection()[i].synthetic_auroc);
+    CHECK(fb.selection()[3].scorer == "global");
     CHECK(fb.config().scorer == Scorer::Global);
     // its scores are those of the global scorer fitted on the shots' views (its threshold is the
     // held-out shots' prediction bound, as the patch scorers')
@@ -443,7 +479,7 @@ TEST_CASE("detector: the auto scorer falls back to the global scorer when no pat
     c.patch.fallback_auroc = best;
     Detector kept(c);
     kept.fit(shots);
-    CHECK(kept.selection().size() == 2);
+    CHECK(kept.selection().size() == 3);
     CHECK(kept.config().scorer != Scorer::Global);
     // the choice travels in the model file
     const std::string p = tmp("fallback.fsad");

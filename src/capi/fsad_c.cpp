@@ -416,7 +416,7 @@ fsad_status fsad_detector_score_map(const fsad_detector* d, const fsad_image* im
         const fsad::Detector& det = fitted(d);
         if (det.config().scorer == fsad::Scorer::Global)
             throw StateError("the global scorer gives one score per image and no anomaly map (fit with \"scorer\": "
-                             "\"patch-gauss\", \"patch-knn\" or \"auto\")");
+                             "\"patch-gauss\", \"patch-knn\", \"patch-sum\" or \"auto\")");
         std::optional<fsad::ops::PrecisionScope> scope;
         if (d->precision) scope.emplace(*d->precision);
         // Detector::score_map without discarding the score: the view's map upsampled to the image

@@ -86,9 +86,10 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
     c->add_option("--n-augment", f.n_augment, "augmented copies of each shot for the density (N_A; 0 = the shots' own views)")->check(CLI::Range(0, 1000));
     add_parsed(c, "--scorer", f.scorer, parse_scorer,
                "auto (the patch scorer that best separates held-out shots from synthetic defects; the global scorer "
-               "when neither reaches --fallback-auroc) | global (the "
+               "when none reaches --fallback-auroc) | global (the "
                "paper: pooled feature, Gaussian) | patch-gauss (one Gaussian over patch features, anomaly maps) | "
-               "patch-knn (nearest patch in a coreset memory bank, anomaly maps)");
+               "patch-knn (nearest patch in a coreset memory bank, anomaly maps) | patch-sum (both patch scorers, each "
+               "over its own threshold, summed)");
     add_parsed(c, "--view", f.view, parse_view,
                "shots (default: one size for all images, short side --res, the shots' median aspect ratio; square "
                "for near-square products) | squash (resize to --res x --res) | keep (short side to --res, each "
@@ -96,7 +97,7 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
     c->add_flag("--auto-global", f.auto_global,
                 "--scorer auto: the global scorer is a candidate too, chosen against whole-image corruptions as well");
     c->add_option("--fallback-auroc", f.patch.fallback_auroc,
-                  "--scorer auto: below this synthetic AUROC of the better patch scorer, the global scorer is fitted "
+                  "--scorer auto: below this synthetic AUROC of the best patch scorer, the global scorer is fitted "
                   "instead (0-1; 0 = never; default 0.65)")
         ->check(CLI::Range(0.0, 1.0));
     add_parsed(c, "--flips", f.flips, parse_flips,

@@ -208,7 +208,7 @@ int run_score(const ScoreArgs& a, bool quiet) {
     if (!a.maps.empty()) {
         if (det.config().scorer == Scorer::Global)
             throw Error("--maps: " + a.model + " uses the global scorer, which gives no anomaly map; fit with --scorer "
-                        "patch-gauss or patch-knn");
+                        "patch-gauss, patch-knn or patch-sum");
         std::error_code mec;
         fs::create_directories(a.maps, mec);
         if (!fs::is_directory(a.maps, mec)) throw IOError(a.maps + ": cannot create the maps folder");

@@ -173,7 +173,7 @@ maps = {p.name: size(p) for p in pathlib.Path(sys.argv[1]).glob("*.png")}
 imgs = sorted(pathlib.Path(sys.argv[2]).rglob("*.png"))
 assert imgs and all(size(i) in maps.values() for i in imgs), (maps, [size(i) for i in imgs])
 PY
-# the auto scorer's fallback to the global scorer: global exactly when the better patch scorer's
+# the auto scorer's fallback to the global scorer: global exactly when the best patch scorer's
 # synthetic AUROC (printed by fit) is under --fallback-auroc
 for fb in 0 1; do
   expect 0 "fit with --fallback-auroc $fb" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --fallback-auroc $fb \
@@ -182,13 +182,13 @@ for fb in 0 1; do
   python3 - "$W/out" "$W/mfb$fb.fsad" $fb <<'PY' && ok "--fallback-auroc $fb: global exactly when no patch scorer reaches it" || bad "--fallback-auroc $fb: global exactly when no patch scorer reaches it"
 import json, re, struct, sys
 line = next(l for l in open(sys.argv[1]) if l.startswith("scorer "))
-vals = dict(re.findall(r"(patch-gauss|patch-knn|global) ([\d.]+)", line))
+vals = dict(re.findall(r"(patch-gauss|patch-knn|patch-sum|global) ([\d.]+)", line))
 b = open(sys.argv[2], "rb").read(); n = struct.unpack("<Q", b[:8])[0]
 c = json.loads(json.loads(b[8:8 + n])["__metadata__"]["config"])
 fb = float(sys.argv[3])
 assert c["patch"]["fallback_auroc"] == fb, c["patch"]
-want = "global" if max(float(vals["patch-gauss"]), float(vals["patch-knn"])) < 100 * fb else None
-assert (c["scorer"] == "global") == (want == "global"), (line, c["scorer"])
+want = "global" if max(float(vals[k]) for k in ("patch-gauss", "patch-knn", "patch-sum")) < 100 * fb else None
+assert c["scorer"] == (want or "patch-sum"), (line, c["scorer"])  # auto's patch scorer is patch-sum
 assert ("global" in vals) == (c["scorer"] == "global"), line
 PY
 done

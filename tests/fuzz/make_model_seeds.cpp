@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
         {"resnet18_global.fsad", fsad::nn::BackboneKind::ResNet18, 0.02f, fsad::Scorer::Global, fsad::View::Squash},
         {"resnet18_patch_gauss.fsad", fsad::nn::BackboneKind::ResNet18, 0.02f, fsad::Scorer::PatchGauss, fsad::View::Shots},
         {"resnet18_patch_knn.fsad", fsad::nn::BackboneKind::ResNet18, 0.02f, fsad::Scorer::PatchKnn, fsad::View::Keep},
+        {"resnet18_patch_sum.fsad", fsad::nn::BackboneKind::ResNet18, 0.02f, fsad::Scorer::PatchSum, fsad::View::Shots},
     };
     for (const Seed& s : seeds) {
         fsad::DetectorConfig cfg;

@@ -3,6 +3,7 @@
 // Gaussian of the adapted features, decide against a threshold calibrated on normal data only,
 // and save/load everything as one versioned model file.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,11 +21,13 @@ enum class Scorer {
     Global,      ///< the paper: one pooled feature per view, Gaussian density, Mahalanobis distance
     PatchGauss,  ///< one Gaussian shared by all patch positions; image score = max of the smoothed map
     PatchKnn,    ///< nearest-neighbour distance to a coreset of the shots' patches; max of the map
-    Auto,        ///< chosen at fit time from the shots alone: the patch scorer that best separates
-                 ///< each held-out shot from synthetic defects pasted into it (Detector::selection),
-                 ///< or the global scorer when neither separates them (PatchConfig::fallback_auroc)
+    PatchSum,    ///< both patch scorers, each patch score divided by that scorer's own held-out threshold
+                 ///< (Detector::patch_scale), summed; max of the map of the sums
+    Auto,        ///< decided at fit time from the shots alone: patch-sum, or the global scorer when no
+                 ///< patch scorer separates the held-out shots from synthetic defects pasted into them
+                 ///< (PatchConfig::fallback_auroc; Detector::selection has each one's synthetic AUROC)
 };
-Scorer parse_scorer(const std::string& s);  ///< auto | global | patch-gauss | patch-knn
+Scorer parse_scorer(const std::string& s);  ///< auto | global | patch-gauss | patch-knn | patch-sum
 std::string to_string(Scorer s);
 
 /// What the backbone sees of an image.
@@ -57,7 +60,7 @@ struct PatchConfig {
     std::vector<int64_t> stages;  ///< backbone stages tapped (forward_features' list, finest first);
                                   ///< empty = Backbone::patch_stages() (strides 8 and 16)
     double flip_ratio = 1.1;  ///< Flips::Auto: mirrored shots are used up to this score ratio
-    /// Scorer::Auto without auto_global: when the better patch scorer's synthetic AUROC is below
+    /// Scorer::Auto without auto_global: when the best patch scorer's synthetic AUROC is below
     /// this, the patch scorers cannot tell a held-out shot from local defects pasted into it (the
     /// product's normal variation is not local: CIFAR-10's classes, 47-59, against 69-98 on the
     /// industrial sets), and the global scorer is used instead. 0 = never.
@@ -156,10 +159,10 @@ public:
     static Detector load(const std::string& path, Device device = Device::cpu());
 
     /// Scorer::Auto: each candidate's synthetic AUROC (held-out shots against synthetic defects
-    /// pasted into them, each scored by the candidate fitted on the other shots); the fitted
-    /// detector's config().scorer is the best, or "global" (listed last, its own synthetic AUROC
-    /// for information) when the patch scorers' best is under PatchConfig::fallback_auroc. Empty
-    /// for a fixed scorer or a loaded model.
+    /// pasted into them, each scored by the candidate fitted on the other shots): patch-gauss,
+    /// patch-knn, patch-sum, then global when it was fitted (auto_global, or the fallback: the
+    /// patch scorers' best under PatchConfig::fallback_auroc). config().scorer is patch-sum unless
+    /// the global scorer was chosen. Empty for a fixed scorer or a loaded model.
     struct Candidate {
         std::string scorer;
         double synthetic_auroc = 0;
@@ -168,6 +171,10 @@ public:
     /// Flips::Auto: the median ratio of the held-out shots' mirror-image scores to their own
     /// (config().flips is On when it is at most PatchConfig::flip_ratio); 0 when not measured.
     double flip_ratio() const { return flip_ratio_; }
+    /// Scorer::PatchSum: the divisors of the patch Gaussian's and the kNN's patch scores (each
+    /// scorer's own threshold from its held-out shots: a patch at 1 lies at that scorer's threshold);
+    /// {0, 0} for the other scorers.
+    std::array<double, 2> patch_scale() const { return patch_scale_; }
 
     bool fitted() const { return density_.fitted() || patch_density_.fitted() || knn_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
@@ -201,6 +208,7 @@ private:
     method::GaussianDensity density_;        // Scorer::Global
     method::GaussianDensity patch_density_;  // Scorer::PatchGauss
     method::PatchKnn knn_;                   // Scorer::PatchKnn
+    std::array<double, 2> patch_scale_{0, 0};  // Scorer::PatchSum: divisors of the Gaussian's, the kNN's scores
     std::vector<Candidate> selection_;       // Scorer::Auto's table
     double flip_ratio_ = 0;                  // Flips::Auto's measurement
     double threshold_ = 0;
