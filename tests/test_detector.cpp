@@ -266,11 +266,14 @@ TEST_CASE("detector: a version-2 model file, written by fsad before the configur
         CHECK(d.score(test::texture(7, scratch, 40, 56)) == doctest::Approx(score).epsilon(2e-5));
     }
     // and this fsad writes that configuration byte for byte as that fsad did, but for the keys
-    // added since, at their defaults (the file's loads with them): patch.fallback_auroc
+    // added since, at their defaults (the file's loads with them): patch.fallback_auroc, the
+    // threshold's spread prior
     std::string ours = to_json(c);
-    const std::string added = "\"fallback_auroc\":0.65,";
-    REQUIRE(ours.find(added) != std::string::npos);
-    ours.erase(ours.find(added), added.size());
+    for (const std::string added : {"\"fallback_auroc\":0.65,", "\"spread_prior\":0.15,\"spread_prior_weight\":5.0,"}) {
+        CAPTURE(added);
+        REQUIRE(ours.find(added) != std::string::npos);
+        ours.erase(ours.find(added), added.size());
+    }
     CHECK(ours == io::read_safetensors(test::data_dir() + "/model_v2.fsad").metadata.at("config"));
 }
 

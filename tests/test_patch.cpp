@@ -342,26 +342,36 @@ TEST_CASE("detector: patch-sum is the two patch scorers' maps, each over its own
     gauss.fit(shots);
     knn.fit(shots);
     CHECK(gauss.patch_scale() == std::array<double, 2>{0, 0});
-    // the divisors are the two scorers' thresholds (the same held-out shots, the same fits)
-    CHECK(sum.patch_scale()[0] == gauss.threshold());
-    CHECK(sum.patch_scale()[1] == knn.threshold());
+    // the divisors are the two scorers' prediction bounds over their held-out scores (the same
+    // held-out shots, the same fits), without the spread prior
+    REQUIRE(gauss.held_out_scores().size() == shots.size());
+    const double sg = prediction_bound(gauss.held_out_scores(), 0.99), sk = prediction_bound(knn.held_out_scores(), 0.99);
+    CHECK(sum.patch_scale()[0] == sg);
+    CHECK(sum.patch_scale()[1] == sk);
+    // and each scorer's threshold is its held-out scores' bound with the spread prior
+    CHECK(gauss.threshold() == prediction_bound(gauss.held_out_scores(), 0.99, 0.15, 5));
+    CHECK(sum.threshold() == prediction_bound(sum.held_out_scores(), 0.99, 0.15, 5));
     const auto ms = sum.score_views(test, true), mg = gauss.score_views(test, true), mk = knn.score_views(test, true);
     for (size_t i = 0; i < test.size(); ++i) {
         CAPTURE(i);
         std::vector<float> want(static_cast<size_t>(mg.maps[i].numel()));
         for (size_t p = 0; p < want.size(); ++p)  // upsampling and blur are linear: the map of the sum
-            want[p] = static_cast<float>(mg.maps[i].data()[p] / gauss.threshold() + mk.maps[i].data()[p] / knn.threshold());
+            want[p] = static_cast<float>(mg.maps[i].data()[p] / sg + mk.maps[i].data()[p] / sk);
         FSAD_CHECK_CLOSE("patch-sum map", ms.maps[i].to_vector(), want, 1e-4, 1e-5);
     }
-    // its threshold is the prediction bound of its own held-out sums: at most the two parts' bounds
-    // added (the maximum of a sum is at most the sum of the maxima), and positive
-    CHECK(sum.threshold() > 0);
-    CHECK(sum.threshold() < 2.5);
+    // each held-out shot's sum is at most its two parts over their divisors added (the maximum of a
+    // sum is at most the sum of the maxima), and at least the larger of them
+    REQUIRE(sum.held_out_scores().size() == shots.size());
+    for (size_t i = 0; i < shots.size(); ++i) {
+        const double g = gauss.held_out_scores()[i] / sg, k = knn.held_out_scores()[i] / sk;
+        CHECK(sum.held_out_scores()[i] <= (g + k) * (1 + 1e-5));
+        CHECK(sum.held_out_scores()[i] >= std::max(g, k) * (1 - 1e-5));
+    }
     CHECK(ms.scores[1] > ms.scores[0]);  // the scratch
     // the divisors travel in the model file
     const std::string p = tmp("sum.fsad");
     sum.save(p);
-    CHECK(Detector::load(p).patch_scale()[1] == doctest::Approx(knn.threshold()).epsilon(1e-6));
+    CHECK(Detector::load(p).patch_scale()[1] == doctest::Approx(sk).epsilon(1e-6));
     fs::remove(p);
 }
 
@@ -534,6 +544,29 @@ TEST_CASE("detector: the patch scorers' threshold is a log-normal prediction bou
     CHECK(prediction_bound(v, 0.999) > prediction_bound(v, 0.99));
     CHECK_THROWS_AS(prediction_bound({2.0f}, 0.99), Error);
     CHECK_THROWS_AS(prediction_bound(v, 1.0), Error);
+    // with the spread prior: prior_weight pseudo-samples of deviation prior_spread pooled with the
+    // n - 1 of the scores, Student's t with n - 1 + prior_weight degrees of freedom
+    auto pooled = [](const std::vector<float>& x, double s0, double w, double t) {
+        double m = 0, ss = 0;
+        for (float v : x) m += std::log(v);
+        m /= static_cast<double>(x.size());
+        for (float v : x) ss += std::pow(std::log(v) - m, 2);
+        const double n = static_cast<double>(x.size());
+        return std::exp(m + t * std::sqrt((ss + w * s0 * s0) / (n - 1 + w)) * std::sqrt(1 + 1 / n));
+    };
+    CHECK(prediction_bound(five, 0.99, 0.15, 10) == doctest::Approx(pooled(five, 0.15, 10, 2.624494067560231)).epsilon(1e-7));
+    CHECK(prediction_bound(ten, 0.99, 0.15, 10) == doctest::Approx(pooled(ten, 0.15, 10, 2.539483190622288)).epsilon(1e-7));
+    // equal scores: the prior alone sets the width (three scores, 2 + 10 degrees of freedom)
+    CHECK(prediction_bound({3.0f, 3.0f, 3.0f}, 0.99, 0.15, 10) ==
+          doctest::Approx(3.0 * std::exp(2.680997992996005 * std::sqrt(10 * 0.0225 / 12) * std::sqrt(4.0 / 3))).epsilon(1e-7));
+    // a weight of 0 is no prior; a heavy prior is the known-spread normal bound
+    CHECK(prediction_bound(five, 0.99, 0.15, 0) == prediction_bound(five, 0.99));
+    CHECK(prediction_bound(five, 0.99, 0.15, 1e6) ==
+          doctest::Approx(pooled(five, 0.15, 1e6, 2.326351603105889)).epsilon(1e-5));
+    // a spread far above the prior's still widens the bound (the prior shrinks it, not replaces it)
+    const std::vector<float> wide{1.0f, 3.0f, 9.0f, 27.0f, 81.0f};
+    CHECK(prediction_bound(wide, 0.99, 0.15, 10) > 81.0f);
+    CHECK_THROWS_AS(prediction_bound(v, 0.99, -0.1, 10), Error);
 }
 
 namespace {

@@ -117,6 +117,12 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
     c->add_flag_callback("--no-colour", [&f] { f.byol.augment.colour = false; },
                          "affine augmentation only (no colour jitter, grayscale, blur)");
     c->add_option("--quantile", f.threshold_quantile, "decision threshold: this quantile of held-out normal scores")->check(CLI::Range(0.5, 1.0));
+    c->add_option("--spread-prior", f.spread_prior,
+                  "patch scorers' threshold: prior spread of the log held-out scores (default 0.15; 0 = none)")
+        ->check(CLI::Range(0.0, 10.0));
+    c->add_option("--spread-prior-weight", f.spread_prior_weight,
+                  "patch scorers' threshold: the prior's weight in held-out shots (default 5; 0 = none)")
+        ->check(CLI::Range(0.0, 1e6));
     add_device(c, f.device);
     c->add_option("--precision", a.precision, kPrecisionHelp)->check(CLI::IsMember(kPrecisions));
     c->add_flag("--tf32", a.tf32, kTf32Help);

@@ -109,7 +109,7 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
         std::cout << "  " << x.category << " " << x.shots << "-shot seed " << x.seed << ": AUROC " << fmt(100 * x.auroc)
                   << (x.pixel_auroc >= 0 ? ", pixel " + fmt(100 * x.pixel_auroc) : std::string())
                   << (x.pro >= 0 ? ", PRO " + fmt(100 * x.pro) : std::string())
-                  << ", flags " << fmt(100 * x.fpr, 1) << "% of normals" << [&] {
+                  << ", flags " << fmt(100 * x.fpr, 1) << "% of normals and " << fmt(100 * x.tpr, 1) << "% of anomalies" << [&] {
                          if (x.selection.empty()) return std::string();
                          std::string t = "; chose " + x.scorer + " (synthetic";
                          for (const auto& c : x.selection) t += " " + c.scorer + " " + fmt(100 * c.synthetic_auroc);

@@ -193,6 +193,7 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.selection = det.selection();
                 r.flips = to_string(det.config().flips);
                 r.flip_ratio = det.flip_ratio();
+                r.held_out = det.held_out_scores();
                 const auto t1 = std::chrono::steady_clock::now();
                 pp.stage = "score";
                 const bool masks = std::any_of(test.begin(), test.end(), [](const auto& s) { return !s.mask_path.empty(); });

@@ -248,7 +248,8 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
                                   for (const auto& c : x.selection) a.push_back({{"scorer", c.scorer}, {"synthetic_auroc", 100 * c.synthetic_auroc}});
                                   return a;
                               }()},
-                             {"threshold", x.threshold}, {"fpr_at_threshold", x.fpr}, {"tpr_at_threshold", x.tpr},
+                             {"threshold", x.threshold}, {"held_out_scores", x.held_out}, {"fpr_at_threshold", x.fpr},
+                             {"tpr_at_threshold", x.tpr},
                              {"fit_seconds", x.fit_seconds}, {"score_seconds", x.score_seconds}, {"scores", x.scores},
                              {"labels", x.labels}, {"kinds", x.kinds}, {"names", x.names}});
     return j.dump(1) + "\n";

@@ -79,7 +79,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PatchConfig, map_sigma, coreset,
 // Not stored: threads and device (where a model runs is the loader's choice).
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectorConfig, backbone, width, weights, adapt, resolution,
                                                 resize_short, n_augment, scorer, view, max_aspect, auto_global,
-                                                flips, view_h, view_w, patch, density, threshold_quantile, seed,
-                                                byol)
+                                                flips, view_h, view_w, patch, density, threshold_quantile,
+                                                spread_prior, spread_prior_weight, seed, byol)
 
 }  // namespace fsad

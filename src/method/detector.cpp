@@ -91,6 +91,10 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
                "Detector: resize_short must be 0 or lie in [resolution, 8192] (with a resolution given, not auto), got ",
                cfg_.resize_short);
     FSAD_CHECK(cfg_.threshold_quantile > 0 && cfg_.threshold_quantile <= 1, "Detector: threshold_quantile in (0, 1]");
+    FSAD_CHECK(cfg_.spread_prior >= 0 && cfg_.spread_prior <= 10 && cfg_.spread_prior_weight >= 0 &&
+                   cfg_.spread_prior_weight <= 1e6,
+               "Detector: spread_prior must lie in [0, 10] and spread_prior_weight in [0, 1e6], got ", cfg_.spread_prior,
+               " and ", cfg_.spread_prior_weight);
     if (cfg_.threads > 0) set_num_threads(cfg_.threads);
     cfg_.byol.augment.size = cfg_.resolution;
     cfg_.byol.seed = cfg_.seed;
@@ -236,6 +240,7 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     FSAD_CHECK(!patch || normal.size() >= 2, "Detector::fit: the ", to_string(cfg_.scorer),
                " scorer needs at least 2 normal images (its threshold is calibrated by leaving each one out), got ",
                normal.size());
+    held_out_.clear();
     if (auto_resolution_) cfg_.resolution = auto_resolution(normal);  // a refit chooses again
     cfg_.byol.augment.size = cfg_.resolution;
     if (cfg_.adapt && cfg_.byol.steps > 0) {
@@ -321,17 +326,21 @@ double student_t_quantile(double q, double nu) {
 
 }  // namespace
 
-double prediction_bound(const std::vector<float>& v, double q) {
+double prediction_bound(const std::vector<float>& v, double q, double prior_spread, double prior_weight) {
     FSAD_CHECK(v.size() >= 2, "prediction_bound: need at least 2 scores, got ", v.size());
     FSAD_CHECK(q > 0 && q < 1, "prediction_bound: q must lie in (0, 1), got ", q);
+    FSAD_CHECK(prior_spread >= 0 && prior_weight >= 0 && std::isfinite(prior_spread) && std::isfinite(prior_weight),
+               "prediction_bound: the spread prior must be finite and non-negative");
     const double n = static_cast<double>(v.size());
     double m = 0, ss = 0;
     for (float x : v) m += std::log(std::max(static_cast<double>(x), 1e-30));
     m /= n;
     for (float x : v) ss += std::pow(std::log(std::max(static_cast<double>(x), 1e-30)) - m, 2);
-    const double sd = std::sqrt(ss / (n - 1));
-    // Student's t (n - 1 degrees of freedom): the mean and the deviation are both estimates
-    const double t = q >= 0.5 ? student_t_quantile(q, n - 1) : -student_t_quantile(1 - q, n - 1);
+    // the deviation: the scores' own (n - 1 degrees of freedom) pooled with the prior's pseudo-samples
+    const double nu = n - 1 + prior_weight;
+    const double sd = std::sqrt((ss + prior_weight * prior_spread * prior_spread) / nu);
+    // Student's t (nu degrees of freedom): the mean and the deviation are both estimates
+    const double t = q >= 0.5 ? student_t_quantile(q, nu) : -student_t_quantile(1 - q, nu);
     return std::exp(m + t * sd * std::sqrt(1 + 1 / n));
 }
 
@@ -508,7 +517,8 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     auto hold_out = [&](size_t c) {
         std::vector<float> bad;
         const Scorer sc = candidates[c];
-        if (sc == Scorer::PatchSum) {  // candidates 0 and 1 ran: their thresholds weigh their patch scores
+        if (sc == Scorer::PatchSum) {  // candidates 0 and 1 ran: their held-out bounds weigh their patch scores
+            // (the scores' own bounds, without the spread prior: a scale for each, not a decision)
             patch_scale_ = {prediction_bound(held[0], q), prediction_bound(held[1], q)};
             for (int64_t i = 0; i < n; ++i)
                 for (int64_t d = 0; d < per_shot; ++d) {
@@ -573,7 +583,8 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     if (cfg_.scorer == Scorer::PatchGauss || cfg_.scorer == Scorer::PatchSum) fit_on(Scorer::PatchGauss, everyone, patch_density_, knn_);
     if (cfg_.scorer == Scorer::PatchKnn || cfg_.scorer == Scorer::PatchSum) fit_on(Scorer::PatchKnn, everyone, patch_density_, knn_);
     if (progress) progress({"density", 1, 1, 0});
-    threshold_ = prediction_bound(held[best], q);
+    threshold_ = prediction_bound(held[best], q, cfg_.spread_prior, cfg_.spread_prior_weight);
+    held_out_ = held[best];
 }
 
 void Detector::fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress) {

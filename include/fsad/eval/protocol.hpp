@@ -54,6 +54,7 @@ struct RunResult {
     std::vector<Detector::Candidate> selection;  ///< Scorer::Auto's synthetic AUROCs
     int64_t pixel_images = 0;    ///< images in it: the normals and the anomalies with a mask
     double threshold = 0;        ///< the detector's calibrated threshold
+    std::vector<float> held_out; ///< the held-out shot scores it was calibrated on (Detector::held_out_scores)
     double fpr = 0, tpr = 0;     ///< at the threshold
     double fit_seconds = 0, score_seconds = 0;
     std::vector<float> scores;

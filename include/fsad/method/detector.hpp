@@ -98,6 +98,14 @@ struct DetectorConfig {
     /// fitted on the other shots, and the threshold is this quantile of a log-normal fitted to those
     /// n scores, widened for its n samples (a prediction bound: exp(m + z_q s sqrt(1 + 1/n))).
     double threshold_quantile = 0.99;
+    /// The prediction bound's prior on the spread of the log held-out scores (a scaled inverse
+    /// chi-square prior on their variance: spread_prior^2 worth spread_prior_weight samples; 0 = no
+    /// prior, the n scores' own deviation alone). Five or ten scores estimate their spread badly:
+    /// one fit's bound lands far above the normals (recall near 0 at 5 shots on MPDD) and another's
+    /// among them; the normal test images' spreads on every dataset here are 0.07-0.18, and with
+    /// weight 5 a spread of 0.45 still gets a mean false-positive rate under 5% (prediction_bound).
+    double spread_prior = 0.15;
+    double spread_prior_weight = 5;
     int threads = 0;                   ///< 0 = all cores
     uint64_t seed = 0;
     /// Where the backbone runs (fine-tuning with its augmented views, features) and where scoring
@@ -172,9 +180,13 @@ public:
     /// (config().flips is On when it is at most PatchConfig::flip_ratio); 0 when not measured.
     double flip_ratio() const { return flip_ratio_; }
     /// Scorer::PatchSum: the divisors of the patch Gaussian's and the kNN's patch scores (each
-    /// scorer's own threshold from its held-out shots: a patch at 1 lies at that scorer's threshold);
-    /// {0, 0} for the other scorers.
+    /// scorer's prediction bound over its own held-out scores at threshold_quantile, without the
+    /// spread prior: a patch at 1 lies at about that scorer's threshold); {0, 0} for the other scorers.
     std::array<double, 2> patch_scale() const { return patch_scale_; }
+    /// The patch scorers' (and the fallback's) held-out scores, one per shot (each shot's view scored
+    /// by the scorer fitted on the other shots), that the threshold was calibrated on; empty for
+    /// the global scorer's own fit and for a loaded model.
+    const std::vector<float>& held_out_scores() const { return held_out_; }
 
     bool fitted() const { return density_.fitted() || patch_density_.fitted() || knn_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
@@ -211,6 +223,7 @@ private:
     std::array<double, 2> patch_scale_{0, 0};  // Scorer::PatchSum: divisors of the Gaussian's, the kNN's scores
     std::vector<Candidate> selection_;       // Scorer::Auto's table
     double flip_ratio_ = 0;                  // Flips::Auto's measurement
+    std::vector<float> held_out_;            // the threshold's held-out scores (patch fits)
     double threshold_ = 0;
     bool auto_resolution_ = false;           // resolution 0 given: fit chooses it (auto_resolution)
 };
@@ -223,13 +236,16 @@ std::string to_json(const DetectorConfig& cfg);
 DetectorConfig detector_config_from_json(const std::string& json_text);
 
 /// The patch scorers' threshold: the one-sided q prediction bound of the next score under a
-/// log-normal fitted to n >= 2 positive held-out scores: exp(m + t_{q, n-1} s sqrt(1 + 1/n)), m and
-/// s the mean and sample deviation of the logs, t Student's quantile with n - 1 degrees of freedom
-/// (the mean and the deviation are both estimated from the n scores; a normal quantile in its place
-/// flagged up to 7% of the normal test images in single runs at q = 0.99). (The empirical
-/// q-quantile of five or ten scores is their maximum, which a new normal image exceeds with
-/// probability about 1/(n + 1).) requires 0 < q < 1.
-double prediction_bound(const std::vector<float>& held_out, double q);
+/// log-normal fitted to n >= 2 positive held-out scores: exp(m + t_{q, nu} s sqrt(1 + 1/n)), m the
+/// mean of the logs, t Student's quantile with nu = n - 1 + prior_weight degrees of freedom and s^2
+/// = ((n - 1) s_n^2 + prior_weight prior_spread^2) / nu, s_n the logs' sample deviation: the
+/// posterior predictive quantile under a flat prior on the mean and a scaled inverse chi-square
+/// prior on the variance (prior_weight pseudo-samples of spread prior_spread; 0 = none: s = s_n,
+/// nu = n - 1). (A normal quantile in place of t flagged up to 7% of the normal test images in
+/// single runs at q = 0.99; the empirical q-quantile of five or ten scores is their maximum, which
+/// a new normal image exceeds with probability about 1/(n + 1).) requires 0 < q < 1.
+double prediction_bound(const std::vector<float>& held_out, double q, double prior_spread = 0,
+                        double prior_weight = 0);
 
 /// Threshold without anomalies: for each shot, fit the Gaussian on the other shots' augmented
 /// copies and score the held-out shot's copies; the threshold is the `quantile` of all those
