@@ -718,6 +718,27 @@ TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
             close(sa.maps[i], gpu(sb.maps[i]), "patch anomaly map", 2e-2f, 1e-3f);
         }
     }
+
+    // tiled native views: the tiles' features stitched on the GPU (ops::split, ops::concat)
+    DetectorConfig t = p;
+    t.scorer = Scorer::PatchGauss;
+    t.view = View::Native;
+    t.resolution = 64;
+    t.tiles = 64;
+    t.device = Device::cpu();
+    const std::vector<Tensor> long_shots{test::texture(1, false, 70, 150), test::texture(2, false, 70, 150),
+                                         test::texture(3, false, 70, 150)};
+    const std::vector<Tensor> long_test{test::texture(5, false, 70, 150), test::texture(5, true, 70, 150)};
+    Detector tc(t);
+    tc.fit(long_shots);
+    t.device = kGpu;
+    Detector tg(t);
+    tg.fit(long_shots);
+    const Detector::Scored ta = tc.score_views(long_test, true), tb = tg.score_views(long_test, true);
+    for (size_t i = 0; i < long_test.size(); ++i) {
+        CHECK(tb.scores[i] == doctest::Approx(ta.scores[i]).epsilon(2e-2));
+        close(ta.maps[i], gpu(tb.maps[i]), "tiled anomaly map", 2e-2f, 1e-3f);
+    }
 }
 
 TEST_CASE("cuda: the Gaussian density fit (cuSOLVER) and scores (cuBLAS) match the CPU") {

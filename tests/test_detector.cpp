@@ -267,9 +267,10 @@ TEST_CASE("detector: a version-2 model file, written by fsad before the configur
     }
     // and this fsad writes that configuration byte for byte as that fsad did, but for the keys
     // added since, at their defaults (the file's loads with them): patch.fallback_auroc, the
-    // threshold's spread prior
+    // threshold's spread prior, the tiles
     std::string ours = to_json(c);
-    for (const std::string added : {"\"fallback_auroc\":0.65,", "\"spread_prior\":0.15,\"spread_prior_weight\":5.0,"}) {
+    for (const std::string added : {"\"fallback_auroc\":0.65,", "\"spread_prior\":0.15,\"spread_prior_weight\":5.0,",
+                                    ",\"tile_overlap\":0.25", "\"tiles\":0,"}) {
         CAPTURE(added);
         REQUIRE(ours.find(added) != std::string::npos);
         ours.erase(ours.find(added), added.size());
@@ -308,7 +309,7 @@ TEST_CASE("detector configuration JSON: round trip, older files' defaults, error
     CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"resolution\":32", "\"resolution\":\"32\"")),
                          doctest::Contains("(/resolution) type must be number"), FormatError);
     CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"view\":\"keep\"", "\"view\":\"kept\"")),
-                         doctest::Contains("(/view) unknown view 'kept' (squash | keep | shots)"), FormatError);
+                         doctest::Contains("(/view) unknown view 'kept' (squash | keep | shots | native)"), FormatError);
     // names that used to be read as the first choice are refused too
     CHECK_THROWS_WITH_AS(detector_config_from_json(edited("\"shrinkage\":\"ridge\"", "\"shrinkage\":\"rigde\"")),
                          doctest::Contains("(/density/shrinkage) unknown shrinkage 'rigde'"), FormatError);

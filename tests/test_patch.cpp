@@ -527,9 +527,9 @@ TEST_CASE("detector: the patch scorers' threshold is a log-normal prediction bou
     const std::vector<float> five{1.0f, 2.0f, 4.0f, 8.0f, 16.0f}, ten{1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     auto bound = [](const std::vector<float>& x, double t) {
         double m = 0, ss = 0;
-        for (float v : x) m += std::log(v);
+        for (float e : x) m += std::log(e);
         m /= static_cast<double>(x.size());
-        for (float v : x) ss += std::pow(std::log(v) - m, 2);
+        for (float e : x) ss += std::pow(std::log(e) - m, 2);
         const double n = static_cast<double>(x.size());
         return std::exp(m + t * std::sqrt(ss / (n - 1)) * std::sqrt(1 + 1 / n));
     };
@@ -548,9 +548,9 @@ TEST_CASE("detector: the patch scorers' threshold is a log-normal prediction bou
     // n - 1 of the scores, Student's t with n - 1 + prior_weight degrees of freedom
     auto pooled = [](const std::vector<float>& x, double s0, double w, double t) {
         double m = 0, ss = 0;
-        for (float v : x) m += std::log(v);
+        for (float e : x) m += std::log(e);
         m /= static_cast<double>(x.size());
-        for (float v : x) ss += std::pow(std::log(v) - m, 2);
+        for (float e : x) ss += std::pow(std::log(e) - m, 2);
         const double n = static_cast<double>(x.size());
         return std::exp(m + t * std::sqrt((ss + w * s0 * s0) / (n - 1 + w)) * std::sqrt(1 + 1 / n));
     };
@@ -627,4 +627,171 @@ TEST_CASE("detector: flips auto uses mirrored shots only when the shots look the
     fs::remove(p);
     CHECK(parse_flips("auto") == Flips::Auto);
     CHECK_THROWS_WITH_AS(parse_flips("sometimes"), doctest::Contains("auto | on | off"), Error);
+}
+
+TEST_CASE("tiles: offsets on odd lengths start at 0, end flush, stay aligned and overlap as asked") {
+    for (int64_t tile : {64, 96, 224})
+        for (int64_t overlap : {int64_t{0}, int64_t{16}, tile / 4, tile - method::kTileAlign})
+            for (int64_t L : {1, 31, 32, 33, 63, 64, 65, 100, 223, 224, 225, 257, 500, 1250, 4097}) {
+                CAPTURE(tile);
+                CAPTURE(overlap);
+                CAPTURE(L);
+                const std::vector<int64_t> o = method::tile_offsets(L, tile, overlap);
+                const int64_t padded = (L + 31) / 32 * 32;
+                REQUIRE(!o.empty());
+                CHECK(o.front() == 0);
+                if (padded <= tile) {
+                    CHECK(o.size() == 1);
+                    continue;
+                }
+                CHECK(o.back() == padded - tile);  // the last tile ends with the padded side
+                for (size_t k = 0; k < o.size(); ++k) {
+                    CHECK(o[k] % method::kTileAlign == 0);
+                    if (k > 0) {
+                        CHECK(o[k] > o[k - 1]);
+                        CHECK(o[k - 1] + tile - o[k] >= overlap);
+                    }
+                }
+                // the fewest such tiles: one fewer could not keep the overlap
+                const double need = std::ceil(static_cast<double>(padded - tile) / static_cast<double>(tile - overlap));
+                CHECK(static_cast<double>(o.size()) >= need + 1);
+            }
+    CHECK_THROWS_WITH_AS(method::tile_offsets(100, 48, 0), doctest::Contains("multiple of 32"), Error);
+    CHECK_THROWS_WITH_AS(method::tile_offsets(100, 64, 40), doctest::Contains("overlap <= tile - 32"), Error);
+}
+
+TEST_CASE("tiles: cut and stitched on odd shapes, every cell lands where the whole view has it") {
+    // a view whose pixels hold their own coordinates; a tile's "features" are its pixels at every
+    // s-th position (one cell per s x s px, as the backbone's stride-s grid), plus the tile's
+    // number: stitched, cell (I, J) must hold (s I, s J), taken from the tile it lies deepest in
+    const int64_t s = 8;
+    for (const auto& [H, W, tile, overlap] : std::vector<std::array<int64_t, 4>>{
+             {45, 203, 64, 16}, {200, 77, 64, 32}, {64, 64, 64, 16}, {33, 1000, 96, 24}, {257, 500, 224, 56}, {300, 301, 128, 0}}) {
+        CAPTURE(H);
+        CAPTURE(W);
+        CAPTURE(tile);
+        Tensor view = Tensor::zeros(Shape{3, H, W});
+        for (int64_t y = 0; y < H; ++y)
+            for (int64_t x = 0; x < W; ++x) {
+                view.data()[y * W + x] = static_cast<float>(y);
+                view.data()[(H + y) * W + x] = static_cast<float>(x);
+            }
+        const method::TileGrid g = method::plan_tiles(H, W, tile, overlap);
+        const std::vector<Tensor> tiles = method::cut_tiles(view, g);
+        REQUIRE(static_cast<int64_t>(tiles.size()) == g.count());
+        const int64_t h = g.th / s, w = g.tw / s;
+        Tensor f = Tensor::zeros(Shape{g.count(), 3, h, w});
+        for (int64_t t = 0; t < g.count(); ++t) {
+            const int64_t y0 = g.ys[static_cast<size_t>(t) / g.xs.size()], x0 = g.xs[static_cast<size_t>(t) % g.xs.size()];
+            REQUIRE(tiles[static_cast<size_t>(t)].shape() == Shape{3, g.th, g.tw});
+            const float* p = tiles[static_cast<size_t>(t)].data();
+            // edge-padded: a tile's pixel is the view's nearest pixel
+            CHECK(p[(g.th - 1) * g.tw + g.tw - 1] == static_cast<float>(std::min(y0 + g.th - 1, H - 1)));
+            CHECK(p[(2 * g.th - 1) * g.tw + g.tw - 1] == static_cast<float>(std::min(x0 + g.tw - 1, W - 1)));
+            for (int64_t i = 0; i < h; ++i)
+                for (int64_t j = 0; j < w; ++j) {
+                    float* q = f.data() + t * 3 * h * w + i * w + j;
+                    q[0] = p[(i * s) * g.tw + j * s];
+                    q[h * w] = p[(g.th + i * s) * g.tw + j * s];
+                    q[2 * h * w] = static_cast<float>(t);
+                }
+        }
+        const Tensor grid = method::stitch_tiles(f, g, H, W);
+        const int64_t Gh = (H + s - 1) / s, Gw = (W + s - 1) / s;
+        REQUIRE(grid.shape() == Shape{3, Gh, Gw});
+        int64_t wrong = 0, shallow = 0;
+        for (int64_t I = 0; I < Gh; ++I)
+            for (int64_t J = 0; J < Gw; ++J) {
+                const float* c = grid.data() + I * Gw + J;
+                wrong += c[0] != static_cast<float>(I * s) || c[Gh * Gw] != static_cast<float>(J * s);
+                // the tile it came from holds it at least as deep (cells from its border) as any
+                // other tile holding it, give or take the midway split's rounding
+                const auto depth = [&](int64_t t) {
+                    const int64_t y0 = g.ys[static_cast<size_t>(t) / g.xs.size()] / s, x0 = g.xs[static_cast<size_t>(t) % g.xs.size()] / s;
+                    if (I < y0 || I >= y0 + h || J < x0 || J >= x0 + w) return int64_t{-1};
+                    return std::min({I - y0, y0 + h - 1 - I, J - x0, x0 + w - 1 - J});
+                };
+                int64_t best = -1;
+                for (int64_t t = 0; t < g.count(); ++t) best = std::max(best, depth(t));
+                const int64_t got = depth(static_cast<int64_t>(c[2 * Gh * Gw]));
+                shallow += got < 0 || got + 1 < best;
+            }
+        CHECK(wrong == 0);
+        CHECK(shallow == 0);
+    }
+}
+
+TEST_CASE("detector: tiles on native views of odd shapes; tiles as large as the view change nothing") {
+    std::vector<Tensor> shots{texture(1, false, 70, 150), texture(2, false, 64, 97), texture(3, false, 100, 64),
+                              texture(4, false, 70, 150)};
+    DetectorConfig c = tiny(Scorer::PatchSum);
+    c.view = View::Native;
+    c.resolution = 64;
+    c.tiles = 64;
+    Detector d(c);
+    d.fit(shots);
+    CHECK(d.view_of(shots[1]).shape() == shots[1].shape());  // native: not resized
+    REQUIRE(d.held_out_scores().size() == 4);
+    for (float h : d.held_out_scores()) CHECK(std::isfinite(h));
+    const std::vector<Tensor> test{texture(5, false, 70, 150), texture(5, true, 70, 150), texture(6, false, 81, 65)};
+    const auto s = d.score_views(test, true);
+    CHECK(s.maps[0].shape() == Shape{70, 150});
+    CHECK(s.maps[2].shape() == Shape{81, 65});
+    CHECK(s.scores[1] > s.scores[0]);  // the scratch
+    // the same scores one image at a time (tiles batched across images or not), and from the file
+    CHECK(d.score(test[2]) == doctest::Approx(s.scores[2]).epsilon(1e-5));
+    const std::string p = tmp("tiles.fsad");
+    d.save(p);
+    const Detector l = Detector::load(p);
+    CHECK(l.config().tiles == 64);
+    CHECK(l.config().view == View::Native);
+    CHECK(l.score(test[1]) == doctest::Approx(s.scores[1]).epsilon(1e-5));
+    fs::remove(p);
+    // tiles no smaller than the views: every view runs whole, exactly as with tiles off
+    DetectorConfig w = tiny(Scorer::PatchKnn);
+    w.view = View::Native;
+    w.resolution = 64;
+    w.tiles = 160;
+    DetectorConfig off = w;
+    off.tiles = -1;
+    std::vector<Tensor> big{texture(1, false, 160, 160), texture(2, false, 160, 160), texture(3, false, 160, 160)};
+    Detector a(w), b(off);
+    a.fit(big);
+    b.fit(big);
+    CHECK(a.threshold() == b.threshold());
+    CHECK(a.score(texture(5, true, 160, 160)) == b.score(texture(5, true, 160, 160)));
+    // smaller tiles: the stitched features differ from the whole view's near the tiles' borders
+    // only; the scratch still stands out
+    w.tiles = 64;
+    Detector t(w);
+    t.fit(big);
+    const auto ts = t.score({texture(5, false, 160, 160), texture(5, true, 160, 160)});
+    CHECK(ts[1] > ts[0]);
+    CHECK(ts[0] != b.score(texture(5, false, 160, 160)));
+}
+
+TEST_CASE("detector: an image smaller than a tile, bad tile sizes: clear errors") {
+    DetectorConfig c = tiny(Scorer::PatchGauss);
+    c.view = View::Native;
+    c.resolution = 64;
+    c.tiles = 64;
+    Detector d(c);
+    CHECK_THROWS_WITH_AS(d.fit({texture(1, false, 70, 150), texture(2, false, 40, 100)}),
+                         doctest::Contains("Detector::fit: image 1: the view is 40 x 100 px, smaller than a tile (64 px)"), Error);
+    d.fit({texture(1, false, 70, 150), texture(2, false, 80, 100)});
+    CHECK_THROWS_WITH_AS(d.score({texture(3, false, 64, 64), texture(4, false, 63, 200)}),
+                         doctest::Contains("Detector::score: image 1: the view is 63 x 200 px, smaller than a tile"), Error);
+    // auto tiles in the native view: the working resolution is the tile
+    c.tiles = 0;
+    Detector a(c);
+    CHECK_THROWS_WITH_AS(a.fit({texture(1, false, 70, 150), texture(2, false, 50, 50)}),
+                         doctest::Contains("image 1: the view is 50 x 50 px, smaller than a tile (64 px)"), Error);
+    for (int64_t bad : {int64_t{-2}, int64_t{32}, int64_t{100}, int64_t{8192}}) {
+        DetectorConfig b = tiny(Scorer::PatchGauss);
+        b.tiles = bad;
+        CHECK_THROWS_WITH_AS(Detector{b}, doctest::Contains("tiles must be 0 (auto), -1 (off) or a multiple of 32"), Error);
+    }
+    DetectorConfig o = tiny(Scorer::PatchGauss);
+    o.patch.tile_overlap = 0.6;
+    CHECK_THROWS_WITH_AS(Detector{o}, doctest::Contains("tile_overlap must lie in [0, 0.5]"), Error);
 }

@@ -42,6 +42,22 @@ int64_t parse_resolution(const std::string& s) {
     return v;
 }
 
+// auto (0) | off (-1) | a multiple of 32 from 64 to 4096 px
+int64_t parse_tiles(const std::string& s) {
+    if (s == "auto") return 0;
+    if (s == "off") return -1;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+        v = std::stoll(s, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != s.size() || s.empty() || v < 64 || v > 4096 || v % 32 != 0)
+        throw Error("tiles '" + s + "': expected auto, off or a tile side in pixels, a multiple of 32 from 64 to 4096");
+    return v;
+}
+
 // cpu | cuda | cuda:N, refused while parsing when this build has no CUDA backend
 Device parse_device_flag(const std::string& s) {
     const Device d = parse_device(s);
@@ -93,7 +109,14 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
     add_parsed(c, "--view", f.view, parse_view,
                "shots (default: one size for all images, short side --res, the shots' median aspect ratio; square "
                "for near-square products) | squash (resize to --res x --res) | keep (short side to --res, each "
-               "image's own aspect; --resize-short implies squash)");
+               "image's own aspect; --resize-short implies squash) | native (each image at its own size, not "
+               "resized; large ones in tiles of --res)");
+    add_parsed(c, "--tiles", f.tiles, parse_tiles,
+               "patch scorers: run large views through the backbone in overlapping square tiles stitched into one "
+               "feature grid: auto (default: tiles of --res for views of more than 4 tiles' area) | off | PX (tiles "
+               "of PX px, a multiple of 32, for every view larger than a tile; a view smaller than a tile is an "
+               "error)")
+        ->type_name("auto|off|PX");
     c->add_flag("--auto-global", f.auto_global,
                 "--scorer auto: the global scorer is a candidate too, chosen against whole-image corruptions as well");
     c->add_option("--fallback-auroc", f.patch.fallback_auroc,

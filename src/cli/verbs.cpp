@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -165,9 +166,20 @@ int run_fit(const FitArgs& a, bool quiet) {
     std::vector<Tensor> imgs = data::materialize(samples);
     Detector det(cfg);
     FitBar bar{!quiet, "", "", nullptr};
-    det.fit(imgs, [&](const FitProgress& p) {
-        bar(p.stage, p.done, p.total, p.stage == "fine-tune" ? "loss " + fmt(p.loss, 4) : "");
-    });
+    try {
+        det.fit(imgs, [&](const FitProgress& p) {
+            bar(p.stage, p.done, p.total, p.stage == "fine-tune" ? "loss " + fmt(p.loss, 4) : "");
+        });
+    } catch (const Error& e) {  // "Detector::fit: image N: ..." names the file instead
+        const std::string m = e.what(), key = "Detector::fit: image ";
+        if (m.rfind(key, 0) == 0 && m.size() > key.size() && std::isdigit(static_cast<unsigned char>(m[key.size()]))) {
+            size_t used = 0;
+            const size_t i = std::stoul(m.substr(key.size()), &used);
+            if (i < files.size() && m.compare(key.size() + used, 2, ": ") == 0)
+                throw Error(files[i] + ": " + m.substr(key.size() + used + 2));
+        }
+        throw;
+    }
     bar.finish();
     check_interrupt();
     det.save(a.output);
@@ -224,6 +236,13 @@ int run_score(const ScoreArgs& a, bool quiet) {
             std::vector<data::Sample> part(samples.begin() + static_cast<std::ptrdiff_t>(i),
                                            samples.begin() + static_cast<std::ptrdiff_t>(std::min(samples.size(), i + 16)));
             const std::vector<Tensor> imgs = data::materialize(part);
+            for (size_t j = 0; j < imgs.size(); ++j) {
+                try {
+                    det.check_image(imgs[j]);
+                } catch (const Error& e) {
+                    throw Error(part[j].path + ": " + e.what());
+                }
+            }
             const std::vector<Tensor> maps = det.score_map(imgs);
             for (size_t j = 0; j < imgs.size(); ++j) {
                 s.push_back(*std::max_element(maps[j].data(), maps[j].data() + maps[j].numel()));

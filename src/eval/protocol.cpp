@@ -71,6 +71,13 @@ std::vector<float> score_samples(const Detector& det, const std::vector<data::Sa
                 owner.push_back(j);
             }
         }
+        for (size_t k = 0; k < flat.size(); ++k) {  // an image the detector cannot take: named
+            try {
+                det.check_image(flat[k]);
+            } catch (const Error& err) {
+                throw Error(part[owner[k]].name + ": " + err.what());
+            }
+        }
         Detector::Scored sc = det.score_views(flat, maps);
         const std::vector<float>& s = sc.scores;
         if (maps)

@@ -90,6 +90,12 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     FSAD_CHECK(cfg_.resize_short == 0 || (cfg_.resolution > 0 && cfg_.resize_short >= cfg_.resolution && cfg_.resize_short <= 8192),
                "Detector: resize_short must be 0 or lie in [resolution, 8192] (with a resolution given, not auto), got ",
                cfg_.resize_short);
+    FSAD_CHECK(cfg_.tiles == 0 || cfg_.tiles == -1 ||
+                   (cfg_.tiles >= 2 * method::kTileAlign && cfg_.tiles <= 4096 && cfg_.tiles % method::kTileAlign == 0),
+               "Detector: tiles must be 0 (auto), -1 (off) or a multiple of ", method::kTileAlign, " in [",
+               2 * method::kTileAlign, ", 4096] px, got ", cfg_.tiles);
+    FSAD_CHECK(cfg_.patch.tile_overlap >= 0 && cfg_.patch.tile_overlap <= 0.5,
+               "Detector: patch.tile_overlap must lie in [0, 0.5], got ", cfg_.patch.tile_overlap);
     FSAD_CHECK(cfg_.threshold_quantile > 0 && cfg_.threshold_quantile <= 1, "Detector: threshold_quantile in (0, 1]");
     FSAD_CHECK(cfg_.spread_prior >= 0 && cfg_.spread_prior <= 10 && cfg_.spread_prior_weight >= 0 &&
                    cfg_.spread_prior_weight <= 1e6,
@@ -102,26 +108,59 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
     backbone_->to(cfg_.device);
 }
 
+std::pair<int64_t, int64_t> Detector::view_size(int64_t H, int64_t W) const {
+    const int64_t r = cfg_.resolution;
+    FSAD_CHECK(r > 0, "Detector: the working resolution (auto) is chosen by fit");
+    switch (cfg_.view) {
+        case View::Shots:
+            FSAD_CHECK(cfg_.view_h > 0 && cfg_.view_w > 0, "Detector: the shots view's size is set by fit");
+            return {cfg_.view_h, cfg_.view_w};
+        case View::Native: return {H, W};
+        case View::Keep: {
+            const double aspect = std::min(cfg_.max_aspect, static_cast<double>(std::max(H, W)) / static_cast<double>(std::min(H, W)));
+            const int64_t along = std::max<int64_t>(r, std::lround(static_cast<double>(r) * aspect));
+            return {H <= W ? r : along, H <= W ? along : r};
+        }
+        case View::Squash: break;
+    }
+    return {r, r};
+}
+
 Tensor Detector::view_of(const Tensor& img) const {
     FSAD_CHECK(img.defined() && img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) > 0 && img.dim(2) > 0,
                "Detector: not an RGB image [3,H,W]");
-    const int64_t H = img.dim(1), W = img.dim(2), r = cfg_.resolution;
-    FSAD_CHECK(r > 0, "Detector: the working resolution (auto) is chosen by fit");
-    if (cfg_.view == View::Shots) {
-        FSAD_CHECK(cfg_.view_h > 0 && cfg_.view_w > 0, "Detector: the shots view's size is set by fit");
-        if (H == cfg_.view_h && W == cfg_.view_w) return img;
-        return io::resize_antialias(img, cfg_.view_h, cfg_.view_w);
+    const int64_t H = img.dim(1), W = img.dim(2);
+    const auto [h, w] = view_size(H, W);
+    // already at the view's size: used as it is (only read from here on)
+    if (cfg_.resize_short > 0) return io::resize_short_center_crop(img, cfg_.resize_short, h, w);
+    if (h == H && w == W) return img;
+    return io::resize_antialias(img, h, w);
+}
+
+void Detector::check_image(const Tensor& img) const {
+    FSAD_CHECK(img.defined() && img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) > 0 && img.dim(2) > 0,
+               "Detector: not an RGB image [3,H,W]");
+    if (cfg_.scorer == Scorer::Global || cfg_.scorer == Scorer::Auto) return;  // views run whole
+    const auto [h, w] = view_size(img.dim(1), img.dim(2));
+    (void)tile_of(h, w);
+}
+
+int64_t Detector::tile_of(int64_t h, int64_t w) const {
+    if (cfg_.tiles < 0) return 0;
+    const int64_t t = cfg_.tiles > 0 ? cfg_.tiles
+                                     : std::max(2 * method::kTileAlign, cfg_.resolution / method::kTileAlign * method::kTileAlign);
+    FSAD_CHECK((cfg_.tiles == 0 && cfg_.view != View::Native) || std::min(h, w) >= t, "the view is ", h, " x ", w,
+               " px, smaller than a tile (", t, " px): lower the tile size (--tiles), or use --tiles off or another --view");
+    if (cfg_.tiles > 0) return h <= t && w <= t ? 0 : t;
+    return h * w > 4 * t * t ? t : 0;
+}
+
+void Detector::check_tiles(const Tensor& view, const char* where, size_t i) const {
+    try {
+        (void)tile_of(view.dim(1), view.dim(2));
+    } catch (const Error& e) {
+        throw Error(where + std::to_string(i) + ": " + e.what());
     }
-    if (cfg_.view == View::Keep) {
-        const double aspect = std::min(cfg_.max_aspect, static_cast<double>(std::max(H, W)) / static_cast<double>(std::min(H, W)));
-        const int64_t along = std::max<int64_t>(r, std::lround(static_cast<double>(r) * aspect));
-        const int64_t h = H <= W ? r : along, w = H <= W ? along : r;
-        if (h == H && w == W) return img;
-        return io::resize_antialias(img, h, w);
-    }
-    // already at the working size: used as it is (only read from here on)
-    if (cfg_.resize_short == 0 && H == r && W == r) return img;
-    return cfg_.resize_short > 0 ? io::resize_short_center_crop(img, cfg_.resize_short, r, r) : io::resize_antialias(img, r, r);
 }
 
 namespace {
@@ -222,11 +261,50 @@ void Detector::patch_batches(const std::vector<Tensor>& prepared,
     const std::vector<int64_t> stages = cfg_.patch.stages.empty() ? backbone_->patch_stages() : cfg_.patch.stages;
     const int64_t last = *std::max_element(stages.begin(), stages.end());
     const size_t bs = cfg_.device.is_cuda() ? 256 : 16;
-    for (const auto& idx : batches_by_size(prepared, bs)) {
-        const std::vector<Var> maps = backbone_->forward_stages(Var(method::normalized_batch(pick(prepared, idx)).to(cfg_.device)), last);
+    const auto run = [&](const std::vector<Tensor>& views) {  // same-sized views -> [n, C, h, w]
+        const std::vector<Var> maps = backbone_->forward_stages(Var(method::normalized_batch(views).to(cfg_.device)), last);
         std::vector<Tensor> taps;
         for (int64_t s : stages) taps.push_back(maps[static_cast<size_t>(s)].value());
-        each(idx, method::patch_features(taps));
+        return method::patch_features(taps);
+    };
+    std::vector<size_t> whole, tiled;  // indices into prepared
+    for (size_t i = 0; i < prepared.size(); ++i)
+        (tile_of(prepared[i].dim(1), prepared[i].dim(2)) > 0 ? tiled : whole).push_back(i);
+    for (const auto& b : batches_by_size(pick(prepared, whole), bs)) {
+        std::vector<size_t> idx;
+        for (size_t j : b) idx.push_back(whole[j]);
+        each(idx, run(pick(prepared, idx)));
+    }
+    if (tiled.empty()) return;
+    // tiled views: views of one size share their tiling; their tiles go through the backbone bs at
+    // a time, and each view's tiles' features are stitched into its grid
+    const std::vector<Tensor> large = pick(prepared, tiled);
+    for (const auto& g : batches_by_size(large, large.size())) {
+        const Tensor& v0 = large[g[0]];
+        const int64_t t = tile_of(v0.dim(1), v0.dim(2));
+        const int64_t overlap = std::min(t - method::kTileAlign, static_cast<int64_t>(std::ceil(cfg_.patch.tile_overlap * static_cast<double>(t))));
+        const method::TileGrid grid = method::plan_tiles(v0.dim(1), v0.dim(2), t, overlap);
+        const size_t per = std::max<size_t>(1, bs / static_cast<size_t>(grid.count()));
+        for (size_t k = 0; k < g.size(); k += per) {
+            std::vector<size_t> idx;
+            std::vector<Tensor> tiles;
+            for (size_t j = k; j < std::min(g.size(), k + per); ++j) {
+                idx.push_back(tiled[g[j]]);
+                for (Tensor& tile : method::cut_tiles(large[g[j]], grid)) tiles.push_back(std::move(tile));
+            }
+            std::vector<Tensor> feats;
+            for (size_t c = 0; c < tiles.size(); c += bs)
+                feats.push_back(run(std::vector<Tensor>(tiles.begin() + static_cast<std::ptrdiff_t>(c),
+                                                        tiles.begin() + static_cast<std::ptrdiff_t>(std::min(tiles.size(), c + bs)))));
+            const Tensor all = feats.size() == 1 ? feats[0] : ops::concat(feats, 0);
+            std::vector<Tensor> grids;
+            for (size_t j = 0; j < idx.size(); ++j) {
+                const int64_t T = grid.count(), at = static_cast<int64_t>(j) * T;
+                const Tensor one = method::stitch_tiles(all.slice(at, at + T), grid, v0.dim(1), v0.dim(2));
+                grids.push_back(one.reshape(Shape{1, one.dim(0), one.dim(1), one.dim(2)}));
+            }
+            each(idx, grids.size() == 1 ? grids[0] : ops::concat(grids, 0));
+        }
     }
 }
 
@@ -280,6 +358,7 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
         return method::augment(views[shot], o, r);
     });
     if (patch) {
+        for (size_t i = 0; i < views.size(); ++i) check_tiles(views[i], "Detector::fit: image ", i);
         fit_patch(views, copies, progress);
         return;
     }
@@ -612,6 +691,7 @@ Detector::Scored Detector::score_views(const std::vector<Tensor>& images, bool w
         out.scores = density_.score(features(prepared)).to_vector();
         return out;
     }
+    for (size_t i = 0; i < prepared.size(); ++i) check_tiles(prepared[i], "Detector::score: image ", i);
     patch_score(prepared, out, want_maps);
     return out;
 }
@@ -813,7 +893,8 @@ View parse_view(const std::string& s) {
     if (s == "squash") return View::Squash;
     if (s == "keep") return View::Keep;
     if (s == "shots") return View::Shots;
-    throw Error("unknown view '" + s + "' (squash | keep | shots)");
+    if (s == "native") return View::Native;
+    throw Error("unknown view '" + s + "' (squash | keep | shots | native)");
 }
 Flips parse_flips(const std::string& s) {
     if (s == "off") return Flips::Off;
@@ -822,6 +903,8 @@ Flips parse_flips(const std::string& s) {
     throw Error("unknown flips setting '" + s + "' (auto | on | off)");
 }
 std::string to_string(Flips f) { return f == Flips::On ? "on" : f == Flips::Off ? "off" : "auto"; }
-std::string to_string(View v) { return v == View::Keep ? "keep" : v == View::Shots ? "shots" : "squash"; }
+std::string to_string(View v) {
+    return v == View::Keep ? "keep" : v == View::Shots ? "shots" : v == View::Native ? "native" : "squash";
+}
 
 }  // namespace fsad

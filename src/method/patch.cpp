@@ -49,6 +49,115 @@ Tensor anomaly_maps(const Tensor& grids, int64_t H, int64_t W, double sigma) {
     return sigma > 0 ? ops::gaussian_blur(up, sigma) : up.clone();
 }
 
+std::vector<int64_t> tile_offsets(int64_t length, int64_t tile, int64_t overlap) {
+    FSAD_CHECK(length >= 1 && tile >= 2 * kTileAlign && tile % kTileAlign == 0 && overlap >= 0 &&
+                   overlap <= tile - kTileAlign,
+               "tile_offsets: need length >= 1, a tile that is a multiple of ", kTileAlign, " and at least ",
+               2 * kTileAlign, " px, 0 <= overlap <= tile - ", kTileAlign, "; got length ", length, ", tile ", tile,
+               ", overlap ", overlap);
+    const int64_t padded = (length + kTileAlign - 1) / kTileAlign * kTileAlign;
+    if (padded <= tile) return {0};
+    const int64_t span = padded - tile;  // a multiple of kTileAlign
+    // the fewest tiles whose aligned, evenly spread offsets overlap by `overlap` at least; with one
+    // tile every kTileAlign px the overlap is tile - kTileAlign >= overlap, so the search ends
+    for (int64_t n = 2;; ++n) {
+        std::vector<int64_t> o(static_cast<size_t>(n));
+        bool ok = true;
+        for (int64_t k = 0; k < n; ++k) {
+            const double at = static_cast<double>(span) * static_cast<double>(k) / static_cast<double>(n - 1);
+            o[static_cast<size_t>(k)] = kTileAlign * std::llround(at / kTileAlign);
+            if (k > 0) {
+                const int64_t step = o[static_cast<size_t>(k)] - o[static_cast<size_t>(k - 1)];
+                ok = ok && step > 0 && tile - step >= overlap;
+            }
+        }
+        if (ok) return o;
+    }
+}
+
+TileGrid plan_tiles(int64_t H, int64_t W, int64_t tile, int64_t overlap) {
+    TileGrid g;
+    g.ys = tile_offsets(H, tile, overlap);
+    g.xs = tile_offsets(W, tile, overlap);
+    const auto side = [&](int64_t L) { return std::min(tile, (L + kTileAlign - 1) / kTileAlign * kTileAlign); };
+    g.th = side(H);
+    g.tw = side(W);
+    return g;
+}
+
+std::vector<Tensor> cut_tiles(const Tensor& view, const TileGrid& g) {
+    FSAD_CHECK(view.defined() && !view.is_cuda() && view.ndim() == 3 && view.dim(0) == 3 && view.dim(1) >= 1 &&
+                   view.dim(2) >= 1,
+               "cut_tiles: expected a CPU view [3, H, W]");
+    const int64_t H = view.dim(1), W = view.dim(2);
+    const Tensor& v = view;
+    std::vector<Tensor> out;
+    for (int64_t y0 : g.ys)
+        for (int64_t x0 : g.xs) {
+            Tensor t = Tensor::empty(Shape{3, g.th, g.tw});
+            for (int64_t c = 0; c < 3; ++c)
+                for (int64_t y = 0; y < g.th; ++y) {
+                    const float* src = v.data() + (c * H + std::min(y0 + y, H - 1)) * W;
+                    float* dst = t.data() + (c * g.th + y) * g.tw;
+                    for (int64_t x = 0; x < g.tw; ++x) dst[x] = src[std::min(x0 + x, W - 1)];
+                }
+            out.push_back(std::move(t));
+        }
+    return out;
+}
+
+namespace {
+// x's [begin, begin + len) along dim (x itself when that is all of it)
+Tensor crop_dim(const Tensor& x, int dim, int64_t begin, int64_t len) {
+    const int64_t n = x.dim(dim);
+    if (begin == 0 && len == n) return x;
+    std::vector<int64_t> sizes;
+    if (begin > 0) sizes.push_back(begin);
+    const size_t keep = sizes.size();
+    sizes.push_back(len);
+    if (n - begin - len > 0) sizes.push_back(n - begin - len);
+    return ops::split(x, dim, sizes)[keep];
+}
+
+// the cells [b_k, b_{k+1}) of the stitched grid that tile k gives, local to it: tile k starts at
+// cell c_k and has g cells; neighbours' overlaps split midway; the grid has G cells
+std::vector<std::pair<int64_t, int64_t>> tile_ranges(const std::vector<int64_t>& offsets, int64_t s, int64_t g, int64_t G) {
+    const size_t n = offsets.size();
+    std::vector<int64_t> b(n + 1);
+    b[0] = 0;
+    for (size_t k = 1; k < n; ++k) b[k] = std::min(G, (offsets[k] / s + offsets[k - 1] / s + g) / 2);
+    b[n] = G;
+    std::vector<std::pair<int64_t, int64_t>> out;
+    for (size_t k = 0; k < n; ++k) {
+        const int64_t c = offsets[k] / s, lo = std::max(b[k], c), hi = std::max(lo, b[k + 1]);
+        FSAD_CHECK(hi - c <= g, "stitch_tiles: tile ", k, " does not reach cell ", hi - 1);
+        out.push_back({lo - c, hi - lo});
+    }
+    return out;
+}
+}  // namespace
+
+Tensor stitch_tiles(const Tensor& f, const TileGrid& g, int64_t H, int64_t W) {
+    FSAD_CHECK(f.defined() && f.ndim() == 4 && f.dim(0) == g.count() && f.dim(2) >= 1 && f.dim(3) >= 1,
+               "stitch_tiles: expected features [", g.count(), ", C, h, w], got ", f.shape().str());
+    const int64_t s = g.th / f.dim(2);
+    FSAD_CHECK(s >= 1 && f.dim(2) * s == g.th && f.dim(3) * s == g.tw, "stitch_tiles: a ", g.th, " x ", g.tw,
+               " tile's grid ", f.dim(2), " x ", f.dim(3), " is not one cell per s x s px");
+    const int64_t Gh = (H + s - 1) / s, Gw = (W + s - 1) / s;
+    const auto rows = tile_ranges(g.ys, s, f.dim(2), Gh), cols = tile_ranges(g.xs, s, f.dim(3), Gw);
+    std::vector<Tensor> bands;
+    int64_t t = 0;
+    for (const auto& [y0, ny] : rows) {
+        std::vector<Tensor> pieces;
+        for (const auto& [x0, nx] : cols) {
+            const Tensor tile = f[t++];
+            if (ny > 0 && nx > 0) pieces.push_back(crop_dim(crop_dim(tile, 1, y0, ny), 2, x0, nx));
+        }
+        if (!pieces.empty()) bands.push_back(pieces.size() == 1 ? pieces[0] : ops::concat(pieces, 2));
+    }
+    return bands.size() == 1 ? bands[0] : ops::concat(bands, 1);
+}
+
 std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed) {
     FSAD_CHECK(x.ndim() == 2 && x.dim(0) >= 1 && !x.is_cuda(), "greedy_coreset: x must be CPU [M, C] with M >= 1");
     const int64_t M = x.dim(0), C = x.dim(1);

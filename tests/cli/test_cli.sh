@@ -194,6 +194,21 @@ PY
 done
 expect 105 "a fallback AUROC above 1 is refused" "$FSAD" fit --normal x -o y --fallback-auroc 1.5
 contains "$W/err" "--fallback-auroc" "the option is named"
+expect 105 "a tile size off the 32 px grid is refused" "$FSAD" fit --normal x -o y --tiles 50
+contains "$W/err" "a multiple of 32 from 64 to 4096" "the tiles' forms are named"
+# tiles: the demo's textures at 96 px, native views in tiles of 64 px; its 48 px images are refused
+expect 0 "synth at 96 px" "$FSAD" -q synth -o "$W/big" --size 96
+good96=$(dirname "$(ls -d "$W/big"/*/train/good | head -n 1)")
+expect 1 "an image smaller than a tile is refused" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 3 --scorer patch-gauss "${TINY[@]}" --view native --tiles 64 -o "$W/tiles.fsad"
+contains "$W/err" "smaller than a tile (64 px)" "the refusal names the tile"
+contains "$W/err" "$W/ds/metal/train/good/" "the refusal names the image file"
+absent "$W/tiles.fsad" "no model after the refused tiled fit"
+expect 0 "fit on native views in tiles" "$FSAD" -q fit --normal "$good96/good" --shots 3 --scorer patch-gauss "${TINY[@]}" --view native --tiles 64 -o "$W/tiles.fsad"
+expect 0 "score tiled native views with maps" "$FSAD" -q score -m "$W/tiles.fsad" "$good96/../test" --maps "$W/tmaps"
+[[ -n $(ls "$W/tmaps" 2>/dev/null) ]] && ok "tiled maps written" || bad "tiled maps written"
+small=$(ls "$W/ds"/metal/test/*/* | head -n 1)
+expect 1 "scoring an image smaller than a tile is refused" "$FSAD" -q score -m "$W/tiles.fsad" "$small"
+contains "$W/err" "$small: " "the refusal names the image file"
 expect 0 "fit with the global scorer" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --scorer global "${TINY[@]}" -o "$W/mglob.fsad"
 expect 1 "--maps with the global scorer is refused" "$FSAD" -q score -m "$W/mglob.fsad" "$W/ds/metal/test" --maps "$W/maps2"
 contains "$W/err" "no anomaly map" "the refusal says why"

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fsad/method/byol.hpp"
@@ -39,8 +40,11 @@ enum class View {
              ///< (up to max_aspect) with the short side at the resolution, the long side rounded to
              ///< a multiple of 16; square when that ratio is under 1.2. Long products keep their
              ///< shape, and every image gives the same number of patches.
+    Native,  ///< the image at its own size, not resized (patch scorers: covered by tiles of the
+             ///< working resolution when large, DetectorConfig::tiles); an image with a side shorter
+             ///< than a tile is an error
 };
-View parse_view(const std::string& s);  ///< squash | keep | shots
+View parse_view(const std::string& s);  ///< squash | keep | shots | native
 std::string to_string(View v);
 
 /// Mirrored copies of the shots in the patch scorers' fit (horizontal, vertical and both flips of
@@ -65,6 +69,9 @@ struct PatchConfig {
     /// product's normal variation is not local: CIFAR-10's classes, 47-59, against 69-98 on the
     /// industrial sets), and the global scorer is used instead. 0 = never.
     double fallback_auroc = 0.65;
+    /// DetectorConfig::tiles: neighbouring tiles overlap by at least this fraction of a tile (the
+    /// cells nearer a tile's border than half the overlap come from its neighbour)
+    double tile_overlap = 0.25;
 };
 
 /// The defaults are the recipe measured best across every dataset fsad was evaluated on
@@ -91,6 +98,14 @@ struct DetectorConfig {
     Flips flips = Flips::Auto;  ///< patch scorers: mirrored shots in the fit; fit resolves Auto to On/Off
     double max_aspect = 8.0;   ///< View::Keep and View::Shots: longest side / shortest side kept
     int64_t view_h = 0, view_w = 0;  ///< View::Shots: the view's size, set by fit (0 before)
+    /// Patch scorers: views run through the backbone in overlapping square tiles whose patch
+    /// features are stitched into one grid (method::plan_tiles), so that memory stays bounded
+    /// whatever the view's size and the fit sees the views exactly as scoring does. 0 = auto: tiles
+    /// of the resolution (rounded down to a multiple of 32) for views of more than 4 tiles' area
+    /// (View::Native's large images, long products), every other view whole; -1 = never; > 0 =
+    /// tiles of this many px (a multiple of 32, at least 64) for every view larger than a tile,
+    /// and a view with a side shorter than a tile is an error. The global scorer runs views whole.
+    int64_t tiles = 0;
     PatchConfig patch;
     method::GaussianOptions density;
     /// Decision threshold. Global scorer: this quantile of the leave-one-shot-out scores of the
@@ -153,8 +168,14 @@ public:
         std::vector<Tensor> maps;  ///< [h, w] of each image's view; empty unless asked
     };
     Scored score_views(const std::vector<Tensor>& images, bool maps) const;
-    /// The view of an image that the backbone sees (View::Squash or View::Keep, resize_short).
+    /// The view of an image that the backbone sees (DetectorConfig::view, resize_short).
     Tensor view_of(const Tensor& img) const;
+    /// Throws what scoring `image` would throw for its size (fitted: its view has a side shorter
+    /// than a fixed tile): callers that know the image's file name it in their error.
+    void check_image(const Tensor& image) const;
+    /// The tile side, px, that a view of h x w px is run in (DetectorConfig::tiles); 0 = whole.
+    /// Throws when tiles are fixed and a side of the view is shorter than a tile.
+    int64_t tile_of(int64_t h, int64_t w) const;
     float score(const Tensor& image) const { return score(std::vector<Tensor>{image})[0]; }
     bool is_anomalous(const Tensor& image) const { return score(image) > threshold_; }
     double threshold() const { return threshold_; }
@@ -213,6 +234,10 @@ private:
     // together), handed to `each` with the views' indices
     void patch_batches(const std::vector<Tensor>& prepared,
                        const std::function<void(const std::vector<size_t>& idx, const Tensor& features)>& each) const;
+    // the size of an image's view (view_of without the resize)
+    std::pair<int64_t, int64_t> view_size(int64_t H, int64_t W) const;
+    // tile_of's error for view i, prefixed by where and i
+    void check_tiles(const Tensor& view, const char* where, size_t i) const;
     void fit_patch(const std::vector<Tensor>& normal_views, const std::vector<Tensor>& copies,
                    const std::function<void(const FitProgress&)>& progress);
     DetectorConfig cfg_;

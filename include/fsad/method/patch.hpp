@@ -45,6 +45,29 @@ Tensor anomaly_map(const float* scores, int64_t h, int64_t w, int64_t H, int64_t
 /// (ops::resize_bilinear, ops::gaussian_blur).
 Tensor anomaly_maps(const Tensor& grids, int64_t H, int64_t W, double sigma);
 
+/// Tiling of views too large to run whole (DetectorConfig::tiles): a view is covered by tiles of
+/// th x tw px, each run through the backbone alone, and the tiles' patch features are stitched into
+/// one grid. Along each side the view is first padded (edge pixels repeated) to a multiple of
+/// kTileAlign; the tiles start at multiples of kTileAlign (so every tapped stage's grid lines up
+/// with the view's), the first at 0, the last flush with the padded side, neighbours overlapping by
+/// at least `overlap` px. A side no longer than a tile is one tile of the padded side's length.
+constexpr int64_t kTileAlign = 32;
+struct TileGrid {
+    int64_t th = 0, tw = 0;       ///< tile size, px (multiples of kTileAlign)
+    std::vector<int64_t> ys, xs;  ///< the tiles' top and left offsets, px; tiles are row-major
+    int64_t count() const { return static_cast<int64_t>(ys.size() * xs.size()); }
+};
+/// requires H, W >= 1, tile a positive multiple of kTileAlign, 0 <= overlap <= tile / 2.
+TileGrid plan_tiles(int64_t H, int64_t W, int64_t tile, int64_t overlap);
+/// Offsets of tiles `tile` px long along a side of `length` px (see TileGrid).
+std::vector<int64_t> tile_offsets(int64_t length, int64_t tile, int64_t overlap);
+/// The tiles of a CPU view [3, H, W] in row-major order, each [3, th, tw] (edge-padded).
+std::vector<Tensor> cut_tiles(const Tensor& view, const TileGrid& g);
+/// The tiles' patch features [T, C, th/s, tw/s] (cut_tiles' order, any device) -> one grid
+/// [C, ceil(H/s), ceil(W/s)] on that device: each cell taken from the tile in which it lies
+/// farthest from the tile's border (neighbours' overlaps split midway), s = th / grid height.
+Tensor stitch_tiles(const Tensor& tile_features, const TileGrid& g, int64_t H, int64_t W);
+
 /// Greedy k-centre coreset (PatchCore): starts from a seeded random row of x [M, C], then
 /// repeatedly adds the row farthest (Euclidean) from those chosen. Returns m distinct row
 /// indices in the order chosen; m >= M returns every row in order.
