@@ -27,18 +27,23 @@ CLI::Option* add_parsed(CLI::App* c, const std::string& flag, Field& field, Pars
         ->check(valid);
 }
 
-// auto (0: fit chooses) | 32 ... 1024 px
-int64_t parse_resolution(const std::string& s) {
-    if (s == "auto") return 0;
+// s as a whole decimal integer, or -1 (never a valid number of pixels) when it is not one
+int64_t whole_number(const std::string& s) {
     size_t used = 0;
-    int64_t v = 0;
+    int64_t v = -1;
     try {
         v = std::stoll(s, &used);
     } catch (const std::exception&) {
-        used = 0;
+        return -1;
     }
-    if (used != s.size() || s.empty() || v < 32 || v > 1024)
-        throw Error("resolution '" + s + "': expected auto or a number of pixels from 32 to 1024");
+    return used == s.size() ? v : -1;
+}
+
+// auto (0: fit chooses) | 32 ... 1024 px
+int64_t parse_resolution(const std::string& s) {
+    if (s == "auto") return 0;
+    const int64_t v = whole_number(s);
+    if (v < 32 || v > 1024) throw Error("resolution '" + s + "': expected auto or a number of pixels from 32 to 1024");
     return v;
 }
 
@@ -46,14 +51,8 @@ int64_t parse_resolution(const std::string& s) {
 int64_t parse_tiles(const std::string& s) {
     if (s == "auto") return 0;
     if (s == "off") return -1;
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-        v = std::stoll(s, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != s.size() || s.empty() || v < 64 || v > 4096 || v % 32 != 0)
+    const int64_t v = whole_number(s);
+    if (v < 64 || v > 4096 || v % 32 != 0)
         throw Error("tiles '" + s + "': expected auto, off or a tile side in pixels, a multiple of 32 from 64 to 4096");
     return v;
 }
@@ -117,6 +116,10 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
                "of PX px, a multiple of 32, for every view larger than a tile; a view smaller than a tile is an "
                "error)")
         ->type_name("auto|off|PX");
+    c->add_option("--max-aspect", f.max_aspect,
+                  "shots and keep views: the longest side kept, in short sides (default 8); longer images are "
+                  "squeezed to it, and fit says so")
+        ->check(CLI::Range(1.0, 64.0));
     c->add_flag("--auto-global", f.auto_global,
                 "--scorer auto: the global scorer is a candidate too, chosen against whole-image corruptions as well");
     c->add_option("--fallback-auroc", f.patch.fallback_auroc,

@@ -183,6 +183,19 @@ int run_fit(const FitArgs& a, bool quiet) {
     bar.finish();
     check_interrupt();
     det.save(a.output);
+    const DetectorConfig& fc = det.config();
+    if (fc.view == View::Shots) std::cout << "view " << fc.view_w << " x " << fc.view_h << " px (width x height)\n";
+    if (fc.view == View::Shots || fc.view == View::Keep) {  // no silent squeeze of long images
+        double longest = 1;
+        for (const Tensor& t : imgs)
+            longest = std::max(longest, static_cast<double>(std::max(t.dim(1), t.dim(2))) / static_cast<double>(std::min(t.dim(1), t.dim(2))));
+        const double view_aspect = fc.view == View::Keep ? fc.max_aspect
+                                                         : static_cast<double>(std::max(fc.view_h, fc.view_w)) /
+                                                               static_cast<double>(std::min(fc.view_h, fc.view_w));
+        if (longest > fc.max_aspect && view_aspect + 0.1 >= fc.max_aspect)  // (shots: the median shot is capped)
+            std::cout << "note: shots up to " << fmt(longest, 1) << ":1 are squeezed to " << fmt(fc.max_aspect, 1)
+                      << ":1 along their length (--max-aspect raises it; large views run in tiles, --tiles)\n";
+    }
     std::cout << "fitted on " << files.size() << " image(s) from " << a.normal << " in " << fmt(since(t0), 1) << " s ("
               << (cfg.adapt && cfg.byol.steps > 0 ? std::to_string(cfg.byol.steps) + " fine-tuning steps" : "no fine-tuning")
               << "); threshold " << fmt(det.threshold(), 4) << "\nscorer " << to_string(det.config().scorer);

@@ -206,6 +206,14 @@ absent "$W/tiles.fsad" "no model after the refused tiled fit"
 expect 0 "fit on native views in tiles" "$FSAD" -q fit --normal "$good96/good" --shots 3 --scorer patch-gauss "${TINY[@]}" --view native --tiles 64 -o "$W/tiles.fsad"
 expect 0 "score tiled native views with maps" "$FSAD" -q score -m "$W/tiles.fsad" "$good96/../test" --maps "$W/tmaps"
 [[ -n $(ls "$W/tmaps" 2>/dev/null) ]] && ok "tiled maps written" || bad "tiled maps written"
+expect 0 "fit with a low --max-aspect" "$FSAD" -q fit --normal "$good96/good" --shots 3 --scorer patch-gauss "${TINY[@]}" --max-aspect 1 -o "$W/ma.fsad"
+contains "$W/out" "view 32 x 32 px" "fit names the view"
+expect 105 "a --max-aspect under 1 is refused" "$FSAD" fit --normal x -o y --max-aspect 0.5
+mkdir -p "$W/long"  # 5:1 shots (binary PPM, noise): squeezed to --max-aspect 2, and fit says so
+for i in 1 2 3; do { printf 'P6\n160 32\n255\n'; head -c $((160 * 32 * 3)) /dev/urandom; } > "$W/long/s$i.ppm"; done
+expect 0 "fit on 5:1 shots with --max-aspect 2" "$FSAD" -q fit --normal "$W/long" --scorer patch-gauss "${TINY[@]}" --max-aspect 2 -o "$W/long.fsad"
+contains "$W/out" "view 64 x 32 px" "the shots view is capped at 2:1"
+contains "$W/out" "shots up to 5.0:1 are squeezed to 2.0:1" "fit says that the shots are squeezed"
 small=$(ls "$W/ds"/metal/test/*/* | head -n 1)
 expect 1 "scoring an image smaller than a tile is refused" "$FSAD" -q score -m "$W/tiles.fsad" "$small"
 contains "$W/err" "$small: " "the refusal names the image file"
