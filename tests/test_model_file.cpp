@@ -90,6 +90,9 @@ TEST_CASE("model file: a configuration asking for unbounded work is refused, nam
         {view, "\"view_h\":32,\"view_w\":-7"},
         {view, "\"view_h\":0,\"view_w\":48"},
         {"\"max_aspect\":8.0", "\"max_aspect\":1e300"},
+        {"\"tiles\":0", "\"tiles\":50"},
+        {"\"tiles\":0", "\"tiles\":-1000000"},
+        {"\"tile_overlap\":0.25", "\"tile_overlap\":7.0"},
     };
     for (const auto& [from, to] : edits) {
         CAPTURE(to);
