@@ -770,6 +770,27 @@ TEST_CASE("detector: tiles on native views of odd shapes; tiles as large as the 
     CHECK(ts[0] != b.score(texture(5, false, 160, 160)));
 }
 
+TEST_CASE("detector: auto tiles only views of more than kAutoTileArea tiles, at the resolution") {
+    DetectorConfig c = tiny(Scorer::PatchGauss);
+    c.view = View::Native;
+    c.resolution = 80;  // tiles of 64 px: the resolution rounded down to a multiple of 32
+    const Detector d(c);
+    CHECK(d.tile_of(64, 64 * DetectorConfig::kAutoTileArea) == 0);
+    CHECK(d.tile_of(64, 64 * DetectorConfig::kAutoTileArea + 1) == 64);
+    CHECK(d.tile_of(256, 256) == 0);  // 16 tiles of 64 px
+    CHECK(d.tile_of(256, 257) == 64);
+    c.tiles = -1;
+    CHECK(Detector(c).tile_of(3000, 3000) == 0);
+    c.view = View::Shots;  // views of other kinds are never refused by auto tiles
+    c.tiles = 0;
+    CHECK(Detector(c).tile_of(40, 40) == 0);
+    // fitted and scored on a long native view, tiled: maps at its size
+    c.view = View::Native;
+    Detector f(c);
+    f.fit({texture(1, false, 64, 1100), texture(2, false, 64, 1100)});
+    CHECK(f.score_map({texture(3, true, 64, 1100)})[0].shape() == Shape{64, 1100});
+}
+
 TEST_CASE("detector: an image smaller than a tile, bad tile sizes: clear errors") {
     DetectorConfig c = tiny(Scorer::PatchGauss);
     c.view = View::Native;

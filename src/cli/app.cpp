@@ -112,7 +112,7 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
                "resized; large ones in tiles of --res)");
     add_parsed(c, "--tiles", f.tiles, parse_tiles,
                "patch scorers: run large views through the backbone in overlapping square tiles stitched into one "
-               "feature grid: auto (default: tiles of --res for views of more than 4 tiles' area) | off | PX (tiles "
+               "feature grid: auto (default: tiles of --res for views of more than 16 tiles' area) | off | PX (tiles "
                "of PX px, a multiple of 32, for every view larger than a tile; a view smaller than a tile is an "
                "error)")
         ->type_name("auto|off|PX");

@@ -152,7 +152,7 @@ int64_t Detector::tile_of(int64_t h, int64_t w) const {
     FSAD_CHECK((cfg_.tiles == 0 && cfg_.view != View::Native) || std::min(h, w) >= t, "the view is ", h, " x ", w,
                " px, smaller than a tile (", t, " px): lower the tile size (--tiles), or use --tiles off or another --view");
     if (cfg_.tiles > 0) return h <= t && w <= t ? 0 : t;
-    return h * w > 4 * t * t ? t : 0;
+    return h * w > DetectorConfig::kAutoTileArea * t * t ? t : 0;
 }
 
 void Detector::check_tiles(const Tensor& view, const char* where, size_t i) const {
@@ -270,10 +270,17 @@ void Detector::patch_batches(const std::vector<Tensor>& prepared,
     std::vector<size_t> whole, tiled;  // indices into prepared
     for (size_t i = 0; i < prepared.size(); ++i)
         (tile_of(prepared[i].dim(1), prepared[i].dim(2)) > 0 ? tiled : whole).push_back(i);
+    // whole views in batches of about bs squares of the resolution's pixels (large views, fewer)
+    const double square = static_cast<double>(cfg_.resolution) * static_cast<double>(cfg_.resolution);
     for (const auto& b : batches_by_size(pick(prepared, whole), bs)) {
-        std::vector<size_t> idx;
-        for (size_t j : b) idx.push_back(whole[j]);
-        each(idx, run(pick(prepared, idx)));
+        const Tensor& v0 = prepared[whole[b[0]]];
+        const double area = static_cast<double>(v0.dim(1)) * static_cast<double>(v0.dim(2));
+        const size_t per = std::clamp<size_t>(static_cast<size_t>(static_cast<double>(bs) * square / area), 1, bs);
+        for (size_t k = 0; k < b.size(); k += per) {
+            std::vector<size_t> idx;
+            for (size_t j = k; j < std::min(b.size(), k + per); ++j) idx.push_back(whole[b[j]]);
+            each(idx, run(pick(prepared, idx)));
+        }
     }
     if (tiled.empty()) return;
     // tiled views: views of one size share their tiling; their tiles go through the backbone bs at

@@ -101,11 +101,13 @@ struct DetectorConfig {
     /// Patch scorers: views run through the backbone in overlapping square tiles whose patch
     /// features are stitched into one grid (method::plan_tiles), so that memory stays bounded
     /// whatever the view's size and the fit sees the views exactly as scoring does. 0 = auto: tiles
-    /// of the resolution (rounded down to a multiple of 32) for views of more than 4 tiles' area
-    /// (View::Native's large images, long products), every other view whole; -1 = never; > 0 =
+    /// of the resolution (rounded down to a multiple of 32) for views of more than kAutoTileArea
+    /// tiles' area (View::Native's large images; the shots view is at most max_aspect = 8 tiles),
+    /// every other view whole, in batches of about that many tiles' pixels; -1 = never; > 0 =
     /// tiles of this many px (a multiple of 32, at least 64) for every view larger than a tile,
     /// and a view with a side shorter than a tile is an error. The global scorer runs views whole.
     int64_t tiles = 0;
+    static constexpr int64_t kAutoTileArea = 16;
     PatchConfig patch;
     method::GaussianOptions density;
     /// Decision threshold. Global scorer: this quantile of the leave-one-shot-out scores of the
