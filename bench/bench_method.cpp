@@ -137,7 +137,30 @@ void detector_score(benchmark::State& st) {
     bench::rate(st, "img/s", static_cast<double>(imgs.size()));
     st.SetLabel(to_string(sc));
 }
+
+// Tiles (DetectorConfig::tiles): patch-sum scoring 8 long images (224 x 1344, 6:1, native view)
+// run whole or in tiles of 224 px (8 a view, overlapping by a quarter: 1.33x the pixels).
+// range(0): 0 whole (--tiles off), 1 tiles of 224.
+void detector_score_tiles(benchmark::State& st) {
+    bench::set_threads_once();
+    DetectorConfig c;
+    c.scorer = Scorer::PatchSum;
+    c.resolution = 224;
+    c.view = View::Native;
+    c.tiles = st.range(0) ? 224 : -1;
+    Detector det(c);
+    Rng rng(7);
+    std::vector<Tensor> shots, imgs;
+    for (int i = 0; i < 5; ++i) shots.push_back(rng.uniform_tensor(Shape{3, 224, 1344}, 0, 1));
+    for (int i = 0; i < 8; ++i) imgs.push_back(rng.uniform_tensor(Shape{3, 224, 1344}, 0, 1));
+    det.fit(shots);
+    det.score(imgs);  // warm-up
+    for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
+    bench::rate(st, "img/s", static_cast<double>(imgs.size()));
+    st.SetLabel(st.range(0) ? "tiles of 224" : "whole");
+}
 }  // namespace
 
 BENCHMARK(detector_fit)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(detector_score)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(detector_score_tiles)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
