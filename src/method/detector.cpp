@@ -753,27 +753,22 @@ void Detector::save(const std::string& path) const {
     FSAD_CHECK(fitted(), "Detector::save: the detector is not fitted");
     std::map<std::string, Tensor> t;
     for (auto& [k, v] : backbone_->state_dict()) t["backbone." + k] = v.is_cuda() ? v.to(Device::cpu()) : v;
-    switch (cfg_.scorer) {
-        case Scorer::Global:
-            t["density.mean"] = density_.mean();
-            t["density.cholesky"] = density_.cholesky();
-            break;
-        case Scorer::PatchGauss:
-            t["patch.mean"] = patch_density_.mean();
-            t["patch.cholesky"] = patch_density_.cholesky();
-            break;
-        case Scorer::PatchKnn: t["patch.bank"] = knn_.bank(); break;
-        case Scorer::PatchSum: {
-            t["patch.mean"] = patch_density_.mean();
-            t["patch.cholesky"] = patch_density_.cholesky();
-            t["patch.bank"] = knn_.bank();
-            Tensor scale = Tensor::empty(Shape{2});
-            scale.data()[0] = static_cast<float>(patch_scale_[0]);
-            scale.data()[1] = static_cast<float>(patch_scale_[1]);
-            t["patch.scale"] = scale;
-            break;
-        }
-        case Scorer::Auto: throw Error("Detector::save: no scorer was chosen");  // fit replaces Auto
+    const Scorer sc = cfg_.scorer;
+    FSAD_CHECK(sc != Scorer::Auto, "Detector::save: no scorer was chosen");  // fit replaces Auto
+    if (sc == Scorer::Global) {
+        t["density.mean"] = density_.mean();
+        t["density.cholesky"] = density_.cholesky();
+    }
+    if (sc == Scorer::PatchGauss || sc == Scorer::PatchSum) {
+        t["patch.mean"] = patch_density_.mean();
+        t["patch.cholesky"] = patch_density_.cholesky();
+    }
+    if (sc == Scorer::PatchKnn || sc == Scorer::PatchSum) t["patch.bank"] = knn_.bank();
+    if (sc == Scorer::PatchSum) {  // the divisors of the two scorers' patch scores
+        Tensor scale = Tensor::empty(Shape{2});
+        scale.data()[0] = static_cast<float>(patch_scale_[0]);
+        scale.data()[1] = static_cast<float>(patch_scale_[1]);
+        t["patch.scale"] = scale;
     }
     std::map<std::string, std::string> meta{{"format", kFormat},
                                             {"version", std::to_string(kVersion)},
