@@ -272,7 +272,7 @@ void Detector::patch_batches(const std::vector<Tensor>& prepared,
         (tile_of(prepared[i].dim(1), prepared[i].dim(2)) > 0 ? tiled : whole).push_back(i);
     // whole views in batches of about bs squares of the resolution's pixels (large views, fewer)
     const double square = static_cast<double>(cfg_.resolution) * static_cast<double>(cfg_.resolution);
-    for (const auto& b : batches_by_size(pick(prepared, whole), bs)) {
+    for (const auto& b : batches_by_size(pick(prepared, whole), prepared.size())) {  // one group per size
         const Tensor& v0 = prepared[whole[b[0]]];
         const double area = static_cast<double>(v0.dim(1)) * static_cast<double>(v0.dim(2));
         const size_t per = std::clamp<size_t>(static_cast<size_t>(static_cast<double>(bs) * square / area), 1, bs);
@@ -286,7 +286,7 @@ void Detector::patch_batches(const std::vector<Tensor>& prepared,
     // tiled views: views of one size share their tiling; their tiles go through the backbone bs at
     // a time, and each view's tiles' features are stitched into its grid
     const std::vector<Tensor> large = pick(prepared, tiled);
-    for (const auto& g : batches_by_size(large, large.size())) {
+    for (const auto& g : batches_by_size(large, large.size())) {  // one group per size
         const Tensor& v0 = large[g[0]];
         const int64_t t = tile_of(v0.dim(1), v0.dim(2));
         const int64_t overlap = std::min(t - method::kTileAlign, static_cast<int64_t>(std::ceil(cfg_.patch.tile_overlap * static_cast<double>(t))));
