@@ -164,6 +164,12 @@ TEST_CASE("eval: auroc_pos_neg equals the labelled AUROC, ties counted one half"
     CHECK(eval::auroc_pos_neg({1, 2}, {3}) == 1.0);
     CHECK(eval::auroc_pos_neg({1, 2}, {2}) == 0.75);
     CHECK_THROWS_AS(eval::auroc_pos_neg({}, {1}), Error);
+    // the sorted-negatives form: the same number; unsorted negatives are refused, not miscounted
+    std::vector<float> sorted = neg;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(eval::auroc_sorted_neg(sorted, pos) == eval::auroc_pos_neg(neg, pos));
+    CHECK_THROWS_AS(eval::auroc_sorted_neg({2, 1}, {3}), Error);
+    CHECK_THROWS_AS(eval::auroc_sorted_neg({1}, {}), Error);
 }
 
 TEST_CASE("eval: label_regions finds 8-connected components") {
@@ -249,15 +255,20 @@ TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps
     // a small MVTec layout: striped textures, the anomalies a bright diagonal scratch (|x - y| < 2)
     TempDir td("mvtec-masks");
     const fs::path root = td.path / "tex";
-    for (const char* d : {"train/good", "test/good", "test/scratch", "ground_truth/scratch"}) fs::create_directories(root / d);
+    // two kinds with the same masks on different images: "scratch" and "mark"
+    for (const char* d : {"train/good", "test/good", "test/scratch", "ground_truth/scratch", "test/mark", "ground_truth/mark"})
+        fs::create_directories(root / d);
     for (int i = 0; i < 5; ++i) io::write_png((root / "train/good" / (std::to_string(i) + ".png")).string(), texture(10 + i, false));
     for (int i = 0; i < 2; ++i) {
         io::write_png((root / "test/good" / (std::to_string(i) + ".png")).string(), texture(20 + i, false));
-        io::write_png((root / "test/scratch" / (std::to_string(i) + ".png")).string(), texture(30 + i, true));
         Tensor m = Tensor::empty(Shape{1, 48, 48});
         for (int64_t y = 0; y < 48; ++y)
             for (int64_t x = 0; x < 48; ++x) m.data()[y * 48 + x] = std::llabs(x - y) < 2 ? 1.0f : 0.0f;
-        io::write_png((root / "ground_truth/scratch" / (std::to_string(i) + "_mask.png")).string(), m);
+        for (const char* kind : {"scratch", "mark"}) {
+            const int seed = (kind[0] == 's' ? 30 : 40) + i;
+            io::write_png((root / "test" / kind / (std::to_string(i) + ".png")).string(), texture(seed, true));
+            io::write_png((root / "ground_truth" / kind / (std::to_string(i) + "_mask.png")).string(), m);
+        }
     }
     eval::ProtocolOptions po;
     po.detector = tiny(Scorer::PatchGauss);
@@ -268,13 +279,25 @@ TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps
     const eval::EvalResult r = eval::run_protocol(data::load_mvtec(td.path.string()), po);
     REQUIRE(r.runs.size() == 2);
     for (const auto& x : r.runs) {
-        CHECK(x.pixel_images == 4);
+        CHECK(x.pixel_images == 6);
         CHECK((x.pixel_auroc > 0.0 && x.pixel_auroc <= 1.0));
         CHECK((x.pro >= 0.0 && x.pro <= 1.0));
+        // each kind's pixels against every normal pixel; both kinds have as many defect pixels (the
+        // same masks on maps of one size), so the pixel AUROC is the mean of the two
+        REQUIRE(x.pixel_auroc_by_kind.size() == 2);
+        const double scratch = x.pixel_auroc_by_kind.at("scratch"), mark = x.pixel_auroc_by_kind.at("mark");
+        CHECK((scratch > 0.0 && scratch <= 1.0));
+        CHECK((mark > 0.0 && mark <= 1.0));
+        CHECK(x.pixel_auroc == doctest::Approx(0.5 * (scratch + mark)).epsilon(1e-12));
     }
     const auto sum = r.summary();
     REQUIRE(!sum.empty());
     CHECK(sum[0].pro_mean == doctest::Approx(50.0 * (r.runs[0].pro + r.runs[1].pro)));
+    const auto kinds = r.by_kind();
+    REQUIRE(kinds.size() == 2);
+    for (const auto& k : kinds)
+        CHECK(k.pixel_mean == doctest::Approx(50.0 * (r.runs[0].pixel_auroc_by_kind.at(k.category) +
+                                                      r.runs[1].pixel_auroc_by_kind.at(k.category))));
     // the gallery's anomaly map thumbnails: one per kept image, in the report
     REQUIRE(r.runs[0].gallery.size() == 2);
     for (const auto& g : r.runs[0].gallery) CHECK(g.map_png.substr(1, 3) == "PNG");
@@ -282,6 +305,8 @@ TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps
     eval::write_report(dir, r, {});
     CHECK(io::read_file(dir + "/report.html").find("alt=\"anomaly map of ") != std::string::npos);
     CHECK(io::read_file(dir + "/report.md").find("; PRO ") != std::string::npos);
+    CHECK(io::read_file(dir + "/report.md").find("; pixel ") != std::string::npos);  // the by-kind table
+    CHECK(io::read_file(dir + "/report.json").find("\"pixel_auroc_by_kind\": {") != std::string::npos);
 }
 
 TEST_CASE("backbones: forward_stages gives forward_features' stage maps and stops there") {

@@ -18,6 +18,14 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+/// Mean and population standard deviation of a non-empty list.
+void mean_std(const std::vector<double>& v, double& mean, double& sd) {
+    mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    sd = std::sqrt(ss / static_cast<double>(v.size()));
+}
+
 }  // namespace
 
 std::vector<float> score_samples(const Detector& det, const std::vector<data::Sample>& samples, int64_t chunk,
@@ -104,6 +112,10 @@ std::vector<float> score_samples(const Detector& det, const std::vector<data::Sa
                 }
                 std::vector<int32_t> region;
                 const int32_t regions = label_regions(in.data(), h, w, region);
+                const auto kind = std::find(pixels->kinds.begin(), pixels->kinds.end(), smp.kind);
+                const auto kind_index = static_cast<int32_t>(kind - pixels->kinds.begin());
+                if (kind == pixels->kinds.end()) pixels->kinds.push_back(smp.kind);
+                pixels->region_kind.insert(pixels->region_kind.end(), static_cast<size_t>(regions), kind_index);
                 for (int64_t p = 0; p < h * w; ++p) {
                     if (!in[p]) {
                         pixels->normal.push_back(m.data()[p]);
@@ -217,8 +229,15 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.score_seconds = seconds_since(t1);
                 if (!pix.normal.empty() && !pix.defect.empty()) {
                     r.pixel_images = pix.images;
+                    std::sort(pix.normal.begin(), pix.normal.end());  // once, for every AUROC below
                     r.pro = pro_auc(pix.normal, pix.defect, pix.region);
-                    r.pixel_auroc = auroc_pos_neg(std::move(pix.normal), std::move(pix.defect));
+                    for (size_t kd = 0; kd < pix.kinds.size(); ++kd) {
+                        std::vector<float> pos;
+                        for (size_t p = 0; p < pix.defect.size(); ++p)
+                            if (pix.region_kind[static_cast<size_t>(pix.region[p])] == static_cast<int32_t>(kd)) pos.push_back(pix.defect[p]);
+                        if (!pos.empty()) r.pixel_auroc_by_kind[pix.kinds[kd]] = auroc_sorted_neg(pix.normal, std::move(pos));
+                    }
+                    r.pixel_auroc = auroc_sorted_neg(pix.normal, std::move(pix.defect));
                 }
                 int64_t fp = 0, tp = 0, nn = 0, na = 0;
                 for (size_t i = 0; i < test.size(); ++i) {
@@ -285,9 +304,10 @@ std::vector<Summary> EvalResult::by_kind() const {
     std::vector<Summary> out;
     for (const auto& kind : kinds)
         for (int k : shots) {
-            std::vector<double> v;
+            std::vector<double> v, px;
             for (const auto& r : runs) {
                 if (r.shots != k) continue;
+                if (auto it = r.pixel_auroc_by_kind.find(kind); it != r.pixel_auroc_by_kind.end()) px.push_back(100.0 * it->second);
                 std::vector<float> s;
                 std::vector<int> l;
                 for (size_t i = 0; i < r.scores.size(); ++i)
@@ -301,10 +321,8 @@ std::vector<Summary> EvalResult::by_kind() const {
             if (v.empty()) continue;
             Summary su{kind, k};
             su.runs = static_cast<int>(v.size());
-            for (double x : v) su.mean += x;
-            su.mean /= static_cast<double>(v.size());
-            for (double x : v) su.std += (x - su.mean) * (x - su.mean);
-            su.std = std::sqrt(su.std / static_cast<double>(v.size()));
+            mean_std(v, su.mean, su.std);
+            if (px.size() == v.size()) mean_std(px, su.pixel_mean, su.pixel_std);
             out.push_back(su);
         }
     return out;
@@ -320,11 +338,7 @@ std::vector<Summary> EvalResult::summary() const {
     }
     auto stats = [](const std::vector<double>& v, Summary& s) {
         s.runs = static_cast<int>(v.size());
-        if (v.empty()) return;
-        for (double x : v) s.mean += x;
-        s.mean /= static_cast<double>(v.size());
-        for (double x : v) s.std += (x - s.mean) * (x - s.mean);
-        s.std = std::sqrt(s.std / static_cast<double>(v.size()));
+        if (!v.empty()) mean_std(v, s.mean, s.std);
     };
     for (const auto& c : cats)
         for (int k : shots) {

@@ -180,6 +180,11 @@ std::string cell(const Summary* s) {
     return s->runs > 1 ? fmt(s->mean) + " ± " + fmt(s->std) : fmt(s->mean);
 }
 
+/// A by-kind cell: the image AUROC, and the kind's pixel AUROC where measured.
+std::string kind_cell(const Summary* s) {
+    return cell(s) + (s && s->pixel_mean >= 0 ? "; pixel " + fmt(s->pixel_mean) : std::string());
+}
+
 }  // namespace
 
 std::string base64(const std::string& in) {
@@ -234,13 +239,24 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
         j["summary"].push_back(e);
     }
     j["by_kind"] = json::array();
-    for (const auto& s : r.by_kind())
-        j["by_kind"].push_back({{"kind", s.category}, {"shots", s.shots}, {"auroc_mean", s.mean}, {"auroc_std", s.std}, {"runs", s.runs}});
+    for (const auto& s : r.by_kind()) {
+        json e = {{"kind", s.category}, {"shots", s.shots}, {"auroc_mean", s.mean}, {"auroc_std", s.std}, {"runs", s.runs}};
+        if (s.pixel_mean >= 0) {
+            e["pixel_auroc_mean"] = s.pixel_mean;
+            e["pixel_auroc_std"] = s.pixel_std;
+        }
+        j["by_kind"].push_back(e);
+    }
     j["runs"] = json::array();
     for (const auto& x : r.runs)
         j["runs"].push_back({{"category", x.category}, {"shots", x.shots}, {"seed", x.seed}, {"auroc", 100 * x.auroc},
                              {"pixel_auroc", x.pixel_auroc >= 0 ? json(100 * x.pixel_auroc) : json(nullptr)},
                              {"pro", x.pro >= 0 ? json(100 * x.pro) : json(nullptr)},
+                             {"pixel_auroc_by_kind", [&] {
+                                  json o = json::object();
+                                  for (const auto& [kind, a] : x.pixel_auroc_by_kind) o[kind] = 100 * a;
+                                  return o;
+                              }()},
                              {"pixel_images", x.pixel_images}, {"scorer", x.scorer}, {"flips", x.flips},
                              {"flip_ratio", x.flip_ratio},
                              {"selection", [&] {
@@ -309,7 +325,8 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
     m << "\n";
     const auto kinds = r.by_kind();
     if (!kinds.empty()) {
-        m << "\nAUROC of the normal test images against each anomaly kind alone (all categories and seeds):\n\n| kind |";
+        m << "\nAUROC of the normal test images against each anomaly kind alone (all categories and seeds; "
+             "pixel: the kind's defect pixels against every normal pixel):\n\n| kind |";
         for (int k : shots) m << " " << k << "-shot |";
         m << "\n| --- |";
         for (size_t i = 0; i < shots.size(); ++i) m << " --- |";
@@ -319,7 +336,7 @@ std::string report_markdown(const EvalResult& r, const ReportInfo& info) {
             if (std::find(names.begin(), names.end(), s.category) == names.end()) names.push_back(s.category);
         for (const auto& n : names) {
             m << "| " << n << " |";
-            for (int k : shots) m << " " << cell(find_summary(kinds, n, k)) << " |";
+            for (int k : shots) m << " " << kind_cell(find_summary(kinds, n, k)) << " |";
             m << "\n";
         }
     }
@@ -391,12 +408,13 @@ std::string report_html(const EvalResult& r, const ReportInfo& info) {
         for (const auto& s : kinds)
             if (std::find(names.begin(), names.end(), s.category) == names.end()) names.push_back(s.category);
         h << "<h2>By anomaly kind</h2>\n<p class=\"meta\">AUROC of the normal test images against each kind alone, "
-             "over all categories and seeds.</p>\n<table id=\"kinds\"><tr><th>kind</th>";
+             "over all categories and seeds; pixel: the kind's defect pixels against every normal pixel.</p>\n"
+             "<table id=\"kinds\"><tr><th>kind</th>";
         for (int k : shots) h << "<th>" << k << "-shot</th>";
         h << "</tr>\n";
         for (const auto& n : names) {
             h << "<tr><td>" << esc(n) << "</td>";
-            for (int k : shots) h << "<td>" << esc(cell(find_summary(kinds, n, k))) << "</td>";
+            for (int k : shots) h << "<td>" << esc(kind_cell(find_summary(kinds, n, k))) << "</td>";
             h << "</tr>\n";
         }
         h << "</table>\n";

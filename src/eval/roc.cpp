@@ -47,6 +47,12 @@ double auroc(const std::vector<float>& scores, const std::vector<int>& labels) {
 double auroc_pos_neg(std::vector<float> neg, std::vector<float> pos) {
     FSAD_CHECK(!neg.empty() && !pos.empty(), "auroc_pos_neg: both classes need at least one score");
     std::sort(neg.begin(), neg.end());
+    return auroc_sorted_neg(neg, std::move(pos));
+}
+
+double auroc_sorted_neg(const std::vector<float>& neg, std::vector<float> pos) {
+    FSAD_CHECK(!neg.empty() && !pos.empty(), "auroc_sorted_neg: both classes need at least one score");
+    FSAD_CHECK(std::is_sorted(neg.begin(), neg.end()), "auroc_sorted_neg: the negatives must be sorted ascending");
     std::sort(pos.begin(), pos.end());
     // for each positive: negatives below it count 1, equal ones 1/2 (both sorted: one merge)
     double u = 0;

@@ -48,6 +48,11 @@ struct RunResult {
     double auroc = 0;            ///< in [0, 1]
     double pixel_auroc = -1;     ///< in [0, 1]; < 0 when not measured (no masks, or no maps)
     double pro = -1;             ///< PRO up to FPR 0.3 (pro_auc), in [0, 1]; < 0 when not measured
+    /// Pixel AUROC of each anomaly kind's defect pixels against every normal pixel (those of the
+    /// normal images and those outside the masks), in [0, 1]; empty when pixel_auroc is not measured.
+    /// The pixel AUROC is these weighted by each kind's defect pixels: a kind with large masks
+    /// (Magnetic Tile's Uneven) dominates it.
+    std::map<std::string, double> pixel_auroc_by_kind;
     std::string scorer;          ///< the fitted detector's scorer (Scorer::Auto's choice)
     std::string flips;           ///< mirrored shots used: "on" / "off" (Flips::Auto's choice)
     double flip_ratio = 0;       ///< Flips::Auto's measurement (0: not measured)
@@ -79,7 +84,8 @@ struct EvalResult {
     std::vector<RunResult> runs;
     std::vector<Summary> summary() const;  ///< per (category, shots), then "mean" rows
     /// AUROC of the normal test images against each anomaly kind alone (defect type,
-    /// corruption), mean/std over all runs of each shot count; `category` holds the kind.
+    /// corruption), mean/std over all runs of each shot count; `category` holds the kind;
+    /// pixel_mean/std from RunResult::pixel_auroc_by_kind where every run measured it.
     std::vector<Summary> by_kind() const;
 };
 
@@ -109,6 +115,8 @@ struct PixelScores {
     std::vector<float> normal, defect;
     std::vector<int32_t> region;  ///< per defect pixel
     int32_t regions = 0;
+    std::vector<std::string> kinds;    ///< the anomaly kinds met, in order
+    std::vector<int32_t> region_kind;  ///< per region: its image's kind (index into kinds)
     int64_t images = 0;
 };
 

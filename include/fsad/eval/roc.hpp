@@ -14,6 +14,10 @@ double auroc(const std::vector<float>& scores, const std::vector<int>& labels);
 /// counts by merging, O((n + m) log) with no per-pixel labels. requires both non-empty.
 double auroc_pos_neg(std::vector<float> negatives, std::vector<float> positives);
 
+/// auroc_pos_neg with the negatives already sorted ascending: sort them once, then score many
+/// sets of positives against them (e.g. each anomaly kind's pixels). requires both non-empty.
+double auroc_sorted_neg(const std::vector<float>& sorted_negatives, std::vector<float> positives);
+
 struct RocPoint {
     double fpr, tpr, threshold;  ///< rates when flagging scores >= threshold
 };
