@@ -246,6 +246,9 @@ TEST_CASE("eval: pro_auc is the area under the per-region overlap curve up to th
         CAPTURE(lim);
         CHECK(eval::pro_auc(normal, defect, region, lim) == doctest::Approx(pro_brute(normal, defect, region, lim)).epsilon(1e-7));
     }
+    std::vector<float> ascending = normal;  // normals given already sorted (as run_protocol does): the same PRO
+    std::sort(ascending.begin(), ascending.end());
+    CHECK(eval::pro_auc(ascending, defect, region) == eval::pro_auc(normal, defect, region));
     CHECK_THROWS_AS(eval::pro_auc({}, {1}, {0}), Error);
     CHECK_THROWS_AS(eval::pro_auc({0}, {1}, {}), Error);
     CHECK_THROWS_AS(eval::pro_auc({0}, {1}, {0}, 0.0), Error);

@@ -231,12 +231,11 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                     r.pixel_images = pix.images;
                     std::sort(pix.normal.begin(), pix.normal.end());  // once, for every AUROC below
                     r.pro = pro_auc(pix.normal, pix.defect, pix.region);
-                    for (size_t kd = 0; kd < pix.kinds.size(); ++kd) {
-                        std::vector<float> pos;
-                        for (size_t p = 0; p < pix.defect.size(); ++p)
-                            if (pix.region_kind[static_cast<size_t>(pix.region[p])] == static_cast<int32_t>(kd)) pos.push_back(pix.defect[p]);
-                        if (!pos.empty()) r.pixel_auroc_by_kind[pix.kinds[kd]] = auroc_sorted_neg(pix.normal, std::move(pos));
-                    }
+                    std::vector<std::vector<float>> by_kind(pix.kinds.size());  // the defect pixels by kind, one pass
+                    for (size_t p = 0; p < pix.defect.size(); ++p)
+                        by_kind[static_cast<size_t>(pix.region_kind[static_cast<size_t>(pix.region[p])])].push_back(pix.defect[p]);
+                    for (size_t kd = 0; kd < by_kind.size(); ++kd)
+                        if (!by_kind[kd].empty()) r.pixel_auroc_by_kind[pix.kinds[kd]] = auroc_sorted_neg(pix.normal, std::move(by_kind[kd]));
                     r.pixel_auroc = auroc_sorted_neg(pix.normal, std::move(pix.defect));
                 }
                 int64_t fp = 0, tp = 0, nn = 0, na = 0;

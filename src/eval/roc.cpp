@@ -138,7 +138,10 @@ double pro_auc(std::vector<float> normal, const std::vector<float>& defect, cons
         d[i] = {defect[i], 1.0 / (static_cast<double>(size[region[i]]) * present)};
     std::sort(d.begin(), d.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     for (size_t i = 0; i < normal.size(); ++i) FSAD_CHECK(!std::isnan(normal[i]), "pro_auc: normal score ", i, " is NaN");
-    std::sort(normal.begin(), normal.end(), std::greater<float>());
+    if (std::is_sorted(normal.begin(), normal.end()))  // the caller sorted them ascending (run_protocol)
+        std::reverse(normal.begin(), normal.end());
+    else
+        std::sort(normal.begin(), normal.end(), std::greater<float>());
     const double n_normal = static_cast<double>(normal.size());
     double area = 0, fpr = 0, pro = 0;
     size_t i = 0, j = 0;  // next normal, next defect
