@@ -267,10 +267,13 @@ TEST_CASE("detector: a version-2 model file, written by fsad before the configur
     }
     // and this fsad writes that configuration byte for byte as that fsad did, but for the keys
     // added since, at their defaults (the file's loads with them): patch.fallback_auroc, the
-    // threshold's spread prior, the tiles
+    // threshold's spread prior, the tiles; patch.second_view, which a file without a second view
+    // loads as 0 (one view), whatever the default
+    CHECK(c.patch.second_view == 0);
+    CHECK(d.second_view() == nullptr);
     std::string ours = to_json(c);
     for (const std::string added : {"\"fallback_auroc\":0.65,", "\"spread_prior\":0.15,\"spread_prior_weight\":5.0,",
-                                    ",\"tile_overlap\":0.25", "\"tiles\":0,"}) {
+                                    ",\"tile_overlap\":0.25", "\"tiles\":0,", ",\"second_view\":0.0"}) {
         CAPTURE(added);
         REQUIRE(ours.find(added) != std::string::npos);
         ours.erase(ours.find(added), added.size());

@@ -403,6 +403,90 @@ TEST_CASE("detector: patch-sum is the two patch scorers' maps, each over its own
     fs::remove(p);
 }
 
+TEST_CASE("detector: a second view adds its scores and maps, each view over its own threshold; the model file keeps it") {
+    const std::vector<Tensor> shots{texture(1, false), texture(2, false), texture(3, false), texture(7, false)};
+    const std::vector<Tensor> test{texture(4, false), texture(5, true), texture(6, true, 40, 70)};
+    DetectorConfig c = tiny(Scorer::Auto);
+    c.resolution = 64;
+    c.patch.second_view = 0;
+    DetectorConfig c64 = c, c32 = c;
+    c32.resolution = 32;
+    c.patch.second_view = 0.5;  // 32 px
+    Detector two(c), one64(c64), one32(c32);
+    two.fit(shots);
+    one64.fit(shots);
+    one32.fit(shots);
+    REQUIRE(two.second_view() != nullptr);
+    CHECK(one64.second_view() == nullptr);
+    CHECK(one64.view_scale() == std::array<double, 2>{0, 0});
+    const Detector& second = *two.second_view();
+    CHECK(second.config().resolution == 32);
+    CHECK(second.config().patch.second_view == 0);
+    CHECK(two.config().patch.second_view == 0.5);
+    CHECK(second.config().scorer == two.config().scorer);  // the scorer the first view chose
+    // each view is the detector fitted at its resolution alone (the same fits, bit for bit), and
+    // its threshold is that view's divisor
+    CHECK(two.view_scale()[0] == one64.threshold());
+    CHECK(second.threshold() == one32.threshold());
+    CHECK(two.view_scale()[1] == one32.threshold());
+    CHECK(second.held_out_scores() == one32.held_out_scores());
+    // the threshold: the prediction bound over the held-out shots' sums
+    REQUIRE(two.held_out_scores().size() == shots.size());
+    for (size_t i = 0; i < shots.size(); ++i)
+        CHECK(two.held_out_scores()[i] == doctest::Approx(one64.held_out_scores()[i] / one64.threshold() +
+                                                          one32.held_out_scores()[i] / one32.threshold())
+                                              .epsilon(1e-6));
+    CHECK(two.threshold() == prediction_bound(two.held_out_scores(), 0.99, 0.15, 5));
+    // scores and maps: the two views', each over its threshold, summed (the second map upsampled
+    // to the first view's size); the map's maximum is at most the score
+    const auto s2 = two.score_views(test, true), a = one64.score_views(test, true), b = one32.score_views(test, true);
+    REQUIRE(s2.maps.size() == test.size());
+    for (size_t i = 0; i < test.size(); ++i) {
+        CAPTURE(i);
+        CHECK(s2.scores[i] == doctest::Approx(a.scores[i] / one64.threshold() + b.scores[i] / one32.threshold()).epsilon(1e-5));
+        const Tensor& m = s2.maps[i];
+        REQUIRE(m.dim(0) == 64);
+        REQUIRE(b.maps[i].dim(0) == 32);
+        const Tensor up = io::resize_bilinear(b.maps[i].reshape(Shape{1, 32, 32}), 64, 64);
+        std::vector<float> want(static_cast<size_t>(m.numel()));
+        for (size_t p = 0; p < want.size(); ++p)
+            want[p] = static_cast<float>(a.maps[i].data()[p] / one64.threshold() + up.data()[p] / one32.threshold());
+        FSAD_CHECK_CLOSE("two views' map", m.to_vector(), want, 1e-4, 1e-5);
+        CHECK(*std::max_element(m.data(), m.data() + m.numel()) <= s2.scores[i] * (1 + 1e-5));
+    }
+    CHECK(s2.scores[1] > s2.scores[0]);  // the scratch
+    CHECK(two.score(test) == s2.scores);
+    const auto maps = two.score_map(test);
+    CHECK((maps[2].dim(0) == 40 && maps[2].dim(1) == 70));
+    // the model file: version 3 with the second view's scorer and configuration; one view stays version 2
+    const std::string p = tmp("two_views.fsad"), p1 = tmp("one_view.fsad");
+    two.save(p);
+    one64.save(p1);
+    CHECK(io::read_safetensors(p).metadata.at("version") == "3");
+    CHECK(io::read_safetensors(p1).metadata.at("version") == "2");
+    const Detector l = Detector::load(p);
+    REQUIRE(l.second_view() != nullptr);
+    CHECK(l.second_view()->config().resolution == 32);
+    CHECK(l.threshold() == two.threshold());
+    CHECK(l.view_scale()[1] == doctest::Approx(two.view_scale()[1]).epsilon(1e-6));
+    FSAD_CHECK_CLOSE("loaded two views' scores", l.score(test), s2.scores, 1e-3, 1e-4);
+    CHECK(Detector::load(p1).second_view() == nullptr);
+    CHECK(Detector::load(p1).config().patch.second_view == 0);
+    fs::remove(p);
+    fs::remove(p1);
+    // a refit of one view drops the second; the global scorer keeps one view and says so
+    DetectorConfig g = tiny(Scorer::Global);
+    g.resolution = 64;
+    g.patch.second_view = 0.5;
+    Detector global(g);
+    global.fit(shots);
+    CHECK(global.second_view() == nullptr);
+    CHECK(global.config().patch.second_view == 0);
+    // out of range: a clear error naming the option
+    c.patch.second_view = 0.05;
+    CHECK_THROWS_WITH_AS(Detector{c}, doctest::Contains("second_view"), Error);
+}
+
 TEST_CASE("detector: the keep view keeps the aspect ratio up to max_aspect") {
     DetectorConfig c = tiny(Scorer::PatchGauss);
     c.view = View::Keep;

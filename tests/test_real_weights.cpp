@@ -143,6 +143,7 @@ TEST_CASE("[shared] patch-gauss on MPDD metal plate reproduces the PyTorch refer
     po.detector.weights = w;
     po.detector.scorer = Scorer::PatchGauss;
     po.detector.resolution = 224;  // the reference's (auto would work these 512 px images at 448)
+    po.detector.patch.second_view = 0;  // the reference's one view
     po.shots = {5, 10};
     po.seeds = 3;
     po.gallery = 0;

@@ -128,6 +128,10 @@ void add_detector_flags(CLI::App* c, DetectorArgs& a) {
         ->check(CLI::Range(0.0, 1.0));
     add_parsed(c, "--flips", f.flips, parse_flips,
                "auto | on | off: patch scorers: mirrored shots in the fit (auto: when the shots look the same mirrored)");
+    c->add_option("--second-view", f.patch.second_view,
+                  "patch scorers: a second view of every image at this fraction of --res (0 = one view); each "
+                  "view's score over its own threshold, summed")
+        ->check(CLI::Range(0.0, 4.0));
     c->add_option("--coreset", f.patch.coreset, "patch-knn: fraction of the shots' patches kept in the memory bank")
         ->check(CLI::Range(1e-4, 1.0));
     c->add_option("--patch-stages", f.patch.stages,

@@ -117,6 +117,11 @@ eval::EvalResult run_with_progress(const data::Dataset& ds, eval::ProtocolOption
                          return t + ")";
                      }()
                   << (x.flip_ratio > 0 ? "; flips " + x.flips + " (ratio " + fmt(x.flip_ratio, 3) + ")" : std::string())
+                  << (x.second_view > 0 ? "; second view " + std::to_string(x.second_view) + " px" +
+                                              (x.second_flip_ratio > 0 ? " (flips " + x.second_flips + ", ratio " +
+                                                                             fmt(x.second_flip_ratio, 3) + ")"
+                                                                       : std::string())
+                                        : std::string())
                   << "  (fit " << fmt(x.fit_seconds, 1) << " s, score " << x.scores.size() << " images "
                   << fmt(x.score_seconds, 1) << " s)" << std::endl;
     };
@@ -204,6 +209,11 @@ int run_fit(const FitArgs& a, bool quiet) {
         for (const auto& c : det.selection()) std::cout << " " << c.scorer << " " << fmt(100 * c.synthetic_auroc);
         std::cout << ")";
     }
+    std::cout << (fc.flips != Flips::Auto && det.flip_ratio() > 0 ? "; flips " + to_string(fc.flips) : std::string());
+    if (const Detector* s = det.second_view())  // PatchConfig::second_view
+        std::cout << "\nsecond view " << s->config().view_w << " x " << s->config().view_h << " px"
+                  << (s->flip_ratio() > 0 ? "; flips " + to_string(s->config().flips) : std::string())
+                  << "; the two views' scores, each over its own threshold, summed";
     std::cout << "\nwrote " << a.output << "\n";
     return 0;
 }

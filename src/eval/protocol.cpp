@@ -212,6 +212,11 @@ EvalResult run_protocol(const data::Dataset& ds, const ProtocolOptions& opt,
                 r.selection = det.selection();
                 r.flips = to_string(det.config().flips);
                 r.flip_ratio = det.flip_ratio();
+                if (const Detector* s = det.second_view()) {
+                    r.second_view = s->config().resolution;
+                    r.second_flips = to_string(s->config().flips);
+                    r.second_flip_ratio = s->flip_ratio();
+                }
                 r.held_out = det.held_out_scores();
                 const auto t1 = std::chrono::steady_clock::now();
                 pp.stage = "score";

@@ -259,6 +259,10 @@ std::string report_json(const EvalResult& r, const ReportInfo& info) {
                               }()},
                              {"pixel_images", x.pixel_images}, {"scorer", x.scorer}, {"flips", x.flips},
                              {"flip_ratio", x.flip_ratio},
+                             {"second_view", x.second_view > 0 ? json({{"resolution", x.second_view},
+                                                                       {"flips", x.second_flips},
+                                                                       {"flip_ratio", x.second_flip_ratio}})
+                                                               : json(nullptr)},
                              {"selection", [&] {
                                   json a = json::array();
                                   for (const auto& c : x.selection) a.push_back({{"scorer", c.scorer}, {"synthetic_auroc", 100 * c.synthetic_auroc}});

@@ -75,7 +75,7 @@ FSAD_JSON_ENUM(View, parse_view, to_string)
 FSAD_JSON_ENUM(Flips, parse_flips, to_string)
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PatchConfig, map_sigma, coreset, max_bank, stages, flip_ratio,
-                                                fallback_auroc, tile_overlap)
+                                                fallback_auroc, tile_overlap, second_view)
 // Not stored: threads and device (where a model runs is the loader's choice).
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DetectorConfig, backbone, width, weights, adapt, resolution,
                                                 resize_short, n_augment, scorer, view, max_aspect, auto_global,

@@ -96,6 +96,8 @@ Detector::Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone)
                2 * method::kTileAlign, ", 4096] px, got ", cfg_.tiles);
     FSAD_CHECK(cfg_.patch.tile_overlap >= 0 && cfg_.patch.tile_overlap <= 0.5,
                "Detector: patch.tile_overlap must lie in [0, 0.5], got ", cfg_.patch.tile_overlap);
+    FSAD_CHECK(cfg_.patch.second_view == 0 || (cfg_.patch.second_view >= 0.125 && cfg_.patch.second_view <= 4),
+               "Detector: patch.second_view must be 0 (one view) or lie in [0.125, 4], got ", cfg_.patch.second_view);
     FSAD_CHECK(cfg_.threshold_quantile > 0 && cfg_.threshold_quantile <= 1, "Detector: threshold_quantile in (0, 1]");
     FSAD_CHECK(cfg_.spread_prior >= 0 && cfg_.spread_prior <= 10 && cfg_.spread_prior_weight >= 0 &&
                    cfg_.spread_prior_weight <= 1e6,
@@ -143,6 +145,7 @@ void Detector::check_image(const Tensor& img) const {
     if (cfg_.scorer == Scorer::Global || cfg_.scorer == Scorer::Auto) return;  // views run whole
     const auto [h, w] = view_size(img.dim(1), img.dim(2));
     (void)tile_of(h, w);
+    if (second_) second_->check_image(img);
 }
 
 int64_t Detector::tile_of(int64_t h, int64_t w) const {
@@ -326,6 +329,9 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
                " scorer needs at least 2 normal images (its threshold is calibrated by leaving each one out), got ",
                normal.size());
     held_out_.clear();
+    second_.reset();
+    view_scale_ = {0, 0};
+    const DetectorConfig requested = cfg_;  // the second view starts from it (Auto still auto)
     if (auto_resolution_) cfg_.resolution = auto_resolution(normal);  // a refit chooses again
     cfg_.byol.augment.size = cfg_.resolution;
     if (cfg_.adapt && cfg_.byol.steps > 0) {
@@ -367,8 +373,14 @@ void Detector::fit(const std::vector<Tensor>& normal, const std::function<void(c
     if (patch) {
         for (size_t i = 0; i < views.size(); ++i) check_tiles(views[i], "Detector::fit: image ", i);
         fit_patch(views, copies, progress);
+        if (cfg_.patch.second_view > 0 && cfg_.scorer != Scorer::Global && cfg_.view != View::Native &&
+            second_resolution() != cfg_.resolution)
+            fit_second_view(normal, requested, progress);
+        else
+            cfg_.patch.second_view = 0;  // one view (the model file says so)
         return;
     }
+    cfg_.patch.second_view = 0;
     // the paper's global Gaussian: fitted on the copies (or, with N_A = 0, on the shots' views)
     const std::vector<Tensor>& sample = A > 0 ? copies : views;
     const int64_t per = std::max<int64_t>(A, 1), total = n * per;
@@ -673,6 +685,47 @@ void Detector::fit_patch(const std::vector<Tensor>& views, const std::vector<Ten
     held_out_ = held[best];
 }
 
+int64_t Detector::second_resolution() const {
+    return std::clamp<int64_t>(16 * std::lround(static_cast<double>(cfg_.resolution) * cfg_.patch.second_view / 16), 32, 4096);
+}
+
+void Detector::fit_second_view(const std::vector<Tensor>& normal, const DetectorConfig& requested,
+                               const std::function<void(const FitProgress&)>& progress) {
+    // the second view's detector: the configuration fit was given, at the second resolution, with
+    // the scorer this view chose (a fixed patch scorer fits no synthetic defects: its held-out
+    // scores are the ones Auto's choice had), its own mirror test, shots view and threshold; the
+    // backbone is this one's (already fine-tuned when adapt)
+    const double f = cfg_.patch.second_view;
+    DetectorConfig c = requested;
+    c.resolution = second_resolution();
+    c.scorer = cfg_.scorer;
+    c.adapt = false;
+    c.patch.second_view = 0;
+    c.view_h = c.view_w = 0;
+    if (c.resize_short > 0)
+        c.resize_short = std::max(c.resolution, static_cast<int64_t>(std::lround(static_cast<double>(c.resize_short) * f)));
+    if (c.tiles > 0)
+        c.tiles = std::clamp<int64_t>(method::kTileAlign * std::lround(static_cast<double>(c.tiles) * f / method::kTileAlign),
+                                      2 * method::kTileAlign, 4096);
+    auto second = std::shared_ptr<Detector>(new Detector(c, backbone_));
+    second->fit(normal, [&](const FitProgress& p) {
+        if (progress) progress({"second view: " + p.stage, p.done, p.total, p.loss});
+    });
+    // each view's held-out scores over its own threshold, summed: the sum's threshold is the same
+    // bound over those sums (both lists are in shot order)
+    const std::vector<float>& h1 = held_out_;
+    const std::vector<float>& h2 = second->held_out_;
+    FSAD_CHECK(h1.size() == normal.size() && h2.size() == normal.size() && threshold_ > 0 && second->threshold_ > 0,
+               "Detector::fit: the second view's held-out scores do not match the first's");
+    view_scale_ = {threshold_, second->threshold_};
+    std::vector<float> sum(h1.size());
+    for (size_t i = 0; i < sum.size(); ++i)
+        sum[i] = static_cast<float>(static_cast<double>(h1[i]) / view_scale_[0] + static_cast<double>(h2[i]) / view_scale_[1]);
+    threshold_ = prediction_bound(sum, std::min(cfg_.threshold_quantile, 1 - 1e-9), cfg_.spread_prior, cfg_.spread_prior_weight);
+    held_out_ = std::move(sum);
+    second_ = std::move(second);
+}
+
 void Detector::fit_files(const std::vector<std::string>& paths, const std::function<void(const FitProgress&)>& progress) {
     FSAD_CHECK(!paths.empty(), "Detector::fit_files: no image files given");
     std::vector<Tensor> imgs;
@@ -700,6 +753,25 @@ Detector::Scored Detector::score_views(const std::vector<Tensor>& images, bool w
     }
     for (size_t i = 0; i < prepared.size(); ++i) check_tiles(prepared[i], "Detector::score: image ", i);
     patch_score(prepared, out, want_maps);
+    if (!second_) return out;
+    // the second view: each view's scores (and maps) over its own threshold, summed
+    const Scored two = second_->score_views(images, want_maps);
+    const double a = 1 / view_scale_[0], b = 1 / view_scale_[1];
+    for (size_t i = 0; i < out.scores.size(); ++i)
+        out.scores[i] = static_cast<float>(a * static_cast<double>(out.scores[i]) + b * static_cast<double>(two.scores[i]));
+    for (size_t i = 0; i < out.maps.size(); ++i) {
+        Tensor& m = out.maps[i];
+        const Tensor& m2 = two.maps[i];
+        const Tensor up = m2.dim(0) == m.dim(0) && m2.dim(1) == m.dim(1)
+                              ? m2
+                              : io::resize_bilinear(m2.reshape(Shape{1, m2.dim(0), m2.dim(1)}), m.dim(0), m.dim(1));
+        Tensor sum = Tensor::empty(m.shape());
+        const float* p = m.data();
+        const float* q = up.data();
+        for (int64_t k = 0; k < m.numel(); ++k)
+            sum.data()[k] = static_cast<float>(a * static_cast<double>(p[k]) + b * static_cast<double>(q[k]));
+        m = sum;
+    }
     return out;
 }
 
@@ -749,29 +821,33 @@ double calibrate_threshold(const std::vector<Tensor>& f, int64_t n, int64_t A, c
     return scores[lo] + (pos - static_cast<double>(lo)) * (scores[hi] - scores[lo]);
 }
 
-void Detector::save(const std::string& path) const {
-    FSAD_CHECK(fitted(), "Detector::save: the detector is not fitted");
-    std::map<std::string, Tensor> t;
-    for (auto& [k, v] : backbone_->state_dict()) t["backbone." + k] = v.is_cuda() ? v.to(Device::cpu()) : v;
+void Detector::put_scorer(std::map<std::string, Tensor>& t, const std::string& prefix) const {
     const Scorer sc = cfg_.scorer;
     FSAD_CHECK(sc != Scorer::Auto, "Detector::save: no scorer was chosen");  // fit replaces Auto
     if (sc == Scorer::Global) {
-        t["density.mean"] = density_.mean();
-        t["density.cholesky"] = density_.cholesky();
+        t[prefix + "density.mean"] = density_.mean();
+        t[prefix + "density.cholesky"] = density_.cholesky();
     }
     if (sc == Scorer::PatchGauss || sc == Scorer::PatchSum) {
-        t["patch.mean"] = patch_density_.mean();
-        t["patch.cholesky"] = patch_density_.cholesky();
+        t[prefix + "patch.mean"] = patch_density_.mean();
+        t[prefix + "patch.cholesky"] = patch_density_.cholesky();
     }
-    if (sc == Scorer::PatchKnn || sc == Scorer::PatchSum) t["patch.bank"] = knn_.bank();
+    if (sc == Scorer::PatchKnn || sc == Scorer::PatchSum) t[prefix + "patch.bank"] = knn_.bank();
     if (sc == Scorer::PatchSum) {  // the divisors of the two scorers' patch scores
         Tensor scale = Tensor::empty(Shape{2});
         scale.data()[0] = static_cast<float>(patch_scale_[0]);
         scale.data()[1] = static_cast<float>(patch_scale_[1]);
-        t["patch.scale"] = scale;
+        t[prefix + "patch.scale"] = scale;
     }
+}
+
+void Detector::save(const std::string& path) const {
+    FSAD_CHECK(fitted(), "Detector::save: the detector is not fitted");
+    std::map<std::string, Tensor> t;
+    for (auto& [k, v] : backbone_->state_dict()) t["backbone." + k] = v.is_cuda() ? v.to(Device::cpu()) : v;
+    put_scorer(t, "");
     std::map<std::string, std::string> meta{{"format", kFormat},
-                                            {"version", std::to_string(kVersion)},
+                                            {"version", std::to_string(second_ ? kVersion : 2)},  // one view: older fsad reads it
                                             {"config", to_json(cfg_)},
                                             {"threshold", json(threshold_).dump()}};
     // MobileNetV2 variants of the loaded checkpoint travel with the model
@@ -781,8 +857,56 @@ void Detector::save(const std::string& path) const {
     meta["activation"] = bc.activation == math::Activation::ReLU ? "relu" : "relu6";
     std::string signed_meta = meta["format"] + meta["version"] + meta["config"] + meta["threshold"] +
                               meta["first_block_expand"] + meta["inverted_residual_setting"] + meta["activation"];
+    if (second_) {  // the second view's scorer and configuration (the backbone is the same), the divisors
+        second_->put_scorer(t, "view2.");
+        Tensor scale = Tensor::empty(Shape{2});
+        scale.data()[0] = static_cast<float>(view_scale_[0]);
+        scale.data()[1] = static_cast<float>(view_scale_[1]);
+        t["view2.scale"] = scale;
+        meta["view2.config"] = to_json(second_->cfg_);
+        signed_meta += meta["view2.config"];
+    }
     meta["checksum"] = std::to_string(checksum(t, signed_meta));
     io::write_safetensors(path, t, meta);
+}
+
+void Detector::get_scorer(const std::map<std::string, Tensor>& t, const std::string& prefix, const std::string& path) {
+    auto need = [&](const char* k) -> const Tensor& {
+        auto it = t.find(prefix + k);
+        if (it == t.end()) throw FormatError(path + ": tensor '" + prefix + k + "' missing");
+        return it->second;
+    };
+    try {
+        method::GaussianOptions gopt = cfg_.density;
+        gopt.l2_normalize = false;
+        auto bank = [&]() -> const Tensor& {
+            const Tensor& b = need("patch.bank");
+            if (b.ndim() != 2 || b.dim(0) < 1) throw FormatError(path + ": tensor '" + prefix + "patch.bank' must be [M, C]");
+            return b;
+        };
+        switch (cfg_.scorer) {
+            case Scorer::Global: density_.set(need("density.mean"), need("density.cholesky"), cfg_.density); break;
+            case Scorer::PatchGauss: patch_density_.set(need("patch.mean"), need("patch.cholesky"), gopt); break;
+            case Scorer::PatchKnn: knn_.fit(bank()); break;
+            case Scorer::PatchSum: {
+                patch_density_.set(need("patch.mean"), need("patch.cholesky"), gopt);
+                knn_.fit(bank());
+                const Tensor& scale = need("patch.scale");
+                if (scale.numel() != 2 || !(scale.data()[0] > 0) || !(scale.data()[1] > 0) ||
+                    !std::isfinite(scale.data()[0]) || !std::isfinite(scale.data()[1]))
+                    throw FormatError(path + ": tensor '" + prefix + "patch.scale' must hold two positive finite divisors");
+                if (patch_density_.mean().numel() != knn_.bank().dim(1))
+                    throw FormatError(path + ": the patch Gaussian and the memory bank differ in feature size");
+                patch_scale_ = {scale.data()[0], scale.data()[1]};
+                break;
+            }
+            case Scorer::Auto: throw FormatError(path + ": the model file names no fitted scorer ('auto')");
+        }
+    } catch (const FormatError&) {
+        throw;
+    } catch (const Error& e) {
+        throw FormatError(path + ": " + e.what());
+    }
 }
 
 Detector Detector::load(const std::string& path, Device device) {
@@ -793,11 +917,12 @@ Detector Detector::load(const std::string& path, Device device) {
         return it->second;
     };
     if (meta("format") != kFormat) throw FormatError(path + ": not an fsad model file (format '" + meta("format") + "')");
-    if (meta("version") != std::to_string(kVersion) && meta("version") != "1")
+    if (meta("version") != "3" && meta("version") != "2" && meta("version") != "1")
         throw FormatError(path + ": model file version " + meta("version") + ", this fsad reads versions 1 to " +
                           std::to_string(kVersion));
-    const std::string signed_meta = meta("format") + meta("version") + meta("config") + meta("threshold") +
-                                    meta("first_block_expand") + meta("inverted_residual_setting") + meta("activation");
+    std::string signed_meta = meta("format") + meta("version") + meta("config") + meta("threshold") +
+                              meta("first_block_expand") + meta("inverted_residual_setting") + meta("activation");
+    if (auto v2 = st.metadata.find("view2.config"); v2 != st.metadata.end()) signed_meta += v2->second;
 #ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION  // tests/fuzz: mutated files reach the parsing below
     if (meta("checksum") != std::to_string(checksum(st.tensors, signed_meta)))
         throw FormatError(path + ": checksum mismatch: the model file was modified or damaged");
@@ -829,41 +954,33 @@ Detector Detector::load(const std::string& path, Device device) {
     }
     d.backbone_->eval();
     d.backbone_->prepare_inference();
-    auto need = [&](const char* k) -> const Tensor& {
-        auto it = st.tensors.find(k);
-        if (it == st.tensors.end()) throw FormatError(path + ": tensor '" + std::string(k) + "' missing");
-        return it->second;
-    };
-    try {
-        method::GaussianOptions gopt = cfg.density;
-        gopt.l2_normalize = false;
-        auto bank = [&]() -> const Tensor& {
-            const Tensor& b = need("patch.bank");
-            if (b.ndim() != 2 || b.dim(0) < 1) throw FormatError(path + ": tensor 'patch.bank' must be [M, C]");
-            return b;
-        };
-        switch (cfg.scorer) {
-            case Scorer::Global: d.density_.set(need("density.mean"), need("density.cholesky"), cfg.density); break;
-            case Scorer::PatchGauss: d.patch_density_.set(need("patch.mean"), need("patch.cholesky"), gopt); break;
-            case Scorer::PatchKnn: d.knn_.fit(bank()); break;
-            case Scorer::PatchSum: {
-                d.patch_density_.set(need("patch.mean"), need("patch.cholesky"), gopt);
-                d.knn_.fit(bank());
-                const Tensor& scale = need("patch.scale");
-                if (scale.numel() != 2 || !(scale.data()[0] > 0) || !(scale.data()[1] > 0) ||
-                    !std::isfinite(scale.data()[0]) || !std::isfinite(scale.data()[1]))
-                    throw FormatError(path + ": tensor 'patch.scale' must hold two positive finite divisors");
-                if (d.patch_density_.mean().numel() != d.knn_.bank().dim(1))
-                    throw FormatError(path + ": the patch Gaussian and the memory bank differ in feature size");
-                d.patch_scale_ = {scale.data()[0], scale.data()[1]};
-                break;
-            }
-            case Scorer::Auto: throw FormatError(path + ": the model file names no fitted scorer ('auto')");
+    d.get_scorer(st.tensors, "", path);
+    auto it = st.metadata.find("view2.config");
+    if (it == st.metadata.end()) {
+        d.cfg_.patch.second_view = 0;  // one view (files before version 3 have no such key)
+    } else {
+        try {
+            DetectorConfig c2 = detector_config_from_json(it->second);
+            c2.weights.clear();
+            c2.device = device;
+            if (d.cfg_.patch.second_view <= 0 || c2.patch.second_view != 0 || c2.scorer == Scorer::Global ||
+                c2.scorer == Scorer::Auto)
+                throw FormatError("the second view's configuration does not fit the first's");
+            d.second_ = std::shared_ptr<Detector>(new Detector(c2, d.backbone_));
+        } catch (const FormatError& e) {
+            throw FormatError(path + ": " + e.what());
+        } catch (const std::exception& e) {
+            throw FormatError(path + ": invalid second view configuration in the model file (" + e.what() + ")");
         }
-    } catch (const FormatError&) {
-        throw;
-    } catch (const Error& e) {
-        throw FormatError(path + ": " + e.what());
+        d.second_->get_scorer(st.tensors, "view2.", path);
+        auto sc = st.tensors.find("view2.scale");
+        if (sc == st.tensors.end()) throw FormatError(path + ": tensor 'view2.scale' missing");
+        const Tensor& v = sc->second;
+        if (v.numel() != 2 || !(v.data()[0] > 0) || !(v.data()[1] > 0) || !std::isfinite(v.data()[0]) ||
+            !std::isfinite(v.data()[1]))
+            throw FormatError(path + ": tensor 'view2.scale' must hold two positive finite divisors");
+        d.view_scale_ = {v.data()[0], v.data()[1]};
+        d.second_->threshold_ = d.view_scale_[1];
     }
     d.threshold_ = thr;
     return d;

@@ -56,6 +56,9 @@ struct RunResult {
     std::string scorer;          ///< the fitted detector's scorer (Scorer::Auto's choice)
     std::string flips;           ///< mirrored shots used: "on" / "off" (Flips::Auto's choice)
     double flip_ratio = 0;       ///< Flips::Auto's measurement (0: not measured)
+    int64_t second_view = 0;     ///< PatchConfig::second_view: the second view's resolution, px (0: one view)
+    std::string second_flips;    ///< its mirrored shots: "on" / "off"
+    double second_flip_ratio = 0;  ///< its Flips::Auto measurement (0: not measured)
     std::vector<Detector::Candidate> selection;  ///< Scorer::Auto's synthetic AUROCs
     int64_t pixel_images = 0;    ///< images in it: the normals and the anomalies with a mask
     double threshold = 0;        ///< the detector's calibrated threshold

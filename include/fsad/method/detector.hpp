@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -72,6 +73,17 @@ struct PatchConfig {
     /// DetectorConfig::tiles: neighbouring tiles overlap by at least this fraction of a tile (the
     /// cells nearer a tile's border than half the overlap come from its neighbour)
     double tile_overlap = 0.25;
+    /// A second view of every image, at this fraction of the working resolution (rounded to a
+    /// multiple of 16 px, at least 32; 0 = one view): fit fits the chosen patch scorer again at that
+    /// resolution on the same backbone (its own mirror test and threshold), and an image's score is
+    /// the sum of the two views' scores, each divided by its own view's threshold
+    /// (Detector::view_scale); the anomaly map is the sum of the two maps divided the same way, the
+    /// second upsampled to the first view's size. Coarser patches see large defects whole (Magnetic
+    /// Tile's Uneven regions: +3.7 to +4.2 image AUROC at 5/7) and the finer view keeps the small
+    /// ones (docs/results.md, "Two views"). The global scorer, View::Native (whose views are not
+    /// resized) and a second resolution equal to the first keep one view; fit then stores 0.
+    /// Default 5/7: 224 px -> 160, 448 -> 320.
+    double second_view = 5.0 / 7.0;
 };
 
 /// The defaults are the recipe measured best across every dataset fsad was evaluated on
@@ -207,9 +219,16 @@ public:
     /// spread prior: a patch at 1 lies at about that scorer's threshold); {0, 0} for the other scorers.
     std::array<double, 2> patch_scale() const { return patch_scale_; }
     /// The patch scorers' (and the fallback's) held-out scores, one per shot (each shot's view scored
-    /// by the scorer fitted on the other shots), that the threshold was calibrated on; empty for
-    /// the global scorer's own fit and for a loaded model.
+    /// by the scorer fitted on the other shots; with a second view, the two views' held-out scores
+    /// each over its view's threshold, summed), that the threshold was calibrated on; empty for the
+    /// global scorer's own fit and for a loaded model.
     const std::vector<float>& held_out_scores() const { return held_out_; }
+    /// PatchConfig::second_view: the detector of the second view (its own config(), threshold(),
+    /// held_out_scores(), flip_ratio(); it shares this detector's backbone); null with one view.
+    const Detector* second_view() const { return second_.get(); }
+    /// With a second view: the divisors of the first and the second view's scores (each view's own
+    /// threshold); {0, 0} with one view.
+    std::array<double, 2> view_scale() const { return view_scale_; }
 
     bool fitted() const { return density_.fitted() || patch_density_.fitted() || knn_.fitted(); }
     const DetectorConfig& config() const { return cfg_; }
@@ -219,7 +238,9 @@ public:
     nn::Backbone& backbone() const { return *backbone_; }
 
     static constexpr const char* kFormat = "fsad-detector";
-    static constexpr int kVersion = 2;  ///< 2: scorers and views; version 1 files still load
+    /// 3: a second view (files of one view are written as version 2, which fsad before it reads);
+    /// 2: scorers and views; versions 1 and 2 still load
+    static constexpr int kVersion = 3;
 
 private:
     Detector(DetectorConfig cfg, std::shared_ptr<nn::Backbone> backbone);  // load(): backbone built once
@@ -242,6 +263,14 @@ private:
     void check_tiles(const Tensor& view, const char* where, size_t i) const;
     void fit_patch(const std::vector<Tensor>& normal_views, const std::vector<Tensor>& copies,
                    const std::function<void(const FitProgress&)>& progress);
+    // PatchConfig::second_view: fits second_ on `normal` after this detector's own fit (requested:
+    // the configuration fit was called with) and recalibrates the threshold on the two views' sum
+    void fit_second_view(const std::vector<Tensor>& normal, const DetectorConfig& requested,
+                         const std::function<void(const FitProgress&)>& progress);
+    int64_t second_resolution() const;  // the second view's resolution (PatchConfig::second_view)
+    // the scorer's tensors under `prefix` (save) and back (load); `path` names the file in errors
+    void put_scorer(std::map<std::string, Tensor>& t, const std::string& prefix) const;
+    void get_scorer(const std::map<std::string, Tensor>& t, const std::string& prefix, const std::string& path);
     DetectorConfig cfg_;
     std::shared_ptr<nn::Backbone> backbone_;
     method::GaussianDensity density_;        // Scorer::Global
@@ -251,6 +280,8 @@ private:
     std::vector<Candidate> selection_;       // Scorer::Auto's table
     double flip_ratio_ = 0;                  // Flips::Auto's measurement
     std::vector<float> held_out_;            // the threshold's held-out scores (patch fits)
+    std::shared_ptr<Detector> second_;       // PatchConfig::second_view's detector (shares backbone_)
+    std::array<double, 2> view_scale_{0, 0};  // with second_: the two views' divisors
     double threshold_ = 0;
     bool auto_resolution_ = false;           // resolution 0 given: fit chooses it (auto_resolution)
 };
