@@ -719,6 +719,31 @@ TEST_CASE("cuda: a Detector fitted and scored on the GPU matches the CPU") {
         }
     }
 
+    // two views (PatchConfig::second_view): the second view's scores and maps on the GPU, added to
+    // the first's over their thresholds
+    {
+        DetectorConfig v = p;
+        v.scorer = Scorer::PatchGauss;
+        v.flips = Flips::Off;
+        v.resolution = 64;
+        v.patch.second_view = 0.5;
+        v.device = Device::cpu();
+        Detector vc(v);
+        vc.fit(shots);
+        v.device = kGpu;
+        Detector vg(v);
+        vg.fit(shots);
+        REQUIRE(vc.second_view() != nullptr);
+        REQUIRE(vg.second_view() != nullptr);
+        CHECK(vg.view_scale()[1] == doctest::Approx(vc.view_scale()[1]).epsilon(2e-2));
+        CHECK(vg.threshold() == doctest::Approx(vc.threshold()).epsilon(2e-2));
+        const Detector::Scored va = vc.score_views(test, true), vb = vg.score_views(test, true);
+        for (size_t i = 0; i < test.size(); ++i) {
+            CHECK(vb.scores[i] == doctest::Approx(va.scores[i]).epsilon(2e-2));
+            close(va.maps[i], gpu(vb.maps[i]), "two views' anomaly map", 2e-2f, 1e-3f);
+        }
+    }
+
     // tiled native views: the tiles' features stitched on the GPU (ops::split, ops::concat)
     DetectorConfig t = p;
     t.scorer = Scorer::PatchGauss;

@@ -275,6 +275,8 @@ TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps
     }
     eval::ProtocolOptions po;
     po.detector = tiny(Scorer::PatchGauss);
+    po.detector.resolution = 64;
+    po.detector.patch.second_view = 0.5;  // two views: the maps summed at the first view's size
     po.shots = {3};
     po.seeds = 2;
     po.gallery = 1;
@@ -282,6 +284,7 @@ TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps
     const eval::EvalResult r = eval::run_protocol(data::load_mvtec(td.path.string()), po);
     REQUIRE(r.runs.size() == 2);
     for (const auto& x : r.runs) {
+        CHECK(x.second_view == 32);
         CHECK(x.pixel_images == 6);
         CHECK((x.pixel_auroc > 0.0 && x.pixel_auroc <= 1.0));
         CHECK((x.pro >= 0.0 && x.pro <= 1.0));
@@ -310,6 +313,7 @@ TEST_CASE("protocol: a dataset with masks gets pixel AUROC, PRO and gallery maps
     CHECK(io::read_file(dir + "/report.md").find("; PRO ") != std::string::npos);
     CHECK(io::read_file(dir + "/report.md").find("; pixel ") != std::string::npos);  // the by-kind table
     CHECK(io::read_file(dir + "/report.json").find("\"pixel_auroc_by_kind\": {") != std::string::npos);
+    CHECK(io::read_file(dir + "/report.json").find("\"second_view\": {") != std::string::npos);
 }
 
 TEST_CASE("backbones: forward_stages gives forward_features' stage maps and stops there") {

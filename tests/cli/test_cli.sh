@@ -74,6 +74,26 @@ b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]
 c=json.loads(json.loads(b[8:8+n])['__metadata__']['config'])
 assert c['resolution']==224, c['resolution']
 " "$W/ma.fsad" && ok "auto chose 224 px for small shots and the model keeps it" || bad "auto chose 224 px for small shots and the model keeps it"
+contains "$W/out" "second view 160 x 160 px" "fit names the second view (5/7 of 224 px)"
+python3 -c "
+import json,struct,sys
+b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]
+h=json.loads(b[8:8+n]); m=h['__metadata__']
+assert m['version']=='3', m['version']
+assert json.loads(m['view2.config'])['resolution']==160
+assert 'view2.patch.mean' in h and 'view2.scale' in h
+" "$W/ma.fsad" && ok "the model file (version 3) holds the second view's scorer" || bad "the model file (version 3) holds the second view's scorer"
+expect 0 "score a two-view model with maps" "$FSAD" score -m "$W/ma.fsad" "$W/ds/metal/test" --maps "$W/maps2" --json
+ls "$W"/maps2/*.png >/dev/null 2>&1 && ok "the two views' maps are written" || bad "the two views' maps are written"
+expect 0 "fit with one view (--second-view 0)" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 3 --res auto --backbone resnet18 \
+  --weights none --width 0.125 --scorer patch-gauss --second-view 0 --threads 2 -o "$W/m1.fsad"
+grep -q "second view" "$W/out" && bad "one view: fit names no second view" || ok "one view: fit names no second view"
+python3 -c "
+import json,struct,sys
+b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]
+m=json.loads(b[8:8+n])['__metadata__']
+assert m['version']=='2' and 'view2.config' not in m, m['version']
+" "$W/m1.fsad" && ok "a one-view model file stays version 2" || bad "a one-view model file stays version 2"
 expect 0 "fit with frozen stages" "$FSAD" -q fit --normal "$W/ds/metal/train/good" --shots 5 --steps 2 --freeze-stages 3 "${TINY[@]}" -o "$W/mf.fsad"
 expect 1 "fit with more frozen stages than the backbone has" "$FSAD" fit --normal "$W/ds/metal/train/good" --steps 2 --freeze-stages 5 "${TINY[@]}" -o "$W/x.fsad"
 contains "$W/err" "frozen_stages must lie in [0, 4]" "the stage count is named"
