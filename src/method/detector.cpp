@@ -964,7 +964,8 @@ Detector Detector::load(const std::string& path, Device device) {
             c2.weights.clear();
             c2.device = device;
             if (d.cfg_.patch.second_view <= 0 || c2.patch.second_view != 0 || c2.scorer == Scorer::Global ||
-                c2.scorer == Scorer::Auto)
+                c2.scorer == Scorer::Auto || c2.backbone != d.cfg_.backbone || c2.width != d.cfg_.width ||
+                c2.patch.stages != d.cfg_.patch.stages)
                 throw FormatError("the second view's configuration does not fit the first's");
             d.second_ = std::shared_ptr<Detector>(new Detector(c2, d.backbone_));
         } catch (const FormatError& e) {
