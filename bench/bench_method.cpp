@@ -113,29 +113,45 @@ BENCHMARK(augment_views)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRe
 namespace {
 // The detector with each scorer (issue 19: "fit and scoring time per image for each scorer"):
 // a fit on 10 shots and scoring 32 images, 224 px, MobileNetV2 (the default), no fine-tuning.
-// range(0): scorer (0 global, 1 patch-gauss, 2 patch-knn, 3 patch-sum).
+// range(0): scorer (0 global, 1 patch-gauss, 2 patch-knn, 3 patch-sum); range(1): the patch
+// scorers' views (2: the default second view at 160 px, 1: --second-view 0; the global scorer has one).
+Detector views_detector(const benchmark::State& st) {
+    Detector det = bench::bench_detector(bench::kScorers[st.range(0)], nn::BackboneKind::MobileNetV2, Device::cpu(), 224);
+    if (st.range(1) != 1) return det;
+    DetectorConfig c = det.config();
+    c.patch.second_view = 0;
+    return Detector(c);
+}
+std::string views_label(const Detector& det) {
+    return to_string(det.config().scorer) + (det.second_view() ? ", two views" : ", one view");
+}
+
 void detector_fit(benchmark::State& st) {
     bench::set_threads_once();
-    const Scorer sc = bench::kScorers[st.range(0)];
     const std::vector<Tensor> shots = bench::random_images(10, 224, 5);
+    std::string label;
     for (auto _ : st) {
-        Detector det = bench::bench_detector(sc, nn::BackboneKind::MobileNetV2, Device::cpu(), 224);
+        Detector det = views_detector(st);
         det.fit(shots);
         benchmark::DoNotOptimize(det.threshold());
+        label = views_label(det);
     }
-    st.SetLabel(to_string(sc));
+    st.SetLabel(label);
 }
 
 void detector_score(benchmark::State& st) {
     bench::set_threads_once();
-    const Scorer sc = bench::kScorers[st.range(0)];
-    Detector det = bench::bench_detector(sc, nn::BackboneKind::MobileNetV2, Device::cpu(), 224);
+    Detector det = views_detector(st);
     det.fit(bench::random_images(10, 224, 5));
     const std::vector<Tensor> imgs = bench::random_images(32, 224, 6);
     det.score(imgs);  // warm-up (allocator, prepared convolutions)
     for (auto _ : st) benchmark::DoNotOptimize(det.score(imgs));
     bench::rate(st, "img/s", static_cast<double>(imgs.size()));
-    st.SetLabel(to_string(sc));
+    st.SetLabel(views_label(det));
+}
+// (scorer, views): the global scorer; each patch scorer with the default two views; patch-sum with one
+void detector_cases(benchmark::internal::Benchmark* b) {
+    b->Args({0, 1})->Args({1, 2})->Args({2, 2})->Args({3, 2})->Args({3, 1});
 }
 
 // Tiles (DetectorConfig::tiles): patch-sum scoring 8 long images (224 x 1344, 6:1, native view)
@@ -161,6 +177,6 @@ void detector_score_tiles(benchmark::State& st) {
 }
 }  // namespace
 
-BENCHMARK(detector_fit)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
-BENCHMARK(detector_score)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(detector_fit)->Apply(detector_cases)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK(detector_score)->Apply(detector_cases)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(detector_score_tiles)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
