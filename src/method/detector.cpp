@@ -759,18 +759,13 @@ Detector::Scored Detector::score_views(const std::vector<Tensor>& images, bool w
     const double a = 1 / view_scale_[0], b = 1 / view_scale_[1];
     for (size_t i = 0; i < out.scores.size(); ++i)
         out.scores[i] = static_cast<float>(a * static_cast<double>(out.scores[i]) + b * static_cast<double>(two.scores[i]));
-    for (size_t i = 0; i < out.maps.size(); ++i) {
+    for (size_t i = 0; i < out.maps.size(); ++i) {  // the second map upsampled to the first view's size
         Tensor& m = out.maps[i];
         const Tensor& m2 = two.maps[i];
-        const Tensor up = m2.dim(0) == m.dim(0) && m2.dim(1) == m.dim(1)
+        const Tensor up = m2.shape() == m.shape()
                               ? m2
-                              : io::resize_bilinear(m2.reshape(Shape{1, m2.dim(0), m2.dim(1)}), m.dim(0), m.dim(1));
-        Tensor sum = Tensor::empty(m.shape());
-        const float* p = m.data();
-        const float* q = up.data();
-        for (int64_t k = 0; k < m.numel(); ++k)
-            sum.data()[k] = static_cast<float>(a * static_cast<double>(p[k]) + b * static_cast<double>(q[k]));
-        m = sum;
+                              : io::resize_bilinear(m2.reshape(Shape{1, m2.dim(0), m2.dim(1)}), m.dim(0), m.dim(1)).reshape(m.shape());
+        m = ops::axpby(static_cast<float>(a), m, static_cast<float>(b), up);
     }
     return out;
 }
