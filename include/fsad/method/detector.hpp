@@ -79,7 +79,7 @@ struct PatchConfig {
     /// the sum of the two views' scores, each divided by its own view's threshold
     /// (Detector::view_scale); the anomaly map is the sum of the two maps divided the same way, the
     /// second upsampled to the first view's size. Coarser patches see large defects whole (Magnetic
-    /// Tile's Uneven regions: +3.7 to +4.2 image AUROC at 5/7) and the finer view keeps the small
+    /// Tile's Uneven regions: +3.7 to +4.1 image AUROC at 5/7) and the finer view keeps the small
     /// ones (docs/results.md, "Two views"). The global scorer, View::Native (whose views are not
     /// resized) and a second resolution equal to the first keep one view; fit then stores 0.
     /// Default 5/7: 224 px -> 160, 448 -> 320.
