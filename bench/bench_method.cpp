@@ -41,6 +41,29 @@ BENCHMARK(density_fit)->Args({50, 512})->Args({500, 512})->Unit(benchmark::kMill
 BENCHMARK(density_score)->Args({10000, 512, 50})->Args({10000, 512, 500})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 namespace {
+// patch-knn's greedy k-centre coreset: 50,000 rows of 128-d (a 10-shot fit's patches with their
+// mirror images are 31,000-250,000 rows of 128-d), 10% kept. range(0): 0 isotropic Gaussian rows
+// (distances concentrate: the hardest case for the triangle-inequality skip), 1 rows in 64
+// clusters of spread 0.2 around unit-variance centres (patch features cluster by surface).
+void greedy_coreset(benchmark::State& st) {
+    bench::set_threads_once();
+    const int64_t M = 50000, C = 128, m = 5000;
+    Rng rng(7);
+    Tensor x = rng.normal_tensor(Shape{M, C}, 0, 1);
+    if (st.range(0) == 1) {
+        const Tensor centres = rng.normal_tensor(Shape{64, C}, 0, 1);
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t k = 0; k < C; ++k)
+                x.data()[i * C + k] = centres.data()[(i % 64) * C + k] + 0.2f * x.data()[i * C + k];
+    }
+    for (auto _ : st) benchmark::DoNotOptimize(method::greedy_coreset(x, m, 1).back());
+    bench::rate(st, "rows/s", static_cast<double>(M));
+}
+}  // namespace
+
+BENCHMARK(greedy_coreset)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+namespace {
 // One full fine-tuning step (BYOL + L_pp + L_np, Adam, EMA) of ResNet18 with BYOL's heads on
 // random views: the peer's --mode byol.
 void byol_step(benchmark::State& st) {

@@ -123,6 +123,43 @@ TEST_CASE("patch: greedy coreset picks the farthest point each time, determinist
     CHECK(method::greedy_coreset(x, 25, 4) != a);  // another seed starts elsewhere
 }
 
+TEST_CASE("patch: greedy coreset on clustered rows with duplicates (where the triangle-inequality skip acts) "
+          "still picks the farthest row each time") {
+    // 16 tight clusters of 250 rows in 24-d, every fifth row an exact copy of the row before it:
+    // once each cluster holds a centre, most rows are skipped; a wrongly skipped row keeps a
+    // too-large minimum and would be picked although another row lies farther from the centres
+    const int64_t M = 4000, C = 24, m = 400;
+    const Tensor centres = randn(Shape{16, C}, 5), noise = randn(Shape{M, C}, 6);
+    Tensor x = Tensor::empty(Shape{M, C});
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t k = 0; k < C; ++k)
+            x.data()[i * C + k] = i % 5 == 4 ? x.data()[(i - 1) * C + k]
+                                             : 3.0f * centres.data()[(i % 16) * C + k] + 0.3f * noise.data()[i * C + k];
+    const auto a = method::greedy_coreset(x, m, 9);
+    REQUIRE(a.size() == static_cast<size_t>(m));
+    std::vector<int64_t> sorted = a;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
+    std::vector<double> mind(static_cast<size_t>(M), 1e300);  // double-precision brute force along the picks
+    int64_t bad = 0;
+    for (size_t t = 0; t < a.size(); ++t) {
+        if (t > 0) {
+            const double best = *std::max_element(mind.begin(), mind.end());
+            if (!(mind[static_cast<size_t>(a[t])] >= best * (1 - 1e-5))) ++bad;
+        }
+        const float* c = x.data() + a[t] * C;
+        for (int64_t i = 0; i < M; ++i) {
+            double s = 0;
+            for (int64_t k = 0; k < C; ++k) s += std::pow(double(x.data()[i * C + k]) - c[k], 2);
+            mind[static_cast<size_t>(i)] = std::min(mind[static_cast<size_t>(i)], s);
+        }
+    }
+    CHECK(bad == 0);
+    // every cluster holds centres: the largest remaining squared distance is within-cluster (about
+    // 2 x 24 x 0.3^2 = 4.3 for two rows of one cluster), far below the clusters' spacing (~430)
+    CHECK(*std::max_element(mind.begin(), mind.end()) < 10);
+}
+
 TEST_CASE("patch: kNN distances equal brute force; bad banks are refused") {
     const Tensor bank = randn(Shape{300, 9}, 1), q = randn(Shape{1100, 9}, 2);  // > one 512-row chunk
     method::PatchKnn k;
