@@ -174,7 +174,7 @@ std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed) {
         for (int64_t k = 0; k < C; ++k) d += (a[k] - b[k]) * (a[k] - b[k]);
         return d;
     };
-    // mind[i]: squared distance from row i to the nearest centre chosen so far, near[i]: that
+    // mind[i]: squared distance from row i to the nearest centre chosen so far, nearest[i]: that
     // centre (its place in `out`; 0 before the first, whose cc is set to 0: nothing skipped). The
     // triangle inequality skips a row whose nearest centre a lies at least twice its distance from
     // the new centre c: then |r - c| >= |a - c| - |r - a| >= |r - a|, and the row's minimum cannot
@@ -185,7 +185,7 @@ std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed) {
     // centres cover the clusters (bench greedy_coreset: 6.8x faster on clustered rows, level on
     // isotropic ones).
     std::vector<float> mind(static_cast<size_t>(M), std::numeric_limits<float>::infinity());
-    std::vector<int32_t> near(static_cast<size_t>(M), 0);
+    std::vector<int32_t> nearest(static_cast<size_t>(M), 0);
     std::vector<float> centres(static_cast<size_t>(m * C));  // the chosen rows, contiguous
     std::vector<float> cc(static_cast<size_t>(m));           // squared distances, new centre to each earlier one
     Rng rng(seed);
@@ -208,11 +208,11 @@ std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed) {
 #pragma omp for schedule(static) nowait
             for (int64_t i = 0; i < M; ++i) {
                 float& md = mind[static_cast<size_t>(i)];
-                if (!(cc[static_cast<size_t>(near[static_cast<size_t>(i)])] >= kSkip * md)) {
+                if (!(cc[static_cast<size_t>(nearest[static_cast<size_t>(i)])] >= kSkip * md)) {
                     const float d = dist2(X + i * C, c);
                     if (d < md) {
                         md = d;
-                        near[static_cast<size_t>(i)] = static_cast<int32_t>(it);
+                        nearest[static_cast<size_t>(i)] = static_cast<int32_t>(it);
                     }
                 }
                 if (md > ld || (md == ld && i < lb)) {
