@@ -94,30 +94,38 @@ TEST_CASE("patch: anomaly_map without blur is the bilinear upsampling; a constan
     CHECK_THROWS_WITH_AS(method::anomaly_map(c.data(), 0, 3, 4, 4, 1.0), doctest::Contains("empty"), Error);
 }
 
+namespace {
+// greedy_coreset's picks `a` of the rows of x [M, C] against a double-precision brute force: the
+// picks are distinct and each after the first is (to 1e-5) the row farthest from the earlier
+// ones. Returns every row's squared distance to its nearest pick.
+std::vector<double> check_farthest_picks(const Tensor& x, const std::vector<int64_t>& a) {
+    const int64_t M = x.dim(0), C = x.dim(1);
+    std::vector<int64_t> sorted = a;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());  // distinct
+    std::vector<double> mind(static_cast<size_t>(M), 1e300);
+    for (size_t t = 0; t < a.size(); ++t) {
+        if (t > 0) {
+            const double best = *std::max_element(mind.begin(), mind.end());
+            CHECK(mind[static_cast<size_t>(a[t])] == doctest::Approx(best).epsilon(1e-5));
+        }
+        const float* c = x.data() + a[t] * C;
+        for (int64_t i = 0; i < M; ++i) {
+            double s = 0;
+            for (int64_t k = 0; k < C; ++k) s += std::pow(double(x.data()[i * C + k]) - c[k], 2);
+            mind[static_cast<size_t>(i)] = std::min(mind[static_cast<size_t>(i)], s);
+        }
+    }
+    return mind;
+}
+}  // namespace
+
 TEST_CASE("patch: greedy coreset picks the farthest point each time, deterministically per seed") {
     const Tensor x = randn(Shape{200, 6}, 11);
     const auto a = method::greedy_coreset(x, 25, 3), b = method::greedy_coreset(x, 25, 3);
     CHECK(a == b);
     REQUIRE(a.size() == 25);
-    std::vector<int64_t> sorted = a;
-    std::sort(sorted.begin(), sorted.end());
-    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());  // distinct
-    auto d2 = [&](int64_t i, int64_t j) {
-        double s = 0;
-        for (int64_t k = 0; k < 6; ++k) s += std::pow(double(x.data()[i * 6 + k]) - x.data()[j * 6 + k], 2);
-        return s;
-    };
-    // brute force: each pick after the first maximises the distance to the nearest earlier pick
-    for (size_t t = 1; t < a.size(); ++t) {
-        auto mind = [&](int64_t i) {
-            double m = 1e300;
-            for (size_t u = 0; u < t; ++u) m = std::min(m, d2(i, a[u]));
-            return m;
-        };
-        double best = 0;
-        for (int64_t i = 0; i < 200; ++i) best = std::max(best, mind(i));
-        CHECK(mind(a[t]) == doctest::Approx(best).epsilon(1e-5));
-    }
+    check_farthest_picks(x, a);
     const auto all = method::greedy_coreset(x, 500, 3);
     CHECK(all.size() == 200);
     CHECK(method::greedy_coreset(x, 25, 4) != a);  // another seed starts elsewhere
@@ -137,24 +145,7 @@ TEST_CASE("patch: greedy coreset on clustered rows with duplicates (where the tr
                                              : 3.0f * centres.data()[(i % 16) * C + k] + 0.3f * noise.data()[i * C + k];
     const auto a = method::greedy_coreset(x, m, 9);
     REQUIRE(a.size() == static_cast<size_t>(m));
-    std::vector<int64_t> sorted = a;
-    std::sort(sorted.begin(), sorted.end());
-    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
-    std::vector<double> mind(static_cast<size_t>(M), 1e300);  // double-precision brute force along the picks
-    int64_t bad = 0;
-    for (size_t t = 0; t < a.size(); ++t) {
-        if (t > 0) {
-            const double best = *std::max_element(mind.begin(), mind.end());
-            if (!(mind[static_cast<size_t>(a[t])] >= best * (1 - 1e-5))) ++bad;
-        }
-        const float* c = x.data() + a[t] * C;
-        for (int64_t i = 0; i < M; ++i) {
-            double s = 0;
-            for (int64_t k = 0; k < C; ++k) s += std::pow(double(x.data()[i * C + k]) - c[k], 2);
-            mind[static_cast<size_t>(i)] = std::min(mind[static_cast<size_t>(i)], s);
-        }
-    }
-    CHECK(bad == 0);
+    const std::vector<double> mind = check_farthest_picks(x, a);
     // every cluster holds centres: the largest remaining squared distance is within-cluster (about
     // 2 x 24 x 0.3^2 = 4.3 for two rows of one cluster), far below the clusters' spacing (~430)
     CHECK(*std::max_element(mind.begin(), mind.end()) < 10);

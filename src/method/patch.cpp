@@ -186,7 +186,6 @@ std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed) {
     // isotropic ones).
     std::vector<float> mind(static_cast<size_t>(M), std::numeric_limits<float>::infinity());
     std::vector<int32_t> nearest(static_cast<size_t>(M), 0);
-    std::vector<float> centres(static_cast<size_t>(m * C));  // the chosen rows, contiguous
     std::vector<float> cc(static_cast<size_t>(m));           // squared distances, new centre to each earlier one
     Rng rng(seed);
     int64_t cur = rng.integer(0, M - 1);
@@ -195,14 +194,13 @@ std::vector<int64_t> greedy_coreset(const Tensor& x, int64_t m, uint64_t seed) {
     for (int64_t it = 0; it < m; ++it) {
         out.push_back(cur);
         const float* c = X + cur * C;
-        std::copy(c, c + C, centres.begin() + it * C);
         if (it == 0) cc[0] = 0;  // no row is skipped for the first centre (every minimum is infinite)
         int64_t best = 0;
         float best_d = -1.0f;
 #pragma omp parallel
         {
 #pragma omp for schedule(static)
-            for (int64_t j = 0; j < it; ++j) cc[static_cast<size_t>(j)] = dist2(centres.data() + j * C, c);
+            for (int64_t j = 0; j < it; ++j) cc[static_cast<size_t>(j)] = dist2(X + out[static_cast<size_t>(j)] * C, c);
             int64_t lb = 0;
             float ld = -1.0f;
 #pragma omp for schedule(static) nowait
